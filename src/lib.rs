@@ -1,0 +1,10 @@
+//! kiln's shared library: everything both binaries need and nothing that links libtorch.
+//!
+//! The `kiln` console/CLI and the `kilnd` daemon both use this crate; only `kilnd`'s own
+//! module tree (`src/bin/kilnd/`) references burn (DESIGN §1).
+
+pub mod cli;
+pub mod fsx;
+pub mod home;
+pub mod names;
+pub mod registry;

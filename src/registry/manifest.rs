@@ -1,0 +1,95 @@
+//! The JSON documents the registry stores: model records, version manifests and aliases.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::names::{Digest, Name};
+
+/// `models/<model>/model.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelRecord {
+    pub name: Name,
+    /// What the model does, e.g. `image-classification`.
+    #[serde(default)]
+    pub task: String,
+    #[serde(default)]
+    pub description: String,
+    pub created_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub license: Option<String>,
+}
+
+/// The architecture a version's weights belong to, with the config that rebuilds it exactly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Architecture {
+    /// Zoo name: `mlp`, `cnn`, `rnn` or `mf`.
+    pub name: String,
+    /// The architecture's own serde config.
+    pub config: serde_json::Value,
+}
+
+/// The data a version was trained on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatasetRef {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<Digest>,
+}
+
+/// Points at another version (a parent in the lineage).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionLink {
+    pub model: Name,
+    pub version: u32,
+}
+
+/// Everything about a version except the number the registry assigns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VersionDraft {
+    pub architecture: Architecture,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<DatasetRef>,
+    #[serde(default)]
+    pub hyperparameters: BTreeMap<String, serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    #[serde(default)]
+    pub metrics: BTreeMap<String, f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<VersionLink>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+    /// Role → blob, e.g. `"weights" → sha256:…`.
+    pub blobs: BTreeMap<String, Digest>,
+    /// Device the weights were produced on (`cpu`, `cuda:0`), or `import`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// Where the weights came from when not trained here, e.g. `import:model.safetensors`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub libtorch_version: Option<String>,
+}
+
+/// `models/<model>/versions/<n>.json`: immutable once written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VersionManifest {
+    pub model: Name,
+    pub version: u32,
+    pub created_at: String,
+    pub kiln_version: String,
+    #[serde(flatten)]
+    pub draft: VersionDraft,
+}
+
+/// `models/<model>/aliases.json`: alias → version number.
+pub type Aliases = BTreeMap<Name, u32>;
+
+/// The current time as RFC 3339 UTC, the format every record uses.
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}

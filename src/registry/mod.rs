@@ -1,0 +1,252 @@
+//! The local model registry under `$KILN_HOME/registry` (DESIGN §2).
+//!
+//! ```text
+//! registry/
+//!   .lock                              advisory write lock (one writer at a time)
+//!   blobs/sha256/<2 hex>/<64 hex>      immutable artifacts, verified on read
+//!   models/<model>/model.json          ModelRecord
+//!   models/<model>/versions/<n>.json   VersionManifest, immutable
+//!   models/<model>/aliases.json        {"production": 3}
+//! ```
+//!
+//! Readers take no lock: every file appears whole through an atomic rename. Writers hold the
+//! advisory lock for the whole read-modify-write, so version numbers never collide. A corrupt
+//! entry is reported as a [`Problem`] and skipped; the rest of the registry keeps working.
+
+mod blobs;
+mod catalog;
+mod error;
+mod manifest;
+mod read;
+
+use std::fs::{self, File, OpenOptions};
+use std::path::{Path, PathBuf};
+
+pub use blobs::{BlobProblem, BlobStore, hash_file, sha256};
+pub use catalog::{Catalog, VersionRow};
+pub use error::{RegistryError, Result};
+pub use manifest::{
+    Aliases, Architecture, DatasetRef, ModelRecord, VersionDraft, VersionLink, VersionManifest,
+    now_rfc3339,
+};
+pub use read::{Listing, ModelDetail, ModelSummary, Problem};
+
+use crate::fsx;
+use crate::names::Name;
+
+/// Handle on one registry folder. Cheap to clone; holds no open files.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    root: PathBuf,
+    blobs: BlobStore,
+}
+
+/// Proof that this process holds the registry's write lock; released on drop.
+#[derive(Debug)]
+pub struct WriteLock {
+    file: File,
+}
+
+impl Drop for WriteLock {
+    fn drop(&mut self) {
+        let _ = self.file.unlock();
+    }
+}
+
+impl Registry {
+    /// Opens (creating if needed) the registry under `home` (`$KILN_HOME`).
+    pub fn open(home: &Path) -> Result<Self> {
+        let root = home.join("registry");
+        let models = root.join("models");
+        fsx::create_dir_durably(&models).map_err(RegistryError::io("create", &models))?;
+        Ok(Self {
+            blobs: BlobStore::new(&root),
+            root,
+        })
+    }
+
+    /// The registry folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The blob store.
+    pub fn blobs(&self) -> &BlobStore {
+        &self.blobs
+    }
+
+    /// Waits for and takes the exclusive write lock.
+    pub fn lock(&self) -> Result<WriteLock> {
+        let path = self.root.join(".lock");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(RegistryError::io("open lock file", &path))?;
+        file.lock().map_err(RegistryError::io("lock", &path))?;
+        Ok(WriteLock { file })
+    }
+
+    fn model_dir(&self, model: &Name) -> PathBuf {
+        self.root.join("models").join(model.as_str())
+    }
+
+    fn versions_dir(&self, model: &Name) -> PathBuf {
+        self.model_dir(model).join("versions")
+    }
+
+    fn version_path(&self, model: &Name, version: u32) -> PathBuf {
+        self.versions_dir(model).join(format!("{version}.json"))
+    }
+
+    fn aliases_path(&self, model: &Name) -> PathBuf {
+        self.model_dir(model).join("aliases.json")
+    }
+
+    /// Creates the model record if the model does not exist yet; returns the stored record.
+    ///
+    /// The model folder is assembled under a temp name and renamed into place, so a crash
+    /// never leaves a model folder without its `model.json`.
+    pub fn ensure_model(&self, _lock: &WriteLock, record: ModelRecord) -> Result<ModelRecord> {
+        let dir = self.model_dir(&record.name);
+        if dir.join("model.json").is_file() {
+            return self.model_record(&record.name);
+        }
+        let models = self.root.join("models");
+        fsx::sweep_temp_files(&models);
+        let staging = fsx::temp_path_for(&dir);
+        let versions = staging.join("versions");
+        fsx::create_dir_durably(&versions).map_err(RegistryError::io("create", &versions))?;
+        write_json(&staging.join("model.json"), &record)?;
+        fsx::publish(&staging, &dir).map_err(RegistryError::io("create model folder", &dir))?;
+        Ok(record)
+    }
+
+    /// Registers a new immutable version, numbered one past the highest existing one.
+    /// Every blob the draft names must already be stored.
+    pub fn add_version(
+        &self,
+        lock: &WriteLock,
+        model: &Name,
+        draft: VersionDraft,
+    ) -> Result<VersionManifest> {
+        self.model_record(model)?;
+        for digest in draft.blobs.values() {
+            if !self.blobs.contains(digest) {
+                let path = self.blobs.path(digest);
+                return Err(RegistryError::MissingBlob {
+                    digest: digest.clone(),
+                    path,
+                });
+            }
+        }
+        let dir = self.versions_dir(model);
+        fsx::sweep_temp_files(&dir);
+        let next = self.version_numbers(model)?.last().map_or(1, |v| v + 1);
+        let manifest = VersionManifest {
+            model: model.clone(),
+            version: next,
+            created_at: now_rfc3339(),
+            kiln_version: env!("CARGO_PKG_VERSION").to_owned(),
+            draft,
+        };
+        write_json(&self.version_path(model, next), &manifest)?;
+        let _ = lock;
+        Ok(manifest)
+    }
+
+    /// Points `alias` at `version` (which must exist), replacing any earlier target.
+    pub fn set_alias(
+        &self,
+        _lock: &WriteLock,
+        model: &Name,
+        alias: &Name,
+        version: u32,
+    ) -> Result<()> {
+        self.version(model, version)?;
+        let mut aliases = self.aliases(model)?;
+        aliases.insert(alias.clone(), version);
+        self.write_aliases(model, &aliases)
+    }
+
+    /// Removes an alias; removing one that does not exist is an error naming the known ones.
+    pub fn remove_alias(&self, _lock: &WriteLock, model: &Name, alias: &Name) -> Result<u32> {
+        let mut aliases = self.aliases(model)?;
+        let Some(version) = aliases.remove(alias) else {
+            return Err(RegistryError::UnknownAlias {
+                model: model.clone(),
+                alias: alias.clone(),
+                known: join_or_none(aliases.keys()),
+            });
+        };
+        self.write_aliases(model, &aliases)?;
+        Ok(version)
+    }
+
+    /// Deletes a version's manifest. Refuses while an alias points at it unless `force`, in
+    /// which case those aliases are removed first. Blobs stay (they may be shared).
+    pub fn remove_version(
+        &self,
+        _lock: &WriteLock,
+        model: &Name,
+        version: u32,
+        force: bool,
+    ) -> Result<Vec<Name>> {
+        self.version(model, version)?;
+        let mut aliases = self.aliases(model)?;
+        let pointing: Vec<Name> = aliases
+            .iter()
+            .filter(|(_, v)| **v == version)
+            .map(|(a, _)| a.clone())
+            .collect();
+        if !pointing.is_empty() && !force {
+            return Err(RegistryError::AliasInUse {
+                model: model.clone(),
+                version,
+                aliases: join_or_none(pointing.iter()),
+            });
+        }
+        if !pointing.is_empty() {
+            aliases.retain(|_, v| *v != version);
+            self.write_aliases(model, &aliases)?;
+        }
+        let path = self.version_path(model, version);
+        fsx::remove_durably(&path).map_err(RegistryError::io("remove", &path))?;
+        Ok(pointing)
+    }
+
+    fn write_aliases(&self, model: &Name, aliases: &Aliases) -> Result<()> {
+        let path = self.aliases_path(model);
+        if let Some(dir) = path.parent() {
+            fsx::sweep_temp_files(dir);
+        }
+        write_json(&path, aliases)
+    }
+}
+
+fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
+    let mut bytes = serde_json::to_vec_pretty(value).map_err(|e| RegistryError::Corrupt {
+        path: path.to_owned(),
+        reason: format!("cannot serialise: {e}"),
+    })?;
+    bytes.push(b'\n');
+    fsx::write_atomic(path, &bytes).map_err(RegistryError::io("write", path))
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let bytes = fs::read(path).map_err(RegistryError::io("read", path))?;
+    serde_json::from_slice(&bytes).map_err(|e| RegistryError::Corrupt {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+fn join_or_none<'a>(items: impl Iterator<Item = &'a Name>) -> String {
+    let list: Vec<&str> = items.map(Name::as_str).collect();
+    if list.is_empty() {
+        "none".to_owned()
+    } else {
+        list.join(", ")
+    }
+}
