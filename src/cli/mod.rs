@@ -1,0 +1,88 @@
+//! The `kiln` command line: argument parsing, dispatch and exit codes.
+//!
+//! Exit codes (also in `kiln --help`): 0 success, 1 failure, 2 bad input or usage,
+//! 3 not found, 4 corrupt data found, 5 refused (e.g. removing an aliased version).
+
+mod models;
+mod table;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::registry::RegistryError;
+
+const EXIT_CODES: &str = "Exit codes: 0 success, 1 failure, 2 bad input or usage, 3 not found, \
+4 corrupt data found, 5 refused (e.g. removing a version an alias points at).";
+
+/// kiln: a keyboard-driven model-management console for GPU boxes over SSH.
+#[derive(Debug, Parser)]
+#[command(name = "kiln", version, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// Print results as JSON (one document on stdout).
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Browse and manage the local model registry.
+    #[command(subcommand)]
+    Models(models::ModelsCommand),
+}
+
+/// Error carrying the exit code it should end the process with.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct CliError {
+    pub code: u8,
+    pub message: String,
+}
+
+impl From<RegistryError> for CliError {
+    fn from(e: RegistryError) -> Self {
+        let code = match &e {
+            RegistryError::InvalidName(_) => 2,
+            e if e.is_not_found() => 3,
+            e if e.is_corruption() => 4,
+            RegistryError::AliasInUse { .. } => 5,
+            _ => 1,
+        };
+        Self {
+            code,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<crate::home::HomeError> for CliError {
+    fn from(e: crate::home::HomeError) -> Self {
+        Self {
+            code: 1,
+            message: e.to_string(),
+        }
+    }
+}
+
+/// Runs the CLI and maps the outcome to the documented exit codes.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Models(cmd) => models::run(cmd, cli.json),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            if cli.json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "error": e.message, "code": e.code })
+                );
+            }
+            eprintln!("kiln: error: {}", e.message);
+            ExitCode::from(e.code)
+        }
+    }
+}
