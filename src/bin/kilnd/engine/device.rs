@@ -1,0 +1,42 @@
+//! Which libtorch is loaded and which devices it reports.
+
+#![allow(deprecated)] // burn-tch is deprecated upstream; kiln pins burn 0.22 on purpose.
+
+use burn::tensor::{Device, Tensor};
+
+/// Version of the libtorch headers the engine was compiled against (from build.rs).
+pub const LIBTORCH_VERSION: &str = env!("KILN_LIBTORCH_VERSION");
+
+/// What libtorch reports about this machine.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LibtorchInfo {
+    pub version: &'static str,
+    /// Path of the `libtorch_cpu.so` this process actually mapped.
+    pub loaded_from: Option<String>,
+    pub cpu_threads: i32,
+    pub cuda_devices: i64,
+    pub cudnn: bool,
+}
+
+/// Queries libtorch, running one real tensor op on the CPU to prove the library works.
+pub fn probe() -> LibtorchInfo {
+    let device = Device::libtorch();
+    let sum = Tensor::<1>::ones([4], &device).sum().into_scalar::<f32>();
+    debug_assert!((sum - 4.0).abs() < f32::EPSILON);
+    LibtorchInfo {
+        version: LIBTORCH_VERSION,
+        loaded_from: loaded_library("libtorch_cpu.so"),
+        cpu_threads: tch::get_num_threads(),
+        cuda_devices: tch::Cuda::device_count(),
+        cudnn: tch::Cuda::cudnn_is_available(),
+    }
+}
+
+/// The first mapped file whose name ends with `name`, read from `/proc/self/maps`.
+fn loaded_library(name: &str) -> Option<String> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    maps.lines()
+        .filter_map(|line| line.split_whitespace().nth(5))
+        .find(|path| path.ends_with(name))
+        .map(str::to_owned)
+}

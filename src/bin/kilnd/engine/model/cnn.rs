@@ -1,0 +1,111 @@
+//! `cnn`: conv → ReLU → max-pool stages, then a hidden linear layer and a classifier.
+
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
+use burn::nn::{Linear, LinearConfig, PaddingConfig2d, Relu};
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// Shape of a [`Cnn`]; the input size comes from the data.
+/// Tensor names: `convs.<i>.{weight,bias}`, `hidden.{weight,bias}`, `output.{weight,bias}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CnnConfig {
+    /// Input channels (1 for grayscale).
+    #[serde(default = "one")]
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+    pub classes: usize,
+    /// Output channels of each 3×3 conv stage; each stage halves height and width.
+    #[serde(default = "default_conv_channels")]
+    pub conv_channels: Vec<usize>,
+    /// Width of the hidden linear layer.
+    #[serde(default = "default_hidden")]
+    pub hidden: usize,
+}
+
+fn one() -> usize {
+    1
+}
+fn default_conv_channels() -> Vec<usize> {
+    vec![32, 64]
+}
+fn default_hidden() -> usize {
+    128
+}
+
+impl CnnConfig {
+    pub(super) fn check(&self) -> Option<String> {
+        let mut sizes = vec![
+            ("channels", self.channels),
+            ("height", self.height),
+            ("width", self.width),
+            ("classes", self.classes),
+            ("hidden", self.hidden),
+        ];
+        sizes.extend(self.conv_channels.iter().map(|c| ("conv_channels", *c)));
+        if let Some(reason) = super::zero_sizes(&sizes) {
+            return Some(reason);
+        }
+        let (h, w) = self.feature_size();
+        (h == 0 || w == 0).then(|| {
+            format!(
+                "{}×{} input is too small for {} pooling stages",
+                self.height,
+                self.width,
+                self.conv_channels.len()
+            )
+        })
+    }
+
+    /// Height and width after all pooling stages.
+    fn feature_size(&self) -> (usize, usize) {
+        let stages = self.conv_channels.len() as u32;
+        (self.height >> stages, self.width >> stages)
+    }
+
+    /// A freshly initialised model.
+    pub fn init(&self, device: &Device) -> Cnn {
+        let mut inputs = self.channels;
+        let mut convs = Vec::with_capacity(self.conv_channels.len());
+        for &out in &self.conv_channels {
+            convs.push(
+                Conv2dConfig::new([inputs, out], [3, 3])
+                    .with_padding(PaddingConfig2d::Same)
+                    .init(device),
+            );
+            inputs = out;
+        }
+        let (h, w) = self.feature_size();
+        Cnn {
+            convs,
+            pool: MaxPool2dConfig::new([2, 2]).init(),
+            activation: Relu::new(),
+            hidden: LinearConfig::new(inputs * h * w, self.hidden).init(device),
+            output: LinearConfig::new(self.hidden, self.classes).init(device),
+        }
+    }
+}
+
+/// A small image classifier.
+#[derive(Module, Debug)]
+pub struct Cnn {
+    convs: Vec<Conv2d>,
+    pool: MaxPool2d,
+    activation: Relu,
+    hidden: Linear,
+    output: Linear,
+}
+
+impl Cnn {
+    /// `[batch, channels, height, width]` → logits `[batch, classes]`.
+    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        let x = self.convs.iter().fold(images, |x, conv| {
+            self.pool.forward(self.activation.forward(conv.forward(x)))
+        });
+        let x = x.flatten::<2>(1, 3);
+        self.output
+            .forward(self.activation.forward(self.hidden.forward(x)))
+    }
+}

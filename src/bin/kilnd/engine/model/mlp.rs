@@ -1,0 +1,64 @@
+//! `mlp`: a multi-layer perceptron for tabular rows or flattened images.
+
+use burn::nn::{Linear, LinearConfig, Relu};
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// Sizes of an [`Mlp`]. Tensor names: `hidden.<i>.{weight,bias}`, `output.{weight,bias}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MlpConfig {
+    /// Features per row (784 for a flattened 28×28 image).
+    pub inputs: usize,
+    /// Width of each hidden layer.
+    #[serde(default = "default_hidden")]
+    pub hidden: Vec<usize>,
+    /// Number of classes.
+    pub classes: usize,
+}
+
+fn default_hidden() -> Vec<usize> {
+    vec![256, 128]
+}
+
+impl MlpConfig {
+    pub(super) fn check(&self) -> Option<String> {
+        let mut sizes = vec![("inputs", self.inputs), ("classes", self.classes)];
+        sizes.extend(self.hidden.iter().map(|h| ("hidden", *h)));
+        super::zero_sizes(&sizes)
+    }
+
+    /// A freshly initialised model.
+    pub fn init(&self, device: &Device) -> Mlp {
+        let mut width = self.inputs;
+        let mut hidden = Vec::with_capacity(self.hidden.len());
+        for &h in &self.hidden {
+            hidden.push(LinearConfig::new(width, h).init(device));
+            width = h;
+        }
+        Mlp {
+            hidden,
+            activation: Relu::new(),
+            output: LinearConfig::new(width, self.classes).init(device),
+        }
+    }
+}
+
+/// Linear → ReLU layers, then a linear classifier producing logits.
+#[derive(Module, Debug)]
+pub struct Mlp {
+    hidden: Vec<Linear>,
+    activation: Relu,
+    output: Linear,
+}
+
+impl Mlp {
+    /// `[batch, inputs]` → logits `[batch, classes]`.
+    pub fn forward(&self, input: Tensor<2>) -> Tensor<2> {
+        let x = self
+            .hidden
+            .iter()
+            .fold(input, |x, layer| self.activation.forward(layer.forward(x)));
+        self.output.forward(x)
+    }
+}

@@ -1,0 +1,119 @@
+//! `kilnd`: kiln's daemon, its job workers and the engine. The only binary that links libtorch.
+
+mod engine;
+mod import;
+mod predict;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use kiln::registry::RegistryError;
+
+/// kiln's daemon: owns the registry, runs jobs and serves models.
+#[derive(Debug, Parser)]
+#[command(name = "kilnd", disable_version_flag = true)]
+struct Cli {
+    /// Print kiln's version, the libtorch version and the devices libtorch reports.
+    #[arg(short = 'V', long)]
+    version: bool,
+    /// Print results as JSON.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Import external weights as a new version of a model (what `kiln models import` runs).
+    Import(import::ImportArgs),
+    /// Run input rows through a stored version and print the outputs.
+    Predict(predict::PredictArgs),
+    /// Write a stored version's weights to a .safetensors or .bpk file.
+    Export(predict::ExportArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.version {
+        print_version(cli.json);
+        return ExitCode::SUCCESS;
+    }
+    let result = match &cli.command {
+        Some(Command::Import(args)) => run_import(args, cli.json),
+        Some(Command::Predict(args)) => predict::predict(args).map(|doc| println!("{doc}")),
+        Some(Command::Export(args)) => predict::export(args).map(|bytes| {
+            let doc = serde_json::json!({ "path": args.out, "bytes": bytes });
+            if cli.json {
+                println!("{doc}")
+            } else {
+                println!("wrote {} ({bytes} bytes)", args.out.display())
+            }
+        }),
+        None => {
+            eprintln!("kilnd: the daemon is not available yet; see `kilnd --help` for what is");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kilnd: error: {e:#}");
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+fn run_import(args: &import::ImportArgs, json: bool) -> anyhow::Result<()> {
+    let home = kiln::home::kiln_home()?;
+    let manifest = import::run(&home, args)?;
+    if json {
+        println!("{}", serde_json::to_string(&manifest)?);
+    } else {
+        let digest = manifest
+            .draft
+            .blobs
+            .get("weights")
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        println!(
+            "imported {}@{} ({}, weights {digest})",
+            manifest.model, manifest.version, manifest.draft.architecture.name
+        );
+    }
+    Ok(())
+}
+
+/// The CLI's documented exit codes: 2 bad input, 3 not found, 4 corrupt data, 5 refused.
+fn exit_code(error: &anyhow::Error) -> u8 {
+    if error.downcast_ref::<import::BadInput>().is_some() {
+        return 2;
+    }
+    match error.downcast_ref::<RegistryError>() {
+        Some(RegistryError::InvalidName(_)) => 2,
+        Some(e) if e.is_not_found() => 3,
+        Some(e) if e.is_corruption() => 4,
+        Some(RegistryError::AliasInUse { .. }) => 5,
+        _ => 1,
+    }
+}
+
+fn print_version(json: bool) {
+    let info = engine::device::probe();
+    if json {
+        let doc = serde_json::json!({ "kiln": env!("CARGO_PKG_VERSION"), "libtorch": info });
+        println!("{doc}");
+        return;
+    }
+    println!("kilnd {}", env!("CARGO_PKG_VERSION"));
+    println!(
+        "libtorch {} ({})",
+        info.version,
+        info.loaded_from.as_deref().unwrap_or("not mapped")
+    );
+    let cudnn = if info.cudnn { ", cuDNN available" } else { "" };
+    println!(
+        "devices: cpu ({} threads), cuda: {} device(s){cudnn}",
+        info.cpu_threads, info.cuda_devices
+    );
+}
