@@ -25,23 +25,13 @@ fn main() {
 
 /// `TORCH_VERSION` from the headers the engine is compiled against.
 fn libtorch_header_version(lib: &Path) -> Option<String> {
-    let header = lib
-        .parent()?
-        .join("include/torch/csrc/api/include/torch/version.h");
+    let header = lib.parent()?.join("include/torch/csrc/api/include/torch/version.h");
     println!("cargo:rerun-if-changed={}", header.display());
     let text = fs::read_to_string(header).ok()?;
     let field = |name: &str| {
         text.lines()
-            .find_map(|l| {
-                l.trim()
-                    .strip_prefix(&format!("#define TORCH_VERSION_{name} "))
-            })
+            .find_map(|l| l.trim().strip_prefix(&format!("#define TORCH_VERSION_{name} ")))
             .map(|v| v.trim().to_owned())
     };
-    Some(format!(
-        "{}.{}.{}",
-        field("MAJOR")?,
-        field("MINOR")?,
-        field("PATCH")?
-    ))
+    Some(format!("{}.{}.{}", field("MAJOR")?, field("MINOR")?, field("PATCH")?))
 }

@@ -23,10 +23,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     populate(&registry)?;
     let total = MODELS * VERSIONS_PER_MODEL;
-    println!(
-        "built {total} versions in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
+    println!("built {total} versions in {:.1} s", started.elapsed().as_secs_f64());
 
     let floor = best_of(5, || read_manifest_bytes(&registry));
     let scan = best_of(5, || {
@@ -108,12 +105,7 @@ fn populate(registry: &Registry) -> Result<(), Box<dyn std::error::Error>> {
             };
             registry.add_version(&lock, &name, draft)?;
         }
-        registry.set_alias(
-            &lock,
-            &name,
-            &Name::new("production")?,
-            VERSIONS_PER_MODEL as u32 / 2,
-        )?;
+        registry.set_alias(&lock, &name, &Name::new("production")?, VERSIONS_PER_MODEL as u32 / 2)?;
     }
     Ok(())
 }

@@ -6,5 +6,6 @@
 pub mod cli;
 pub mod fsx;
 pub mod home;
+pub mod jobs;
 pub mod names;
 pub mod registry;

@@ -11,9 +11,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// Why a name, digest or reference was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {
-    #[error(
-        "invalid name {0:?}: use 1-64 characters from a-z, 0-9, '.', '_' and '-', starting with a letter or digit"
-    )]
+    #[error("invalid name {0:?}: use 1-64 characters from a-z, 0-9, '.', '_' and '-', starting with a letter or digit")]
     Name(String),
     #[error("invalid digest {0:?}: expected \"sha256:\" followed by 64 lowercase hex digits")]
     Digest(String),
@@ -29,9 +27,7 @@ fn is_valid_name(s: &str) -> bool {
     !bytes.is_empty()
         && bytes.len() <= 64
         && allowed(&bytes[0])
-        && bytes[1..]
-            .iter()
-            .all(|b| allowed(b) || matches!(b, b'.' | b'_' | b'-'))
+        && bytes[1..].iter().all(|b| allowed(b) || matches!(b, b'.' | b'_' | b'-'))
 }
 
 macro_rules! validated_string {
@@ -95,12 +91,8 @@ validated_string!(
 );
 
 fn is_valid_digest(s: &str) -> bool {
-    s.strip_prefix("sha256:").is_some_and(|hex| {
-        hex.len() == 64
-            && hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    })
+    s.strip_prefix("sha256:")
+        .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
 }
 
 impl Digest {
@@ -210,10 +202,7 @@ mod tests {
         let r: ModelRef = "fmnist-cnn@3".parse().expect("valid");
         assert_eq!(r.selector, Selector::Version(3));
         let r: ModelRef = "fmnist-cnn@production".parse().expect("valid");
-        assert_eq!(
-            r.selector,
-            Selector::Alias(Name::new("production").expect("valid"))
-        );
+        assert_eq!(r.selector, Selector::Alias(Name::new("production").expect("valid")));
         let r: ModelRef = "fmnist-cnn".parse().expect("valid");
         assert_eq!(r.selector, Selector::Latest);
         assert!("../x@1".parse::<ModelRef>().is_err());

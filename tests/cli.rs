@@ -18,8 +18,7 @@ fn kiln(home: &Path, args: &[&str]) -> Output {
 }
 
 fn json(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {out:?}"))
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {out:?}"))
 }
 
 fn seed(home: &Path, model: &str, versions: u32) {
@@ -65,10 +64,7 @@ fn ls_show_alias_and_rm_work_end_to_end() {
     let home = tempfile::tempdir().expect("tempdir");
     seed(home.path(), "fmnist-cnn", 3);
 
-    let out = kiln(
-        home.path(),
-        &["models", "alias", "fmnist-cnn@2", "production"],
-    );
+    let out = kiln(home.path(), &["models", "alias", "fmnist-cnn@2", "production"]);
     assert!(out.status.success(), "{out:?}");
     let ls = json(&kiln(home.path(), &["models", "ls", "--json"]));
     assert_eq!(ls["models"][0]["name"], "fmnist-cnn");
@@ -76,10 +72,7 @@ fn ls_show_alias_and_rm_work_end_to_end() {
     assert_eq!(ls["models"][0]["aliases"]["production"], 2);
 
     let text = String::from_utf8_lossy(&kiln(home.path(), &["models", "ls"]).stdout).into_owned();
-    assert!(
-        text.contains("fmnist-cnn") && text.contains("production→2"),
-        "{text}"
-    );
+    assert!(text.contains("fmnist-cnn") && text.contains("production→2"), "{text}");
 
     let show = json(&kiln(
         home.path(),
@@ -91,23 +84,13 @@ fn ls_show_alias_and_rm_work_end_to_end() {
     let refused = kiln(home.path(), &["models", "rm", "fmnist-cnn@2"]);
     assert_eq!(refused.status.code(), Some(5), "{refused:?}");
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--force"));
-    let forced = kiln(
-        home.path(),
-        &["models", "rm", "fmnist-cnn@2", "--force", "--json"],
-    );
+    let forced = kiln(home.path(), &["models", "rm", "fmnist-cnn@2", "--force", "--json"]);
     assert!(forced.status.success(), "{forced:?}");
     assert_eq!(json(&forced)["aliases_removed"][0], "production");
 
     let versions = json(&kiln(
         home.path(),
-        &[
-            "models",
-            "ls",
-            "--versions",
-            "--filter",
-            "fmnist @3",
-            "--json",
-        ],
+        &["models", "ls", "--versions", "--filter", "fmnist @3", "--json"],
     ));
     assert_eq!(versions["versions"].as_array().map(Vec::len), Some(1));
 }
@@ -134,15 +117,10 @@ fn verify_reports_corrupt_blobs_and_manifests_with_exit_code_4() {
     let home = tempfile::tempdir().expect("tempdir");
     seed(home.path(), "a", 2);
     seed(home.path(), "b", 1);
-    assert_eq!(
-        kiln(home.path(), &["models", "verify"]).status.code(),
-        Some(0)
-    );
+    assert_eq!(kiln(home.path(), &["models", "verify"]).status.code(), Some(0));
 
     let registry = Registry::open(home.path()).expect("open");
-    let v1 = registry
-        .version(&Name::new("a").expect("name"), 1)
-        .expect("v1");
+    let v1 = registry.version(&Name::new("a").expect("name"), 1).expect("v1");
     let blob = registry.blobs().path(&v1.draft.blobs["weights"]);
     let mut bytes = fs::read(&blob).expect("read");
     bytes[0] ^= 0xff;

@@ -9,9 +9,7 @@ use serde_json::Value;
 const MLP_CONFIG: &str = r#"{"inputs": 4, "hidden": [8], "classes": 3}"#;
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("assets/fixtures")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/fixtures").join(name)
 }
 
 fn run(bin: &str, home: &Path, args: &[&str]) -> Output {
@@ -54,11 +52,8 @@ fn outputs(home: &Path, reference: &str) -> Vec<f64> {
 }
 
 fn expected_mlp_outputs() -> Vec<f64> {
-    let text =
-        std::fs::read_to_string(fixture("mlp-4-8-3.expected.txt")).expect("expected outputs");
-    text.split_whitespace()
-        .map(|v| v.parse().expect("float"))
-        .collect()
+    let text = std::fs::read_to_string(fixture("mlp-4-8-3.expected.txt")).expect("expected outputs");
+    text.split_whitespace().map(|v| v.parse().expect("float")).collect()
 }
 
 fn assert_close(got: &[f64], want: &[f64]) {
@@ -113,13 +108,7 @@ fn a_pytorch_state_dict_imports_and_computes_what_pytorch_computed() {
         let file = home.path().join(format!("tiny.{ext}"));
         json(&kilnd(
             home.path(),
-            &[
-                "export",
-                "tiny@1",
-                "--out",
-                file.to_str().expect("utf8"),
-                "--json",
-            ],
+            &["export", "tiny@1", "--out", file.to_str().expect("utf8"), "--json"],
         ));
         let out = kiln(
             home.path(),
@@ -164,10 +153,7 @@ fn a_cnn_state_dict_imports() {
     );
     assert!(out.status.success(), "{out:?}");
     let input = format!("[{:?}]", vec![0.5f32; 64]);
-    let out = json(&kilnd(
-        home.path(),
-        &["predict", "tiny-cnn", "--input", &input],
-    ));
+    let out = json(&kilnd(home.path(), &["predict", "tiny-cnn", "--input", &input]));
     assert_eq!(out["outputs"][0].as_array().map(Vec::len), Some(3));
 }
 
@@ -296,19 +282,12 @@ fn a_stored_blob_with_a_flipped_byte_is_refused_on_load() {
     ));
     let digest = manifest["blobs"]["weights"].as_str().expect("digest");
     let hex = &digest["sha256:".len()..];
-    let blob = home
-        .path()
-        .join("registry/blobs/sha256")
-        .join(&hex[..2])
-        .join(hex);
+    let blob = home.path().join("registry/blobs/sha256").join(&hex[..2]).join(hex);
     let mut bytes = std::fs::read(&blob).expect("blob");
     let last = bytes.len() - 1;
     bytes[last] ^= 0x40;
     std::fs::write(&blob, bytes).expect("flip");
-    let out = kilnd(
-        home.path(),
-        &["predict", "tiny@1", "--input", "[[0,0,0,0]]"],
-    );
+    let out = kilnd(home.path(), &["predict", "tiny@1", "--input", "[[0,0,0,0]]"]);
     assert_eq!(out.status.code(), Some(4), "{out:?}");
     assert!(stderr(&out).contains("is corrupt"), "{}", stderr(&out));
 }

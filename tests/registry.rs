@@ -7,9 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use kiln::names::{ModelRef, Name};
-use kiln::registry::{
-    Architecture, ModelRecord, Registry, RegistryError, VersionDraft, now_rfc3339,
-};
+use kiln::registry::{Architecture, ModelRecord, Registry, RegistryError, VersionDraft, now_rfc3339};
 
 fn name(s: &str) -> Name {
     Name::new(s).expect("valid test name")
@@ -93,17 +91,12 @@ fn removing_an_aliased_version_needs_force_and_takes_the_alias_along() {
         .set_alias(&lock, &name("m"), &name("production"), 2)
         .expect("alias");
     let refused = registry.remove_version(&lock, &name("m"), 2, false);
-    assert!(
-        matches!(refused, Err(RegistryError::AliasInUse { .. })),
-        "{refused:?}"
-    );
+    assert!(matches!(refused, Err(RegistryError::AliasInUse { .. })), "{refused:?}");
     assert!(
         registry.version(&name("m"), 2).is_ok(),
         "refused removal must keep the version"
     );
-    let dropped = registry
-        .remove_version(&lock, &name("m"), 2, true)
-        .expect("forced");
+    let dropped = registry.remove_version(&lock, &name("m"), 2, true).expect("forced");
     assert_eq!(dropped, vec![name("production")]);
     assert!(registry.aliases(&name("m")).expect("aliases").is_empty());
     // Numbers are never reused: the next version is 2 again only because 2 is gone, and the
@@ -116,10 +109,7 @@ fn removing_an_aliased_version_needs_force_and_takes_the_alias_along() {
 fn a_flipped_byte_in_a_blob_is_caught_on_read_and_by_verify() {
     let home = tempfile::tempdir().expect("tempdir");
     let registry = Registry::open(home.path()).expect("open");
-    let digest = registry
-        .blobs()
-        .put_bytes(b"weights weights weights")
-        .expect("put");
+    let digest = registry.blobs().put_bytes(b"weights weights weights").expect("put");
     let path = registry.blobs().path(&digest);
     let mut bytes = fs::read(&path).expect("read");
     bytes[3] ^= 0x01;
@@ -141,26 +131,14 @@ fn a_corrupt_manifest_is_reported_and_skipped_while_the_rest_lists() {
     add(&registry, "bad", b"b2");
     let manifest = registry.root().join("models/bad/versions/1.json");
     fs::write(&manifest, b"{\"model\": \"bad\", \"vers").expect("corrupt");
-    fs::write(
-        registry.root().join("models/good/aliases.json"),
-        b"not json",
-    )
-    .expect("corrupt");
+    fs::write(registry.root().join("models/good/aliases.json"), b"not json").expect("corrupt");
     fs::create_dir_all(registry.root().join("models/Bad Name")).expect("odd folder");
 
     let listing = registry.scan().expect("scan");
-    let names: Vec<&str> = listing
-        .models
-        .iter()
-        .map(|m| m.record.name.as_str())
-        .collect();
+    let names: Vec<&str> = listing.models.iter().map(|m| m.record.name.as_str()).collect();
     assert_eq!(names, ["bad", "good"]);
     assert_eq!(
-        listing.models[0]
-            .versions
-            .iter()
-            .map(|v| v.version)
-            .collect::<Vec<_>>(),
+        listing.models[0].versions.iter().map(|v| v.version).collect::<Vec<_>>(),
         [2]
     );
     assert_eq!(listing.problems.len(), 3, "{:?}", listing.problems);
@@ -211,12 +189,7 @@ fn sigkill_at_random_moments_never_leaves_a_half_written_entry() {
     let mut temp_names = std::collections::HashSet::new();
     for round in 0..120u64 {
         let mut child = Command::new(&exe)
-            .args([
-                "--exact",
-                "crash_writer_child",
-                "--nocapture",
-                "--test-threads=1",
-            ])
+            .args(["--exact", "crash_writer_child", "--nocapture", "--test-threads=1"])
             .env("KILN_CRASH_WRITER_HOME", home.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -232,11 +205,7 @@ fn sigkill_at_random_moments_never_leaves_a_half_written_entry() {
         mid_write_kills += usize::from(temp_names.len() > before);
         let registry = Registry::open(home.path()).expect("registry still opens");
         let listing = registry.scan().expect("scan");
-        assert!(
-            listing.problems.is_empty(),
-            "round {round}: {:?}",
-            listing.problems
-        );
+        assert!(listing.problems.is_empty(), "round {round}: {:?}", listing.problems);
         if let Some(model) = listing.models.first() {
             let numbers: Vec<u32> = model.versions.iter().map(|v| v.version).collect();
             assert_eq!(
@@ -251,10 +220,7 @@ fn sigkill_at_random_moments_never_leaves_a_half_written_entry() {
                     .expect("every manifest's blob is whole");
             }
             if let Some(&target) = model.aliases.get(&name("production")) {
-                assert!(
-                    numbers.contains(&target),
-                    "alias points at a missing version"
-                );
+                assert!(numbers.contains(&target), "alias points at a missing version");
             }
             seen_versions = numbers.len();
         }
@@ -263,19 +229,13 @@ fn sigkill_at_random_moments_never_leaves_a_half_written_entry() {
         seen_versions > 0,
         "the writer never got a version in; kills came too early"
     );
-    eprintln!(
-        "120 SIGKILLs: {seen_versions} versions written, {mid_write_kills} kills left a temp file behind"
-    );
+    eprintln!("120 SIGKILLs: {seen_versions} versions written, {mid_write_kills} kills left a temp file behind");
 }
 
 /// Adds the paths of in-progress temp files under `dir` (left by a killed writer) to `seen`.
 fn collect_temp_files(dir: &Path, seen: &mut std::collections::HashSet<std::path::PathBuf>) {
     for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
-        if entry
-            .file_name()
-            .to_string_lossy()
-            .starts_with(kiln::fsx::TEMP_PREFIX)
-        {
+        if entry.file_name().to_string_lossy().starts_with(kiln::fsx::TEMP_PREFIX) {
             seen.insert(entry.path());
         } else if entry.path().is_dir() {
             collect_temp_files(&entry.path(), seen);

@@ -1,10 +1,12 @@
 //! The `kiln` command line: argument parsing, dispatch and exit codes.
 //!
 //! Exit codes (also in `kiln --help`): 0 success, 1 failure, 2 bad input or usage,
-//! 3 not found, 4 corrupt data found, 5 refused (e.g. removing an aliased version).
+//! 3 not found, 4 corrupt data found, 5 refused (e.g. removing an aliased version),
+//! 6 job cancelled.
 
 mod models;
 mod table;
+mod train;
 
 use std::process::ExitCode;
 
@@ -13,7 +15,7 @@ use clap::{Parser, Subcommand};
 use crate::registry::RegistryError;
 
 const EXIT_CODES: &str = "Exit codes: 0 success, 1 failure, 2 bad input or usage, 3 not found, \
-4 corrupt data found, 5 refused (e.g. removing a version an alias points at).";
+4 corrupt data found, 5 refused (e.g. removing a version an alias points at), 6 job cancelled.";
 
 /// kiln: a keyboard-driven model-management console for GPU boxes over SSH.
 #[derive(Debug, Parser)]
@@ -31,6 +33,10 @@ enum Command {
     /// Browse and manage the local model registry.
     #[command(subcommand)]
     Models(models::ModelsCommand),
+    /// Train a model (runs in the foreground; Ctrl-C cancels with a checkpoint).
+    Train(train::TrainArgs),
+    /// Evaluate a version on a dataset and attach the report to it.
+    Eval(train::EvalArgs),
 }
 
 /// Error carrying the exit code it should end the process with.
@@ -71,15 +77,14 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Models(cmd) => models::run(cmd, cli.json),
+        Command::Train(args) => train::train(args, cli.json),
+        Command::Eval(args) => train::eval(args, cli.json),
     };
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             if cli.json {
-                println!(
-                    "{}",
-                    serde_json::json!({ "error": e.message, "code": e.code })
-                );
+                println!("{}", serde_json::json!({ "error": e.message, "code": e.code }));
             }
             eprintln!("kiln: error: {}", e.message);
             ExitCode::from(e.code)

@@ -1,7 +1,6 @@
 //! `kiln models …`: list, show, import, alias, remove and verify registry entries.
 
 use std::path::PathBuf;
-use std::process::Command;
 
 use clap::Subcommand;
 use serde_json::json;
@@ -59,13 +58,8 @@ pub enum ModelsCommand {
 pub fn run(cmd: &ModelsCommand, json: bool) -> Result<u8, CliError> {
     let registry = Registry::open(&kiln_home()?)?;
     match cmd {
-        ModelsCommand::Ls {
-            versions: false, ..
-        } => list_models(&registry, json),
-        ModelsCommand::Ls {
-            versions: true,
-            filter,
-        } => list_versions(&registry, filter.as_deref(), json),
+        ModelsCommand::Ls { versions: false, .. } => list_models(&registry, json),
+        ModelsCommand::Ls { versions: true, filter } => list_versions(&registry, filter.as_deref(), json),
         ModelsCommand::Show { reference } => show(&registry, reference, json),
         ModelsCommand::Import {
             model,
@@ -78,11 +72,9 @@ pub fn run(cmd: &ModelsCommand, json: bool) -> Result<u8, CliError> {
         ModelsCommand::Alias { reference, alias } => set_alias(&registry, reference, alias, json),
         ModelsCommand::Unalias { model, alias } => {
             let version = registry.remove_alias(&registry.lock()?, model, alias)?;
-            print_done(
-                json,
-                json!({ "model": model, "alias": alias, "was": version }),
-                || format!("removed alias {model}@{alias} (was version {version})"),
-            );
+            print_done(json, json!({ "model": model, "alias": alias, "was": version }), || {
+                format!("removed alias {model}@{alias} (was version {version})")
+            });
             Ok(0)
         }
         ModelsCommand::Rm { reference, force } => remove(&registry, reference, *force, json),
@@ -117,10 +109,7 @@ fn list_models(registry: &Registry, json: bool) -> Result<u8, CliError> {
     let listing = registry.scan()?;
     let summaries: Vec<ModelSummary> = listing.models.iter().map(ModelSummary::from).collect();
     if json {
-        println!(
-            "{}",
-            json!({ "models": summaries, "problems": listing.problems })
-        );
+        println!("{}", json!({ "models": summaries, "problems": listing.problems }));
         return Ok(0);
     }
     warn_problems(&listing.problems);
@@ -132,10 +121,7 @@ fn list_models(registry: &Registry, json: bool) -> Result<u8, CliError> {
         .iter()
         .map(|s| {
             let aliases: Vec<String> = s.aliases.iter().map(|(a, v)| format!("{a}→{v}")).collect();
-            let latest = s
-                .latest
-                .map(|v| v.to_string())
-                .unwrap_or_else(|| "-".into());
+            let latest = s.latest.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
             vec![
                 s.name.to_string(),
                 s.versions.to_string(),
@@ -158,10 +144,7 @@ fn list_versions(registry: &Registry, filter: Option<&str>, json: bool) -> Resul
     let matches = catalog.filter(filter.unwrap_or(""));
     let rows: Vec<_> = matches.iter().map(|&i| &catalog.rows()[i]).collect();
     if json {
-        println!(
-            "{}",
-            json!({ "versions": rows, "problems": listing.problems })
-        );
+        println!("{}", json!({ "versions": rows, "problems": listing.problems }));
         return Ok(0);
     }
     warn_problems(&listing.problems);
@@ -185,10 +168,7 @@ fn list_versions(registry: &Registry, filter: Option<&str>, json: bool) -> Resul
         .collect();
     print!(
         "{}",
-        table::render(
-            &["VERSION", "ARCH", "DATASET", "ALIASES", "METRIC", "CREATED"],
-            &cells
-        )
+        table::render(&["VERSION", "ARCH", "DATASET", "ALIASES", "METRIC", "CREATED"], &cells)
     );
     Ok(0)
 }
@@ -232,11 +212,7 @@ fn describe_model(detail: &ModelDetail) -> String {
         .versions
         .iter()
         .map(|v| {
-            let aliases: Vec<String> = detail
-                .aliases_of(v.version)
-                .iter()
-                .map(|a| a.to_string())
-                .collect();
+            let aliases: Vec<String> = detail.aliases_of(v.version).iter().map(|a| a.to_string()).collect();
             let parent = v
                 .draft
                 .parent
@@ -276,18 +252,13 @@ fn describe_version(m: &VersionManifest) -> String {
                 format!(
                     "{} {}",
                     ds.id,
-                    ds.digest
-                        .as_ref()
-                        .map(ToString::to_string)
-                        .unwrap_or_default()
+                    ds.digest.as_ref().map(ToString::to_string).unwrap_or_default()
                 )
             }),
         ),
         (
             "parent",
-            d.parent
-                .as_ref()
-                .map(|p| format!("{}@{}", p.model, p.version)),
+            d.parent.as_ref().map(|p| format!("{}@{}", p.model, p.version)),
         ),
         ("seed", d.seed.map(|s| s.to_string())),
         ("job", d.job_id.clone()),
@@ -295,10 +266,7 @@ fn describe_version(m: &VersionManifest) -> String {
         ("source", d.source.clone()),
         ("libtorch", d.libtorch_version.clone()),
     ];
-    for (key, value) in optional
-        .iter()
-        .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
-    {
+    for (key, value) in optional.iter().filter_map(|(k, v)| v.as_ref().map(|v| (k, v))) {
         out.push_str(&format!("{key:<14}{value}\n"));
     }
     for (key, value) in &d.hyperparameters {
@@ -313,12 +281,7 @@ fn describe_version(m: &VersionManifest) -> String {
     out
 }
 
-fn set_alias(
-    registry: &Registry,
-    reference: &ModelRef,
-    alias: &Name,
-    json: bool,
-) -> Result<u8, CliError> {
+fn set_alias(registry: &Registry, reference: &ModelRef, alias: &Name, json: bool) -> Result<u8, CliError> {
     let version = registry.resolve(reference)?;
     let model = &reference.model;
     registry.set_alias(&registry.lock()?, model, alias, version)?;
@@ -330,19 +293,11 @@ fn set_alias(
     Ok(0)
 }
 
-fn remove(
-    registry: &Registry,
-    reference: &ModelRef,
-    force: bool,
-    json: bool,
-) -> Result<u8, CliError> {
+fn remove(registry: &Registry, reference: &ModelRef, force: bool, json: bool) -> Result<u8, CliError> {
     let Selector::Version(version) = reference.selector else {
         return Err(CliError {
             code: 2,
-            message: format!(
-                "name the version to remove by number, e.g. {}@3",
-                reference.model
-            ),
+            message: format!("name the version to remove by number, e.g. {}@3", reference.model),
         });
     };
     let model = &reference.model;
@@ -356,11 +311,7 @@ fn remove(
             } else {
                 format!(
                     " and alias {}",
-                    dropped
-                        .iter()
-                        .map(Name::as_str)
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    dropped.iter().map(Name::as_str).collect::<Vec<_>>().join(", ")
                 )
             };
             format!("removed {model}@{version}{note}")
@@ -376,7 +327,8 @@ fn verify(registry: &Registry, json: bool) -> Result<u8, CliError> {
     for v in listing.models.iter().flat_map(|m| &m.versions) {
         for (role, digest) in &v.draft.blobs {
             if !registry.blobs().contains(digest) {
-                missing.push(json!({ "version": format!("{}@{}", v.model, v.version), "role": role, "digest": digest }));
+                missing
+                    .push(json!({ "version": format!("{}@{}", v.model, v.version), "role": role, "digest": digest }));
             }
         }
     }
@@ -395,10 +347,7 @@ fn verify(registry: &Registry, json: bool) -> Result<u8, CliError> {
             println!("CORRUPT  {}: {}", p.path.display(), p.reason);
         }
         for m in &missing {
-            println!(
-                "MISSING  {} needs {} blob {}",
-                m["version"], m["role"], m["digest"]
-            );
+            println!("MISSING  {} needs {} blob {}", m["version"], m["role"], m["digest"]);
         }
         for p in &listing.problems {
             println!("UNREADABLE  {}: {}", p.path.display(), p.reason);
@@ -415,25 +364,6 @@ fn verify(registry: &Registry, json: bool) -> Result<u8, CliError> {
     Ok(if bad == 0 { 0 } else { 4 })
 }
 
-fn kilnd_path() -> Result<PathBuf, CliError> {
-    if let Some(path) = std::env::var_os("KILN_KILND") {
-        return Ok(PathBuf::from(path));
-    }
-    let beside = std::env::current_exe()
-        .ok()
-        .and_then(|exe| Some(exe.parent()?.join("kilnd")));
-    match beside {
-        Some(path) if path.is_file() => Ok(path),
-        _ => Err(CliError {
-            code: 1,
-            message:
-                "kilnd (which links libtorch and does the import) is not installed next to kiln; \
-                      build it with `cargo build --bin kilnd` or point KILN_KILND at it"
-                    .into(),
-        }),
-    }
-}
-
 fn import(
     model: &Name,
     weights: &PathBuf,
@@ -443,7 +373,7 @@ fn import(
     task: &str,
     json: bool,
 ) -> Result<u8, CliError> {
-    let mut cmd = Command::new(kilnd_path()?);
+    let mut cmd = super::train::kilnd_command()?;
     cmd.arg("import")
         .arg("--model")
         .arg(model.as_str())
@@ -460,8 +390,5 @@ fn import(
         code: 1,
         message: format!("cannot run kilnd: {e}"),
     })?;
-    Ok(status
-        .code()
-        .and_then(|c| u8::try_from(c).ok())
-        .unwrap_or(1))
+    Ok(status.code().and_then(|c| u8::try_from(c).ok()).unwrap_or(1))
 }

@@ -170,8 +170,7 @@ fn write_hashed(reader: &mut dyn Read, tmp: &Path) -> Result<Digest> {
             Err(e) => return Err(RegistryError::io("read", tmp)(e)),
         };
         hasher.update(&buf[..n]);
-        out.write_all(&buf[..n])
-            .map_err(RegistryError::io("write", tmp))?;
+        out.write_all(&buf[..n]).map_err(RegistryError::io("write", tmp))?;
     }
     out.sync_all().map_err(io_err)?;
     Ok(Digest::from_sha256(&hasher.finalize().into()))

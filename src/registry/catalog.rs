@@ -36,11 +36,7 @@ impl Catalog {
         let mut rows = Vec::with_capacity(listing.models.iter().map(|m| m.versions.len()).sum());
         for model in &listing.models {
             for v in &model.versions {
-                let aliases: Vec<String> = model
-                    .aliases_of(v.version)
-                    .iter()
-                    .map(|a| a.to_string())
-                    .collect();
+                let aliases: Vec<String> = model.aliases_of(v.version).iter().map(|a| a.to_string()).collect();
                 let dataset = v.draft.dataset.as_ref().map(|d| d.id.clone());
                 let haystack = format!(
                     "{}@{} {} {} {} {}",

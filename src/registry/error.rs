@@ -11,22 +11,12 @@ pub enum RegistryError {
     InvalidName(#[from] NameError),
     #[error("unknown model '{0}': `kiln models ls` lists the registered models")]
     UnknownModel(Name),
-    #[error(
-        "model '{model}' has no version {version} (versions: {known}); `kiln models show {model}` lists them"
-    )]
-    UnknownVersion {
-        model: Name,
-        version: u32,
-        known: String,
-    },
+    #[error("model '{model}' has no version {version} (versions: {known}); `kiln models show {model}` lists them")]
+    UnknownVersion { model: Name, version: u32, known: String },
     #[error(
         "model '{model}' has no alias '{alias}' (aliases: {known}); set one with `kiln models alias {model}@<version> {alias}`"
     )]
-    UnknownAlias {
-        model: Name,
-        alias: Name,
-        known: String,
-    },
+    UnknownAlias { model: Name, alias: Name, known: String },
     #[error("model '{0}' has no versions yet; train or import one first")]
     NoVersions(Name),
     #[error("corrupt registry entry {}: {reason}; restore the file from a backup or delete it (the rest of the registry keeps working)", path.display())]
@@ -39,14 +29,8 @@ pub enum RegistryError {
         actual: Digest,
         path: PathBuf,
     },
-    #[error(
-        "refusing to remove {model}@{version}: alias {aliases} points at it; move the alias first or pass --force"
-    )]
-    AliasInUse {
-        model: Name,
-        version: u32,
-        aliases: String,
-    },
+    #[error("refusing to remove {model}@{version}: alias {aliases} points at it; move the alias first or pass --force")]
+    AliasInUse { model: Name, version: u32, aliases: String },
     #[error("cannot {action} {}: {source}", path.display())]
     Io {
         action: &'static str,
@@ -57,26 +41,16 @@ pub enum RegistryError {
 
 impl RegistryError {
     /// Wraps an I/O error with what was being done and to which path.
-    pub fn io(
-        action: &'static str,
-        path: impl Into<PathBuf>,
-    ) -> impl FnOnce(std::io::Error) -> Self {
+    pub fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.into();
-        move |source| Self::Io {
-            action,
-            path,
-            source,
-        }
+        move |source| Self::Io { action, path, source }
     }
 
     /// Whether the error means the thing asked for does not exist (CLI exit code 3).
     pub fn is_not_found(&self) -> bool {
         matches!(
             self,
-            Self::UnknownModel(_)
-                | Self::UnknownVersion { .. }
-                | Self::UnknownAlias { .. }
-                | Self::NoVersions(_)
+            Self::UnknownModel(_) | Self::UnknownVersion { .. } | Self::UnknownAlias { .. } | Self::NoVersions(_)
         )
     }
 

@@ -93,3 +93,17 @@ pub type Aliases = BTreeMap<Name, u32>;
 pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
+
+/// An evaluation report attached to a version (stored beside it, since versions are
+/// immutable): `models/<model>/evals/<n>.json` holds a list of these.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalRecord {
+    /// The full report, as a blob.
+    pub report: Digest,
+    pub dataset: String,
+    /// `test` or `validation`.
+    pub split: String,
+    pub created_at: String,
+    /// Headline figures copied from the report (accuracy, macro_f1, rmse, …).
+    pub metrics: BTreeMap<String, f64>,
+}

@@ -26,8 +26,7 @@ pub use blobs::{BlobProblem, BlobStore, hash_file, sha256};
 pub use catalog::{Catalog, VersionRow};
 pub use error::{RegistryError, Result};
 pub use manifest::{
-    Aliases, Architecture, DatasetRef, ModelRecord, VersionDraft, VersionLink, VersionManifest,
-    now_rfc3339,
+    Aliases, Architecture, DatasetRef, EvalRecord, ModelRecord, VersionDraft, VersionLink, VersionManifest, now_rfc3339,
 };
 pub use read::{Listing, ModelDetail, ModelSummary, Problem};
 
@@ -125,12 +124,7 @@ impl Registry {
 
     /// Registers a new immutable version, numbered one past the highest existing one.
     /// Every blob the draft names must already be stored.
-    pub fn add_version(
-        &self,
-        lock: &WriteLock,
-        model: &Name,
-        draft: VersionDraft,
-    ) -> Result<VersionManifest> {
+    pub fn add_version(&self, lock: &WriteLock, model: &Name, draft: VersionDraft) -> Result<VersionManifest> {
         self.model_record(model)?;
         for digest in draft.blobs.values() {
             if !self.blobs.contains(digest) {
@@ -157,13 +151,7 @@ impl Registry {
     }
 
     /// Points `alias` at `version` (which must exist), replacing any earlier target.
-    pub fn set_alias(
-        &self,
-        _lock: &WriteLock,
-        model: &Name,
-        alias: &Name,
-        version: u32,
-    ) -> Result<()> {
+    pub fn set_alias(&self, _lock: &WriteLock, model: &Name, alias: &Name, version: u32) -> Result<()> {
         self.version(model, version)?;
         let mut aliases = self.aliases(model)?;
         aliases.insert(alias.clone(), version);
@@ -186,13 +174,7 @@ impl Registry {
 
     /// Deletes a version's manifest. Refuses while an alias points at it unless `force`, in
     /// which case those aliases are removed first. Blobs stay (they may be shared).
-    pub fn remove_version(
-        &self,
-        _lock: &WriteLock,
-        model: &Name,
-        version: u32,
-        force: bool,
-    ) -> Result<Vec<Name>> {
+    pub fn remove_version(&self, _lock: &WriteLock, model: &Name, version: u32, force: bool) -> Result<Vec<Name>> {
         self.version(model, version)?;
         let mut aliases = self.aliases(model)?;
         let pointing: Vec<Name> = aliases
@@ -214,6 +196,33 @@ impl Registry {
         let path = self.version_path(model, version);
         fsx::remove_durably(&path).map_err(RegistryError::io("remove", &path))?;
         Ok(pointing)
+    }
+
+    /// Attaches an evaluation report (already stored as a blob) to a version.
+    pub fn attach_eval(&self, _lock: &WriteLock, model: &Name, version: u32, record: EvalRecord) -> Result<()> {
+        self.version(model, version)?;
+        if !self.blobs.contains(&record.report) {
+            let path = self.blobs.path(&record.report);
+            return Err(RegistryError::MissingBlob {
+                digest: record.report,
+                path,
+            });
+        }
+        let dir = self.model_dir(model).join("evals");
+        fsx::create_dir_durably(&dir).map_err(RegistryError::io("create", &dir))?;
+        fsx::sweep_temp_files(&dir);
+        let mut records = self.evals(model, version)?;
+        records.push(record);
+        write_json(&dir.join(format!("{version}.json")), &records)
+    }
+
+    /// Evaluation reports attached to a version, oldest first.
+    pub fn evals(&self, model: &Name, version: u32) -> Result<Vec<EvalRecord>> {
+        let path = self.model_dir(model).join("evals").join(format!("{version}.json"));
+        if !path.is_file() {
+            return Ok(Vec::new());
+        }
+        read_json(&path)
     }
 
     fn write_aliases(&self, model: &Name, aliases: &Aliases) -> Result<()> {

@@ -6,9 +6,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use super::{
-    Aliases, ModelRecord, Registry, RegistryError, Result, VersionManifest, join_or_none, read_json,
-};
+use super::{Aliases, ModelRecord, Registry, RegistryError, Result, VersionManifest, join_or_none, read_json};
 use crate::fsx;
 use crate::names::{ModelRef, Name, Selector};
 
@@ -141,10 +139,7 @@ impl Registry {
         }
         let record: ModelRecord = read_json(&path)?;
         if &record.name != model {
-            let reason = format!(
-                "records name '{}' but lives in folder '{model}'",
-                record.name
-            );
+            let reason = format!("records name '{}' but lives in folder '{model}'", record.name);
             return Err(RegistryError::Corrupt { path, reason });
         }
         Ok(record)
@@ -217,14 +212,11 @@ impl Registry {
             Selector::Version(v) => self.version(model, *v).map(|m| m.version),
             Selector::Alias(alias) => {
                 let aliases = self.aliases(model)?;
-                aliases
-                    .get(alias)
-                    .copied()
-                    .ok_or_else(|| RegistryError::UnknownAlias {
-                        model: model.clone(),
-                        alias: alias.clone(),
-                        known: join_or_none(aliases.keys()),
-                    })
+                aliases.get(alias).copied().ok_or_else(|| RegistryError::UnknownAlias {
+                    model: model.clone(),
+                    alias: alias.clone(),
+                    known: join_or_none(aliases.keys()),
+                })
             }
             Selector::Latest => {
                 self.model_record(model)?;

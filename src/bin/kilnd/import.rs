@@ -11,9 +11,7 @@ use std::path::PathBuf;
 use anyhow::{Context, anyhow};
 use burn::tensor::Device;
 use kiln::names::Name;
-use kiln::registry::{
-    Architecture, ModelRecord, Registry, VersionDraft, VersionManifest, now_rfc3339,
-};
+use kiln::registry::{Architecture, ModelRecord, Registry, VersionDraft, VersionManifest, now_rfc3339};
 
 use crate::engine::device::LIBTORCH_VERSION;
 use crate::engine::model::ArchConfig;
@@ -53,17 +51,11 @@ pub struct BadInput(pub String);
 /// Imports the weights and returns the new version's manifest.
 pub fn run(home: &std::path::Path, args: &ImportArgs) -> anyhow::Result<VersionManifest> {
     let config_json = read_config(&args.config)?;
-    let arch =
-        ArchConfig::from_json(&args.arch, config_json).map_err(|e| BadInput(e.to_string()))?;
+    let arch = ArchConfig::from_json(&args.arch, config_json).map_err(|e| BadInput(e.to_string()))?;
     if !args.weights.is_file() {
-        return Err(BadInput(format!(
-            "weights file {} does not exist",
-            args.weights.display()
-        ))
-        .into());
+        return Err(BadInput(format!("weights file {} does not exist", args.weights.display())).into());
     }
-    let format = WeightsFormat::detect(&args.weights, args.pytorch_layout)
-        .map_err(|e| BadInput(e.to_string()))?;
+    let format = WeightsFormat::detect(&args.weights, args.pytorch_layout).map_err(|e| BadInput(e.to_string()))?;
     let device = Device::libtorch();
     let mut model = arch.init(&device);
     weights::load_file(&mut model, &args.weights, format).map_err(|e| BadInput(e.to_string()))?;
@@ -112,9 +104,7 @@ fn read_config(config: &str) -> anyhow::Result<serde_json::Value> {
     let text = if trimmed.starts_with('{') {
         config.to_owned()
     } else {
-        std::fs::read_to_string(config)
-            .with_context(|| format!("cannot read config file {config}"))?
+        std::fs::read_to_string(config).with_context(|| format!("cannot read config file {config}"))?
     };
-    serde_json::from_str(&text)
-        .map_err(|e| anyhow!(BadInput(format!("config {config} is not valid JSON: {e}"))))
+    serde_json::from_str(&text).map_err(|e| anyhow!(BadInput(format!("config {config} is not valid JSON: {e}"))))
 }

@@ -1,8 +1,10 @@
 //! `kilnd`: kiln's daemon, its job workers and the engine. The only binary that links libtorch.
 
 mod engine;
+mod evaluate;
 mod import;
 mod predict;
+mod worker;
 
 use std::process::ExitCode;
 
@@ -31,6 +33,14 @@ enum Command {
     Predict(predict::PredictArgs),
     /// Write a stored version's weights to a .safetensors or .bpk file.
     Export(predict::ExportArgs),
+    /// Score a stored version on a dataset and attach the report (what `kiln eval` runs).
+    Eval(evaluate::EvalArgs),
+    /// Run one training job from its folder (started by `kiln train` or the daemon).
+    Worker {
+        /// The job id (its folder under $KILN_HOME/jobs).
+        #[arg(long)]
+        job: kiln::jobs::JobId,
+    },
 }
 
 fn main() -> ExitCode {
@@ -50,6 +60,27 @@ fn main() -> ExitCode {
                 println!("wrote {} ({bytes} bytes)", args.out.display())
             }
         }),
+        Some(Command::Eval(args)) => evaluate::run(args).and_then(|report| {
+            if cli.json {
+                println!("{}", serde_json::to_string(&report)?)
+            } else {
+                print!("{}", evaluate::render(&report))
+            }
+            Ok(())
+        }),
+        Some(Command::Worker { job }) => {
+            return match kiln::home::kiln_home()
+                .map_err(anyhow::Error::from)
+                .and_then(|home| worker::run(&home, job))
+            {
+                Ok(kiln::jobs::JobState::Succeeded) => ExitCode::SUCCESS,
+                Ok(_) => ExitCode::from(1),
+                Err(e) => {
+                    eprintln!("kilnd worker: error: {e:#}");
+                    ExitCode::from(1)
+                }
+            };
+        }
         None => {
             eprintln!("kilnd: the daemon is not available yet; see `kilnd --help` for what is");
             return ExitCode::from(2);

@@ -42,8 +42,8 @@ fn load(reference: &ModelRef) -> anyhow::Result<LoadedModel> {
 
 /// Runs the rows through the model and returns the outputs.
 pub fn predict(args: &PredictArgs) -> anyhow::Result<serde_json::Value> {
-    let rows: Vec<Vec<f32>> = serde_json::from_str(&args.input)
-        .map_err(|e| BadInput(format!("--input is not a JSON list of rows: {e}")))?;
+    let rows: Vec<Vec<f32>> =
+        serde_json::from_str(&args.input).map_err(|e| BadInput(format!("--input is not a JSON list of rows: {e}")))?;
     let loaded = load(&args.reference)?;
     let outputs = loaded.forward_rows(&rows).map_err(BadInput)?;
     let m = &loaded.manifest;
@@ -62,11 +62,7 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<u64> {
         }
         "bpk" => weights::save_burnpack(&loaded.model, &args.out)?,
         _ => {
-            return Err(BadInput(format!(
-                "{}: use a .safetensors or .bpk file name",
-                args.out.display()
-            ))
-            .into());
+            return Err(BadInput(format!("{}: use a .safetensors or .bpk file name", args.out.display())).into());
         }
     }
     Ok(std::fs::metadata(&args.out)?.len())

@@ -20,11 +20,7 @@ pub struct LoadedModel {
 
 impl LoadedModel {
     /// Loads `model@version` onto `device`, verifying the weights blob on the way.
-    pub fn from_registry(
-        registry: &Registry,
-        manifest: VersionManifest,
-        device: Device,
-    ) -> anyhow::Result<Self> {
+    pub fn from_registry(registry: &Registry, manifest: VersionManifest, device: Device) -> anyhow::Result<Self> {
         let arch_name = &manifest.draft.architecture.name;
         let arch = ArchConfig::from_json(arch_name, manifest.draft.architecture.config.clone())?;
         let digest = manifest.draft.blobs.get("weights").ok_or_else(|| {
@@ -76,8 +72,7 @@ impl LoadedModel {
             ));
         }
         let flat: Vec<f32> = rows.iter().flatten().copied().collect();
-        let floats =
-            || Tensor::<2>::from_data(TensorData::new(flat.clone(), [batch, width]), &self.device);
+        let floats = || Tensor::<2>::from_data(TensorData::new(flat.clone(), [batch, width]), &self.device);
         let ints = || {
             let ids: Vec<i64> = flat.iter().map(|v| *v as i64).collect();
             Tensor::<2, Int>::from_data(TensorData::new(ids, [batch, width]), &self.device)

@@ -1,8 +1,14 @@
 //! The compute engine: every burn and libtorch call in kiln lives under this module, so the
 //! backend is chosen in one place (DESIGN §3). Layout follows burn's guide: `model` (the zoo),
-//! `weights` (import/export), `device` (what libtorch reports).
+//! `data` (offline datasets), `task` + `train` (the loop), `checkpoint`, `eval`, `weights`
+//! (import/export), `loaded` (a registry version ready to run), `device`.
 
+pub mod checkpoint;
+pub mod data;
 pub mod device;
+pub mod eval;
 pub mod loaded;
 pub mod model;
+pub mod task;
+pub mod train;
 pub mod weights;

@@ -7,10 +7,7 @@
 
 use std::path::Path;
 
-use burn::store::{
-    ApplyResult, BurnpackStore, ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore,
-    SafetensorsStore,
-};
+use burn::store::{ApplyResult, BurnpackStore, ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore};
 
 use super::model::ZooModel;
 
@@ -68,11 +65,7 @@ macro_rules! each_model {
 }
 
 /// Loads an external weights file into `model`, strictly.
-pub fn load_file(
-    model: &mut ZooModel,
-    path: &Path,
-    format: WeightsFormat,
-) -> Result<(), WeightsError> {
+pub fn load_file(model: &mut ZooModel, path: &Path, format: WeightsFormat) -> Result<(), WeightsError> {
     let file = path.display().to_string();
     let mismatch = |reason: String| WeightsError::Mismatch {
         file: file.clone(),
@@ -103,33 +96,42 @@ pub fn load_file(
 
 /// Loads the registry's canonical safetensors bytes into `model`, strictly.
 pub fn load_bytes(model: &mut ZooModel, bytes: Vec<u8>) -> Result<(), WeightsError> {
-    let mismatch = |reason: String| WeightsError::Mismatch {
-        file: "stored weights".into(),
-        reason,
-    };
-    let mut store = SafetensorsStore::from_bytes(Some(bytes)).allow_partial(true);
-    let result =
-        each_model!(model, m => m.load_from(&mut store).map_err(|e| mismatch(e.to_string())))?;
-    check_complete(&result).map_err(mismatch)
+    each_model!(model, m => module_from_safetensors(m, bytes, "stored weights"))
 }
 
 /// Serialises `model` as safetensors bytes in burn's layout.
 pub fn to_safetensors(model: &ZooModel) -> Result<Vec<u8>, WeightsError> {
+    each_model!(model, m => module_to_safetensors(m))
+}
+
+/// Serialises any module as safetensors bytes in burn's layout.
+pub fn module_to_safetensors<M: ModuleSnapshot>(module: &M) -> Result<Vec<u8>, WeightsError> {
     let mut store = SafetensorsStore::from_bytes(None);
-    each_model!(model, m => m.save_into(&mut store).map_err(|e| WeightsError::Export(e.to_string())))?;
-    store
-        .get_bytes()
-        .map_err(|e| WeightsError::Export(e.to_string()))
+    module
+        .save_into(&mut store)
+        .map_err(|e| WeightsError::Export(e.to_string()))?;
+    store.get_bytes().map_err(|e| WeightsError::Export(e.to_string()))
+}
+
+/// Loads safetensors bytes (burn layout) into any module, strictly.
+pub fn module_from_safetensors<M: ModuleSnapshot>(
+    module: &mut M,
+    bytes: Vec<u8>,
+    what: &str,
+) -> Result<(), WeightsError> {
+    let mismatch = |reason: String| WeightsError::Mismatch {
+        file: what.to_owned(),
+        reason,
+    };
+    let mut store = SafetensorsStore::from_bytes(Some(bytes)).allow_partial(true);
+    let result = module.load_from(&mut store).map_err(|e| mismatch(e.to_string()))?;
+    check_complete(&result).map_err(mismatch)
 }
 
 fn check_complete(result: &ApplyResult) -> Result<(), String> {
     let mut reasons = Vec::new();
     if !result.missing.is_empty() {
-        let names: Vec<&str> = result
-            .missing
-            .iter()
-            .map(|(path, _)| path.as_str())
-            .collect();
+        let names: Vec<&str> = result.missing.iter().map(|(path, _)| path.as_str()).collect();
         reasons.push(format!("missing tensors: {}", names.join(", ")));
     }
     if !result.unused.is_empty() {
@@ -148,8 +150,6 @@ fn check_complete(result: &ApplyResult) -> Result<(), String> {
 
 /// Writes `model` as a burn record (`.bpk`) file.
 pub fn save_burnpack(model: &ZooModel, path: &Path) -> Result<(), WeightsError> {
-    let mut store = BurnpackStore::from_file(path)
-        .overwrite(true)
-        .auto_extension(false);
+    let mut store = BurnpackStore::from_file(path).overwrite(true).auto_extension(false);
     each_model!(model, m => m.save_into(&mut store).map_err(|e| WeightsError::Export(e.to_string())))
 }

@@ -79,6 +79,7 @@ impl CnnConfig {
         }
         let (h, w) = self.feature_size();
         Cnn {
+            shape: [self.channels, self.height, self.width],
             convs,
             pool: MaxPool2dConfig::new([2, 2]).init(),
             activation: Relu::new(),
@@ -91,6 +92,9 @@ impl CnnConfig {
 /// A small image classifier.
 #[derive(Module, Debug)]
 pub struct Cnn {
+    /// Input `[channels, height, width]`, kept so flat rows can be reshaped.
+    #[module(skip)]
+    shape: [usize; 3],
     convs: Vec<Conv2d>,
     pool: MaxPool2d,
     activation: Relu,
@@ -99,13 +103,17 @@ pub struct Cnn {
 }
 
 impl Cnn {
+    /// `[channels, height, width]` of one input image.
+    pub fn input_shape(&self) -> [usize; 3] {
+        self.shape
+    }
+
     /// `[batch, channels, height, width]` → logits `[batch, classes]`.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         let x = self.convs.iter().fold(images, |x, conv| {
             self.pool.forward(self.activation.forward(conv.forward(x)))
         });
         let x = x.flatten::<2>(1, 3);
-        self.output
-            .forward(self.activation.forward(self.hidden.forward(x)))
+        self.output.forward(self.activation.forward(self.hidden.forward(x)))
     }
 }

@@ -22,21 +22,14 @@ fn default_factors() -> usize {
 
 impl MfConfig {
     pub(super) fn check(&self) -> Option<String> {
-        super::zero_sizes(&[
-            ("users", self.users),
-            ("items", self.items),
-            ("factors", self.factors),
-        ])
+        super::zero_sizes(&[("users", self.users), ("items", self.items), ("factors", self.factors)])
     }
 
     /// A freshly initialised model with small random factors and zero biases.
     pub fn init(&self, device: &Device) -> Mf {
         let factors = |n| {
             EmbeddingConfig::new(n, self.factors)
-                .with_initializer(Initializer::Normal {
-                    mean: 0.0,
-                    std: 0.1,
-                })
+                .with_initializer(Initializer::Normal { mean: 0.0, std: 0.1 })
                 .init(device)
         };
         let bias = |n| {
@@ -70,8 +63,7 @@ impl Mf {
         let [batch, _] = pairs.dims();
         let users = pairs.clone().slice([0..batch, 0..1]);
         let items = pairs.slice([0..batch, 1..2]);
-        let dot =
-            (self.users.forward(users.clone()) * self.items.forward(items.clone())).sum_dim(2);
+        let dot = (self.users.forward(users.clone()) * self.items.forward(items.clone())).sum_dim(2);
         let bias = self.user_bias.forward(users) + self.item_bias.forward(items);
         (dot + bias).reshape([batch]) + self.global_bias.val()
     }

@@ -114,11 +114,7 @@ impl ArchConfig {
 
 /// Returns `Some(reason)` when any of the named sizes is zero.
 fn zero_sizes(fields: &[(&str, usize)]) -> Option<String> {
-    let zero: Vec<&str> = fields
-        .iter()
-        .filter(|(_, v)| *v == 0)
-        .map(|(n, _)| *n)
-        .collect();
+    let zero: Vec<&str> = fields.iter().filter(|(_, v)| *v == 0).map(|(n, _)| *n).collect();
     (!zero.is_empty()).then(|| format!("{} must be at least 1", zero.join(", ")))
 }
 
@@ -128,18 +124,12 @@ impl ArchConfig {
     pub fn smoke_forward(&self, model: &ZooModel, device: &Device) -> Result<(), String> {
         use burn::tensor::{Int, Tensor};
         let output: Vec<f32> = match (self, model) {
-            (Self::Mlp(c), ZooModel::Mlp(m)) => {
-                flat(m.forward(Tensor::zeros([2, c.inputs], device)))
-            }
+            (Self::Mlp(c), ZooModel::Mlp(m)) => flat(m.forward(Tensor::zeros([2, c.inputs], device))),
             (Self::Cnn(c), ZooModel::Cnn(m)) => {
                 flat(m.forward(Tensor::zeros([2, c.channels, c.height, c.width], device)))
             }
-            (Self::Rnn(_), ZooModel::Rnn(m)) => {
-                flat(m.forward(Tensor::<2, Int>::ones([2, 4], device)))
-            }
-            (Self::Mf(_), ZooModel::Mf(m)) => {
-                flat(m.forward(Tensor::<2, Int>::zeros([2, 2], device)))
-            }
+            (Self::Rnn(_), ZooModel::Rnn(m)) => flat(m.forward(Tensor::<2, Int>::ones([2, 4], device))),
+            (Self::Mf(_), ZooModel::Mf(m)) => flat(m.forward(Tensor::<2, Int>::zeros([2, 2], device))),
             _ => return Err(format!("model does not match its {} config", self.name())),
         };
         match output.iter().all(|v| v.is_finite()) {

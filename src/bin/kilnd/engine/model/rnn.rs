@@ -1,8 +1,6 @@
 //! `rnn`: token embedding → LSTM or GRU → linear classifier over the last hidden state.
 
-use burn::nn::{
-    Embedding, EmbeddingConfig, Gru, GruConfig, Linear, LinearConfig, Lstm, LstmConfig,
-};
+use burn::nn::{Embedding, EmbeddingConfig, Gru, GruConfig, Linear, LinearConfig, Lstm, LstmConfig};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -50,14 +48,8 @@ impl RnnConfig {
     /// A freshly initialised model.
     pub fn init(&self, device: &Device) -> Rnn {
         let (lstm, gru) = match self.cell {
-            RnnCell::Lstm => (
-                Some(LstmConfig::new(self.embed, self.hidden, true).init(device)),
-                None,
-            ),
-            RnnCell::Gru => (
-                None,
-                Some(GruConfig::new(self.embed, self.hidden, true).init(device)),
-            ),
+            RnnCell::Lstm => (Some(LstmConfig::new(self.embed, self.hidden, true).init(device)), None),
+            RnnCell::Gru => (None, Some(GruConfig::new(self.embed, self.hidden, true).init(device))),
         };
         Rnn {
             embedding: EmbeddingConfig::new(self.vocab, self.embed).init(device),

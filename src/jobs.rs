@@ -1,0 +1,328 @@
+//! Training and evaluation jobs on disk: `$KILN_HOME/jobs/<id>/`.
+//!
+//! ```text
+//! jobs/<id>/spec.json       what to run (JobSpec), written once by whoever creates the job
+//! jobs/<id>/status.json     the worker's current state (JobStatus), replaced atomically
+//! jobs/<id>/metrics.jsonl   one MetricRecord per line, appended by the worker
+//! jobs/<id>/worker.log      the worker's stderr
+//! jobs/<id>/checkpoints/    the latest checkpoint, replaced whole each epoch
+//! ```
+
+use std::fs::{self, OpenOptions};
+use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::fsx;
+use crate::names::{ModelRef, Name, NameError};
+
+/// What a training job should do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobSpec {
+    pub id: JobId,
+    /// `mlp`, `cnn`, `rnn` or `mf`.
+    pub arch: String,
+    /// Architecture config overrides (merged over what the data implies).
+    #[serde(default)]
+    pub config: serde_json::Value,
+    /// Dataset: `fashion-mnist`, `fortunes`, `ratings-synth`, `csv:<path>`.
+    pub data: String,
+    /// Where the dataset's files are, when not the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_path: Option<PathBuf>,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub optimizer: String,
+    pub seed: u64,
+    /// `cpu` or `cuda:N`; `None` picks CUDA when libtorch sees one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// Cap on training samples, for quick runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+    /// Model to register the result under.
+    pub model: Name,
+    /// Fine-tune from this version's weights (recorded as the parent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// Continue this earlier job from its last checkpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<JobId>,
+}
+
+impl JobSpec {
+    /// The `--from` reference, parsed.
+    pub fn from_ref(&self) -> Result<Option<ModelRef>, NameError> {
+        self.from.as_deref().map(str::parse).transpose()
+    }
+}
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl JobState {
+    /// Whether the job has ended.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
+    }
+}
+
+/// `status.json`: the worker's view of the job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobStatus {
+    pub state: JobState,
+    /// Why it failed or was cancelled, or what it registered.
+    #[serde(default)]
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// Process start time (clock ticks since boot) to tell a live worker from a reused pid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_start: Option<u64>,
+    #[serde(default)]
+    pub step: u64,
+    #[serde(default)]
+    pub epoch: usize,
+    /// Device the job runs on, e.g. `cpu` or `cuda:0`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// `model@version` registered on success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    pub updated_at: String,
+}
+
+/// One line of `metrics.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricRecord {
+    /// `train` (running averages, at least once a second) or `val` (end of each epoch).
+    pub kind: String,
+    pub step: u64,
+    pub epoch: usize,
+    /// Seconds since the Unix epoch.
+    pub time: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_loss: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_loss: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accuracy: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rmse: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lr: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub samples_per_sec: Option<f64>,
+}
+
+/// A job identifier: `j<unix seconds>-<4 hex>`, valid as a [`Name`].
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct JobId(Name);
+
+impl JobId {
+    /// A fresh, time-ordered id.
+    pub fn generate() -> Self {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let salt = (now.subsec_nanos() ^ std::process::id().rotate_left(16)) & 0xffff;
+        Self(Name::new(&format!("j{}-{salt:04x}", now.as_secs())).unwrap_or_else(|_| unreachable!("id is valid")))
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl std::str::FromStr for JobId {
+    type Err = NameError;
+    fn from_str(s: &str) -> Result<Self, NameError> {
+        Name::new(s).map(Self)
+    }
+}
+
+impl std::fmt::Display for JobId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One job's folder.
+#[derive(Debug, Clone)]
+pub struct JobDir {
+    pub id: JobId,
+    pub path: PathBuf,
+}
+
+/// Job-folder errors.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("unknown job '{0}': `kiln jobs ls` lists the jobs")]
+    Unknown(JobId),
+    #[error("job file {} is unreadable: {reason}", path.display())]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+}
+
+fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> JobError {
+    let path = path.to_owned();
+    move |source| JobError::Io { action, path, source }
+}
+
+impl JobDir {
+    /// The folder of job `id` under `home` (which may not exist yet).
+    pub fn new(home: &Path, id: JobId) -> Self {
+        let path = home.join("jobs").join(id.as_str());
+        Self { id, path }
+    }
+
+    /// Opens an existing job.
+    pub fn open(home: &Path, id: &JobId) -> Result<Self, JobError> {
+        let dir = Self::new(home, id.clone());
+        if dir.path.join("spec.json").is_file() {
+            Ok(dir)
+        } else {
+            Err(JobError::Unknown(id.clone()))
+        }
+    }
+
+    /// Creates the folder and writes `spec.json` and a `queued` status.
+    pub fn create(home: &Path, spec: &JobSpec) -> Result<Self, JobError> {
+        let dir = Self::new(home, spec.id.clone());
+        let checkpoints = dir.checkpoints();
+        fsx::create_dir_durably(&checkpoints).map_err(io_err("create", &checkpoints))?;
+        dir.write_json("spec.json", spec)?;
+        dir.write_status(&JobStatus {
+            state: JobState::Queued,
+            message: String::new(),
+            pid: None,
+            pid_start: None,
+            step: 0,
+            epoch: 0,
+            device: None,
+            version: None,
+            updated_at: crate::registry::now_rfc3339(),
+        })?;
+        Ok(dir)
+    }
+
+    pub fn checkpoints(&self) -> PathBuf {
+        self.path.join("checkpoints")
+    }
+
+    pub fn metrics_path(&self) -> PathBuf {
+        self.path.join("metrics.jsonl")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.path.join("worker.log")
+    }
+
+    pub fn spec(&self) -> Result<JobSpec, JobError> {
+        self.read_json("spec.json")
+    }
+
+    pub fn status(&self) -> Result<JobStatus, JobError> {
+        self.read_json("status.json")
+    }
+
+    /// Replaces `status.json` atomically.
+    pub fn write_status(&self, status: &JobStatus) -> Result<(), JobError> {
+        self.write_json("status.json", status)
+    }
+
+    /// Appends one metrics line (a crash can cut only the last line, which readers skip).
+    pub fn append_metric(&self, record: &MetricRecord) -> Result<(), JobError> {
+        let path = self.metrics_path();
+        let mut line = serde_json::to_vec(record).map_err(|e| JobError::Corrupt {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        line.push(b'\n');
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io_err("open", &path))?;
+        file.write_all(&line).map_err(io_err("append to", &path))
+    }
+
+    /// Metric lines after byte `offset`; returns them and the offset to continue from.
+    /// A trailing partial line (being written) is left for the next call.
+    pub fn metrics_since(&self, offset: u64) -> Result<(Vec<MetricRecord>, u64), JobError> {
+        let path = self.metrics_path();
+        let mut file = match fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), offset)),
+            Err(e) => return Err(io_err("open", &path)(e)),
+        };
+        file.seek(SeekFrom::Start(offset)).map_err(io_err("seek", &path))?;
+        let mut reader = BufReader::new(file);
+        let (mut records, mut next) = (Vec::new(), offset);
+        let mut line = String::new();
+        while reader.read_line(&mut line).map_err(io_err("read", &path))? > 0 {
+            if !line.ends_with('\n') {
+                break;
+            }
+            next += line.len() as u64;
+            if let Ok(record) = serde_json::from_str(&line) {
+                records.push(record);
+            }
+            line.clear();
+        }
+        Ok((records, next))
+    }
+
+    fn write_json(&self, file: &str, value: &impl Serialize) -> Result<(), JobError> {
+        let path = self.path.join(file);
+        let bytes = serde_json::to_vec_pretty(value).map_err(|e| JobError::Corrupt {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        fsx::write_atomic(&path, &bytes).map_err(io_err("write", &path))
+    }
+
+    fn read_json<T: serde::de::DeserializeOwned>(&self, file: &str) -> Result<T, JobError> {
+        let path = self.path.join(file);
+        let bytes = fs::read(&path).map_err(io_err("read", &path))?;
+        serde_json::from_slice(&bytes).map_err(|e| JobError::Corrupt {
+            path,
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// Every job folder under `home`, oldest first.
+pub fn list(home: &Path) -> Vec<JobDir> {
+    let mut ids: Vec<JobId> = fs::read_dir(home.join("jobs"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
+    ids.sort();
+    ids.into_iter().map(|id| JobDir::new(home, id)).collect()
+}
+
+/// Start time of process `pid` in clock ticks since boot (field 22 of `/proc/<pid>/stat`),
+/// which tells a live worker from an unrelated process that reused its pid.
+pub fn process_start_time(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 2..];
+    after_name.split_whitespace().nth(19)?.parse().ok()
+}
