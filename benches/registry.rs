@@ -46,7 +46,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ms(catalog_build)
     );
 
-    let query = "cnn-42 production";
+    let query = "cnn-40 production";
     let mut worst = Duration::ZERO;
     let mut sum = Duration::ZERO;
     for end in 1..=query.len() {

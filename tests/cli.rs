@@ -3,23 +3,13 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use kiln::names::Name;
 use kiln::registry::{Architecture, ModelRecord, Registry, VersionDraft, now_rfc3339};
-use serde_json::Value;
 
-fn kiln(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(args)
-        .env("KILN_HOME", home)
-        .output()
-        .expect("run kiln")
-}
-
-fn json(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {out:?}"))
-}
+mod common;
+use common::{json_of as json, kiln};
 
 fn seed(home: &Path, model: &str, versions: u32) {
     let registry = Registry::open(home).expect("open");

@@ -2,40 +2,14 @@
 //! safetensors and burn records become registry versions that compute what PyTorch computed.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-use serde_json::Value;
+mod common;
+use common::{json, kiln, kilnd, stderr};
 
 const MLP_CONFIG: &str = r#"{"inputs": 4, "hidden": [8], "classes": 3}"#;
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/fixtures").join(name)
-}
-
-fn run(bin: &str, home: &Path, args: &[&str]) -> Output {
-    Command::new(bin)
-        .args(args)
-        .env("KILN_HOME", home)
-        .env("KILN_KILND", env!("CARGO_BIN_EXE_kilnd"))
-        .output()
-        .expect("run binary")
-}
-
-fn kiln(home: &Path, args: &[&str]) -> Output {
-    run(env!("CARGO_BIN_EXE_kiln"), home, args)
-}
-
-fn kilnd(home: &Path, args: &[&str]) -> Output {
-    run(env!("CARGO_BIN_EXE_kilnd"), home, args)
-}
-
-fn json(out: &Output) -> Value {
-    assert!(out.status.success(), "command failed: {out:?}");
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {out:?}"))
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 fn outputs(home: &Path, reference: &str) -> Vec<f64> {

@@ -187,13 +187,31 @@ fn show(registry: &Registry, reference: &ModelRef, json: bool) -> Result<u8, Cli
     let version = registry.resolve(reference)?;
     let manifest = registry.version(&reference.model, version)?;
     let aliases = registry.aliases(&reference.model)?;
+    let pointing: Vec<&Name> = aliases.iter().filter(|(_, v)| **v == version).map(|(a, _)| a).collect();
+    let evals = registry.evals(&reference.model, version)?;
     if json {
         println!(
             "{}",
-            json!({ "version": manifest, "aliases": aliases.iter().filter(|(_, v)| **v == version).map(|(a, _)| a).collect::<Vec<_>>() })
+            json!({ "version": manifest, "aliases": pointing, "evals": evals })
         );
-    } else {
-        print!("{}", describe_version(&manifest));
+        return Ok(0);
+    }
+    print!("{}", describe_version(&manifest));
+    if !pointing.is_empty() {
+        println!(
+            "aliases       {}",
+            pointing.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(" ")
+        );
+    }
+    for e in &evals {
+        let figures: Vec<String> = e.metrics.iter().map(|(k, v)| format!("{k}={v:.4}")).collect();
+        println!(
+            "eval          {} {} ({}) {}",
+            e.created_at,
+            e.dataset,
+            e.split,
+            figures.join(" ")
+        );
     }
     Ok(0)
 }

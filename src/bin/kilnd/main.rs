@@ -1,5 +1,6 @@
 //! `kilnd`: kiln's daemon, its job workers and the engine. The only binary that links libtorch.
 
+mod bench;
 mod engine;
 mod evaluate;
 mod import;
@@ -35,6 +36,9 @@ enum Command {
     Export(predict::ExportArgs),
     /// Score a stored version on a dataset and attach the report (what `kiln eval` runs).
     Eval(evaluate::EvalArgs),
+    /// Time the cnn training step (used by benches/train_vs_pytorch.rs).
+    #[command(hide = true)]
+    BenchTrain(bench::BenchArgs),
     /// Run one training job from its folder (started by `kiln train` or the daemon).
     Worker {
         /// The job id (its folder under $KILN_HOME/jobs).
@@ -68,6 +72,7 @@ fn main() -> ExitCode {
             }
             Ok(())
         }),
+        Some(Command::BenchTrain(args)) => bench::run(args).map(|doc| println!("{doc}")),
         Some(Command::Worker { job }) => {
             return match kiln::home::kiln_home()
                 .map_err(anyhow::Error::from)

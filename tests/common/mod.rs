@@ -1,0 +1,45 @@
+//! Helpers shared by the end-to-end tests: run the real binaries over a temp `KILN_HOME`.
+
+#![allow(dead_code)] // each test file uses a different subset
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// A command for binary `bin` with `KILN_HOME` set and `kilnd` found beside it.
+pub fn command(bin: &str, home: &Path) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.env("KILN_HOME", home)
+        .env("KILN_KILND", env!("CARGO_BIN_EXE_kilnd"));
+    cmd
+}
+
+pub fn kiln(home: &Path, args: &[&str]) -> Output {
+    command(env!("CARGO_BIN_EXE_kiln"), home)
+        .args(args)
+        .output()
+        .expect("run kiln")
+}
+
+pub fn kilnd(home: &Path, args: &[&str]) -> Output {
+    command(env!("CARGO_BIN_EXE_kilnd"), home)
+        .args(args)
+        .output()
+        .expect("run kilnd")
+}
+
+/// stdout parsed as JSON (the command may have failed: check the status separately).
+pub fn json_of(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {out:?}"))
+}
+
+/// stdout parsed as JSON, after asserting the command succeeded.
+pub fn json(out: &Output) -> Value {
+    assert!(out.status.success(), "command failed: {out:?}");
+    json_of(out)
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
