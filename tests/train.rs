@@ -218,7 +218,7 @@ fn divergence_fails_the_job_and_registers_nothing() {
 
 /// Starts `kiln train` in the background, waits for `min_step`, then sends it SIGINT.
 fn cancel_after(home: &Path, min_step: u64, args: &[&str]) -> (String, Value) {
-    let mut child = command(env!("CARGO_BIN_EXE_kiln"), home)
+    let child = command(env!("CARGO_BIN_EXE_kiln"), home)
         .arg("train")
         .args(args)
         .arg("--json")
@@ -309,7 +309,7 @@ fn a_corrupt_checkpoint_is_reported_not_loaded() {
 #[test]
 fn a_killed_worker_leaves_a_failed_status_naming_the_signal() {
     let home = tempfile::tempdir().expect("tempdir");
-    let mut child = command(env!("CARGO_BIN_EXE_kiln"), home.path())
+    let child = command(env!("CARGO_BIN_EXE_kiln"), home.path())
         .arg("train")
         .args(SLOW_MLP)
         .arg("--json")
