@@ -32,17 +32,30 @@ y = torch.randint(0, 10, (batch,))
 loss_fn = nn.CrossEntropyLoss()
 
 
-def step():
+phases = [0.0, 0.0, 0.0]
+
+
+def step(record):
+    t0 = time.perf_counter()
     optim.zero_grad()
     loss = loss_fn(model(x), y)
     loss.item()
+    t1 = time.perf_counter()
     loss.backward()
+    t2 = time.perf_counter()
     optim.step()
+    t3 = time.perf_counter()
+    if record:
+        for i, (a, b) in enumerate([(t0, t1), (t1, t2), (t2, t3)]):
+            phases[i] += b - a
 
 
 for _ in range(warmup):
-    step()
+    step(False)
 start = time.perf_counter()
 for _ in range(steps):
-    step()
-print(json.dumps({"steps_per_sec": steps / (time.perf_counter() - start), "threads": torch.get_num_threads()}))
+    step(True)
+seconds = time.perf_counter() - start
+ms = [p * 1000 / steps for p in phases]
+print(json.dumps({"steps_per_sec": steps / seconds, "forward_ms": ms[0], "backward_ms": ms[1],
+                  "optimizer_ms": ms[2], "threads": torch.get_num_threads()}))

@@ -18,14 +18,17 @@ fn main() {
     let mut kiln = Vec::new();
     let mut torch = Vec::new();
     for round in 0..ROUNDS {
-        kiln.push(kiln_steps(threads));
-        torch.push(torch_steps(threads));
+        let (k, t) = (kiln_steps(threads), torch_steps(threads));
         println!(
-            "round {}: kiln {:.2} steps/s, pytorch {:.2} steps/s",
+            "round {}: kiln {:.2} steps/s {}| pytorch {:.2} steps/s {}",
             round + 1,
-            kiln[round],
-            torch[round]
+            rate(&k),
+            phases(&k),
+            rate(&t),
+            phases(&t)
         );
+        kiln.push(rate(&k));
+        torch.push(rate(&t));
     }
     let (k, t) = (median(&mut kiln), median(&mut torch));
     println!(
@@ -34,7 +37,23 @@ fn main() {
     );
 }
 
-fn kiln_steps(threads: usize) -> f64 {
+fn rate(doc: &serde_json::Value) -> f64 {
+    doc["steps_per_sec"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no steps_per_sec in {doc}"))
+}
+
+fn phases(doc: &serde_json::Value) -> String {
+    let ms = |k: &str| doc[k].as_f64().unwrap_or(f64::NAN);
+    format!(
+        "(forward {:.1} ms, backward {:.1} ms, optimizer {:.1} ms) ",
+        ms("forward_ms"),
+        ms("backward_ms"),
+        ms("optimizer_ms")
+    )
+}
+
+fn kiln_steps(threads: usize) -> serde_json::Value {
     let out = Command::new(env!("CARGO_BIN_EXE_kilnd"))
         .args([
             "bench-train",
@@ -49,7 +68,7 @@ fn kiln_steps(threads: usize) -> f64 {
     steps_per_sec(&out, "kilnd")
 }
 
-fn torch_steps(threads: usize) -> f64 {
+fn torch_steps(threads: usize) -> serde_json::Value {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/train_vs_pytorch.py");
     let mut cmd = Command::new("python3");
     if let Some(libtorch) = std::env::var_os("LIBTORCH") {
@@ -63,7 +82,7 @@ fn torch_steps(threads: usize) -> f64 {
     steps_per_sec(&out, "pytorch")
 }
 
-fn steps_per_sec(out: &std::process::Output, who: &str) -> f64 {
+fn steps_per_sec(out: &std::process::Output, who: &str) -> serde_json::Value {
     assert!(
         out.status.success(),
         "{who} failed: {}",
@@ -71,10 +90,7 @@ fn steps_per_sec(out: &std::process::Output, who: &str) -> f64 {
     );
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text.lines().last().unwrap_or_default();
-    let doc: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{who} printed {line:?}: {e}"));
-    doc["steps_per_sec"]
-        .as_f64()
-        .unwrap_or_else(|| panic!("{who} printed no steps_per_sec"))
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("{who} printed {line:?}: {e}"))
 }
 
 fn median(values: &mut [f64]) -> f64 {

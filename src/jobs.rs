@@ -36,6 +36,9 @@ pub struct JobSpec {
     pub batch_size: usize,
     pub lr: f64,
     pub optimizer: String,
+    /// Learning-rate schedule: `cosine` (decay to 0 over the run) or `constant`.
+    #[serde(default = "default_schedule")]
+    pub schedule: String,
     pub seed: u64,
     /// `cpu` or `cuda:N`; `None` picks CUDA when libtorch sees one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -51,6 +54,10 @@ pub struct JobSpec {
     /// Continue this earlier job from its last checkpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resume: Option<JobId>,
+}
+
+fn default_schedule() -> String {
+    "cosine".to_owned()
 }
 
 impl JobSpec {

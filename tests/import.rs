@@ -12,6 +12,15 @@ fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/fixtures").join(name)
 }
 
+/// `kiln models import <model> <file> --arch <arch> --config <config> [--json]`.
+fn import(home: &Path, model: &str, file: &str, arch: &str, config: &str, json: bool) -> std::process::Output {
+    let mut args = vec!["models", "import", model, file, "--arch", arch, "--config", config];
+    if json {
+        args.push("--json");
+    }
+    kiln(home, &args)
+}
+
 fn outputs(home: &Path, reference: &str) -> Vec<f64> {
     let out = json(&kilnd(
         home,
@@ -57,20 +66,7 @@ fn kilnd_version_reports_libtorch_and_devices() {
 fn a_pytorch_state_dict_imports_and_computes_what_pytorch_computed() {
     let home = tempfile::tempdir().expect("tempdir");
     let pt = fixture("mlp-4-8-3.pt");
-    let out = kiln(
-        home.path(),
-        &[
-            "models",
-            "import",
-            "tiny",
-            pt.to_str().expect("utf8"),
-            "--arch",
-            "mlp",
-            "--config",
-            MLP_CONFIG,
-            "--json",
-        ],
-    );
+    let out = import(home.path(), "tiny", pt.to_str().expect("utf8"), "mlp", MLP_CONFIG, true);
     let manifest = json(&out);
     assert_eq!(manifest["version"], 1);
     assert_eq!(manifest["architecture"]["config"]["hidden"][0], 8);
@@ -84,19 +80,13 @@ fn a_pytorch_state_dict_imports_and_computes_what_pytorch_computed() {
             home.path(),
             &["export", "tiny@1", "--out", file.to_str().expect("utf8"), "--json"],
         ));
-        let out = kiln(
+        let out = import(
             home.path(),
-            &[
-                "models",
-                "import",
-                "tiny",
-                file.to_str().expect("utf8"),
-                "--arch",
-                "mlp",
-                "--config",
-                MLP_CONFIG,
-                "--json",
-            ],
+            "tiny",
+            file.to_str().expect("utf8"),
+            "mlp",
+            MLP_CONFIG,
+            true,
         );
         let version = json(&out)["version"].as_u64().expect("version");
         assert_close(
@@ -112,18 +102,13 @@ fn a_cnn_state_dict_imports() {
     let home = tempfile::tempdir().expect("tempdir");
     let config = r#"{"channels": 1, "height": 8, "width": 8, "classes": 3, "conv_channels": [4], "hidden": 16}"#;
     let pt = fixture("cnn-8x8.pt");
-    let out = kiln(
+    let out = import(
         home.path(),
-        &[
-            "models",
-            "import",
-            "tiny-cnn",
-            pt.to_str().expect("utf8"),
-            "--arch",
-            "cnn",
-            "--config",
-            config,
-        ],
+        "tiny-cnn",
+        pt.to_str().expect("utf8"),
+        "cnn",
+        config,
+        false,
     );
     assert!(out.status.success(), "{out:?}");
     let input = format!("[{:?}]", vec![0.5f32; 64]);
@@ -135,18 +120,13 @@ fn a_cnn_state_dict_imports() {
 fn mismatched_or_unsafe_weights_are_refused_and_nothing_is_registered() {
     let home = tempfile::tempdir().expect("tempdir");
     let wrong = fixture("mlp-4-9-3.pt");
-    let out = kiln(
+    let out = import(
         home.path(),
-        &[
-            "models",
-            "import",
-            "tiny",
-            wrong.to_str().expect("utf8"),
-            "--arch",
-            "mlp",
-            "--config",
-            MLP_CONFIG,
-        ],
+        "tiny",
+        wrong.to_str().expect("utf8"),
+        "mlp",
+        MLP_CONFIG,
+        false,
     );
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(
@@ -157,18 +137,13 @@ fn mismatched_or_unsafe_weights_are_refused_and_nothing_is_registered() {
 
     let _ = std::fs::remove_file("/tmp/kiln-pickle-executed");
     let evil = fixture("evil.pt");
-    let out = kiln(
+    let out = import(
         home.path(),
-        &[
-            "models",
-            "import",
-            "tiny",
-            evil.to_str().expect("utf8"),
-            "--arch",
-            "mlp",
-            "--config",
-            MLP_CONFIG,
-        ],
+        "tiny",
+        evil.to_str().expect("utf8"),
+        "mlp",
+        MLP_CONFIG,
+        false,
     );
     assert_ne!(out.status.code(), Some(0), "{out:?}");
     assert!(
@@ -176,18 +151,14 @@ fn mismatched_or_unsafe_weights_are_refused_and_nothing_is_registered() {
         "pickle code ran during import"
     );
 
-    let bad_config = kiln(
+    let zero_inputs = r#"{"inputs": 0, "classes": 3}"#;
+    let bad_config = import(
         home.path(),
-        &[
-            "models",
-            "import",
-            "tiny",
-            wrong.to_str().expect("utf8"),
-            "--arch",
-            "mlp",
-            "--config",
-            r#"{"inputs": 0, "classes": 3}"#,
-        ],
+        "tiny",
+        wrong.to_str().expect("utf8"),
+        "mlp",
+        zero_inputs,
+        false,
     );
     assert_eq!(bad_config.status.code(), Some(2));
     assert!(
@@ -195,36 +166,19 @@ fn mismatched_or_unsafe_weights_are_refused_and_nothing_is_registered() {
         "{}",
         stderr(&bad_config)
     );
-    let unknown_arch = kiln(
-        home.path(),
-        &[
-            "models",
-            "import",
-            "tiny",
-            wrong.to_str().expect("utf8"),
-            "--arch",
-            "vit",
-            "--config",
-            "{}",
-        ],
-    );
+    let unknown_arch = import(home.path(), "tiny", wrong.to_str().expect("utf8"), "vit", "{}", false);
     assert!(
         stderr(&unknown_arch).contains("choose one of mlp, cnn, rnn, mf"),
         "{}",
         stderr(&unknown_arch)
     );
-    let bad_name = kiln(
+    let bad_name = import(
         home.path(),
-        &[
-            "models",
-            "import",
-            "../up",
-            wrong.to_str().expect("utf8"),
-            "--arch",
-            "mlp",
-            "--config",
-            MLP_CONFIG,
-        ],
+        "../up",
+        wrong.to_str().expect("utf8"),
+        "mlp",
+        MLP_CONFIG,
+        false,
     );
     assert_eq!(bad_name.status.code(), Some(2));
 
@@ -240,19 +194,13 @@ fn mismatched_or_unsafe_weights_are_refused_and_nothing_is_registered() {
 fn a_stored_blob_with_a_flipped_byte_is_refused_on_load() {
     let home = tempfile::tempdir().expect("tempdir");
     let pt = fixture("mlp-4-8-3.pt");
-    let manifest = json(&kiln(
+    let manifest = json(&import(
         home.path(),
-        &[
-            "models",
-            "import",
-            "tiny",
-            pt.to_str().expect("utf8"),
-            "--arch",
-            "mlp",
-            "--config",
-            MLP_CONFIG,
-            "--json",
-        ],
+        "tiny",
+        pt.to_str().expect("utf8"),
+        "mlp",
+        MLP_CONFIG,
+        true,
     ));
     let digest = manifest["blobs"]["weights"].as_str().expect("digest");
     let hex = &digest["sha256:".len()..];

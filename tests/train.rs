@@ -94,6 +94,54 @@ fn cnn_on_a_slice_of_fashion_mnist_learns_and_registers_a_complete_version() {
         model["evals"][0]["metrics"]["accuracy"], report["accuracy"],
         "report attached to the version"
     );
+
+    // Fine-tuning starts from the stored weights and records the lineage.
+    let config = r#"{"conv_channels": [8], "hidden": 32}"#;
+    let tuned = train(
+        home.path(),
+        &[
+            "cnn",
+            "--data",
+            "fashion-mnist",
+            "--limit",
+            "500",
+            "--epochs",
+            "1",
+            "--config",
+            config,
+            "--name",
+            "fm",
+            "--from",
+            "fm@1",
+        ],
+    );
+    assert_eq!(tuned["version"], "fm@2", "{tuned}");
+    let v2 = show(home.path(), "fm@2");
+    assert_eq!(v2["parent"], serde_json::json!({"model": "fm", "version": 1}));
+    let mismatched = train(
+        home.path(),
+        &[
+            "cnn",
+            "--data",
+            "fashion-mnist",
+            "--limit",
+            "500",
+            "--epochs",
+            "1",
+            "--name",
+            "fm",
+            "--from",
+            "fm@1",
+        ],
+    );
+    assert_eq!(mismatched["state"], "failed");
+    assert!(
+        mismatched["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("cannot fine-tune"),
+        "{mismatched}"
+    );
 }
 
 #[test]

@@ -40,8 +40,11 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 1e-3)]
     lr: f64,
     /// adam, adamw or sgd (with momentum 0.9).
-    #[arg(long, default_value = "adam")]
+    #[arg(long, default_value = "adam", value_parser = ["adam", "adamw", "sgd"])]
     optimizer: String,
+    /// Learning-rate schedule: cosine (decay to 0 over the run) or constant.
+    #[arg(long, default_value = "cosine", value_parser = ["cosine", "constant"])]
+    schedule: String,
     #[arg(long, default_value_t = 42)]
     seed: u64,
     /// cpu or cuda:N (default: cuda:0 when libtorch sees a GPU, else cpu).
@@ -133,6 +136,7 @@ fn spec_from(args: &TrainArgs, home: &Path) -> Result<JobSpec, CliError> {
         batch_size: args.batch_size,
         lr: args.lr,
         optimizer: args.optimizer.clone(),
+        schedule: args.schedule.clone(),
         seed: args.seed,
         device: args.device.clone(),
         limit: args.limit,

@@ -44,23 +44,38 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<serde_json::Value> {
     let rows: Vec<usize> = (0..args.batch_size).collect();
     let mut optim = train::optimizer("adam").map_err(|e| anyhow!(e))?;
     let mut model = model;
-    let mut step = |model: crate::engine::model::Cnn| {
+    // Seconds spent in forward (+ loss), backward and the optimizer step. libtorch CPU ops
+    // run synchronously, so wall time between the phases is their cost.
+    let mut phases = [0.0f64; 3];
+    let mut step = |model: crate::engine::model::Cnn, phases: &mut [f64; 3]| {
+        let t0 = Instant::now();
         let prediction = model.predict(&batch, &rows, &device);
         let loss = task::loss(&prediction, &batch, &rows, &device);
         let _ = loss.clone().into_scalar::<f64>();
+        let t1 = Instant::now();
         let grads = GradientsParams::from_grads(loss.backward(), &model);
-        optim.step(1e-3, model, grads)
+        let t2 = Instant::now();
+        let model = optim.step(1e-3, model, grads);
+        let t3 = Instant::now();
+        for (slot, (a, b)) in phases.iter_mut().zip([(t0, t1), (t1, t2), (t2, t3)]) {
+            *slot += (b - a).as_secs_f64();
+        }
+        model
     };
     for _ in 0..args.warmup {
-        model = step(model);
+        model = step(model, &mut [0.0; 3]);
     }
     let started = Instant::now();
     for _ in 0..args.steps {
-        model = step(model);
+        model = step(model, &mut phases);
     }
     let seconds = started.elapsed().as_secs_f64();
+    let ms = |s: f64| s * 1000.0 / args.steps as f64;
     Ok(serde_json::json!({
         "steps_per_sec": args.steps as f64 / seconds,
+        "forward_ms": ms(phases[0]),
+        "backward_ms": ms(phases[1]),
+        "optimizer_ms": ms(phases[2]),
         "threads": tch::get_num_threads(),
         "batch_size": args.batch_size,
         "steps": args.steps,

@@ -281,6 +281,7 @@ fn train_and_register<M: Task>(
         epochs: spec.epochs,
         batch_size: spec.batch_size,
         lr: spec.lr,
+        schedule: spec.schedule.clone(),
         seed: spec.seed,
     };
     let device = plan.device.clone();
@@ -353,6 +354,7 @@ fn register(
         ("batch_size".to_owned(), serde_json::json!(spec.batch_size)),
         ("lr".to_owned(), serde_json::json!(spec.lr)),
         ("optimizer".to_owned(), serde_json::json!(spec.optimizer)),
+        ("schedule".to_owned(), serde_json::json!(spec.schedule)),
         ("train_rows".to_owned(), serde_json::json!(plan.dataset.train.len())),
     ]);
     if let Some(old) = &spec.resume {

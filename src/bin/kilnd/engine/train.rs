@@ -22,6 +22,8 @@ pub struct LoopSettings {
     pub epochs: usize,
     pub batch_size: usize,
     pub lr: f64,
+    /// `constant`, or `cosine`: decay from `lr` towards 0 over all steps of the run.
+    pub schedule: String,
     pub seed: u64,
 }
 
@@ -40,6 +42,18 @@ pub enum LoopEnd<M> {
 pub trait LoopSink {
     fn metric(&mut self, record: &MetricRecord);
     fn checkpoint(&mut self, checkpoint: &Checkpoint<'_>) -> anyhow::Result<()>;
+}
+
+impl LoopSettings {
+    /// The learning rate for `step` (1-based) of a run with `per_epoch` batches an epoch.
+    pub fn lr_at(&self, step: u64, per_epoch: usize) -> f64 {
+        if self.schedule != "cosine" {
+            return self.lr;
+        }
+        let total = (self.epochs * per_epoch).max(1) as f64;
+        let progress = ((step.saturating_sub(1)) as f64 / total).min(1.0);
+        self.lr * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+    }
 }
 
 /// Builds the optimizer named in the job spec.
@@ -79,12 +93,7 @@ pub fn run<M: Task>(
                     batch: index,
                     step,
                 };
-                let model_bytes = weights::module_to_safetensors(&model)?;
-                sink.checkpoint(&Checkpoint {
-                    model_bytes,
-                    optim: &optim,
-                    position,
-                })?;
+                save_checkpoint(sink, &model, &optim, position)?;
                 return Ok(LoopEnd::Cancelled { position });
             }
             let prediction = model.predict(train, rows, device);
@@ -95,33 +104,47 @@ pub fn run<M: Task>(
                 return Ok(LoopEnd::Diverged { step });
             }
             let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(settings.lr, model, grads);
+            let lr = settings.lr_at(step, batches.len());
+            model = optim.step(lr, model, grads);
             window.add(value, rows.len());
             if window.due() || index + 1 == batches.len() {
                 last_train_loss = window.mean();
-                sink.metric(&window.record(step, epoch, settings.lr));
+                sink.metric(&window.record(step, epoch, lr));
                 window = Window::new();
             }
         }
         let val_score = evaluate(&model.valid(), val, 512, device);
         sink.metric(&val_record(&val_score, step, epoch + 1, val));
-        let position = Position {
-            epoch: epoch + 1,
-            batch: 0,
-            step,
-        };
-        let model_bytes = weights::module_to_safetensors(&model)?;
-        sink.checkpoint(&Checkpoint {
-            model_bytes,
-            optim: &optim,
-            position,
-        })?;
+        save_checkpoint(
+            sink,
+            &model,
+            &optim,
+            Position {
+                epoch: epoch + 1,
+                batch: 0,
+                step,
+            },
+        )?;
     }
     let val = evaluate(&model.valid(), val, 512, device);
     Ok(LoopEnd::Finished {
         model,
         val,
         train_loss: last_train_loss,
+    })
+}
+
+fn save_checkpoint<M: Task>(
+    sink: &mut dyn LoopSink,
+    model: &M,
+    optim: &ModuleOptimizer,
+    position: Position,
+) -> anyhow::Result<()> {
+    let model_bytes = weights::module_to_safetensors(model)?;
+    sink.checkpoint(&Checkpoint {
+        model_bytes,
+        optim,
+        position,
     })
 }
 
