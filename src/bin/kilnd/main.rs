@@ -1,5 +1,6 @@
 //! `kilnd`: kiln's daemon, its job workers and the engine. The only binary that links libtorch.
 
+mod alloc;
 mod bench;
 mod engine;
 mod evaluate;
@@ -48,6 +49,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    alloc::tune();
     let cli = Cli::parse();
     if cli.version {
         print_version(cli.json);
