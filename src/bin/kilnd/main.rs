@@ -2,6 +2,7 @@
 
 mod alloc;
 mod bench;
+mod daemon;
 mod engine;
 mod evaluate;
 mod import;
@@ -23,6 +24,16 @@ struct Cli {
     /// Print results as JSON.
     #[arg(long, global = true)]
     json: bool,
+    /// Run the daemon in the foreground (what `kiln` starts detached, and systemd runs).
+    #[arg(long)]
+    foreground: bool,
+    /// Control API port on 127.0.0.1 (0 picks a free one; the address is written to
+    /// $KILN_HOME/daemon/address).
+    #[arg(long, default_value_t = 7420, env = "KILN_CONTROL_PORT")]
+    port: u16,
+    /// Jobs run at once per device; the rest wait in the queue.
+    #[arg(long, default_value_t = 1)]
+    jobs_per_device: usize,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -88,8 +99,11 @@ fn main() -> ExitCode {
                 }
             };
         }
+        None if cli.foreground => kiln::home::kiln_home()
+            .map_err(anyhow::Error::from)
+            .and_then(|home| daemon::run(&home, cli.port, cli.jobs_per_device)),
         None => {
-            eprintln!("kilnd: the daemon is not available yet; see `kilnd --help` for what is");
+            eprintln!("kilnd: nothing to do; run `kilnd --foreground` for the daemon, or see `kilnd --help`");
             return ExitCode::from(2);
         }
     };

@@ -1,0 +1,189 @@
+//! The daemon over real HTTP on 127.0.0.1 (port 0): token checks, error answers, and jobs
+//! submitted, supervised and re-adopted across a daemon restart.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+mod common;
+use common::command;
+
+struct Daemon {
+    child: Child,
+    base: String,
+    token: String,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(home: &Path) -> Daemon {
+    let dir = home.join("daemon");
+    let _ = std::fs::remove_file(dir.join("address"));
+    let child = command(env!("CARGO_BIN_EXE_kilnd"), home)
+        .args(["--foreground", "--port", "0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start kilnd");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let address = loop {
+        if let Ok(a) = std::fs::read_to_string(dir.join("address")) {
+            break a;
+        }
+        assert!(Instant::now() < deadline, "daemon never wrote its address");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let token = std::fs::read_to_string(dir.join("token")).expect("token");
+    Daemon {
+        child,
+        base: format!("http://{}", address.trim()),
+        token: token.trim().to_owned(),
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder().http_status_as_error(false).build().into()
+}
+
+fn get(d: &Daemon, path: &str, token: Option<&str>) -> (u16, Value) {
+    let mut req = agent().get(format!("{}{path}", d.base));
+    if let Some(t) = token {
+        req = req.header("Authorization", format!("Bearer {t}"));
+    }
+    let mut resp = req.call().expect("request");
+    (
+        resp.status().as_u16(),
+        resp.body_mut().read_json().unwrap_or(Value::Null),
+    )
+}
+
+fn post(d: &Daemon, path: &str, body: &str) -> (u16, Value) {
+    let mut resp = agent()
+        .post(format!("{}{path}", d.base))
+        .header("Authorization", format!("Bearer {}", d.token))
+        .header("Content-Type", "application/json")
+        .send(body)
+        .expect("request");
+    (
+        resp.status().as_u16(),
+        resp.body_mut().read_json().unwrap_or(Value::Null),
+    )
+}
+
+fn wait_state(d: &Daemon, id: &str, want: &[&str]) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        let (_, job) = get(d, &format!("/api/v1/jobs/{id}"), Some(&d.token));
+        if want.iter().any(|w| job["status"]["state"] == *w) {
+            return job;
+        }
+        assert!(Instant::now() < deadline, "job never reached {want:?}: {job}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn csv(dir: &Path) -> PathBuf {
+    let path = dir.join("xor.csv");
+    let mut text = String::from("a,b,label\n");
+    for i in 0..400 {
+        let (a, b) = ((i * 37 % 100) as f64 / 100.0, (i * 61 % 100) as f64 / 100.0);
+        text.push_str(&format!("{a},{b},{}\n", u8::from(a + b > 1.0)));
+    }
+    std::fs::write(&path, text).expect("csv");
+    path
+}
+
+#[test]
+fn requests_need_the_token_and_bad_requests_get_json_errors() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let d = start(home.path());
+    assert_eq!(get(&d, "/api/v1/health", None).0, 401);
+    assert_eq!(get(&d, "/api/v1/health", Some("wrong")).0, 401);
+    let (code, body) = get(&d, "/api/v1/nope", Some(&d.token));
+    assert_eq!(code, 404);
+    assert!(body["error"].is_string());
+    assert_eq!(post(&d, "/api/v1/jobs", "{not json").0, 400);
+    assert_eq!(post(&d, "/api/v1/jobs", r#"{"arch": "mlp"}"#).0, 422);
+    assert_eq!(get(&d, "/api/v1/models/..%2Fetc", Some(&d.token)).0, 400);
+    assert_eq!(get(&d, "/api/v1/jobs/unknown-job", Some(&d.token)).0, 404);
+    let (code, health) = get(&d, "/api/v1/health", Some(&d.token));
+    assert_eq!(code, 200, "the daemon keeps serving after bad requests");
+    assert_eq!(health["kiln"], env!("CARGO_PKG_VERSION"));
+    let second = command(env!("CARGO_BIN_EXE_kilnd"), home.path())
+        .args(["--foreground", "--port", "0"])
+        .output()
+        .expect("run");
+    assert!(
+        !second.status.success(),
+        "a second daemon on the same KILN_HOME must refuse to start"
+    );
+}
+
+#[test]
+fn a_submitted_job_trains_registers_and_survives_a_daemon_restart() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let data = csv(home.path());
+    let mut d = start(home.path());
+    let spec = json!({"arch": "mlp", "data": format!("csv:{}", data.display()), "epochs": 400, "batch_size": 8,
+        "lr": 0.01, "optimizer": "adam", "seed": 1, "model": "xor"});
+    let (code, job) = post(&d, "/api/v1/jobs", &spec.to_string());
+    assert_eq!(code, 201, "{job}");
+    let id = job["id"].as_str().expect("id").to_owned();
+    wait_state(&d, &id, &["running"]);
+
+    // kill -9 the daemon mid-job: the worker lives on and the next daemon re-adopts it.
+    let _ = d.child.kill();
+    let _ = d.child.wait();
+    std::thread::sleep(Duration::from_millis(500));
+    d = start(home.path());
+    let (_, health) = get(&d, "/api/v1/health", Some(&d.token));
+    assert_eq!(health["running_jobs"][0], Value::String(id.clone()), "{health}");
+    let (_, cancelled) = post(&d, &format!("/api/v1/jobs/{id}/cancel"), "");
+    assert!(cancelled["status"].is_object());
+    let done = wait_state(&d, &id, &["cancelled", "failed", "succeeded"]);
+    assert_eq!(done["status"]["state"], "cancelled", "{done}");
+
+    // A short job runs to success and its version is visible through the API.
+    let quick = json!({"arch": "mlp", "data": format!("csv:{}", data.display()), "epochs": 2, "batch_size": 32,
+        "lr": 0.01, "optimizer": "adam", "seed": 1, "model": "xor"});
+    let (_, job) = post(&d, "/api/v1/jobs", &quick.to_string());
+    let id = job["id"].as_str().expect("id").to_owned();
+    let done = wait_state(&d, &id, &["succeeded", "failed", "cancelled"]);
+    assert_eq!(done["status"]["state"], "succeeded", "{done}");
+    let (code, version) = get(&d, "/api/v1/models/xor/versions/1", Some(&d.token));
+    assert_eq!(code, 200, "{version}");
+    let (_, metrics) = get(&d, &format!("/api/v1/jobs/{id}/metrics?since=0"), Some(&d.token));
+    assert!(metrics["records"].as_array().is_some_and(|r| !r.is_empty()) && metrics["next"].as_u64() > Some(0));
+}
+
+#[test]
+fn a_killed_worker_fails_its_job_and_the_daemon_carries_on() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let data = csv(home.path());
+    let d = start(home.path());
+    let spec = json!({"arch": "mlp", "data": format!("csv:{}", data.display()), "epochs": 400, "batch_size": 8,
+        "lr": 0.01, "optimizer": "adam", "seed": 1, "model": "xor"});
+    let (_, job) = post(&d, "/api/v1/jobs", &spec.to_string());
+    let id = job["id"].as_str().expect("id").to_owned();
+    let running = wait_state(&d, &id, &["running"]);
+    let pid = running["status"]["pid"].as_i64().expect("pid");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill");
+    let done = wait_state(&d, &id, &["failed", "succeeded", "cancelled"]);
+    assert_eq!(done["status"]["state"], "failed");
+    assert!(
+        done["status"]["message"].as_str().unwrap_or("").contains("signal 9"),
+        "{done}"
+    );
+    assert_eq!(get(&d, "/api/v1/health", Some(&d.token)).0, 200);
+}
