@@ -86,6 +86,9 @@ pub fn run<M: Task>(
         let batches: Vec<&[usize]> = order.chunks(settings.batch_size).collect();
         let first_batch = if epoch == start.epoch { start.batch } else { 0 };
         let mut window = Window::new();
+        // The epoch's mean loss is what the manifest records: unlike the once-a-second window
+        // it does not depend on timing, so the same seed gives the same figure.
+        let mut epoch_loss = Window::new();
         for (index, rows) in batches.iter().enumerate().skip(first_batch) {
             if stop.load(Ordering::Relaxed) {
                 let position = Position {
@@ -107,11 +110,14 @@ pub fn run<M: Task>(
             let lr = settings.lr_at(step, batches.len());
             model = optim.step(lr, model, grads);
             window.add(value, rows.len());
+            epoch_loss.add(value, rows.len());
             if window.due() || index + 1 == batches.len() {
-                last_train_loss = window.mean();
                 sink.metric(&window.record(step, epoch, lr));
                 window = Window::new();
             }
+        }
+        if epoch_loss.rows > 0 {
+            last_train_loss = epoch_loss.mean();
         }
         let val_score = evaluate(&model.valid(), val, 512, device);
         sink.metric(&val_record(&val_score, step, epoch + 1, val));
