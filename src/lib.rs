@@ -4,6 +4,7 @@
 //! module tree (`src/bin/kilnd/`) references burn (DESIGN §1).
 
 pub mod cli;
+pub mod client;
 pub mod fsx;
 pub mod home;
 pub mod jobs;

@@ -187,3 +187,29 @@ fn a_killed_worker_fails_its_job_and_the_daemon_carries_on() {
     );
     assert_eq!(get(&d, "/api/v1/health", Some(&d.token)).0, 200);
 }
+
+#[test]
+fn kiln_daemon_start_status_jobs_and_stop() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let kiln = |args: &[&str]| {
+        command(env!("CARGO_BIN_EXE_kiln"), home.path())
+            .env("KILN_CONTROL_PORT", "0")
+            .args(args)
+            .output()
+            .expect("kiln")
+    };
+    assert_eq!(kiln(&["daemon", "status"]).status.code(), Some(3), "not running yet");
+    let started = kiln(&["daemon", "start", "--json"]);
+    assert!(started.status.success(), "{started:?}");
+    let status: Value = serde_json::from_slice(&kiln(&["daemon", "status", "--json"]).stdout).expect("json");
+    let pid = status["pid"].as_i64().expect("pid");
+    let jobs: Value = serde_json::from_slice(&kiln(&["jobs", "ls", "--json"]).stdout).expect("json");
+    assert_eq!(jobs["jobs"], json!([]));
+    assert_eq!(kiln(&["jobs", "show", "nope"]).status.code(), Some(3));
+    assert!(kiln(&["daemon", "stop"]).status.success());
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "kilnd still running after stop"
+    );
+    assert_eq!(kiln(&["daemon", "status"]).status.code(), Some(3));
+}

@@ -4,6 +4,7 @@
 //! 3 not found, 4 corrupt data found, 5 refused (e.g. removing an aliased version),
 //! 6 job cancelled.
 
+mod daemon;
 mod models;
 mod table;
 mod train;
@@ -37,6 +38,12 @@ enum Command {
     Train(train::TrainArgs),
     /// Evaluate a version on a dataset and attach the report to it.
     Eval(train::EvalArgs),
+    /// Start, inspect or stop the kilnd daemon.
+    #[command(subcommand)]
+    Daemon(daemon::DaemonCommand),
+    /// List, inspect and cancel jobs through the daemon.
+    #[command(subcommand)]
+    Jobs(daemon::JobsCommand),
 }
 
 /// Error carrying the exit code it should end the process with.
@@ -79,6 +86,8 @@ pub fn main() -> ExitCode {
         Command::Models(cmd) => models::run(cmd, cli.json),
         Command::Train(args) => train::train(args, cli.json),
         Command::Eval(args) => train::eval(args, cli.json),
+        Command::Daemon(cmd) => daemon::run_daemon(cmd, cli.json),
+        Command::Jobs(cmd) => daemon::run_jobs(cmd, cli.json),
     };
     match result {
         Ok(code) => ExitCode::from(code),
