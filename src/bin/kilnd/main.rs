@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use kiln::registry::RegistryError;
 
-/// kiln's daemon: owns the registry, runs jobs and serves models.
+/// kiln's daemon and engine: owns the registry, supervises training jobs, runs the compute.
 #[derive(Debug, Parser)]
 #[command(name = "kilnd", disable_version_flag = true)]
 struct Cli {
