@@ -11,6 +11,7 @@
 use std::fs::{self, OpenOptions};
 use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -332,4 +333,25 @@ pub fn process_start_time(pid: u32) -> Option<u64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after_name = &stat[stat.rfind(')')? + 2..];
     after_name.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Starts `command` (a `kilnd` invocation) detached for `home`: its own process group, so
+/// terminal signals and a daemon restart leave it alone; no stdin or stdout; stderr appended
+/// to `log`.
+pub fn spawn_detached(mut command: Command, home: &Path, log: &Path) -> io::Result<Child> {
+    use std::os::unix::process::CommandExt;
+    let log = OpenOptions::new().create(true).append(true).open(log)?;
+    command
+        .env("KILN_HOME", home)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+}
+
+/// Starts `kilnd worker --job <id>` for `job`, detached, logging to its `worker.log`.
+pub fn spawn_worker(mut kilnd: Command, home: &Path, job: &JobDir) -> io::Result<Child> {
+    kilnd.args(["worker", "--job", job.id.as_str()]);
+    spawn_detached(kilnd, home, &job.log_path())
 }

@@ -1,8 +1,6 @@
 //! `kiln daemon start|status|stop` and `kiln jobs ls|show|cancel`, over the control API.
 
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use clap::Subcommand;
@@ -111,27 +109,13 @@ pub fn ensure_running(home: &Path) -> Result<Value, CliError> {
         code: 1,
         message: format!("cannot create {}: {e}", dir.display()),
     })?;
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log_path(home))
-        .map_err(|e| CliError {
-            code: 1,
-            message: format!("cannot open {}: {e}", log_path(home).display()),
-        })?;
     let _ = std::fs::remove_file(dir.join("address"));
-    super::train::kilnd_command()?
-        .arg("--foreground")
-        .env("KILN_HOME", home)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .process_group(0)
-        .spawn()
-        .map_err(|e| CliError {
-            code: 1,
-            message: format!("cannot start kilnd: {e}"),
-        })?;
+    let mut kilnd = super::train::kilnd_command()?;
+    kilnd.arg("--foreground");
+    crate::jobs::spawn_detached(kilnd, home, &log_path(home)).map_err(|e| CliError {
+        code: 1,
+        message: format!("cannot start kilnd: {e}"),
+    })?;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         match health(home) {

@@ -404,9 +404,5 @@ fn import(
     if json {
         cmd.arg("--json");
     }
-    let status = cmd.status().map_err(|e| CliError {
-        code: 1,
-        message: format!("cannot run kilnd: {e}"),
-    })?;
-    Ok(status.code().and_then(|c| u8::try_from(c).ok()).unwrap_or(1))
+    super::train::run_passthrough(cmd)
 }

@@ -5,9 +5,8 @@
 //! SIGTERM (the worker checkpoints and ends as `cancelled`), and leaves the worker running if
 //! the terminal hangs up.
 
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -167,16 +166,7 @@ pub fn train(args: &TrainArgs, json_out: bool) -> Result<u8, CliError> {
     let home = kiln_home()?;
     let spec = spec_from(args, &home)?;
     let job = JobDir::create(&home, &spec).map_err(|e| failure(e.to_string()))?;
-    let log = std::fs::File::create(job.log_path())
-        .map_err(|e| failure(format!("cannot create {}: {e}", job.log_path().display())))?;
-    let mut child = kilnd_command()?
-        .args(["worker", "--job", spec.id.as_str()])
-        .env("KILN_HOME", &home)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .process_group(0)
-        .spawn()
+    let mut child = crate::jobs::spawn_worker(kilnd_command()?, &home, &job)
         .map_err(|e| failure(format!("cannot start kilnd worker: {e}")))?;
     eprintln!(
         "job {} started: {} on {} → model {}",
@@ -330,6 +320,11 @@ pub fn eval(args: &EvalArgs, json_out: bool) -> Result<u8, CliError> {
     if json_out {
         cmd.arg("--json");
     }
+    run_passthrough(cmd)
+}
+
+/// Runs a `kilnd` command with inherited stdio and returns its exit code as ours.
+pub fn run_passthrough(mut cmd: Command) -> Result<u8, CliError> {
     let status = cmd.status().map_err(|e| failure(format!("cannot run kilnd: {e}")))?;
     Ok(status.code().and_then(|c| u8::try_from(c).ok()).unwrap_or(1))
 }

@@ -4,9 +4,9 @@
 //! (matched by pid and process start time, so a reused pid is not mistaken for one).
 
 use std::collections::HashMap;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Mutex;
 
 use kiln::jobs::{self, JobDir, JobError, JobId, JobSpec, JobState, JobStatus};
@@ -134,7 +134,8 @@ impl Supervisor {
             if busy >= self.per_device {
                 continue;
             }
-            match spawn_worker(&self.home, &job) {
+            let kilnd = std::env::current_exe().map(Command::new);
+            match kilnd.and_then(|kilnd| jobs::spawn_worker(kilnd, &self.home, &job)) {
                 Ok(child) => {
                     self.lock().insert(job.id.clone(), (Worker::Child(child), device));
                 }
@@ -147,21 +148,6 @@ impl Supervisor {
     pub fn running_ids(&self) -> Vec<JobId> {
         self.lock().keys().cloned().collect()
     }
-}
-
-fn spawn_worker(home: &Path, job: &JobDir) -> std::io::Result<Child> {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(job.log_path())?;
-    Command::new(std::env::current_exe()?)
-        .args(["worker", "--job", job.id.as_str()])
-        .env("KILN_HOME", home)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .process_group(0)
-        .spawn()
 }
 
 /// Whether `pid` is alive and (when known) started at `start`.
