@@ -10,3 +10,4 @@ pub mod home;
 pub mod jobs;
 pub mod names;
 pub mod registry;
+pub mod tui;

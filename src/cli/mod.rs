@@ -25,8 +25,15 @@ pub struct Cli {
     /// Print results as JSON (one document on stdout).
     #[arg(long, global = true)]
     json: bool,
+    /// Console colour theme: dark, light, high-contrast, or a theme file (no subcommand).
+    #[arg(long, value_name = "NAME")]
+    theme: Option<String>,
+    /// Open the console with every mutating action (launch, cancel, deploy, rollback) disabled.
+    #[arg(long)]
+    readonly: bool,
+    /// Without a subcommand, `kiln` opens the console.
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -79,10 +86,25 @@ impl From<crate::home::HomeError> for CliError {
     }
 }
 
+/// `kiln` alone: start kilnd when none answers (the console retries if that fails), then
+/// open the console.
+fn open_console(cli: &Cli) -> ExitCode {
+    if let Ok(home) = crate::home::kiln_home() {
+        let _ = daemon::ensure_running(&home);
+    }
+    crate::tui::main(crate::tui::Options {
+        theme: cli.theme.clone(),
+        readonly: cli.readonly,
+    })
+}
+
 /// Runs the CLI and maps the outcome to the documented exit codes.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match &cli.command {
+    let Some(command) = &cli.command else {
+        return open_console(&cli);
+    };
+    let result = match command {
         Command::Models(cmd) => models::run(cmd, cli.json),
         Command::Train(args) => train::train(args, cli.json),
         Command::Eval(args) => train::eval(args, cli.json),

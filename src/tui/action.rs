@@ -1,0 +1,166 @@
+//! What the user asked for ([`Action`], produced by the keymap) and what `update` asks the
+//! loop to do in return ([`Effect`]).
+//!
+//! Actions are imperative and carry no data: the selection in the current screen says what
+//! they apply to. Destructive work is never an action of its own: `CancelJob`, `Deploy`
+//! and `Rollback` open a confirm dialog holding a [`Pending`] operation, and only
+//! confirming it emits the request (STYLE: two steps for destructive actions).
+
+use super::client::Request;
+
+macro_rules! actions {
+    ($($variant:ident = $name:literal : $help:literal,)+) => {
+        /// A user intent, bound to keys by the keymap.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Action {
+            $(#[doc = $help] $variant,)+
+        }
+
+        impl Action {
+            /// Every action, in help order.
+            pub const ALL: &[Action] = &[$(Action::$variant,)+];
+
+            /// The action's name in the config file's `[keymap]` table.
+            pub fn name(self) -> &'static str {
+                match self { $(Action::$variant => $name,)+ }
+            }
+
+            /// One line for the help screen.
+            pub fn help(self) -> &'static str {
+                match self { $(Action::$variant => $help,)+ }
+            }
+
+            /// The action called `name` in the config file.
+            pub fn from_name(name: &str) -> Option<Action> {
+                match name { $($name => Some(Action::$variant),)+ _ => None }
+            }
+        }
+    };
+}
+
+actions! {
+    Quit = "quit": "quit kiln (jobs and deployments keep running in kilnd)",
+    Help = "help": "show this help",
+    Palette = "palette": "command palette (:models :jobs :gpu :serving :theme NAME :q)",
+    Filter = "filter": "filter the current list",
+    Back = "back": "close the dialog / leave the pane / clear the filter",
+    NextScreen = "next-screen": "next screen",
+    PrevScreen = "prev-screen": "previous screen",
+    ShowModels = "models": "models screen",
+    ShowJobs = "jobs": "jobs screen",
+    ShowGpu = "gpu": "GPU screen",
+    ShowServing = "serving": "serving screen",
+    Up = "up": "move up",
+    Down = "down": "move down",
+    PageUp = "page-up": "move up a page",
+    PageDown = "page-down": "move down a page",
+    Top = "top": "first row",
+    Bottom = "bottom": "last row",
+    Select = "select": "open / drill in / confirm",
+    FocusNext = "focus-next": "next pane",
+    FocusPrev = "focus-prev": "previous pane",
+    Refresh = "refresh": "refetch everything from kilnd",
+    MarkCompare = "compare": "models: mark this version to compare with the selected one",
+    Deploy = "deploy": "models: deploy the selected version (asks first)",
+    Rollback = "rollback": "serving: roll the selected deployment back (asks first)",
+    TryRequest = "try": "serving: send a test request from a dataset sample",
+    NewTraining = "new-training": "launch a training job (form)",
+    NewEval = "new-eval": "evaluate the selected version (form)",
+    CancelJob = "cancel-job": "jobs: cancel the selected job (asks first)",
+    ToggleSmoothing = "smoothing": "jobs: EMA smoothing of the loss curve on/off",
+    ToggleLogY = "log-y": "jobs: logarithmic loss axis on/off",
+    ToggleZoom = "zoom": "jobs: recent / full history",
+    Overlay = "overlay": "jobs: overlay the selected run on the chart (again: clear)",
+}
+
+/// Which screen is showing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Screen {
+    #[default]
+    Models,
+    Jobs,
+    Gpu,
+    Serving,
+}
+
+impl Screen {
+    /// Screens in tab order.
+    pub const ALL: [Screen; 4] = [Screen::Models, Screen::Jobs, Screen::Gpu, Screen::Serving];
+
+    /// The tab title.
+    pub fn title(self) -> &'static str {
+        match self {
+            Screen::Models => "Models",
+            Screen::Jobs => "Jobs",
+            Screen::Gpu => "GPU",
+            Screen::Serving => "Serving",
+        }
+    }
+
+    fn index(self) -> usize {
+        Screen::ALL.iter().position(|s| *s == self).unwrap_or(0)
+    }
+
+    /// The screen `delta` tabs away, wrapping.
+    pub fn cycle(self, delta: isize) -> Screen {
+        let n = Screen::ALL.len() as isize;
+        Screen::ALL[((self.index() as isize + delta).rem_euclid(n)) as usize]
+    }
+}
+
+/// A destructive operation waiting for confirmation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pending {
+    CancelJob {
+        id: String,
+    },
+    Deploy {
+        model: String,
+        version: u32,
+        current: Option<u32>,
+    },
+    Rollback {
+        model: String,
+        from: u32,
+        to: Option<u32>,
+    },
+}
+
+impl Pending {
+    /// The question the dialog asks.
+    pub fn question(&self) -> String {
+        match self {
+            Pending::CancelJob { id } => format!("Cancel job {id}? A running worker checkpoints first."),
+            Pending::Deploy {
+                model,
+                version,
+                current: Some(c),
+            } => format!("Deploy {model}@{version}, replacing {model}@{c} in production?"),
+            Pending::Deploy { model, version, .. } => format!("Deploy {model}@{version} to production?"),
+            Pending::Rollback { model, from, to } => match to {
+                Some(to) => format!("Roll {model} back from v{from} to v{to}?"),
+                None => format!("Roll {model} back from v{from} to the previous version?"),
+            },
+        }
+    }
+
+    /// The request that carries it out.
+    pub fn request(&self) -> Request {
+        match self.clone() {
+            Pending::CancelJob { id } => Request::CancelJob(id),
+            Pending::Deploy { model, version, .. } => Request::Deploy { model, version },
+            Pending::Rollback { model, to, .. } => Request::Rollback { model, to },
+        }
+    }
+}
+
+/// A side effect `update` asks the loop to perform.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Send a request to kilnd.
+    Request(Request),
+    /// Load and switch to a theme.
+    LoadTheme(String),
+    /// Leave the console.
+    Quit,
+}

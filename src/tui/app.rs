@@ -1,0 +1,289 @@
+//! The console's state and its one `update` function.
+//!
+//! Only the UI loop owns an [`App`]; background tasks report through [`Event`]s. `update`
+//! changes state (each arm a call into a screen's state) and returns the [`Effect`]s to run:
+//! requests to kilnd, a theme to load, quitting. It never blocks and never does I/O, so it is
+//! tested without a terminal or a daemon. Key handling lives in `keys.rs`.
+
+use super::action::{Effect, Pending, Screen};
+use super::client::{ApiError, Request};
+use super::event::{DaemonMsg, Event};
+use super::form::LaunchForm;
+use super::keymap::Keymap;
+use super::state::gpu::GpuState;
+use super::state::jobs::JobsState;
+use super::state::models::ModelsState;
+use super::state::serving::ServingState;
+use super::theme::Theme;
+use crate::jobs::JobState;
+
+/// How the console is connected to kilnd.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Connection {
+    /// Not heard from kilnd yet.
+    #[default]
+    Connecting,
+    /// Event stream open.
+    Live,
+    /// kilnd answers but has no event stream: polling every 2 s.
+    Polling,
+    /// kilnd cannot be reached (why); the client keeps retrying.
+    Down(String),
+}
+
+/// A modal layer over the screen.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Overlay {
+    Help { scroll: u16 },
+    Palette(String),
+    Confirm(Pending),
+    Form(LaunchForm),
+}
+
+/// A line for the status bar.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub text: String,
+    pub error: bool,
+}
+
+/// All console state.
+#[derive(Debug, Clone)]
+pub struct App {
+    pub screen: Screen,
+    pub overlay: Option<Overlay>,
+    pub connection: Connection,
+    pub readonly: bool,
+    pub theme: Theme,
+    pub keymap: Keymap,
+    pub message: Option<Message>,
+    /// `Some` while the `/` filter is being typed.
+    pub filter_input: Option<String>,
+    pub models: ModelsState,
+    pub jobs: JobsState,
+    pub gpu: GpuState,
+    pub serving: ServingState,
+    /// Something changed since the last frame.
+    pub dirty: bool,
+}
+
+impl App {
+    /// A console with nothing loaded yet.
+    pub fn new(theme: Theme, keymap: Keymap, readonly: bool) -> Self {
+        Self {
+            screen: Screen::Models,
+            overlay: None,
+            connection: Connection::Connecting,
+            readonly,
+            theme,
+            keymap,
+            message: None,
+            filter_input: None,
+            models: ModelsState::default(),
+            jobs: JobsState::default(),
+            gpu: GpuState::default(),
+            serving: ServingState::default(),
+            dirty: true,
+        }
+    }
+
+    /// Handles one event; returns what the loop must do next.
+    pub fn update(&mut self, event: Event) -> Vec<Effect> {
+        match event {
+            Event::Key(key) => {
+                self.dirty = true;
+                self.on_key(key)
+            }
+            Event::Resized => {
+                self.dirty = true;
+                Vec::new()
+            }
+            Event::Daemon(msg) => {
+                let quiet = matches!(*msg, DaemonMsg::PollTick)
+                    || (matches!(*msg, DaemonMsg::Sample(_)) && self.screen != Screen::Gpu);
+                self.dirty |= !quiet;
+                self.on_daemon(*msg).into_iter().map(Effect::Request).collect()
+            }
+        }
+    }
+
+    /// Shows a message in the status bar.
+    pub fn say(&mut self, text: impl Into<String>) {
+        self.message = Some(Message {
+            text: text.into(),
+            error: false,
+        });
+    }
+
+    /// Shows an error in the status bar.
+    pub fn complain(&mut self, text: impl Into<String>) {
+        self.message = Some(Message {
+            text: text.into(),
+            error: true,
+        });
+    }
+
+    /// Everything worth fetching after (re)connecting.
+    pub fn refetch_all(&mut self) -> Vec<Request> {
+        let mut out = vec![
+            Request::Models,
+            Request::Jobs,
+            Request::Telemetry,
+            Request::Deployments,
+            Request::Journal,
+        ];
+        out.extend(self.jobs.wanted(true, false));
+        out
+    }
+
+    fn on_daemon(&mut self, msg: DaemonMsg) -> Vec<Request> {
+        match msg {
+            DaemonMsg::Connected { live } => {
+                self.connection = if live { Connection::Live } else { Connection::Polling };
+                self.refetch_all()
+            }
+            DaemonMsg::Disconnected(reason) => {
+                self.connection = Connection::Down(reason);
+                Vec::new()
+            }
+            DaemonMsg::PollTick => self.on_poll(),
+            DaemonMsg::Lagged => self.refetch_all(),
+            DaemonMsg::RegistryChanged => vec![Request::Models],
+            DaemonMsg::Failed { request, error } => self.on_failure(request, error),
+            other => self.on_data(other),
+        }
+    }
+
+    fn on_poll(&mut self) -> Vec<Request> {
+        let mut out = vec![Request::Jobs];
+        if self.screen == Screen::Gpu && !self.gpu.unavailable {
+            out.push(Request::Telemetry);
+        }
+        if self.screen == Screen::Serving && !self.serving.unavailable {
+            out.push(Request::Deployments);
+        }
+        out.extend(self.jobs.wanted(true, true));
+        out
+    }
+
+    fn on_data(&mut self, msg: DaemonMsg) -> Vec<Request> {
+        match msg {
+            DaemonMsg::Models(list) => {
+                let mut out = self.models.set_list(list);
+                out.extend(self.models.wanted());
+                out
+            }
+            DaemonMsg::ModelDetail(detail) => {
+                self.models.set_detail(detail);
+                self.models.wanted()
+            }
+            DaemonMsg::Version(view) => {
+                let key = (view.version.model.to_string(), view.version.version);
+                self.models.versions.insert(key, view);
+                self.models.wanted()
+            }
+            DaemonMsg::Report { digest, report } => {
+                self.models.reports.insert(digest, report);
+                Vec::new()
+            }
+            DaemonMsg::Jobs(jobs) => {
+                self.jobs.set_jobs(jobs);
+                self.jobs.wanted(false, false)
+            }
+            DaemonMsg::Job(job) => self.on_job(job),
+            DaemonMsg::Submitted(job) => self.on_submitted(job),
+            DaemonMsg::Metrics { job, chunk } => {
+                self.jobs.add_metrics(&job, &chunk);
+                let selected = self.jobs.current().is_some_and(|j| j.id == job);
+                if selected {
+                    self.jobs.wanted(false, true)
+                } else {
+                    Vec::new()
+                }
+            }
+            DaemonMsg::Log { job, chunk } => {
+                self.jobs.add_log(&job, &chunk);
+                Vec::new()
+            }
+            other => self.on_other(other),
+        }
+    }
+
+    fn on_other(&mut self, msg: DaemonMsg) -> Vec<Request> {
+        match msg {
+            DaemonMsg::Telemetry(t) => self.gpu.set(t),
+            DaemonMsg::Sample(s) => self.gpu.push(s),
+            DaemonMsg::Deployments(d) => self.serving.set(d),
+            DaemonMsg::Journal(entries) => self.serving.set_journal(entries),
+            DaemonMsg::JournalEntry(entry) => {
+                let verb = if entry.action == "rollback" {
+                    "rolled back"
+                } else {
+                    "deployed"
+                };
+                self.say(format!("{verb} {}@{}", entry.model, entry.to));
+                self.serving.push_entry(entry);
+                return vec![Request::Deployments, Request::Models];
+            }
+            DaemonMsg::Tried { model, result } => self.serving.tried = Some((model, result)),
+            _ => {}
+        }
+        Vec::new()
+    }
+
+    fn on_job(&mut self, job: super::api::JobView) -> Vec<Request> {
+        let finished_now = job.status.state == JobState::Succeeded
+            && self
+                .jobs
+                .jobs
+                .iter()
+                .flatten()
+                .any(|j| j.id == job.id && j.status.state != JobState::Succeeded);
+        let selected = self.jobs.current().is_some_and(|j| j.id == job.id);
+        self.jobs.upsert(job);
+        let mut out = if selected {
+            self.jobs.wanted(false, true)
+        } else {
+            Vec::new()
+        };
+        if finished_now {
+            out.push(Request::Models);
+        }
+        out
+    }
+
+    fn on_submitted(&mut self, job: super::api::JobView) -> Vec<Request> {
+        let id = job.id.clone();
+        self.say(format!(
+            "queued job {id} ({} {} → {})",
+            job.spec.arch, job.spec.data, job.spec.model
+        ));
+        self.jobs.filter.clear();
+        self.jobs.upsert(job);
+        self.jobs.select_id(&id);
+        self.screen = Screen::Jobs;
+        self.jobs.wanted(false, false)
+    }
+
+    fn on_failure(&mut self, request: Request, error: ApiError) -> Vec<Request> {
+        let missing = error.is_not_found();
+        match &request {
+            Request::Metrics { job, .. } => self.jobs.request_failed(job, false),
+            Request::Log { job, .. } => {
+                self.jobs.request_failed(job, true);
+                self.jobs.log_unavailable |= missing;
+            }
+            Request::Telemetry => self.gpu.unavailable |= missing,
+            Request::Deployments | Request::Journal => self.serving.unavailable |= missing,
+            Request::Report(_) => self.models.reports_unavailable |= missing,
+            Request::Model(m) if missing => self.models.drop_detail(m),
+            Request::SubmitJob(_) => self.complain(format!("launch failed: {error}")),
+            Request::CancelJob(id) => self.complain(format!("cancel {id} failed: {error}")),
+            Request::Deploy { model, version } => self.complain(format!("deploy {model}@{version} failed: {error}")),
+            Request::Rollback { model, .. } => self.complain(format!("rollback of {model} failed: {error}")),
+            Request::Try { model, .. } => self.complain(format!("test request to {model} failed: {error}")),
+            _ => {}
+        }
+        Vec::new()
+    }
+}

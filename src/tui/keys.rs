@@ -1,0 +1,320 @@
+//! Key handling for [`App`]: modal layers first (dialogs, palette, form, filter input), then
+//! the keymap's [`Action`]s, dispatched to the current screen.
+
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+use super::action::{Action, Effect, Pending, Screen};
+use super::app::{App, Overlay};
+use super::client::Request;
+use super::form::LaunchForm;
+use super::state::models::ModelsFocus;
+
+/// Rows moved by page up / page down.
+const PAGE: isize = 10;
+
+fn requests(rs: Vec<Request>) -> Vec<Effect> {
+    rs.into_iter().map(Effect::Request).collect()
+}
+
+impl App {
+    pub(super) fn on_key(&mut self, key: KeyEvent) -> Vec<Effect> {
+        self.message = None;
+        if let Some(overlay) = self.overlay.take() {
+            return self.on_overlay_key(overlay, key);
+        }
+        if let Some(text) = self.filter_input.take() {
+            return self.on_filter_key(text, key);
+        }
+        match self.keymap.action_for(&key) {
+            Some(action) => self.apply(action),
+            None => Vec::new(),
+        }
+    }
+
+    fn on_overlay_key(&mut self, overlay: Overlay, key: KeyEvent) -> Vec<Effect> {
+        let action = self.keymap.action_for(&key);
+        match overlay {
+            Overlay::Help { scroll } => {
+                let scroll = match action {
+                    Some(Action::Down) => scroll.saturating_add(1),
+                    Some(Action::Up) => scroll.saturating_sub(1),
+                    Some(Action::PageDown) => scroll.saturating_add(PAGE as u16),
+                    Some(Action::PageUp) => scroll.saturating_sub(PAGE as u16),
+                    _ => return Vec::new(),
+                };
+                self.overlay = Some(Overlay::Help { scroll });
+                Vec::new()
+            }
+            Overlay::Palette(text) => self.on_palette_key(text, key),
+            Overlay::Confirm(pending) => self.on_confirm_key(pending, key),
+            Overlay::Form(form) => self.on_form_key(form, key),
+        }
+    }
+
+    fn on_confirm_key(&mut self, pending: Pending, key: KeyEvent) -> Vec<Effect> {
+        match key.code {
+            KeyCode::Enter | KeyCode::Char('y') => {
+                self.say("sent; waiting for kilnd…");
+                vec![Effect::Request(pending.request())]
+            }
+            KeyCode::Esc | KeyCode::Char('n') => {
+                self.say("not done");
+                Vec::new()
+            }
+            _ => {
+                self.overlay = Some(Overlay::Confirm(pending));
+                Vec::new()
+            }
+        }
+    }
+
+    fn on_palette_key(&mut self, mut text: String, key: KeyEvent) -> Vec<Effect> {
+        match key.code {
+            KeyCode::Esc => return Vec::new(),
+            KeyCode::Enter => return self.run_command(text.trim()),
+            KeyCode::Backspace => {
+                text.pop();
+            }
+            KeyCode::Char(c) if !key.modifiers.contains(KeyModifiers::CONTROL) => text.push(c),
+            _ => {}
+        }
+        self.overlay = Some(Overlay::Palette(text));
+        Vec::new()
+    }
+
+    fn on_form_key(&mut self, mut form: LaunchForm, key: KeyEvent) -> Vec<Effect> {
+        match key.code {
+            KeyCode::Esc => return Vec::new(),
+            KeyCode::Enter => match form.body() {
+                Ok(body) => {
+                    self.say(format!("launching {}…", form.title().to_lowercase()));
+                    return vec![Effect::Request(Request::SubmitJob(body))];
+                }
+                Err(e) => form.error = Some(e),
+            },
+            KeyCode::Up | KeyCode::BackTab => form.move_focus(-1),
+            KeyCode::Down | KeyCode::Tab => form.move_focus(1),
+            KeyCode::Left => form.cycle(-1),
+            KeyCode::Right | KeyCode::Char(' ') => form.cycle(1),
+            KeyCode::Backspace => form.backspace(),
+            KeyCode::Char(c) if !key.modifiers.contains(KeyModifiers::CONTROL) => form.type_char(c),
+            _ => {}
+        }
+        self.overlay = Some(Overlay::Form(form));
+        Vec::new()
+    }
+
+    fn on_filter_key(&mut self, mut text: String, key: KeyEvent) -> Vec<Effect> {
+        match key.code {
+            KeyCode::Esc => text.clear(),
+            KeyCode::Enter => {
+                self.set_filter(&text);
+                return self.wanted_here();
+            }
+            KeyCode::Backspace => {
+                text.pop();
+                self.filter_input = Some(text.clone());
+            }
+            KeyCode::Char(c) if !key.modifiers.contains(KeyModifiers::CONTROL) => {
+                text.push(c);
+                self.filter_input = Some(text.clone());
+            }
+            _ => self.filter_input = Some(text.clone()),
+        }
+        self.set_filter(&text);
+        Vec::new()
+    }
+
+    /// Applies the filter to the current screen's list (per keystroke).
+    pub fn set_filter(&mut self, text: &str) {
+        match self.screen {
+            Screen::Models => self.models.set_filter(text),
+            Screen::Jobs => {
+                self.jobs.filter = text.to_owned();
+                self.jobs.selected = 0;
+            }
+            Screen::Gpu | Screen::Serving => {}
+        }
+    }
+
+    /// Runs a `:` command.
+    pub fn run_command(&mut self, command: &str) -> Vec<Effect> {
+        let (verb, arg) = command.split_once(' ').map_or((command, ""), |(v, a)| (v, a.trim()));
+        match verb {
+            "q" | "q!" | "quit" => vec![Effect::Quit],
+            "models" | "m" => self.apply(Action::ShowModels),
+            "jobs" | "j" => self.apply(Action::ShowJobs),
+            "gpu" | "g" => self.apply(Action::ShowGpu),
+            "serving" | "s" | "deployments" => self.apply(Action::ShowServing),
+            "help" => self.apply(Action::Help),
+            "train" => self.apply(Action::NewTraining),
+            "theme" if arg.is_empty() => {
+                self.say(format!(
+                    "theme {} (:theme dark|light|high-contrast|NAME)",
+                    self.theme.name
+                ));
+                Vec::new()
+            }
+            "theme" => vec![Effect::LoadTheme(arg.to_owned())],
+            _ => {
+                self.complain(format!(
+                    "unknown command ':{command}' (try :models :jobs :gpu :serving :theme NAME :q)"
+                ));
+                Vec::new()
+            }
+        }
+    }
+
+    /// Carries out one keymap action.
+    pub fn apply(&mut self, action: Action) -> Vec<Effect> {
+        match action {
+            Action::Quit => vec![Effect::Quit],
+            Action::Help => self.open(Overlay::Help { scroll: 0 }),
+            Action::Palette => self.open(Overlay::Palette(String::new())),
+            Action::Filter => {
+                self.filter_input = Some(self.current_filter());
+                Vec::new()
+            }
+            Action::Back => self.back(),
+            Action::NextScreen => self.show(self.screen.cycle(1)),
+            Action::PrevScreen => self.show(self.screen.cycle(-1)),
+            Action::ShowModels => self.show(Screen::Models),
+            Action::ShowJobs => self.show(Screen::Jobs),
+            Action::ShowGpu => self.show(Screen::Gpu),
+            Action::ShowServing => self.show(Screen::Serving),
+            Action::Up => self.move_selection(-1),
+            Action::Down => self.move_selection(1),
+            Action::PageUp => self.move_selection(-PAGE),
+            Action::PageDown => self.move_selection(PAGE),
+            Action::Top => self.move_selection(-(1 << 30)),
+            Action::Bottom => self.move_selection(1 << 30),
+            Action::Refresh => requests(self.refetch_all()),
+            other => self.apply_screen_action(other),
+        }
+    }
+
+    fn apply_screen_action(&mut self, action: Action) -> Vec<Effect> {
+        match action {
+            Action::Select => self.select(),
+            Action::FocusNext => self.focus(1),
+            Action::FocusPrev => self.focus(-1),
+            Action::MarkCompare => {
+                if let Some(text) = self.models.toggle_compare() {
+                    self.say(text);
+                }
+                requests(self.models.wanted())
+            }
+            Action::Deploy => self.deploy(),
+            Action::Rollback => self.rollback(),
+            Action::TryRequest => self.try_request(),
+            Action::NewTraining => self.new_training(),
+            Action::NewEval => self.new_eval(),
+            Action::CancelJob => self.cancel_job(),
+            Action::ToggleSmoothing => toggle(&mut self.jobs.chart.smoothing),
+            Action::ToggleLogY => toggle(&mut self.jobs.chart.log_y),
+            Action::ToggleZoom => {
+                use super::series::Zoom;
+                self.jobs.chart.zoom = match self.jobs.chart.zoom {
+                    Zoom::Full => Zoom::Recent,
+                    Zoom::Recent => Zoom::Full,
+                };
+                Vec::new()
+            }
+            Action::Overlay => {
+                if let Some(text) = self.jobs.toggle_overlay() {
+                    self.say(text);
+                }
+                requests(self.jobs.wanted(false, false))
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn open(&mut self, overlay: Overlay) -> Vec<Effect> {
+        self.overlay = Some(overlay);
+        Vec::new()
+    }
+
+    fn current_filter(&self) -> String {
+        match self.screen {
+            Screen::Models => self.models.filter.clone(),
+            Screen::Jobs => self.jobs.filter.clone(),
+            _ => String::new(),
+        }
+    }
+
+    fn show(&mut self, screen: Screen) -> Vec<Effect> {
+        self.screen = screen;
+        let mut out = self.wanted_here();
+        match screen {
+            Screen::Gpu if self.gpu.availability.is_none() => out.push(Effect::Request(Request::Telemetry)),
+            Screen::Serving if self.serving.deployments.is_none() => {
+                out.push(Effect::Request(Request::Deployments));
+                out.push(Effect::Request(Request::Journal));
+            }
+            _ => {}
+        }
+        out
+    }
+
+    fn wanted_here(&mut self) -> Vec<Effect> {
+        match self.screen {
+            Screen::Models => requests(self.models.wanted()),
+            Screen::Jobs => requests(self.jobs.wanted(false, false)),
+            _ => Vec::new(),
+        }
+    }
+
+    fn back(&mut self) -> Vec<Effect> {
+        match self.screen {
+            Screen::Models if self.models.focus != ModelsFocus::Models => {
+                self.models.focus = match self.models.focus {
+                    ModelsFocus::Detail => ModelsFocus::Versions,
+                    _ => ModelsFocus::Models,
+                };
+            }
+            _ if !self.current_filter().is_empty() => self.set_filter(""),
+            Screen::Models if self.models.compare.is_some() => self.models.compare = None,
+            _ => {}
+        }
+        Vec::new()
+    }
+
+    fn move_selection(&mut self, delta: isize) -> Vec<Effect> {
+        match self.screen {
+            Screen::Models => self.models.move_selection(delta),
+            Screen::Jobs => self.jobs.move_selection(delta),
+            Screen::Serving => self.serving.move_selection(delta),
+            Screen::Gpu => {}
+        }
+        self.wanted_here()
+    }
+
+    fn focus(&mut self, delta: i8) -> Vec<Effect> {
+        if self.screen == Screen::Models {
+            self.models.focus = match (self.models.focus, delta > 0) {
+                (ModelsFocus::Models, true) => ModelsFocus::Versions,
+                (ModelsFocus::Versions, true) | (ModelsFocus::Detail, true) => ModelsFocus::Detail,
+                (ModelsFocus::Detail, false) => ModelsFocus::Versions,
+                (_, false) => ModelsFocus::Models,
+            };
+        }
+        self.wanted_here()
+    }
+
+    fn select(&mut self) -> Vec<Effect> {
+        if self.screen == Screen::Models && self.models.is_empty_registry() {
+            return self.train_first();
+        }
+        match self.screen {
+            Screen::Models => self.focus(1),
+            Screen::Serving => self.try_request(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+fn toggle(flag: &mut bool) -> Vec<Effect> {
+    *flag = !*flag;
+    Vec::new()
+}

@@ -1,0 +1,141 @@
+//! kiln's console: a keyboard-driven terminal UI over kilnd's control API and event stream.
+//!
+//! ```text
+//!  input thread ──Key/Resize──┐
+//!  SSE task ─────DaemonMsg────┼──▶ one channel ──▶ App::update ──▶ Effects ──▶ requests (tokio tasks)
+//!  request tasks ─DaemonMsg───┘                        │                        theme loads, quit
+//!                                                      └──▶ render(&App) when something changed
+//! ```
+//!
+//! `kiln` with no subcommand runs [`main`]. The terminal is restored on every exit path,
+//! and on panic (ratatui's hook). Nothing here links libtorch; all data comes from kilnd.
+
+pub mod action;
+pub mod api;
+pub mod app;
+pub mod client;
+pub mod config;
+pub mod event;
+pub mod form;
+pub mod keymap;
+mod keys;
+mod ops;
+pub mod screens;
+pub mod series;
+pub mod sse;
+pub mod state;
+pub mod theme;
+pub mod ui;
+pub mod widgets;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use ratatui::DefaultTerminal;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+
+use action::Effect;
+use app::App;
+use client::DaemonClient;
+use config::Config;
+use event::Event;
+use keymap::Keymap;
+use theme::Theme;
+
+/// Console options from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Theme name or `.toml` path; overrides the config file.
+    pub theme: Option<String>,
+    /// Disable every mutating action.
+    pub readonly: bool,
+}
+
+/// Runs the console until the user quits.
+pub fn main(options: Options) -> ExitCode {
+    match run(options) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kiln: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Builds the initial state from config and options; start-up problems go to the status line.
+pub fn build_app(options: &Options, config_dir: Option<&Path>) -> App {
+    let (config, config_problem) = Config::load(config_dir);
+    let mut problems: Vec<String> = config_problem.into_iter().collect();
+    let mut keymap = Keymap::default();
+    problems.extend(keymap.apply_overrides(&config.keymap));
+    let name = options
+        .theme
+        .clone()
+        .or(config.theme)
+        .unwrap_or_else(|| "dark".to_owned());
+    let theme = Theme::load(&name, config_dir).unwrap_or_else(|e| {
+        problems.push(e.to_string());
+        Theme::default()
+    });
+    let mut app = App::new(theme, keymap, options.readonly);
+    if !problems.is_empty() {
+        app.complain(problems.join("; "));
+    }
+    app
+}
+
+fn run(options: Options) -> anyhow::Result<()> {
+    let home = crate::home::kiln_home()?;
+    let config_dir = config::config_dir();
+    let app = build_app(&options, config_dir.as_deref());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let mut terminal = ratatui::try_init()?;
+    let result = runtime.block_on(event_loop(&mut terminal, app, home, config_dir));
+    ratatui::restore();
+    runtime.shutdown_background();
+    result
+}
+
+async fn event_loop(
+    terminal: &mut DefaultTerminal,
+    mut app: App,
+    home: PathBuf,
+    config_dir: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let (tx, mut rx): (UnboundedSender<Event>, UnboundedReceiver<Event>) = unbounded_channel();
+    event::spawn_input(tx.clone());
+    let client = DaemonClient::new(home);
+    client.spawn_events(tx.clone());
+    loop {
+        if app.dirty {
+            terminal.draw(|frame| ui::render(frame, &app))?;
+            app.dirty = false;
+        }
+        let Some(first) = rx.recv().await else { return Ok(()) };
+        let mut effects = app.update(first);
+        while let Ok(more) = rx.try_recv() {
+            effects.extend(app.update(more));
+        }
+        for effect in effects {
+            match effect {
+                Effect::Quit => return Ok(()),
+                Effect::Request(request) => client.spawn(request, &tx),
+                Effect::LoadTheme(name) => switch_theme(&mut app, &name, config_dir.as_deref()),
+            }
+        }
+    }
+}
+
+fn switch_theme(app: &mut App, name: &str, config_dir: Option<&Path>) {
+    match Theme::load(name, config_dir) {
+        Ok(theme) => {
+            app.say(format!("theme {}", theme.name));
+            app.theme = theme;
+        }
+        Err(e) => app.complain(e.to_string()),
+    }
+    app.dirty = true;
+}

@@ -1,0 +1,147 @@
+//! Operations that change something in kilnd. Each checks read-only mode first; the
+//! destructive ones (cancel, deploy, rollback) only open a confirm dialog holding a
+//! [`Pending`] operation, which the dialog turns into a request once confirmed.
+
+use super::action::{Effect, Pending, Screen};
+use super::app::{App, Overlay};
+use super::client::Request;
+use super::form::{LaunchForm, default_dataset, first_run_body};
+
+impl App {
+    /// `false` (and says why) in read-only mode.
+    fn allowed(&mut self, what: &str) -> bool {
+        if self.readonly {
+            self.complain(format!(
+                "read-only: {what} is disabled (kiln was started with --readonly)"
+            ));
+        }
+        !self.readonly
+    }
+
+    fn confirm(&mut self, what: &str, pending: Pending) -> Vec<Effect> {
+        if self.allowed(what) {
+            self.overlay = Some(Overlay::Confirm(pending));
+        }
+        Vec::new()
+    }
+
+    pub(super) fn deploy(&mut self) -> Vec<Effect> {
+        if self.screen != Screen::Models {
+            self.complain("select a version on the models screen (1) and press deploy there");
+            return Vec::new();
+        }
+        let Some((model, version)) = self.models.current_version() else {
+            self.complain("no version selected");
+            return Vec::new();
+        };
+        let current = self
+            .serving
+            .rows()
+            .iter()
+            .find(|d| d.model == model)
+            .map(|d| d.version)
+            .or_else(|| {
+                self.models
+                    .current_model()
+                    .and_then(|m| m.aliases.get("production").copied())
+            });
+        self.confirm(
+            "deploy",
+            Pending::Deploy {
+                model,
+                version,
+                current,
+            },
+        )
+    }
+
+    pub(super) fn rollback(&mut self) -> Vec<Effect> {
+        let deployment = match self.screen {
+            Screen::Serving => self.serving.current().cloned(),
+            _ => {
+                let model = self.models.current_model().map(|m| m.name.clone());
+                self.serving
+                    .rows()
+                    .iter()
+                    .find(|d| Some(&d.model) == model.as_ref())
+                    .cloned()
+            }
+        };
+        let Some(d) = deployment else {
+            self.complain("nothing deployed here to roll back (serving screen: 4)");
+            return Vec::new();
+        };
+        let to = self.serving.previous_version(&d.model);
+        self.confirm(
+            "rollback",
+            Pending::Rollback {
+                model: d.model,
+                from: d.version,
+                to,
+            },
+        )
+    }
+
+    pub(super) fn cancel_job(&mut self) -> Vec<Effect> {
+        let Some(job) = self.jobs.current().filter(|j| j.is_active()) else {
+            self.complain("select a queued or running job to cancel");
+            return Vec::new();
+        };
+        let id = job.id.clone();
+        self.confirm("cancel", Pending::CancelJob { id })
+    }
+
+    pub(super) fn try_request(&mut self) -> Vec<Effect> {
+        let Some(d) = self.serving.current() else {
+            self.complain("no deployment selected: deploy a version first (models screen, d)");
+            return Vec::new();
+        };
+        let request = Request::Try {
+            model: d.model.clone(),
+            index: self.serving.next_sample,
+        };
+        self.serving.next_sample += 1;
+        vec![Effect::Request(request)]
+    }
+
+    pub(super) fn new_training(&mut self) -> Vec<Effect> {
+        if self.allowed("launching a job") {
+            let arch = self
+                .models
+                .current_version()
+                .and_then(|(m, v)| self.models.manifest(&m, v).map(|x| x.draft.architecture.name.clone()))
+                .unwrap_or_else(|| "cnn".to_owned());
+            self.overlay = Some(Overlay::Form(LaunchForm::train(&arch)));
+        }
+        Vec::new()
+    }
+
+    pub(super) fn new_eval(&mut self) -> Vec<Effect> {
+        if !self.allowed("launching a job") {
+            return Vec::new();
+        }
+        let selected = match self.screen {
+            Screen::Jobs => self.jobs.current().and_then(|j| j.status.version.clone()),
+            _ => self.models.current_version().map(|(m, v)| format!("{m}@{v}")),
+        };
+        let dataset = self.models.current_version().and_then(|(m, v)| {
+            self.models
+                .manifest(&m, v)?
+                .draft
+                .dataset
+                .as_ref()
+                .map(|d| d.id.clone())
+        });
+        let dataset = dataset.unwrap_or_else(|| default_dataset("cnn").to_owned());
+        self.overlay = Some(Overlay::Form(LaunchForm::eval(&selected.unwrap_or_default(), &dataset)));
+        Vec::new()
+    }
+
+    pub(super) fn train_first(&mut self) -> Vec<Effect> {
+        if !self.allowed("training") {
+            return Vec::new();
+        }
+        self.say("launching a first cnn on Fashion-MNIST…");
+        vec![Effect::Request(Request::SubmitJob(first_run_body()))]
+    }
+}

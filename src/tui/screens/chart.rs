@@ -1,0 +1,158 @@
+//! Chart drawing shared by the jobs and GPU screens: turns bounded series into at most two
+//! points per column and draws them with braille lines.
+//!
+//! ```text
+//! ┌ loss · j…-ab12 · ema · log-y · recent ──────────┐
+//! │2.30┤⠑⠢⡀                                         │
+//! │    │   ⠈⠑⠢⣀⣀  ⠂ val                             │
+//! │0.25┤        ⠉⠉⠒⠒⠤⠤⠤⣀⣀⣀⣀                       │
+//! │    └──────────────────────────────────── step   │
+//! └──────────────────────────────────────────────────┘
+//! ```
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::style::Style;
+use ratatui::symbols::Marker;
+use ratatui::text::Span;
+use ratatui::widgets::{Axis, Block, Chart, Dataset, GraphType};
+
+use crate::tui::series::{Series, Zoom, y_bounds};
+use crate::tui::state::jobs::{ChartOptions, RunData};
+use crate::tui::theme::Theme;
+
+/// One line to draw: its points and style.
+pub struct Trace {
+    pub name: String,
+    pub points: Vec<(f64, f64)>,
+    pub style: Style,
+    pub scatter: bool,
+}
+
+/// Draws `traces` on shared axes, with `x_bounds`; y bounds come from the data.
+pub fn render_traces(
+    frame: &mut Frame,
+    area: Rect,
+    block: Block<'_>,
+    traces: &[Trace],
+    x_bounds: [f64; 2],
+    theme: &Theme,
+) {
+    let all = traces.iter().flat_map(|t| t.points.iter());
+    let (lo, hi) = y_bounds(all).unwrap_or((0.0, 1.0));
+    let datasets: Vec<Dataset> = traces
+        .iter()
+        .map(|t| {
+            Dataset::default()
+                .name(t.name.clone())
+                .marker(if t.scatter { Marker::Dot } else { Marker::Braille })
+                .graph_type(if t.scatter { GraphType::Scatter } else { GraphType::Line })
+                .style(t.style)
+                .data(&t.points)
+        })
+        .collect();
+    let label = |v: f64| Span::styled(short(v), theme.muted);
+    let chart = Chart::new(datasets)
+        .block(block)
+        .x_axis(
+            Axis::default()
+                .bounds(x_bounds)
+                .style(theme.border)
+                .labels([label(x_bounds[0]), label(x_bounds[1])]),
+        )
+        .y_axis(
+            Axis::default()
+                .bounds([lo, hi])
+                .style(theme.border)
+                .labels([label(lo), label(hi)]),
+        )
+        .legend_position(Some(ratatui::widgets::LegendPosition::TopRight));
+    frame.render_widget(chart, area);
+}
+
+/// Compact axis labels: `12k`, `0.253`, `1.2e-4`.
+pub fn short(v: f64) -> String {
+    let a = v.abs();
+    if a >= 1e6 {
+        format!("{:.1}M", v / 1e6)
+    } else if a >= 1e4 {
+        format!("{:.0}k", v / 1e3)
+    } else if a >= 100.0 {
+        format!("{v:.0}")
+    } else if a >= 0.01 || v == 0.0 {
+        format!("{v:.3}")
+    } else {
+        format!("{v:.1e}")
+    }
+}
+
+fn transform(points: Vec<(f64, f64)>, log_y: bool) -> Vec<(f64, f64)> {
+    if !log_y {
+        return points;
+    }
+    points
+        .into_iter()
+        .filter(|(_, y)| *y > 0.0)
+        .map(|(x, y)| (x, y.log10()))
+        .collect()
+}
+
+/// The x range a run's chart shows.
+pub fn run_range(run: &RunData, zoom: Zoom) -> Option<(f64, f64)> {
+    let train = run.train.x_range(zoom);
+    let val = run.val.x_range(Zoom::Full);
+    match (train, val, zoom) {
+        (Some(t), _, Zoom::Recent) => Some(t),
+        (Some(t), Some(v), Zoom::Full) => Some((t.0.min(v.0), t.1.max(v.1))),
+        (t, v, _) => t.or(v),
+    }
+}
+
+/// Traces for one run (and an optional overlaid run) under the chart options.
+pub fn loss_traces(
+    run: &RunData,
+    overlay: Option<(&str, &RunData)>,
+    opts: ChartOptions,
+    range: (f64, f64),
+    columns: usize,
+    theme: &Theme,
+) -> Vec<Trace> {
+    let env = |s: &Series, zoom: Zoom| transform(s.envelope(zoom, range, columns), opts.log_y);
+    let mut traces = Vec::new();
+    if opts.smoothing {
+        traces.push(Trace {
+            name: "train".into(),
+            points: env(&run.train, opts.zoom),
+            style: theme.muted,
+            scatter: false,
+        });
+    }
+    let train = if opts.smoothing { &run.train_ema } else { &run.train };
+    traces.push(Trace {
+        name: if opts.smoothing {
+            "train ema".into()
+        } else {
+            "train".into()
+        },
+        points: env(train, opts.zoom),
+        style: theme.loss_train,
+        scatter: false,
+    });
+    traces.push(Trace {
+        name: "val".into(),
+        points: env(&run.val, Zoom::Full),
+        style: theme.loss_val,
+        scatter: run.val.len() < 3,
+    });
+    if let Some((id, other)) = overlay {
+        let s = if opts.smoothing { &other.train_ema } else { &other.train };
+        traces.push(Trace {
+            name: id.chars().rev().take(10).collect::<String>().chars().rev().collect(),
+            points: env(s, Zoom::Full),
+            style: theme.loss_overlay,
+            scatter: false,
+        });
+    }
+    traces.retain(|t| !t.points.is_empty());
+    traces
+}

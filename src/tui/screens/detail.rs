@@ -1,0 +1,271 @@
+//! The version detail pane: manifest, lineage and evaluation report with its confusion
+//! matrix; or, when another version is marked (`m`), the two side by side with differing
+//! rows highlighted.
+//!
+//! ```text
+//! ┌ fmnist-cnn@3 · production ──────────────┐   ┌ compare ───────────────────────────┐
+//! │ arch cnn · data fashion-mnist · cpu     │   │           fmnist-cnn@2  fmnist-cnn@3│
+//! │ lineage ← fmnist-cnn@2 ← fmnist-cnn@1   │   │ accuracy  0.9010        0.9120      │
+//! │ eval test: acc 0.912 · macro-F1 0.910   │   │ lr        0.001         0.0005      │
+//! │      T-s Tro Pul …                      │   └─────────────────────────────────────┘
+//! │ T-s  901   2  14 …                      │
+//! └─────────────────────────────────────────┘
+//! ```
+
+use std::collections::BTreeSet;
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Paragraph, Row, Table, Wrap};
+
+use crate::registry::VersionManifest;
+use crate::tui::api::{EvalReport, short_time};
+use crate::tui::app::App;
+use crate::tui::state::models::{ModelsFocus, ModelsState};
+use crate::tui::theme::Theme;
+use crate::tui::ui::{panel, placeholder};
+
+/// Draws the detail (or compare) pane.
+pub fn render(frame: &mut Frame, area: Rect, app: &App) {
+    let (state, theme) = (&app.models, &app.theme);
+    let focused = state.focus == ModelsFocus::Detail;
+    let Some((model, version)) = state.current_version() else {
+        placeholder(
+            frame,
+            area,
+            panel(" Detail ", focused, theme),
+            "no version selected",
+            theme.muted,
+        );
+        return;
+    };
+    let Some(manifest) = state.manifest(&model, version) else {
+        placeholder(frame, area, panel(" Detail ", focused, theme), "loading…", theme.muted);
+        return;
+    };
+    let other = state
+        .compare
+        .as_ref()
+        .filter(|mark| **mark != (model.clone(), version))
+        .and_then(|(m, v)| state.manifest(m, *v));
+    if let Some(other) = other {
+        render_compare(frame, area, app, other, manifest);
+        return;
+    }
+    let lines = detail_lines(state, theme, manifest);
+    let title = format!(" {model}@{version} ");
+    let paragraph = Paragraph::new(lines)
+        .wrap(Wrap { trim: false })
+        .block(panel(title, focused, theme));
+    frame.render_widget(paragraph, area);
+}
+
+fn kv<'a>(key: &'a str, value: String, theme: &Theme) -> Line<'a> {
+    Line::from(vec![Span::styled(format!("{key:<10}"), theme.muted), Span::raw(value)])
+}
+
+fn detail_lines<'a>(state: &'a ModelsState, theme: &'a Theme, m: &'a VersionManifest) -> Vec<Line<'a>> {
+    let d = &m.draft;
+    let mut lines = vec![
+        kv(
+            "model",
+            format!(
+                "{} · {}",
+                d.architecture.name,
+                d.dataset.as_ref().map_or("no dataset recorded", |x| x.id.as_str())
+            ),
+            theme,
+        ),
+        kv("device", d.device.clone().unwrap_or_else(|| "-".into()), theme),
+        kv("metrics", join_numbers(&d.metrics), theme),
+        kv("params", join_values(&d.hyperparameters), theme),
+        kv(
+            "created",
+            format!(
+                "{} · job {}",
+                short_time(&m.created_at),
+                d.job_id.as_deref().unwrap_or("-")
+            ),
+            theme,
+        ),
+    ];
+    let lineage = state.lineage(m.model.as_str(), m.version, 5);
+    let lineage = if lineage.is_empty() {
+        "trained from scratch".to_owned()
+    } else {
+        format!("← {}", lineage.join(" ← "))
+    };
+    lines.push(kv("lineage", lineage, theme));
+    lines.extend(eval_lines(state, theme, m));
+    lines
+}
+
+fn eval_lines<'a>(state: &'a ModelsState, theme: &'a Theme, m: &VersionManifest) -> Vec<Line<'a>> {
+    let key = (m.model.to_string(), m.version);
+    let Some(view) = state.versions.get(&key) else {
+        return vec![kv("eval", "loading…".into(), theme)];
+    };
+    let Some(record) = view.evals.last() else {
+        return vec![kv("eval", "none yet (e launches an evaluation)".into(), theme)];
+    };
+    let mut lines = vec![kv(
+        "eval",
+        format!(
+            "{} {} · {}",
+            record.dataset,
+            record.split,
+            join_numbers(&record.metrics)
+        ),
+        theme,
+    )];
+    match state.reports.get(&record.report) {
+        Some(report) => lines.extend(report_lines(report, theme)),
+        None if state.reports_unavailable => {
+            lines.push(Line::styled("full report not served by this kilnd", theme.muted))
+        }
+        None => lines.push(Line::styled("loading report…", theme.muted)),
+    }
+    lines
+}
+
+/// Per-class scores and the confusion matrix (rows: truth, columns: predicted).
+pub fn report_lines<'a>(report: &EvalReport, theme: &'a Theme) -> Vec<Line<'a>> {
+    let mut lines = Vec::new();
+    if report.confusion_matrix.is_empty() {
+        return lines;
+    }
+    let names: Vec<String> = (0..report.confusion_matrix.len())
+        .map(|i| {
+            report
+                .per_class
+                .get(i)
+                .map_or_else(|| i.to_string(), |c| abbrev(&c.class))
+        })
+        .collect();
+    let width = report
+        .confusion_matrix
+        .iter()
+        .flatten()
+        .map(|n| n.to_string().len())
+        .max()
+        .unwrap_or(1)
+        .max(3)
+        + 1;
+    let mut header = vec![Span::styled(format!("{:<5}", "t\\p"), theme.muted)];
+    header.extend(names.iter().map(|n| Span::styled(format!("{n:>width$}"), theme.header)));
+    header.push(Span::styled("   F1", theme.header));
+    lines.push(Line::from(header));
+    for (i, row) in report.confusion_matrix.iter().enumerate() {
+        let mut spans = vec![Span::styled(format!("{:<5}", names[i]), theme.header)];
+        spans.extend(row.iter().enumerate().map(|(j, n)| {
+            let style = if i == j {
+                theme.ok
+            } else if *n > 0 {
+                theme.warn
+            } else {
+                theme.muted
+            };
+            Span::styled(format!("{n:>width$}"), style)
+        }));
+        let f1 = report
+            .per_class
+            .get(i)
+            .map_or(String::new(), |c| format!(" {:.3}", c.f1));
+        spans.push(Span::raw(f1));
+        lines.push(Line::from(spans));
+    }
+    lines
+}
+
+fn abbrev(class: &str) -> String {
+    class.chars().filter(|c| !c.is_whitespace()).take(4).collect()
+}
+
+fn join_numbers(map: &std::collections::BTreeMap<String, f64>) -> String {
+    if map.is_empty() {
+        return "-".into();
+    }
+    map.iter()
+        .map(|(k, v)| format!("{k} {}", fmt_number(*v)))
+        .collect::<Vec<_>>()
+        .join(" · ")
+}
+
+fn join_values(map: &std::collections::BTreeMap<String, serde_json::Value>) -> String {
+    if map.is_empty() {
+        return "-".into();
+    }
+    map.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Four significant figures, without trailing noise.
+pub fn fmt_number(v: f64) -> String {
+    if v != 0.0 && (v.abs() < 1e-3 || v.abs() >= 1e5) {
+        format!("{v:.3e}")
+    } else {
+        format!("{v:.4}")
+    }
+}
+
+fn render_compare(frame: &mut Frame, area: Rect, app: &App, a: &VersionManifest, b: &VersionManifest) {
+    let theme = &app.theme;
+    let rows: Vec<Row> = compare_rows(a, b)
+        .into_iter()
+        .map(|(key, x, y)| {
+            let style = if x == y { theme.base } else { theme.warn };
+            Row::new(vec![Span::styled(key, theme.muted), Span::raw(x), Span::raw(y)]).style(style)
+        })
+        .collect();
+    let header = Row::new(vec![
+        String::new(),
+        format!("{}@{} (marked)", a.model, a.version),
+        format!("{}@{}", b.model, b.version),
+    ])
+    .style(theme.header);
+    let table = Table::new(rows, [Constraint::Length(14), Constraint::Fill(1), Constraint::Fill(1)])
+        .header(header)
+        .block(panel(
+            " Compare (m on the same version: clear) ",
+            app.models.focus == ModelsFocus::Detail,
+            theme,
+        ));
+    frame.render_widget(table, area);
+}
+
+/// `(key, a, b)` rows for the side-by-side view: identity, metrics, hyperparameters.
+pub fn compare_rows(a: &VersionManifest, b: &VersionManifest) -> Vec<(String, String, String)> {
+    let text = |m: &VersionManifest, f: &dyn Fn(&VersionManifest) -> Option<String>| f(m).unwrap_or("-".into());
+    let fixed: [(&str, &dyn Fn(&VersionManifest) -> Option<String>); 5] = [
+        ("arch", &|m| Some(m.draft.architecture.name.clone())),
+        ("dataset", &|m| m.draft.dataset.as_ref().map(|d| d.id.clone())),
+        ("device", &|m| m.draft.device.clone()),
+        ("parent", &|m| {
+            m.draft.parent.as_ref().map(|p| format!("{}@{}", p.model, p.version))
+        }),
+        ("created", &|m| Some(short_time(&m.created_at))),
+    ];
+    let mut rows: Vec<(String, String, String)> = fixed
+        .iter()
+        .map(|(k, f)| ((*k).to_owned(), text(a, *f), text(b, *f)))
+        .collect();
+    let metrics: BTreeSet<&String> = a.draft.metrics.keys().chain(b.draft.metrics.keys()).collect();
+    for k in metrics {
+        let get = |m: &VersionManifest| m.draft.metrics.get(k).map_or("-".into(), |v| fmt_number(*v));
+        rows.push((k.clone(), get(a), get(b)));
+    }
+    let params: BTreeSet<&String> = a
+        .draft
+        .hyperparameters
+        .keys()
+        .chain(b.draft.hyperparameters.keys())
+        .collect();
+    for k in params {
+        let get = |m: &VersionManifest| m.draft.hyperparameters.get(k).map_or("-".into(), |v| v.to_string());
+        rows.push((k.clone(), get(a), get(b)));
+    }
+    rows
+}

@@ -1,0 +1,202 @@
+//! The jobs screen.
+//!
+//! ```text
+//! ┌ Jobs (4) ─────────────────────────────────────────────────────────────┐
+//! │ JOB              STATE     MODEL        ARCH  PROGRESS     ETA   S/S  │
+//! │ j1764434400-ab12 running   fmnist-cnn   cnn   ████░░ 61%   1m10s 1.7k │
+//! └───────────────────────────────────────────────────────────────────────┘
+//! ┌ loss · j1764434400-ab12 · s ema · y log · z recent · o overlay ───────┐
+//! │ (train, val and overlay curves; see chart.rs)                          │
+//! └───────────────────────────────────────────────────────────────────────┘
+//! ┌ log ──────────────────────────────────────────────────────────────────┐
+//! │ epoch 1: val_loss 0.31 accuracy 0.887                                  │
+//! └───────────────────────────────────────────────────────────────────────┘
+//! ```
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::Line;
+use ratatui::widgets::{Paragraph, Row, Table, TableState};
+
+use super::chart::{loss_traces, render_traces, run_range, short};
+use crate::tui::api::JobView;
+use crate::tui::app::App;
+use crate::tui::series::Zoom;
+use crate::tui::state::jobs::{RunData, format_duration, progress};
+use crate::tui::ui::{panel, placeholder};
+
+/// Rows of the body the job list takes at most.
+const LIST_MAX: u16 = 10;
+/// Rows of the log tail.
+const LOG_ROWS: u16 = 6;
+
+/// Draws the jobs screen.
+pub fn render(frame: &mut Frame, area: Rect, app: &App) {
+    let theme = &app.theme;
+    let Some(_) = &app.jobs.jobs else {
+        placeholder(frame, area, panel(" Jobs ", false, theme), "loading jobs…", theme.muted);
+        return;
+    };
+    let visible = app.jobs.visible();
+    if visible.is_empty() {
+        let key = app.keymap.hint(crate::tui::action::Action::NewTraining);
+        let text = if app.jobs.filter.is_empty() {
+            format!("No jobs yet. Press {key} to launch a training.")
+        } else {
+            "No job matches the filter (esc clears it).".to_owned()
+        };
+        placeholder(frame, area, panel(" Jobs ", true, theme), &text, theme.muted);
+        return;
+    }
+    let list_rows = (visible.len() as u16 + 3).min(LIST_MAX).min(area.height / 3).max(4);
+    let [list, chart, log] = Layout::vertical([
+        Constraint::Length(list_rows),
+        Constraint::Min(6),
+        Constraint::Length(LOG_ROWS.min(area.height.saturating_sub(list_rows + 6))),
+    ])
+    .areas(area);
+    render_list(frame, list, app, &visible);
+    render_chart(frame, chart, app);
+    render_log(frame, log, app);
+}
+
+fn render_list(frame: &mut Frame, area: Rect, app: &App, jobs: &[&JobView]) {
+    let theme = &app.theme;
+    let rows: Vec<Row> = jobs
+        .iter()
+        .map(|j| {
+            let run = app.jobs.runs.get(&j.id);
+            let (fraction, eta) = progress(j, run);
+            let state_style = match j.state_name() {
+                "running" => theme.active,
+                "succeeded" => theme.ok,
+                "failed" => theme.error,
+                _ => theme.warn,
+            };
+            let overlay = if app.jobs.overlay.as_deref() == Some(j.id.as_str()) {
+                "◆"
+            } else {
+                " "
+            };
+            Row::new(vec![
+                Line::raw(format!("{overlay}{}", j.id)),
+                Line::styled(j.state_name(), state_style),
+                Line::raw(j.spec.model.clone()),
+                Line::raw(j.spec.kind.clone().unwrap_or_else(|| j.spec.arch.clone())),
+                Line::raw(bar(fraction, 6)),
+                Line::raw(eta.map_or("-".to_owned(), format_duration)),
+                Line::raw(run.and_then(RunData::samples_per_sec).map_or("-".to_owned(), short)),
+            ])
+        })
+        .collect();
+    let widths = [
+        Constraint::Length(17),
+        Constraint::Length(9),
+        Constraint::Fill(1),
+        Constraint::Length(4),
+        Constraint::Length(11),
+        Constraint::Length(6),
+        Constraint::Length(6),
+    ];
+    let mut title = format!(" Jobs ({}) ", jobs.len());
+    if !app.jobs.filter.is_empty() {
+        title.push_str(&format!("/{} ", app.jobs.filter));
+    }
+    let table = Table::new(rows, widths)
+        .header(Row::new(["JOB", "STATE", "MODEL", "ARCH", "PROGRESS", "ETA", "S/S"]).style(theme.header))
+        .block(panel(title, true, theme))
+        .row_highlight_style(theme.selected);
+    let mut state = TableState::default().with_selected(Some(app.jobs.selected));
+    frame.render_stateful_widget(table, area, &mut state);
+}
+
+/// `████░░ 61%`.
+pub fn bar(fraction: f64, width: usize) -> String {
+    let filled = (fraction * width as f64).round() as usize;
+    format!(
+        "{}{} {:>3.0}%",
+        "█".repeat(filled.min(width)),
+        "░".repeat(width - filled.min(width)),
+        fraction * 100.0
+    )
+}
+
+fn render_chart(frame: &mut Frame, area: Rect, app: &App) {
+    let (jobs, theme) = (&app.jobs, &app.theme);
+    let opts = jobs.chart;
+    let Some(job) = jobs.current() else { return };
+    let mut title = format!(" loss · {} ", job.id);
+    for (on, text) in [
+        (opts.smoothing, "ema"),
+        (opts.log_y, "log-y"),
+        (opts.zoom == Zoom::Recent, "recent"),
+    ] {
+        if on {
+            title.push_str(&format!("· {text} "));
+        }
+    }
+    let block = panel(title, false, theme);
+    let Some(run) = jobs
+        .runs
+        .get(&job.id)
+        .filter(|r| !r.train.is_empty() || !r.val.is_empty())
+    else {
+        let text = if job.is_active() {
+            "waiting for the first metrics…"
+        } else {
+            "no metrics recorded"
+        };
+        placeholder(frame, area, block, text, theme.muted);
+        return;
+    };
+    let overlay = jobs
+        .overlay
+        .as_deref()
+        .filter(|o| *o != job.id)
+        .and_then(|o| jobs.runs.get(o).map(|r| (o, r)));
+    let Some(range) = run_range(run, opts.zoom) else { return };
+    let range = match (overlay, opts.zoom) {
+        (Some((_, o)), Zoom::Full) => o
+            .train
+            .x_range(Zoom::Full)
+            .map_or(range, |r| (range.0.min(r.0), range.1.max(r.1))),
+        _ => range,
+    };
+    let columns = area.width.saturating_sub(10).max(10) as usize;
+    let traces = loss_traces(run, overlay, opts, range, columns, theme);
+    render_traces(
+        frame,
+        area,
+        block,
+        &traces,
+        [range.0, range.1.max(range.0 + 1.0)],
+        theme,
+    );
+}
+
+fn render_log(frame: &mut Frame, area: Rect, app: &App) {
+    if area.height == 0 {
+        return;
+    }
+    let theme = &app.theme;
+    let block = panel(" log ", false, theme);
+    let Some(job) = app.jobs.current() else { return };
+    if app.jobs.log_unavailable {
+        placeholder(frame, area, block, "log not served by this kilnd", theme.muted);
+        return;
+    }
+    let rows = area.height.saturating_sub(2) as usize;
+    let text: Vec<Line> = app.jobs.runs.get(&job.id).map_or_else(Vec::new, |r| {
+        let skip = r.log.len().saturating_sub(rows);
+        r.log
+            .iter()
+            .skip(skip)
+            .map(|l| Line::styled(l.clone(), theme.base))
+            .collect()
+    });
+    if text.is_empty() {
+        placeholder(frame, area, block, "no log output yet", theme.muted);
+        return;
+    }
+    frame.render_widget(Paragraph::new(text).block(block), area);
+}

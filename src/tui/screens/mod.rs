@@ -1,0 +1,8 @@
+//! One module per screen; each has `render(frame, area, &App)` and draws only from state.
+
+pub mod chart;
+pub mod detail;
+pub mod gpu;
+pub mod jobs;
+pub mod models;
+pub mod serving;

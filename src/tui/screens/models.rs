@@ -1,0 +1,224 @@
+//! The models screen.
+//!
+//! ```text
+//! ┏ Models (3) ━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━┓
+//! ┃ NAME         TASK                  LATEST  PROD  BEST       UPDATED    ┃
+//! ┃ fmnist-cnn   image-classification  v3      v2    acc 0.912  11-29 16:40┃
+//! ┗━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━┛
+//! ┌ Versions of fmnist-cnn ───────┐┌ fmnist-cnn@3 ─────────────────────────┐
+//! │ V   TAGS        METRIC   DATA ││ manifest, lineage, eval report,       │
+//! │ 3   production  0.912    f-m  ││ confusion matrix (or a side-by-side   │
+//! └───────────────────────────────┘└ compare with the marked version) ─────┘
+//! ```
+//! Enter / → moves focus models → versions → full-width detail; esc goes back. An empty
+//! registry shows the first-run welcome instead.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Paragraph, Row, Table, TableState, Wrap};
+
+use super::detail;
+use crate::tui::api::short_time;
+use crate::tui::app::{App, Connection};
+use crate::tui::state::models::ModelsFocus;
+use crate::tui::ui::{panel, placeholder};
+
+/// Share of the body the models table takes.
+const MODELS_PCT: u16 = 40;
+/// Share of the lower half the versions list takes.
+const VERSIONS_PCT: u16 = 45;
+
+/// Draws the models screen.
+pub fn render(frame: &mut Frame, area: Rect, app: &App) {
+    let state = &app.models;
+    if state.list.is_none() {
+        let text = match app.connection {
+            Connection::Down(_) => "no models loaded: kilnd is not reachable",
+            _ => "loading models…",
+        };
+        placeholder(frame, area, panel(" Models ", false, &app.theme), text, app.theme.muted);
+        return;
+    }
+    if state.is_empty_registry() {
+        render_welcome(frame, area, app);
+        return;
+    }
+    if state.focus == ModelsFocus::Detail {
+        detail::render(frame, area, app);
+        return;
+    }
+    let [top, bottom] = Layout::vertical([
+        Constraint::Percentage(MODELS_PCT),
+        Constraint::Percentage(100 - MODELS_PCT),
+    ])
+    .areas(area);
+    let [left, right] = Layout::horizontal([
+        Constraint::Percentage(VERSIONS_PCT),
+        Constraint::Percentage(100 - VERSIONS_PCT),
+    ])
+    .areas(bottom);
+    render_models(frame, top, app);
+    render_versions(frame, left, app);
+    detail::render(frame, right, app);
+}
+
+fn render_models(frame: &mut Frame, area: Rect, app: &App) {
+    let (state, theme) = (&app.models, &app.theme);
+    let rows: Vec<Row> = state
+        .visible
+        .iter()
+        .filter_map(|v| state.rows().get(v.model))
+        .map(|m| {
+            let prod = m.aliases.get("production").map_or("-".to_owned(), |v| format!("v{v}"));
+            let best = state
+                .best_metric(&m.name)
+                .map_or("-".to_owned(), |(k, v)| format!("{} {v:.3}", metric_abbrev(&k)));
+            let updated = state.updated(&m.name).map_or("-".to_owned(), month_day);
+            Row::new(vec![
+                m.name.clone(),
+                m.task.clone(),
+                m.latest.map_or("-".to_owned(), |v| format!("v{v}")),
+                prod,
+                best,
+                updated,
+            ])
+        })
+        .collect();
+    let problems = state.list.as_ref().map_or(0, |l| l.problems.len());
+    let mut title = format!(" Models ({}) ", state.visible.len());
+    if !state.filter.is_empty() {
+        title.push_str(&format!("/{} ", state.filter));
+    }
+    if problems > 0 {
+        title.push_str(&format!("· {problems} unreadable entries (kiln models ls) "));
+    }
+    let widths = [
+        Constraint::Fill(2),
+        Constraint::Fill(2),
+        Constraint::Length(6),
+        Constraint::Length(5),
+        Constraint::Length(10),
+        Constraint::Length(11),
+    ];
+    let header = Row::new(["NAME", "TASK", "LATEST", "PROD", "BEST", "UPDATED"]).style(theme.header);
+    let focused = state.focus == ModelsFocus::Models;
+    let table = Table::new(rows, widths)
+        .header(header)
+        .block(panel(title, focused, theme))
+        .row_highlight_style(if focused { theme.selected } else { theme.active });
+    let mut table_state = TableState::default().with_selected(Some(state.selected_model));
+    frame.render_stateful_widget(table, area, &mut table_state);
+}
+
+fn render_versions(frame: &mut Frame, area: Rect, app: &App) {
+    let (state, theme) = (&app.models, &app.theme);
+    let Some(model) = state.current_model() else {
+        let text = "no model matches the filter (esc clears it)";
+        placeholder(frame, area, panel(" Versions ", false, theme), text, theme.muted);
+        return;
+    };
+    let versions = state
+        .visible
+        .get(state.selected_model)
+        .map_or(&[][..], |v| v.versions.as_slice());
+    let detail = state.details.get(&model.name);
+    let rows: Vec<Row> = versions
+        .iter()
+        .map(|v| {
+            let manifest = state.manifest(&model.name, *v);
+            let marked = state.compare.as_ref() == Some(&(model.name.clone(), *v));
+            let tags: Vec<&str> = detail.map_or_else(Vec::new, |d| {
+                d.aliases
+                    .iter()
+                    .filter(|(_, n)| **n == *v)
+                    .map(|(a, _)| a.as_str())
+                    .collect()
+            });
+            let metric = manifest
+                .and_then(|m| headline(&m.draft.metrics))
+                .map_or("-".to_owned(), |(k, x)| format!("{} {x:.3}", metric_abbrev(&k)));
+            let created = manifest.map_or("-".to_owned(), |m| month_day(&m.created_at));
+            let style = if marked { theme.warn } else { theme.base };
+            Row::new(vec![
+                format!("{}{v}", if marked { "*" } else { " " }),
+                tags.join(","),
+                metric,
+                created,
+            ])
+            .style(style)
+        })
+        .collect();
+    let loading = if detail.is_none() { " loading…" } else { "" };
+    let focused = state.focus == ModelsFocus::Versions;
+    let title = format!(" Versions of {}{loading} ", model.name);
+    let widths = [
+        Constraint::Length(5),
+        Constraint::Fill(1),
+        Constraint::Length(10),
+        Constraint::Length(11),
+    ];
+    let table = Table::new(rows, widths)
+        .header(Row::new(["V", "TAGS", "METRIC", "CREATED"]).style(theme.header))
+        .block(panel(title, focused, theme))
+        .row_highlight_style(if focused { theme.selected } else { theme.active });
+    let mut table_state = TableState::default().with_selected(Some(state.selected_version));
+    frame.render_stateful_widget(table, area, &mut table_state);
+}
+
+fn render_welcome(frame: &mut Frame, area: Rect, app: &App) {
+    let theme = &app.theme;
+    let key = app.keymap.hint(crate::tui::action::Action::Select);
+    let lines = vec![
+        Line::styled("Welcome to kiln", theme.title),
+        Line::raw(""),
+        Line::raw("Your registry is empty. Train a first model and watch the whole loop:"),
+        Line::styled(
+            "train → watch the loss curve → deploy → send a test request",
+            theme.muted,
+        ),
+        Line::raw(""),
+        Line::from(vec![
+            Span::raw("Press "),
+            Span::styled(key, theme.key),
+            Span::raw(" to train a small cnn on Fashion-MNIST (2 epochs, a few minutes on CPU)."),
+        ]),
+        Line::from(vec![
+            Span::raw("Or press "),
+            Span::styled(app.keymap.hint(crate::tui::action::Action::NewTraining), theme.key),
+            Span::raw(" for the launch form, "),
+            Span::styled(app.keymap.hint(crate::tui::action::Action::Help), theme.key),
+            Span::raw(" for every key."),
+        ]),
+    ];
+    let block = panel(" Models · first run ", true, theme);
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let [_, middle, _] =
+        Layout::vertical([Constraint::Fill(1), Constraint::Length(8), Constraint::Fill(1)]).areas(inner);
+    frame.render_widget(Paragraph::new(lines).centered().wrap(Wrap { trim: true }), middle);
+}
+
+/// The headline metric of a version: accuracy, else RMSE, else the first.
+pub fn headline(metrics: &std::collections::BTreeMap<String, f64>) -> Option<(String, f64)> {
+    ["accuracy", "val_accuracy", "rmse", "val_rmse"]
+        .iter()
+        .find_map(|k| metrics.get(*k).map(|v| ((*k).to_owned(), *v)))
+        .or_else(|| metrics.iter().next().map(|(k, v)| (k.clone(), *v)))
+}
+
+/// `acc`, `rmse`, … — short names that fit a column.
+pub fn metric_abbrev(key: &str) -> &str {
+    match key {
+        "accuracy" | "val_accuracy" => "acc",
+        "val_rmse" => "rmse",
+        other => other.get(..4).unwrap_or(other),
+    }
+}
+
+/// `11-29 16:40` from RFC 3339.
+pub fn month_day(rfc3339: &str) -> String {
+    short_time(rfc3339)
+        .get(5..)
+        .map_or_else(|| rfc3339.to_owned(), str::to_owned)
+}

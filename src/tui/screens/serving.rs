@@ -1,0 +1,192 @@
+//! The serving screen: deployments with live stats, the journal, and test requests.
+//!
+//! ```text
+//! ┌ Deployments · inference at 127.0.0.1:8000 ──────────────────────────────┐
+//! │ MODEL        VER  SINCE        REQ/S   P50ms  P99ms  ERRORS  QUEUE      │
+//! │ fmnist-cnn   v3   11-29 16:40  120.5   0.41   1.9    0       0          │
+//! └──────────────────────────────────────────────────────────────────────────┘
+//! ┌ Journal ─────────────────────────────┐┌ Test request (t) ───────────────┐
+//! │ 11-29 16:40 fmnist-cnn v2→v3 deploy  ││ sample #4: Sneaker (0.97)       │
+//! │ 11-29 16:02 fmnist-cnn –→v2 deploy   ││ true label: Sneaker ✓           │
+//! └──────────────────────────────────────┘└──────────────────────────────────┘
+//! ```
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::Line;
+use ratatui::widgets::{Paragraph, Row, Table, TableState};
+
+use super::models::month_day;
+use crate::tui::action::Action;
+use crate::tui::api::TryResult;
+use crate::tui::app::App;
+use crate::tui::ui::{panel, placeholder};
+
+/// Share of the body the deployments table takes.
+const TABLE_PCT: u16 = 45;
+
+/// Draws the serving screen.
+pub fn render(frame: &mut Frame, area: Rect, app: &App) {
+    let (state, theme) = (&app.serving, &app.theme);
+    if state.unavailable {
+        let text = "serving is not available from this kilnd (no /api/v1/deployments yet)";
+        placeholder(frame, area, panel(" Serving ", false, theme), text, theme.muted);
+        return;
+    }
+    let [top, bottom] = Layout::vertical([
+        Constraint::Percentage(TABLE_PCT),
+        Constraint::Percentage(100 - TABLE_PCT),
+    ])
+    .areas(area);
+    let [journal, tried] = Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(bottom);
+    render_deployments(frame, top, app);
+    render_journal(frame, journal, app);
+    render_try(frame, tried, app);
+}
+
+fn ms(v: Option<f64>) -> String {
+    v.map_or("-".to_owned(), |x| format!("{x:.2}"))
+}
+
+fn render_deployments(frame: &mut Frame, area: Rect, app: &App) {
+    let (state, theme) = (&app.serving, &app.theme);
+    let Some(d) = &state.deployments else {
+        placeholder(
+            frame,
+            area,
+            panel(" Deployments ", false, theme),
+            "loading…",
+            theme.muted,
+        );
+        return;
+    };
+    let title = format!(" Deployments · inference at {} ", d.inference_address);
+    if d.deployments.is_empty() {
+        let key = app.keymap.hint(Action::Deploy);
+        let text = format!("Nothing deployed. Select a version on the models screen (1) and press {key}.");
+        placeholder(frame, area, panel(title, true, theme), &text, theme.muted);
+        return;
+    }
+    let rows: Vec<Row> = d
+        .deployments
+        .iter()
+        .map(|x| {
+            let s = &x.stats;
+            let errors = Line::styled(
+                s.errors.to_string(),
+                if s.errors > 0 { theme.error } else { theme.base },
+            );
+            Row::new(vec![
+                Line::raw(x.model.clone()),
+                Line::raw(format!("v{}", x.version)),
+                Line::raw(month_day(&x.since)),
+                Line::raw(format!("{:.1}", s.req_per_s)),
+                Line::raw(ms(s.p50_ms)),
+                Line::raw(ms(s.p99_ms)),
+                errors,
+                Line::raw(s.queue_depth.to_string()),
+            ])
+        })
+        .collect();
+    let widths = [
+        Constraint::Fill(1),
+        Constraint::Length(5),
+        Constraint::Length(11),
+        Constraint::Length(7),
+        Constraint::Length(6),
+        Constraint::Length(6),
+        Constraint::Length(6),
+        Constraint::Length(5),
+    ];
+    let header = Row::new(["MODEL", "VER", "SINCE", "REQ/S", "P50ms", "P99ms", "ERRORS", "QUEUE"]).style(theme.header);
+    let table = Table::new(rows, widths)
+        .header(header)
+        .block(panel(title, true, theme))
+        .row_highlight_style(theme.selected);
+    let mut table_state = TableState::default().with_selected(Some(state.selected));
+    frame.render_stateful_widget(table, area, &mut table_state);
+}
+
+fn render_journal(frame: &mut Frame, area: Rect, app: &App) {
+    let (state, theme) = (&app.serving, &app.theme);
+    if state.journal.is_empty() {
+        placeholder(
+            frame,
+            area,
+            panel(" Journal ", false, theme),
+            "no deploys yet",
+            theme.muted,
+        );
+        return;
+    }
+    let lines: Vec<Line> = state
+        .journal
+        .iter()
+        .take(area.height.saturating_sub(2) as usize)
+        .map(|e| {
+            let from = e.from.map_or("–".to_owned(), |v| format!("v{v}"));
+            let style = if e.action == "rollback" { theme.warn } else { theme.base };
+            let reason = if e.reason.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", e.reason)
+            };
+            Line::styled(
+                format!(
+                    "{} {} {from}→v{} {}{reason}",
+                    month_day(&e.time),
+                    e.model,
+                    e.to,
+                    e.action
+                ),
+                style,
+            )
+        })
+        .collect();
+    frame.render_widget(Paragraph::new(lines).block(panel(" Journal ", false, theme)), area);
+}
+
+fn render_try(frame: &mut Frame, area: Rect, app: &App) {
+    let (state, theme) = (&app.serving, &app.theme);
+    let title = format!(" Test request ({}) ", app.keymap.hint(Action::TryRequest));
+    let Some((model, result)) = &state.tried else {
+        let text = "send a dataset sample to the selected deployment and compare the prediction with the true label";
+        placeholder(frame, area, panel(title, false, theme), text, theme.muted);
+        return;
+    };
+    let lines = try_lines(model, result, state.next_sample.saturating_sub(1), theme);
+    frame.render_widget(Paragraph::new(lines).block(panel(title, false, theme)), area);
+}
+
+fn label_text(v: &serde_json::Value, classes: &[String]) -> String {
+    match v {
+        serde_json::Value::Number(n) => n
+            .as_u64()
+            .and_then(|i| classes.get(i as usize).cloned())
+            .unwrap_or_else(|| n.to_string()),
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "-".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+fn try_lines<'a>(model: &str, r: &TryResult, sample: u64, theme: &'a crate::tui::theme::Theme) -> Vec<Line<'a>> {
+    let predicted = label_text(&r.prediction, &r.classes);
+    let truth = label_text(&r.label, &r.classes);
+    let correct = predicted == truth;
+    let mut lines = vec![
+        Line::styled(format!("{model} · sample #{}", r.index.unwrap_or(sample)), theme.muted),
+        Line::raw(format!("predicted:  {predicted}")),
+        Line::styled(
+            format!("true label: {truth} {}", if correct { "✓" } else { "✗" }),
+            if correct { theme.ok } else { theme.error },
+        ),
+    ];
+    let mut top: Vec<(usize, f64)> = r.probabilities.iter().copied().enumerate().collect();
+    top.sort_by(|a, b| b.1.total_cmp(&a.1));
+    for (i, p) in top.into_iter().take(3) {
+        let name = r.classes.get(i).cloned().unwrap_or_else(|| i.to_string());
+        lines.push(Line::styled(format!("  {name:<14} {p:.3}"), theme.muted));
+    }
+    lines
+}

@@ -1,0 +1,303 @@
+//! The jobs screen's data: the job list, each watched run's bounded loss series and log
+//! tail, the chart toggles, and progress/ETA arithmetic.
+//!
+//! Metric records arrive both from `GET …/metrics?since=` and from SSE `metrics` events, so
+//! they may overlap; a record is kept only when its step is past the last one seen for its
+//! kind, which makes the two sources safe to mix.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use crate::jobs::MetricRecord;
+use crate::tui::api::{JobView, LogChunk, MetricsChunk};
+use crate::tui::client::Request;
+use crate::tui::series::{Ema, Series, Zoom};
+
+/// Lines of log kept per run.
+pub const LOG_LINES: usize = 400;
+/// EMA weight of the newest training-loss value.
+const EMA_ALPHA: f64 = 0.1;
+
+/// One run's live data.
+#[derive(Debug, Clone)]
+pub struct RunData {
+    pub train: Series,
+    pub train_ema: Series,
+    pub val: Series,
+    ema: Ema,
+    last_step: HashMap<String, u64>,
+    pub next: u64,
+    pub first_time: Option<f64>,
+    pub last_train: Option<MetricRecord>,
+    pub last_val: Option<MetricRecord>,
+    /// Steps in one epoch, learnt from the first validation record.
+    pub steps_per_epoch: Option<f64>,
+    pub log: VecDeque<String>,
+    pub log_next: u64,
+    log_partial: String,
+    /// History fetched over HTTP (SSE alone only brings what happened since connecting).
+    pub metrics_loaded: bool,
+    pub log_loaded: bool,
+}
+
+impl Default for RunData {
+    fn default() -> Self {
+        Self {
+            train: Series::default(),
+            train_ema: Series::default(),
+            val: Series::default(),
+            ema: Ema::new(EMA_ALPHA),
+            last_step: HashMap::new(),
+            next: 0,
+            first_time: None,
+            last_train: None,
+            last_val: None,
+            steps_per_epoch: None,
+            log: VecDeque::new(),
+            log_next: 0,
+            log_partial: String::new(),
+            metrics_loaded: false,
+            log_loaded: false,
+        }
+    }
+}
+
+impl RunData {
+    /// Folds in metric records, skipping any already seen.
+    pub fn add_records(&mut self, records: &[MetricRecord]) {
+        for r in records {
+            let last = self.last_step.get(&r.kind).copied();
+            if last.is_some_and(|s| r.step <= s) {
+                continue;
+            }
+            self.last_step.insert(r.kind.clone(), r.step);
+            self.first_time.get_or_insert(r.time);
+            self.add_record(r);
+        }
+    }
+
+    fn add_record(&mut self, r: &MetricRecord) {
+        let x = r.step as f64;
+        if let Some(loss) = r.train_loss {
+            self.train.push(x, loss);
+            if loss.is_finite() {
+                self.train_ema.push(x, self.ema.update(loss));
+            }
+            self.last_train = Some(r.clone());
+        }
+        if let Some(loss) = r.val_loss {
+            self.val.push(x, loss);
+            if self.steps_per_epoch.is_none() && r.epoch > 0 {
+                self.steps_per_epoch = Some(r.step as f64 / r.epoch as f64);
+            }
+            self.last_val = Some(r.clone());
+        }
+    }
+
+    /// Appends log text, keeping the last [`LOG_LINES`] complete lines.
+    pub fn add_log(&mut self, chunk: &LogChunk) {
+        self.log_next = chunk.next.max(self.log_next);
+        self.log_partial.push_str(&chunk.text);
+        let mut rest = std::mem::take(&mut self.log_partial);
+        while let Some(i) = rest.find('\n') {
+            let line: String = rest.drain(..=i).collect();
+            self.log.push_back(line.trim_end().to_owned());
+            if self.log.len() > LOG_LINES {
+                self.log.pop_front();
+            }
+        }
+        self.log_partial = rest;
+    }
+
+    /// Training samples per second, from the latest record.
+    pub fn samples_per_sec(&self) -> Option<f64> {
+        self.last_train.as_ref()?.samples_per_sec
+    }
+}
+
+/// Chart toggles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ChartOptions {
+    pub smoothing: bool,
+    pub log_y: bool,
+    pub zoom: Zoom,
+}
+
+/// Everything the jobs screen shows.
+#[derive(Debug, Clone, Default)]
+pub struct JobsState {
+    /// `None` until the first answer; newest first.
+    pub jobs: Option<Vec<JobView>>,
+    pub runs: HashMap<String, RunData>,
+    pub selected: usize,
+    pub filter: String,
+    pub chart: ChartOptions,
+    pub overlay: Option<String>,
+    /// The daemon has no log route (404).
+    pub log_unavailable: bool,
+    inflight: HashSet<(String, bool)>,
+}
+
+impl JobsState {
+    /// Jobs passing the filter.
+    pub fn visible(&self) -> Vec<&JobView> {
+        let query = self.filter.to_lowercase();
+        let terms: Vec<&str> = query.split_whitespace().collect();
+        self.jobs
+            .iter()
+            .flatten()
+            .filter(|j| {
+                let hay = format!(
+                    "{} {} {} {} {}",
+                    j.id,
+                    j.state_name(),
+                    j.spec.model,
+                    j.spec.arch,
+                    j.spec.data
+                );
+                terms.iter().all(|t| hay.to_lowercase().contains(t))
+            })
+            .collect()
+    }
+
+    /// The selected job.
+    pub fn current(&self) -> Option<&JobView> {
+        self.visible().get(self.selected).copied()
+    }
+
+    /// Replaces the list.
+    pub fn set_jobs(&mut self, mut jobs: Vec<JobView>) {
+        let keep = self.current().map(|j| j.id.clone());
+        jobs.sort_by(|a, b| b.id.cmp(&a.id));
+        self.jobs = Some(jobs);
+        self.reselect(keep);
+    }
+
+    /// Inserts or updates one job.
+    pub fn upsert(&mut self, job: JobView) {
+        let keep = self.current().map(|j| j.id.clone());
+        let jobs = self.jobs.get_or_insert_with(Vec::new);
+        match jobs.iter_mut().find(|j| j.id == job.id) {
+            Some(slot) => *slot = job,
+            None => {
+                jobs.push(job);
+                jobs.sort_by(|a, b| b.id.cmp(&a.id));
+            }
+        }
+        self.reselect(keep);
+    }
+
+    /// Selects the job with `id` when visible.
+    pub fn select_id(&mut self, id: &str) {
+        if let Some(i) = self.visible().iter().position(|j| j.id == id) {
+            self.selected = i;
+        }
+    }
+
+    fn reselect(&mut self, keep: Option<String>) {
+        if let Some(id) = keep {
+            self.select_id(&id);
+        }
+        self.selected = self.selected.min(self.visible().len().saturating_sub(1));
+    }
+
+    /// Moves the selection.
+    pub fn move_selection(&mut self, delta: isize) {
+        let n = self.visible().len();
+        self.selected = (self.selected as isize + delta).clamp(0, n.saturating_sub(1) as isize) as usize;
+    }
+
+    /// Folds a metrics chunk into its run.
+    pub fn add_metrics(&mut self, job: &str, chunk: &MetricsChunk) {
+        self.inflight.remove(&(job.to_owned(), false));
+        let run = self.runs.entry(job.to_owned()).or_default();
+        run.add_records(&chunk.records);
+        // Only an HTTP answer (no `job` field) starts from offset 0; an SSE chunk's `next`
+        // is trusted once the history before it has been loaded.
+        if chunk.job.is_none() {
+            run.metrics_loaded = true;
+        }
+        if run.metrics_loaded {
+            run.next = run.next.max(chunk.next);
+        }
+    }
+
+    /// Folds log text into its run.
+    pub fn add_log(&mut self, job: &str, chunk: &LogChunk) {
+        self.inflight.remove(&(job.to_owned(), true));
+        let run = self.runs.entry(job.to_owned()).or_default();
+        run.log_loaded = true;
+        run.add_log(chunk);
+    }
+
+    /// A request for `job` failed: allow asking again.
+    pub fn request_failed(&mut self, job: &str, log: bool) {
+        self.inflight.remove(&(job.to_owned(), log));
+    }
+
+    /// Metrics and log requests the selected and overlaid runs need: whatever was never
+    /// loaded, plus fresh metrics / log of an active job when `follow_*` asks for them.
+    pub fn wanted(&mut self, follow_metrics: bool, follow_log: bool) -> Vec<Request> {
+        let mut ids: Vec<(String, bool)> = self
+            .current()
+            .map(|j| (j.id.clone(), j.is_active()))
+            .into_iter()
+            .collect();
+        if let Some(o) = &self.overlay {
+            ids.push((o.clone(), false));
+        }
+        let mut out = Vec::new();
+        for (id, active) in ids {
+            let run = self.runs.get(&id);
+            let (metrics_loaded, log_loaded) = run.map_or((false, false), |r| (r.metrics_loaded, r.log_loaded));
+            if (!metrics_loaded || (follow_metrics && active)) && self.inflight.insert((id.clone(), false)) {
+                let since = run.filter(|r| r.metrics_loaded).map_or(0, |r| r.next);
+                out.push(Request::Metrics { job: id.clone(), since });
+            }
+            let want_log = !log_loaded || (follow_log && active);
+            if want_log && !self.log_unavailable && self.inflight.insert((id.clone(), true)) {
+                let since = run.map_or(0, |r| r.log_next);
+                out.push(Request::Log { job: id, since });
+            }
+        }
+        out
+    }
+
+    /// Marks (or clears) the selected job as the chart's overlay.
+    pub fn toggle_overlay(&mut self) -> Option<String> {
+        let id = self.current()?.id.clone();
+        if self.overlay.is_some() {
+            self.overlay = None;
+            return Some("overlay cleared".into());
+        }
+        self.overlay = Some(id.clone());
+        Some(format!("overlaying {id}; select another job to compare curves"))
+    }
+}
+
+/// Fraction done (0–1) of a job, and its ETA in seconds when it can be estimated.
+pub fn progress(job: &JobView, run: Option<&RunData>) -> (f64, Option<f64>) {
+    if job.status.state == crate::jobs::JobState::Succeeded {
+        return (1.0, None);
+    }
+    let epochs = job.spec.epochs.max(1) as f64;
+    let fraction = match run.and_then(|r| r.steps_per_epoch) {
+        Some(spe) if spe > 0.0 => job.status.step as f64 / (spe * epochs),
+        _ => job.status.epoch as f64 / epochs,
+    }
+    .clamp(0.0, 1.0);
+    let eta = run.and_then(|r| {
+        let elapsed = r.last_train.as_ref()?.time - r.first_time?;
+        (job.is_active() && fraction > 0.0 && elapsed > 0.0).then(|| elapsed * (1.0 - fraction) / fraction)
+    });
+    (fraction, eta)
+}
+
+/// `1h02m`, `3m05s`, `42s`.
+pub fn format_duration(seconds: f64) -> String {
+    let s = seconds.max(0.0).round() as u64;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}

@@ -1,0 +1,70 @@
+//! The serving screen's data: deployments with live stats, the recent journal, the last
+//! test-request result.
+
+use std::collections::VecDeque;
+
+use crate::tui::api::{Deployment, Deployments, JournalEntry, TryResult};
+
+/// Journal entries kept.
+pub const JOURNAL: usize = 100;
+
+/// Everything the serving screen shows.
+#[derive(Debug, Clone, Default)]
+pub struct ServingState {
+    /// `None` until the first answer.
+    pub deployments: Option<Deployments>,
+    /// Newest first.
+    pub journal: VecDeque<JournalEntry>,
+    pub selected: usize,
+    /// The daemon has no deployments route (404): serving is not available.
+    pub unavailable: bool,
+    /// The last test request: model, and what came back.
+    pub tried: Option<(String, TryResult)>,
+    /// Next dataset sample to send.
+    pub next_sample: u64,
+}
+
+impl ServingState {
+    /// Takes a fresh deployment list.
+    pub fn set(&mut self, deployments: Deployments) {
+        self.unavailable = false;
+        self.deployments = Some(deployments);
+        let n = self.rows().len();
+        self.selected = self.selected.min(n.saturating_sub(1));
+    }
+
+    /// Takes a fresh journal (newest last on the wire).
+    pub fn set_journal(&mut self, entries: Vec<JournalEntry>) {
+        self.journal = entries.into_iter().rev().take(JOURNAL).collect();
+    }
+
+    /// Records one new journal entry.
+    pub fn push_entry(&mut self, entry: JournalEntry) {
+        if self.journal.front() == Some(&entry) {
+            return;
+        }
+        self.journal.push_front(entry);
+        self.journal.truncate(JOURNAL);
+    }
+
+    /// The deployments, in the daemon's order.
+    pub fn rows(&self) -> &[Deployment] {
+        self.deployments.as_ref().map_or(&[], |d| d.deployments.as_slice())
+    }
+
+    /// The selected deployment.
+    pub fn current(&self) -> Option<&Deployment> {
+        self.rows().get(self.selected)
+    }
+
+    /// Moves the selection.
+    pub fn move_selection(&mut self, delta: isize) {
+        let n = self.rows().len();
+        self.selected = (self.selected as isize + delta).clamp(0, n.saturating_sub(1) as isize) as usize;
+    }
+
+    /// The version `model` ran before its current one, from the journal.
+    pub fn previous_version(&self, model: &str) -> Option<u32> {
+        self.journal.iter().find(|e| e.model == model).and_then(|e| e.from)
+    }
+}

@@ -1,0 +1,157 @@
+//! Drawing the whole console from `&App` (render only borrows state).
+//!
+//! ```text
+//!  kiln  1 Models  2 Jobs  3 GPU  4 Serving                       ● live
+//!  kilnd unreachable: connection refused — retrying (data may be stale)   ← only when down
+//! ┌──────────────────────────────────────────────────────────────────────┐
+//! │                         the current screen                           │
+//! └──────────────────────────────────────────────────────────────────────┘
+//!  ? help  : command  / filter  tab screen  q quit                [read-only]
+//! ```
+//! Dialogs (help, palette, confirm, launch form) are drawn over it by `widgets.rs`.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, BorderType, Paragraph};
+
+use super::action::{Action, Screen};
+use super::app::{App, Connection};
+use super::theme::Theme;
+use super::{screens, widgets};
+
+/// Draws one frame.
+pub fn render(frame: &mut Frame, app: &App) {
+    let banner = banner_text(app);
+    let [header, banner_area, body, status] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(u16::from(banner.is_some())),
+        Constraint::Min(0),
+        Constraint::Length(1),
+    ])
+    .areas(frame.area());
+    render_header(frame, header, app);
+    if let Some(text) = banner {
+        frame.render_widget(Paragraph::new(text).style(app.theme.banner), banner_area);
+    }
+    match app.screen {
+        Screen::Models => screens::models::render(frame, body, app),
+        Screen::Jobs => screens::jobs::render(frame, body, app),
+        Screen::Gpu => screens::gpu::render(frame, body, app),
+        Screen::Serving => screens::serving::render(frame, body, app),
+    }
+    render_status(frame, status, app);
+    if let Some(overlay) = &app.overlay {
+        widgets::render_overlay(frame, frame.area(), app, overlay);
+    }
+}
+
+fn banner_text(app: &App) -> Option<String> {
+    match &app.connection {
+        Connection::Down(reason) => Some(format!(" kilnd unreachable: {reason} — retrying (data may be stale)")),
+        _ => None,
+    }
+}
+
+fn render_header(frame: &mut Frame, area: Rect, app: &App) {
+    let theme = &app.theme;
+    let mut spans = vec![Span::styled(" kiln ", theme.title)];
+    for (i, screen) in Screen::ALL.iter().enumerate() {
+        let style = if *screen == app.screen {
+            theme.tab_active
+        } else {
+            theme.tab
+        };
+        spans.push(Span::raw(" "));
+        spans.push(Span::styled(format!("{} {}", i + 1, screen.title()), style));
+    }
+    let (state, style) = match &app.connection {
+        Connection::Connecting => ("… connecting", theme.muted),
+        Connection::Live => ("● live", theme.ok),
+        Connection::Polling => ("○ polling", theme.warn),
+        Connection::Down(_) => ("✕ kilnd down", theme.error),
+    };
+    let [left, right] = Layout::horizontal([Constraint::Min(0), Constraint::Length(14)]).areas(area);
+    frame.render_widget(Paragraph::new(Line::from(spans)), left);
+    frame.render_widget(Paragraph::new(Line::styled(state, style).right_aligned()), right);
+}
+
+fn render_status(frame: &mut Frame, area: Rect, app: &App) {
+    let theme = &app.theme;
+    let readonly = if app.readonly { " [read-only] " } else { "" };
+    let [left, right] =
+        Layout::horizontal([Constraint::Min(0), Constraint::Length(readonly.chars().count() as u16)]).areas(area);
+    let line = if let Some(text) = &app.filter_input {
+        Line::from(vec![Span::styled("/", theme.key), Span::raw(format!("{text}▏"))])
+    } else if let Some(m) = &app.message {
+        Line::styled(format!(" {}", m.text), if m.error { theme.error } else { theme.status })
+    } else {
+        hints(app)
+    };
+    frame.render_widget(Paragraph::new(line), left);
+    frame.render_widget(Paragraph::new(Span::styled(readonly, theme.warn)), right);
+}
+
+/// Key hints for the current screen, from the live keymap.
+fn hints(app: &App) -> Line<'static> {
+    let mut actions = vec![Action::Help, Action::Palette, Action::Filter];
+    actions.extend(match app.screen {
+        Screen::Models => vec![Action::Select, Action::Deploy, Action::MarkCompare, Action::NewTraining],
+        Screen::Jobs => vec![
+            Action::NewTraining,
+            Action::CancelJob,
+            Action::ToggleSmoothing,
+            Action::ToggleLogY,
+        ],
+        Screen::Gpu => vec![Action::NextScreen],
+        Screen::Serving => vec![Action::TryRequest, Action::Rollback],
+    });
+    actions.push(Action::Quit);
+    let mut spans = vec![Span::raw(" ")];
+    for a in actions {
+        spans.push(Span::styled(app.keymap.hint(a), app.theme.key));
+        spans.push(Span::styled(format!(" {}  ", short_name(a)), app.theme.status));
+    }
+    Line::from(spans)
+}
+
+fn short_name(action: Action) -> &'static str {
+    match action {
+        Action::Palette => "command",
+        Action::Select => "open",
+        Action::NewTraining => "train",
+        Action::CancelJob => "cancel",
+        Action::ToggleSmoothing => "smooth",
+        Action::ToggleLogY => "log-y",
+        Action::TryRequest => "test",
+        Action::NextScreen => "screen",
+        other => other.name(),
+    }
+}
+
+/// A bordered panel; the focused one stands out.
+pub fn panel<'a>(title: impl Into<Line<'a>>, focused: bool, theme: &Theme) -> Block<'a> {
+    let border = if focused { theme.border_focus } else { theme.border };
+    Block::bordered()
+        .border_type(if focused { BorderType::Thick } else { BorderType::Plain })
+        .border_style(border)
+        .title(title)
+        .title_style(theme.title)
+}
+
+/// A centred one-paragraph placeholder (loading, empty, unavailable).
+pub fn placeholder(frame: &mut Frame, area: Rect, block: Block<'_>, text: &str, style: Style) {
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let lines = text.lines().count() as u16;
+    let [_, middle, _] =
+        Layout::vertical([Constraint::Fill(1), Constraint::Length(lines), Constraint::Fill(1)]).areas(inner);
+    frame.render_widget(
+        Paragraph::new(text.to_owned())
+            .style(style)
+            .centered()
+            .wrap(ratatui::widgets::Wrap { trim: true }),
+        middle,
+    );
+}
