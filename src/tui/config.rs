@@ -29,6 +29,9 @@ struct ConfigFile {
     keymap: BTreeMap<String, Keys>,
 }
 
+/// `(theme, keymap)` as read from the file.
+type Parsed = (Option<String>, BTreeMap<String, Vec<String>>);
+
 /// What the config file asks for.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Config {
@@ -73,7 +76,7 @@ impl Config {
     }
 
     /// Parses the file's text into `(theme, keymap)`, or `(line, message)`.
-    fn parse(text: &str) -> Result<(Option<String>, BTreeMap<String, Vec<String>>), (usize, String)> {
+    fn parse(text: &str) -> Result<Parsed, (usize, String)> {
         let file: ConfigFile = toml::from_str(text).map_err(|e| {
             let line = e
                 .span()

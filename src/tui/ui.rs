@@ -49,7 +49,7 @@ pub fn render(frame: &mut Frame, app: &App) {
 
 fn banner_text(app: &App) -> Option<String> {
     match &app.connection {
-        Connection::Down(reason) => Some(format!(" kilnd unreachable: {reason} — retrying (data may be stale)")),
+        Connection::Down(reason) => Some(format!(" kilnd down, retrying (data may be stale): {reason}")),
         _ => None,
     }
 }

@@ -29,17 +29,36 @@ pub struct Trace {
     pub scatter: bool,
 }
 
-/// Draws `traces` on shared axes, with `x_bounds`; y bounds come from the data.
-pub fn render_traces(
-    frame: &mut Frame,
-    area: Rect,
-    block: Block<'_>,
-    traces: &[Trace],
-    x_bounds: [f64; 2],
-    theme: &Theme,
-) {
+/// The axes of one chart.
+pub struct Axes {
+    pub x_bounds: [f64; 2],
+    pub x_labels: [String; 2],
+    /// Fixed y range (e.g. 0–100 for percentages); `None` fits the data.
+    pub y_fixed: Option<[f64; 2]>,
+    /// The y values are log10 of the data: label them with the data's values.
+    pub y_log: bool,
+}
+
+impl Axes {
+    /// X bounds labelled with their values; y fitted to the data.
+    pub fn fit(x_bounds: [f64; 2]) -> Self {
+        Self {
+            x_bounds,
+            x_labels: [short(x_bounds[0]), short(x_bounds[1])],
+            y_fixed: None,
+            y_log: false,
+        }
+    }
+}
+
+/// Draws `traces` on shared axes.
+pub fn render_traces(frame: &mut Frame, area: Rect, block: Block<'_>, traces: &[Trace], axes: Axes, theme: &Theme) {
     let all = traces.iter().flat_map(|t| t.points.iter());
-    let (lo, hi) = y_bounds(all).unwrap_or((0.0, 1.0));
+    let (lo, hi) = match axes.y_fixed {
+        Some([lo, hi]) => (lo, hi),
+        None => y_bounds(all).unwrap_or((0.0, 1.0)),
+    };
+    let x_bounds = axes.x_bounds;
     let datasets: Vec<Dataset> = traces
         .iter()
         .map(|t| {
@@ -51,14 +70,14 @@ pub fn render_traces(
                 .data(&t.points)
         })
         .collect();
-    let label = |v: f64| Span::styled(short(v), theme.muted);
+    let label = |v: f64| Span::styled(short(if axes.y_log { 10f64.powf(v) } else { v }), theme.muted);
     let chart = Chart::new(datasets)
         .block(block)
         .x_axis(
             Axis::default()
                 .bounds(x_bounds)
                 .style(theme.border)
-                .labels([label(x_bounds[0]), label(x_bounds[1])]),
+                .labels(axes.x_labels.map(|l| Span::styled(l, theme.muted))),
         )
         .y_axis(
             Axis::default()
@@ -66,20 +85,22 @@ pub fn render_traces(
                 .style(theme.border)
                 .labels([label(lo), label(hi)]),
         )
-        .legend_position(Some(ratatui::widgets::LegendPosition::TopRight));
+        .legend_position(None);
     frame.render_widget(chart, area);
 }
 
-/// Compact axis labels: `12k`, `0.253`, `1.2e-4`.
+/// Compact labels, about three significant figures: `12k`, `59`, `2.3`, `0.253`, `1.2e-4`.
 pub fn short(v: f64) -> String {
     let a = v.abs();
     if a >= 1e6 {
         format!("{:.1}M", v / 1e6)
     } else if a >= 1e4 {
         format!("{:.0}k", v / 1e3)
-    } else if a >= 100.0 {
+    } else if a >= 10.0 || v.fract() == 0.0 {
         format!("{v:.0}")
-    } else if a >= 0.01 || v == 0.0 {
+    } else if a >= 1.0 {
+        format!("{v:.1}")
+    } else if a >= 0.01 {
         format!("{v:.3}")
     } else {
         format!("{v:.1e}")

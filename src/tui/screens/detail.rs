@@ -150,7 +150,7 @@ pub fn report_lines<'a>(report: &EvalReport, theme: &'a Theme) -> Vec<Line<'a>> 
         .map(|n| n.to_string().len())
         .max()
         .unwrap_or(1)
-        .max(3)
+        .max(names.iter().map(|n| n.chars().count()).max().unwrap_or(1))
         + 1;
     let mut header = vec![Span::styled(format!("{:<5}", "t\\p"), theme.muted)];
     header.extend(names.iter().map(|n| Span::styled(format!("{n:>width$}"), theme.header)));
@@ -222,7 +222,7 @@ fn render_compare(frame: &mut Frame, area: Rect, app: &App, a: &VersionManifest,
         .collect();
     let header = Row::new(vec![
         String::new(),
-        format!("{}@{} (marked)", a.model, a.version),
+        format!("{}@{} *", a.model, a.version),
         format!("{}@{}", b.model, b.version),
     ])
     .style(theme.header);
@@ -236,10 +236,13 @@ fn render_compare(frame: &mut Frame, area: Rect, app: &App, a: &VersionManifest,
     frame.render_widget(table, area);
 }
 
+/// Reads one comparable field of a manifest.
+type Field = dyn Fn(&VersionManifest) -> Option<String>;
+
 /// `(key, a, b)` rows for the side-by-side view: identity, metrics, hyperparameters.
 pub fn compare_rows(a: &VersionManifest, b: &VersionManifest) -> Vec<(String, String, String)> {
-    let text = |m: &VersionManifest, f: &dyn Fn(&VersionManifest) -> Option<String>| f(m).unwrap_or("-".into());
-    let fixed: [(&str, &dyn Fn(&VersionManifest) -> Option<String>); 5] = [
+    let text = |m: &VersionManifest, f: &Field| f(m).unwrap_or("-".into());
+    let fixed: [(&str, &Field); 5] = [
         ("arch", &|m| Some(m.draft.architecture.name.clone())),
         ("dataset", &|m| m.draft.dataset.as_ref().map(|d| d.id.clone())),
         ("device", &|m| m.draft.device.clone()),
@@ -250,7 +253,7 @@ pub fn compare_rows(a: &VersionManifest, b: &VersionManifest) -> Vec<(String, St
     ];
     let mut rows: Vec<(String, String, String)> = fixed
         .iter()
-        .map(|(k, f)| ((*k).to_owned(), text(a, *f), text(b, *f)))
+        .map(|(k, f)| ((*k).to_owned(), text(a, f), text(b, f)))
         .collect();
     let metrics: BTreeSet<&String> = a.draft.metrics.keys().chain(b.draft.metrics.keys()).collect();
     for k in metrics {

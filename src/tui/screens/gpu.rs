@@ -18,7 +18,7 @@ use ratatui::style::Style;
 use ratatui::text::Line;
 use ratatui::widgets::{Block, Paragraph};
 
-use super::chart::{Trace, render_traces};
+use super::chart::{Axes, Trace, render_traces};
 use crate::telemetry::{GpuAvailability, GpuSample, Sample};
 use crate::tui::app::App;
 use crate::tui::state::gpu::GpuState;
@@ -96,22 +96,23 @@ fn render_gpu(frame: &mut Frame, area: Rect, app: &App, gpu: &GpuSample) {
     let cols = Layout::horizontal([Constraint::Ratio(1, 4); 4]).split(charts);
     let i = gpu.index;
     let pick = |f: fn(&GpuSample) -> Option<f64>| move |s: &Sample| s.gpus.iter().find(|g| g.index == i).and_then(f);
-    let metrics: [(&str, Style, Box<dyn Fn(&Sample) -> Option<f64>>); 4] = [
+    let figures: [(Metric, Box<Figure>); 4] = [
         (
-            "util %",
-            theme.gpu_util,
+            Metric::new("util %", theme.gpu_util, true),
             Box::new(pick(|g| g.utilization_pct.map(f64::from))),
         ),
-        ("mem %", theme.gpu_mem, Box::new(pick(mem_pct))),
+        (Metric::new("mem %", theme.gpu_mem, true), Box::new(pick(mem_pct))),
         (
-            "temp °C",
-            theme.gpu_temp,
+            Metric::new("temp °C", theme.gpu_temp, false),
             Box::new(pick(|g| g.temperature_c.map(f64::from))),
         ),
-        ("power W", theme.gpu_power, Box::new(pick(|g| g.power_w))),
+        (
+            Metric::new("power W", theme.gpu_power, false),
+            Box::new(pick(|g| g.power_w)),
+        ),
     ];
-    for ((name, style, value), rect) in metrics.into_iter().zip(cols.iter()) {
-        render_metric(frame, *rect, app, state, name, style, &*value);
+    for ((metric, value), rect) in figures.into_iter().zip(cols.iter()) {
+        render_metric(frame, *rect, app, state, &metric, &*value);
     }
     let lines: Vec<Line> = gpu
         .processes
@@ -131,20 +132,30 @@ fn render_gpu(frame: &mut Frame, area: Rect, app: &App, gpu: &GpuSample) {
     frame.render_widget(Paragraph::new(lines), list);
 }
 
+/// Reads one figure from a sample.
+type Figure = dyn Fn(&Sample) -> Option<f64>;
+
 fn mem_pct(g: &GpuSample) -> Option<f64> {
     let (used, total) = (g.memory_used_bytes?, g.memory_total_bytes?);
     (total > 0).then(|| used as f64 * 100.0 / total as f64)
 }
 
-fn render_metric(
-    frame: &mut Frame,
-    area: Rect,
-    app: &App,
-    state: &GpuState,
-    name: &str,
+/// How one figure is drawn.
+struct Metric<'a> {
+    name: &'a str,
     style: Style,
-    value: &dyn Fn(&Sample) -> Option<f64>,
-) {
+    /// A percentage: the y axis is fixed at 0–100.
+    pct: bool,
+}
+
+impl<'a> Metric<'a> {
+    fn new(name: &'a str, style: Style, pct: bool) -> Self {
+        Self { name, style, pct }
+    }
+}
+
+fn render_metric(frame: &mut Frame, area: Rect, app: &App, state: &GpuState, metric: &Metric<'_>, value: &Figure) {
+    let (name, style) = (metric.name, metric.style);
     let traces: Vec<Trace> = state
         .segments(value)
         .into_iter()
@@ -156,16 +167,28 @@ fn render_metric(
         })
         .collect();
     let block = Block::default().title(Line::styled(name.to_owned(), app.theme.muted));
-    render_traces(frame, area, block, &traces, time_axis(state), &app.theme);
+    let mut axes = time_axis(state);
+    axes.y_fixed = metric.pct.then_some([0.0, 100.0]);
+    render_traces(frame, area, block, &traces, axes, &app.theme);
 }
 
-/// The shared time axis: seconds before the newest sample.
-fn time_axis(state: &GpuState) -> [f64; 2] {
+/// The shared time axis: seconds before the newest sample, labelled `-5m` … `now`.
+fn time_axis(state: &GpuState) -> Axes {
     let span = match (state.samples.front(), state.samples.back()) {
         (Some(a), Some(b)) => ((b.at_ms - a.at_ms.min(b.at_ms)) as f64 / 1000.0).max(10.0),
         _ => 60.0,
     };
-    [-span, 0.0]
+    let start = if span >= 120.0 {
+        format!("-{:.0}m", span / 60.0)
+    } else {
+        format!("-{span:.0}s")
+    };
+    Axes {
+        x_bounds: [-span, 0.0],
+        x_labels: [start, "now".to_owned()],
+        y_fixed: None,
+        y_log: false,
+    }
 }
 
 fn render_host(frame: &mut Frame, area: Rect, app: &App) {
@@ -186,7 +209,8 @@ fn render_host(frame: &mut Frame, area: Rect, app: &App) {
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let [cpu, jobs] = Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(inner);
-    render_metric(frame, cpu, app, state, "cpu %", theme.cpu, &|s: &Sample| {
+    let metric = Metric::new("cpu %", theme.cpu, true);
+    render_metric(frame, cpu, app, state, &metric, &|s: &Sample| {
         Some(f64::from(s.host.cpu_pct))
     });
     let mut lines = vec![Line::styled("jobs: rss · cpu", theme.muted)];

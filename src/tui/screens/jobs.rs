@@ -18,7 +18,7 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::Line;
 use ratatui::widgets::{Paragraph, Row, Table, TableState};
 
-use super::chart::{loss_traces, render_traces, run_range, short};
+use super::chart::{Axes, Trace, loss_traces, render_traces, run_range, short};
 use crate::tui::api::JobView;
 use crate::tui::app::App;
 use crate::tui::series::Zoom;
@@ -135,6 +135,7 @@ fn render_chart(frame: &mut Frame, area: Rect, app: &App) {
             title.push_str(&format!("· {text} "));
         }
     }
+    let title = format!("{title}· step → ");
     let block = panel(title, false, theme);
     let Some(run) = jobs
         .runs
@@ -164,14 +165,19 @@ fn render_chart(frame: &mut Frame, area: Rect, app: &App) {
     };
     let columns = area.width.saturating_sub(10).max(10) as usize;
     let traces = loss_traces(run, overlay, opts, range, columns, theme);
-    render_traces(
-        frame,
-        area,
-        block,
-        &traces,
-        [range.0, range.1.max(range.0 + 1.0)],
-        theme,
-    );
+    let block = block.title(legend(&traces));
+    let mut axes = Axes::fit([range.0, range.1.max(range.0 + 1.0)]);
+    axes.y_log = opts.log_y;
+    render_traces(frame, area, block, &traces, axes, theme);
+}
+
+/// `── train ── val` in the traces' colours, for the panel title.
+fn legend(traces: &[Trace]) -> Line<'static> {
+    let spans: Vec<ratatui::text::Span> = traces
+        .iter()
+        .map(|t| ratatui::text::Span::styled(format!(" ── {} ", t.name), t.style))
+        .collect();
+    Line::from(spans).right_aligned()
 }
 
 fn render_log(frame: &mut Frame, area: Rect, app: &App) {

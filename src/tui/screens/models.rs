@@ -153,9 +153,9 @@ fn render_versions(frame: &mut Frame, area: Rect, app: &App) {
     let focused = state.focus == ModelsFocus::Versions;
     let title = format!(" Versions of {}{loading} ", model.name);
     let widths = [
-        Constraint::Length(5),
+        Constraint::Length(4),
         Constraint::Fill(1),
-        Constraint::Length(10),
+        Constraint::Length(9),
         Constraint::Length(11),
     ];
     let table = Table::new(rows, widths)
