@@ -5,11 +5,12 @@
 //! jobs/<id>/status.json     the worker's current state (JobStatus), replaced atomically
 //! jobs/<id>/metrics.jsonl   one MetricRecord per line, appended by the worker
 //! jobs/<id>/worker.log      the worker's stderr
+//! jobs/<id>/result.json     an eval job's report, written once at the end
 //! jobs/<id>/checkpoints/    the latest checkpoint, replaced whole each epoch
 //! ```
 
 use std::fs::{self, OpenOptions};
-use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -19,11 +20,26 @@ use serde::{Deserialize, Serialize};
 use crate::fsx;
 use crate::names::{ModelRef, Name, NameError};
 
-/// What a training job should do.
+/// What a job does: train a new version, or evaluate a stored one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobKind {
+    #[default]
+    Train,
+    Eval,
+}
+
+/// What a job should do. Training fields a client leaves out take the CLI's defaults.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobSpec {
     pub id: JobId,
-    /// `mlp`, `cnn`, `rnn` or `mf`.
+    #[serde(default)]
+    pub kind: JobKind,
+    /// For eval jobs: the `model@version` to score.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    /// `mlp`, `cnn`, `rnn` or `mf` (empty for eval jobs).
+    #[serde(default)]
     pub arch: String,
     /// Architecture config overrides (merged over what the data implies).
     #[serde(default)]
@@ -33,13 +49,18 @@ pub struct JobSpec {
     /// Where the dataset's files are, when not the default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_path: Option<PathBuf>,
+    #[serde(default = "default_epochs")]
     pub epochs: usize,
+    #[serde(default = "default_batch_size")]
     pub batch_size: usize,
+    #[serde(default = "default_lr")]
     pub lr: f64,
+    #[serde(default = "default_optimizer")]
     pub optimizer: String,
     /// Learning-rate schedule: `cosine` (decay to 0 over the run) or `constant`.
     #[serde(default = "default_schedule")]
     pub schedule: String,
+    #[serde(default = "default_seed")]
     pub seed: u64,
     /// `cpu` or `cuda:N`; `None` picks CUDA when libtorch sees one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -59,6 +80,26 @@ pub struct JobSpec {
 
 fn default_schedule() -> String {
     "cosine".to_owned()
+}
+
+fn default_epochs() -> usize {
+    3
+}
+
+fn default_batch_size() -> usize {
+    64
+}
+
+fn default_lr() -> f64 {
+    1e-3
+}
+
+fn default_optimizer() -> String {
+    "adam".to_owned()
+}
+
+fn default_seed() -> u64 {
+    42
 }
 
 impl JobSpec {
@@ -102,6 +143,9 @@ pub struct JobStatus {
     pub step: u64,
     #[serde(default)]
     pub epoch: usize,
+    /// Steps the whole run will take, once the worker knows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_steps: Option<u64>,
     /// Device the job runs on, e.g. `cpu` or `cuda:0`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,
@@ -222,6 +266,7 @@ impl JobDir {
             pid_start: None,
             step: 0,
             epoch: 0,
+            total_steps: None,
             device: None,
             version: None,
             updated_at: crate::registry::now_rfc3339(),
@@ -239,6 +284,44 @@ impl JobDir {
 
     pub fn log_path(&self) -> PathBuf {
         self.path.join("worker.log")
+    }
+
+    pub fn result_path(&self) -> PathBuf {
+        self.path.join("result.json")
+    }
+
+    /// An eval job's report, once written.
+    pub fn result(&self) -> Option<serde_json::Value> {
+        serde_json::from_slice(&fs::read(self.result_path()).ok()?).ok()
+    }
+
+    /// Writes the job's result atomically.
+    pub fn write_result(&self, value: &impl Serialize) -> Result<(), JobError> {
+        self.write_json("result.json", value)
+    }
+
+    /// The worker log from byte `offset` (at most `max` bytes, cut at a line end when it can
+    /// be) and the offset to continue from.
+    pub fn log_since(&self, offset: u64, max: usize) -> Result<(String, u64), JobError> {
+        let path = self.log_path();
+        let mut file = match fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((String::new(), offset)),
+            Err(e) => return Err(io_err("open", &path)(e)),
+        };
+        file.seek(SeekFrom::Start(offset)).map_err(io_err("seek", &path))?;
+        let mut bytes = Vec::new();
+        (&mut file)
+            .take(max as u64)
+            .read_to_end(&mut bytes)
+            .map_err(io_err("read", &path))?;
+        if bytes.len() == max
+            && let Some(end) = bytes.iter().rposition(|&b| b == b'\n')
+        {
+            bytes.truncate(end + 1);
+        }
+        let next = offset + bytes.len() as u64;
+        Ok((String::from_utf8_lossy(&bytes).into_owned(), next))
     }
 
     pub fn spec(&self) -> Result<JobSpec, JobError> {

@@ -5,9 +5,11 @@
 
 pub mod cli;
 pub mod client;
+pub mod deploy;
 pub mod fsx;
 pub mod home;
 pub mod jobs;
 pub mod names;
 pub mod registry;
+pub mod telemetry;
 pub mod tui;

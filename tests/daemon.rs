@@ -213,3 +213,115 @@ fn kiln_daemon_start_status_jobs_and_stop() {
     );
     assert_eq!(kiln(&["daemon", "status"]).status.code(), Some(3));
 }
+
+/// Reads `GET /api/v1/events` over a raw socket, sending each `(event, data)` down a channel.
+fn subscribe(d: &Daemon) -> std::sync::mpsc::Receiver<(String, Value)> {
+    use std::io::{BufRead, BufReader, Write};
+    let address = d.base.trim_start_matches("http://").to_owned();
+    let mut stream = std::net::TcpStream::connect(&address).expect("connect");
+    write!(
+        stream,
+        "GET /api/v1/events HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {}\r\nAccept: text/event-stream\r\n\r\n",
+        d.token
+    )
+    .expect("send");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut event = String::new();
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { return };
+            if let Some(name) = line.strip_prefix("event: ") {
+                event = name.to_owned();
+            } else if let Some(data) = line.strip_prefix("data: ") {
+                let value = serde_json::from_str(data).unwrap_or(Value::Null);
+                if tx.send((std::mem::take(&mut event), value)).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    rx
+}
+
+#[test]
+fn the_event_stream_follows_a_job_to_success_and_telemetry_reports_the_host() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let data = csv(home.path());
+    let d = start(home.path());
+    let events = subscribe(&d);
+    std::thread::sleep(Duration::from_millis(300));
+    let quick = json!({"arch": "mlp", "data": format!("csv:{}", data.display()), "epochs": 3, "batch_size": 32,
+        "model": "xor"});
+    let (code, job) = post(&d, "/api/v1/jobs", &quick.to_string());
+    assert_eq!(code, 201, "{job}");
+    let id = job["id"].as_str().expect("id").to_owned();
+    let (mut states, mut metric_lines, mut telemetry, mut registry) = (Vec::new(), 0, 0, 0);
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while registry == 0 || telemetry == 0 || states.last().map(String::as_str) != Some("succeeded") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let (event, data) = events.recv_timeout(left).expect("events stopped before the job ended");
+        match event.as_str() {
+            "job" if data["id"] == *id => states.push(data["status"]["state"].as_str().unwrap_or("").to_owned()),
+            "metrics" if data["job"] == *id => metric_lines += data["records"].as_array().map_or(0, Vec::len),
+            "telemetry" => telemetry += 1,
+            "registry" => registry += 1,
+            _ => {}
+        }
+    }
+    assert!(states.contains(&"running".to_owned()), "{states:?}");
+    assert!(metric_lines >= 3, "one val line per epoch at least, got {metric_lines}");
+    let (code, _) = get(&d, "/api/v1/models/xor/versions/1", Some(&d.token));
+    assert_eq!(code, 200, "the version the job registered is served");
+
+    let (code, t) = get(&d, "/api/v1/telemetry", Some(&d.token));
+    assert_eq!(code, 200);
+    assert!(
+        matches!(t["gpu"]["state"].as_str(), Some("no_gpu" | "available")),
+        "{t}"
+    );
+    let last = t["samples"]
+        .as_array()
+        .and_then(|s| s.last())
+        .cloned()
+        .expect("a sample");
+    assert!(last["host"]["memory_total_bytes"].as_u64() > Some(0), "{last}");
+    assert!(t["sample_cost_us"].as_f64() > Some(0.0));
+
+    let (_, log) = get(&d, &format!("/api/v1/jobs/{id}/log?since=0"), Some(&d.token));
+    assert!(log["text"].is_string() && log["next"].is_u64(), "{log}");
+}
+
+#[test]
+fn eval_jobs_run_through_the_daemon_and_attach_their_report() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let data = csv(home.path());
+    let csv_data = format!("csv:{}", data.display());
+    let kiln = |args: &[&str]| {
+        command(env!("CARGO_BIN_EXE_kiln"), home.path())
+            .args(args)
+            .output()
+            .expect("kiln")
+    };
+    let trained = kiln(&[
+        "train", "mlp", "--data", &csv_data, "--epochs", "2", "--name", "xor", "--detach", "--json",
+    ]);
+    assert!(trained.status.success(), "{trained:?}");
+    let job: Value = serde_json::from_slice(&trained.stdout).expect("json");
+    let id = job["id"].as_str().expect("id");
+    let waited = kiln(&["jobs", "wait", id, "--timeout", "4m"]);
+    assert!(waited.status.success(), "{waited:?}");
+    assert!(kiln(&["jobs", "logs", id]).status.success());
+
+    let out = kiln(&["eval", "xor@1", "--data", &csv_data, "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let report: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(report["rows"].as_u64() > Some(0), "{report}");
+    assert!(report["accuracy"].as_f64().is_some());
+    let shown: Value = serde_json::from_slice(&kiln(&["models", "show", "xor@1", "--json"]).stdout).expect("json");
+    assert_eq!(shown["evals"].as_array().map(Vec::len), Some(1), "{shown}");
+
+    let missing = kiln(&["eval", "xor@7", "--data", &csv_data]);
+    assert_eq!(missing.status.code(), Some(1), "{missing:?}");
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("xor"), "{missing:?}");
+    assert_eq!(kiln(&["jobs", "wait", "j1-0000"]).status.code(), Some(3));
+}

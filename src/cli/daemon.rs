@@ -1,4 +1,5 @@
-//! `kiln daemon start|status|stop` and `kiln jobs ls|show|cancel`, over the control API.
+//! `kiln daemon start|status|stop` and `kiln jobs ls|show|logs|wait|cancel`, over the
+//! control API.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -26,6 +27,20 @@ pub enum JobsCommand {
     Ls,
     /// Show one job's spec and status.
     Show { id: String },
+    /// Print a job's worker log.
+    Logs {
+        id: String,
+        /// Keep printing new lines until the job ends.
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// Wait until a job ends. Exit code 0 succeeded, 1 failed, 6 cancelled.
+    Wait {
+        id: String,
+        /// Give up after this long (e.g. 90s, 10m); exit code 1.
+        #[arg(long)]
+        timeout: Option<humantime::Duration>,
+    },
     /// Cancel a job (a running worker checkpoints first).
     Cancel { id: String },
 }
@@ -35,6 +50,7 @@ impl From<ClientError> for CliError {
         let code = match &e {
             ClientError::NotRunning { .. } => 3,
             ClientError::Http { status: 404, .. } => 3,
+            ClientError::Http { status: 409, .. } => 5,
             ClientError::Http {
                 status: 400 | 401 | 422,
                 ..
@@ -185,6 +201,8 @@ pub fn run_jobs(cmd: &JobsCommand, json_out: bool) -> Result<u8, CliError> {
                 serde_json::to_string_pretty(&job).unwrap_or_default()
             });
         }
+        JobsCommand::Logs { id, follow } => return logs(&client, id, *follow),
+        JobsCommand::Wait { id, timeout } => return wait(&client, id, timeout.map(Into::into), json_out),
         JobsCommand::Cancel { id } => {
             let job = client.post(&format!("/api/v1/jobs/{id}/cancel"), &json!({}))?;
             print(json_out, &job, || {
@@ -193,4 +211,66 @@ pub fn run_jobs(cmd: &JobsCommand, json_out: bool) -> Result<u8, CliError> {
         }
     }
     Ok(0)
+}
+
+/// Prints the worker log; with `follow`, keeps polling until the job has ended and the log
+/// is drained.
+fn logs(client: &Client, id: &str, follow: bool) -> Result<u8, CliError> {
+    use std::io::Write;
+    let mut offset = 0;
+    loop {
+        let chunk = client.get(&format!("/api/v1/jobs/{id}/log?since={offset}"))?;
+        let text = chunk["text"].as_str().unwrap_or_default();
+        let next = chunk["next"].as_u64().unwrap_or(offset);
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(text.as_bytes());
+        let _ = out.flush();
+        if next > offset {
+            offset = next;
+            continue;
+        }
+        if !follow {
+            return Ok(0);
+        }
+        let view = client.get(&format!("/api/v1/jobs/{id}"))?;
+        if view["status"]["state"]
+            .as_str()
+            .is_some_and(|s| matches!(s, "succeeded" | "failed" | "cancelled"))
+        {
+            let rest = client.get(&format!("/api/v1/jobs/{id}/log?since={offset}"))?;
+            let _ = out.write_all(rest["text"].as_str().unwrap_or_default().as_bytes());
+            return Ok(0);
+        }
+        drop(out);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// Waits for the job to end and exits with its state's code.
+fn wait(client: &Client, id: &str, timeout: Option<Duration>, json_out: bool) -> Result<u8, CliError> {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    loop {
+        let view = client.get(&format!("/api/v1/jobs/{id}"))?;
+        let status: crate::jobs::JobStatus = serde_json::from_value(view["status"].clone()).map_err(|e| CliError {
+            code: 1,
+            message: format!("kilnd sent an unreadable job status: {e}"),
+        })?;
+        if status.state.is_final() {
+            print(json_out, &view, || {
+                format!(
+                    "job {id} {}: {}",
+                    view["status"]["state"].as_str().unwrap_or("?"),
+                    status.message
+                )
+            });
+            return Ok(super::train::exit_code(status.state));
+        }
+        if deadline.is_some_and(|d| Instant::now() > d) {
+            return Err(CliError {
+                code: 1,
+                message: format!("job {id} is still {:?} after the timeout", status.state),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }

@@ -4,8 +4,9 @@
 //! 3 not found, 4 corrupt data found, 5 refused (e.g. removing an aliased version),
 //! 6 job cancelled.
 
-mod daemon;
+pub mod daemon;
 mod models;
+mod serving;
 mod table;
 mod train;
 
@@ -41,16 +42,25 @@ enum Command {
     /// Browse and manage the local model registry.
     #[command(subcommand)]
     Models(models::ModelsCommand),
-    /// Train a model (runs in the foreground; Ctrl-C cancels with a checkpoint).
+    /// Train a model as a daemon job, following it (Ctrl-C cancels with a checkpoint;
+    /// --detach returns at once).
     Train(train::TrainArgs),
-    /// Evaluate a version on a dataset and attach the report to it.
+    /// Evaluate a version on a dataset as a daemon job and attach the report to it.
     Eval(train::EvalArgs),
     /// Start, inspect or stop the kilnd daemon.
     #[command(subcommand)]
     Daemon(daemon::DaemonCommand),
-    /// List, inspect and cancel jobs through the daemon.
+    /// List, inspect, follow, wait for and cancel jobs through the daemon.
     #[command(subcommand)]
     Jobs(daemon::JobsCommand),
+    /// Serve a version: load, warm up, switch atomically, move `production`.
+    Deploy(serving::DeployArgs),
+    /// Switch a model back to the version served before (or `--to` an earlier one).
+    Rollback(serving::RollbackArgs),
+    /// What is being served, with live figures (`--history`: every switch).
+    Deployments(serving::DeploymentsArgs),
+    /// Send one request to the inference endpoint and print the outputs.
+    Predict(serving::PredictArgs),
 }
 
 /// Error carrying the exit code it should end the process with.
@@ -110,6 +120,10 @@ pub fn main() -> ExitCode {
         Command::Eval(args) => train::eval(args, cli.json),
         Command::Daemon(cmd) => daemon::run_daemon(cmd, cli.json),
         Command::Jobs(cmd) => daemon::run_jobs(cmd, cli.json),
+        Command::Deploy(args) => serving::deploy(args, cli.json),
+        Command::Rollback(args) => serving::rollback(args, cli.json),
+        Command::Deployments(args) => serving::deployments(args, cli.json),
+        Command::Predict(args) => serving::predict(args, cli.json),
     };
     match result {
         Ok(code) => ExitCode::from(code),

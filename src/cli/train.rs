@@ -1,23 +1,25 @@
-//! `kiln train` and `kiln eval`: run the engine (`kilnd`) in the foreground and show progress.
+//! `kiln train` and `kiln eval`: submit a job to the daemon (starting it when none answers)
+//! and follow it to its end with a progress bar, or return at once with `--detach`.
 //!
-//! Until the daemon lands, `kiln train` is the job's supervisor: it writes the job folder,
-//! starts `kilnd worker` in its own process group, follows `metrics.jsonl`, turns Ctrl-C into
-//! SIGTERM (the worker checkpoints and ends as `cancelled`), and leaves the worker running if
-//! the terminal hangs up.
+//! While following, Ctrl-C cancels the job (the worker checkpoints and ends as `cancelled`);
+//! a terminal hang-up leaves it running in the daemon, where `kiln jobs` finds it again.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::Args;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::CliError;
+use crate::client::Client;
 use crate::home::kiln_home;
-use crate::jobs::{JobDir, JobId, JobSpec, JobState, JobStatus, MetricRecord};
+use crate::jobs::{JobId, JobKind, JobSpec, JobState, JobStatus, MetricRecord};
 use crate::names::{ModelRef, Name};
+use crate::registry::EvalReport;
 
 /// `kiln train` arguments.
 #[derive(Debug, Args)]
@@ -64,6 +66,9 @@ pub struct TrainArgs {
     /// Continue an earlier job from its last checkpoint.
     #[arg(long, conflicts_with_all = ["arch", "data", "from"])]
     resume: Option<JobId>,
+    /// Print the job id and return at once; the daemon runs the job.
+    #[arg(long)]
+    detach: bool,
 }
 
 /// `kiln eval` arguments.
@@ -79,6 +84,9 @@ pub struct EvalArgs {
     /// Score only the first N rows.
     #[arg(long)]
     limit: Option<usize>,
+    /// Print the job id and return at once; the daemon runs the eval.
+    #[arg(long)]
+    detach: bool,
 }
 
 fn failure(message: impl Into<String>) -> CliError {
@@ -95,14 +103,11 @@ fn bad_input(message: impl Into<String>) -> CliError {
     }
 }
 
-fn spec_from(args: &TrainArgs, home: &Path) -> Result<JobSpec, CliError> {
+fn spec_from(args: &TrainArgs, client: &Client) -> Result<JobSpec, CliError> {
     let id = JobId::generate();
     if let Some(old) = &args.resume {
-        let old_job = JobDir::open(home, old).map_err(|e| CliError {
-            code: 3,
-            message: e.to_string(),
-        })?;
-        let mut spec = old_job.spec().map_err(|e| failure(e.to_string()))?;
+        let old_job = client.get(&format!("/api/v1/jobs/{old}"))?;
+        let mut spec: JobSpec = serde_json::from_value(old_job["spec"].clone()).map_err(|e| failure(e.to_string()))?;
         spec.id = id;
         spec.resume = Some(old.clone());
         spec.epochs = args.epochs.unwrap_or(spec.epochs);
@@ -127,6 +132,8 @@ fn spec_from(args: &TrainArgs, home: &Path) -> Result<JobSpec, CliError> {
     };
     Ok(JobSpec {
         id,
+        kind: JobKind::Train,
+        reference: None,
         arch: arch.clone(),
         config,
         data: data.clone(),
@@ -161,89 +168,222 @@ fn default_name(data: &str, arch: &str) -> Result<Name, CliError> {
     Name::new(&format!("{}-{arch}", cleaned.trim_matches('-'))).map_err(|e| bad_input(format!("{e}; pass --name")))
 }
 
-/// Runs `kiln train` to the job's end.
+/// Submits `kiln train` to the daemon and, unless `--detach`, follows it to its end.
 pub fn train(args: &TrainArgs, json_out: bool) -> Result<u8, CliError> {
     let home = kiln_home()?;
-    let spec = spec_from(args, &home)?;
-    let job = JobDir::create(&home, &spec).map_err(|e| failure(e.to_string()))?;
-    let mut child = crate::jobs::spawn_worker(kilnd_command()?, &home, &job)
-        .map_err(|e| failure(format!("cannot start kilnd worker: {e}")))?;
+    super::daemon::ensure_running(&home)?;
+    let client = Client::from_home(&home)?;
+    let spec = spec_from(args, &client)?;
+    let view = submit(&client, &spec)?;
+    let id = view["id"].as_str().unwrap_or_default().to_owned();
     eprintln!(
-        "job {} started: {} on {} → model {}",
-        spec.id, spec.arch, spec.data, spec.model
+        "job {id} queued: {} on {} → model {} (follow with `kiln jobs logs -f {id}`)",
+        spec.arch, spec.data, spec.model
     );
+    if args.detach {
+        return print_detached(&view, json_out);
+    }
+    follow(&client, &id, json_out)
+}
+
+/// Submits `kiln eval` as an eval job and, unless `--detach`, prints its report.
+pub fn eval(args: &EvalArgs, json_out: bool) -> Result<u8, CliError> {
+    let home = kiln_home()?;
+    super::daemon::ensure_running(&home)?;
+    let client = Client::from_home(&home)?;
+    let mut body = json!({
+        "kind": "eval",
+        "reference": args.reference.to_string(),
+        "data": args.data,
+    });
+    if let Some(path) = &args.data_path {
+        body["data_path"] = json!(path);
+    }
+    if let Some(limit) = args.limit {
+        body["limit"] = json!(limit);
+    }
+    let view = client.post("/api/v1/jobs", &body)?;
+    let id = view["id"].as_str().unwrap_or_default().to_owned();
+    eprintln!("eval job {id} queued: {} on {}", args.reference, args.data);
+    if args.detach {
+        return print_detached(&view, json_out);
+    }
+    let code = follow_quietly(&client, &id)?;
+    let view = client.get(&format!("/api/v1/jobs/{id}"))?;
+    match serde_json::from_value::<EvalReport>(view["result"].clone()) {
+        Ok(_) if json_out => println!("{}", view["result"]),
+        Ok(report) => print!("{}", report.render()),
+        Err(_) => {
+            let message = view["status"]["message"]
+                .as_str()
+                .unwrap_or("the eval job ended without a report");
+            return Err(CliError {
+                code: if code == 0 { 1 } else { code },
+                message: message.to_owned(),
+            });
+        }
+    }
+    Ok(code)
+}
+
+fn submit(client: &Client, spec: &JobSpec) -> Result<Value, CliError> {
+    let mut body = serde_json::to_value(spec).map_err(|e| failure(e.to_string()))?;
+    if let Some(object) = body.as_object_mut() {
+        object.remove("id");
+    }
+    Ok(client.post("/api/v1/jobs", &body)?)
+}
+
+fn print_detached(view: &Value, json_out: bool) -> Result<u8, CliError> {
+    if json_out {
+        println!("{view}");
+    } else {
+        println!("{}", view["id"].as_str().unwrap_or_default());
+    }
+    Ok(0)
+}
+
+/// Follows a job to its end: metric lines (or a progress bar on a terminal), Ctrl-C cancels
+/// it (the worker checkpoints), a hang-up leaves it running in the daemon.
+pub fn follow(client: &Client, id: &str, json_out: bool) -> Result<u8, CliError> {
     let signals = Signals::register()?;
+    let mut progress = Progress::new(!json_out && std::io::stderr().is_terminal());
     let mut offset = 0;
     let mut cancel_sent = false;
-    let exit = loop {
-        let (records, next) = job.metrics_since(offset).map_err(|e| failure(e.to_string()))?;
-        offset = next;
-        for record in &records {
-            if !json_out {
-                eprintln!("{}", progress_line(record, spec.epochs));
-            }
+    loop {
+        let view = client.get(&format!("/api/v1/jobs/{id}"))?;
+        let metrics = client.get(&format!("/api/v1/jobs/{id}/metrics?since={offset}"))?;
+        offset = metrics["next"].as_u64().unwrap_or(offset);
+        let records: Vec<MetricRecord> = serde_json::from_value(metrics["records"].clone()).unwrap_or_default();
+        let status: JobStatus = serde_json::from_value(view["status"].clone()).map_err(|e| failure(e.to_string()))?;
+        let epochs = view["spec"]["epochs"].as_u64().unwrap_or(0) as usize;
+        if !json_out {
+            progress.show(&records, &status, epochs);
+        }
+        if status.state.is_final() {
+            progress.finish();
+            return report(id, &status, json_out);
         }
         if signals.hangup.load(Ordering::Relaxed) {
-            // The terminal went away: leave the worker running in its own process group.
             return Ok(0);
         }
         if signals.interrupt.load(Ordering::Relaxed) && !cancel_sent {
             cancel_sent = true;
-            eprintln!("cancelling job {} (the worker saves a checkpoint first)…", spec.id);
-            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            progress.finish();
+            eprintln!("cancelling job {id} (the worker saves a checkpoint first)…");
+            client.post(&format!("/api/v1/jobs/{id}/cancel"), &json!({}))?;
         }
-        if let Some(status) = child.try_wait().map_err(|e| failure(e.to_string()))? {
-            break status;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    let (records, _) = job.metrics_since(offset).map_err(|e| failure(e.to_string()))?;
-    for record in records.iter().filter(|_| !json_out) {
-        eprintln!("{}", progress_line(record, spec.epochs));
+        std::thread::sleep(Duration::from_millis(250));
     }
-    let status = final_status(&job, exit)?;
-    report(&spec, &job, &status, json_out)
 }
 
-/// The worker's last word, or a `failed` status written here if it died without one.
-fn final_status(job: &JobDir, exit: std::process::ExitStatus) -> Result<JobStatus, CliError> {
-    let mut status = job.status().map_err(|e| failure(e.to_string()))?;
-    if !status.state.is_final() {
-        use std::os::unix::process::ExitStatusExt;
-        let how = match exit.signal() {
-            Some(sig) => format!("was killed by signal {sig}"),
-            None => format!("exited with code {}", exit.code().unwrap_or(-1)),
-        };
-        status.state = JobState::Failed;
-        status.message = format!("the worker {how} without finishing; see {}", job.log_path().display());
-        status.updated_at = crate::registry::now_rfc3339();
-        job.write_status(&status).map_err(|e| failure(e.to_string()))?;
+/// Waits for a job to end without printing progress; returns the exit code for its state.
+pub fn follow_quietly(client: &Client, id: &str) -> Result<u8, CliError> {
+    loop {
+        let view = client.get(&format!("/api/v1/jobs/{id}"))?;
+        let status: JobStatus = serde_json::from_value(view["status"].clone()).map_err(|e| failure(e.to_string()))?;
+        if status.state.is_final() {
+            return Ok(exit_code(status.state));
+        }
+        std::thread::sleep(Duration::from_millis(250));
     }
-    Ok(status)
 }
 
-fn report(spec: &JobSpec, job: &JobDir, status: &JobStatus, json_out: bool) -> Result<u8, CliError> {
+/// Exit code for a job's final state: 0 succeeded, 6 cancelled, 1 otherwise.
+pub fn exit_code(state: JobState) -> u8 {
+    match state {
+        JobState::Succeeded => 0,
+        JobState::Cancelled => 6,
+        _ => 1,
+    }
+}
+
+fn report(id: &str, status: &JobStatus, json_out: bool) -> Result<u8, CliError> {
     if json_out {
         println!(
             "{}",
-            json!({ "job": spec.id, "state": status.state, "message": status.message, "version": status.version, "step": status.step, "device": status.device })
+            json!({ "job": id, "state": status.state, "message": status.message, "version": status.version, "step": status.step, "device": status.device })
         );
     } else {
         let state = serde_json::to_value(status.state)
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default();
-        println!("job {} {state}: {}", spec.id, status.message);
+        println!("job {id} {state}: {}", status.message);
         if status.state == JobState::Failed {
-            eprintln!("worker log: {}", job.log_path().display());
+            eprintln!("worker log: `kiln jobs logs {id}`");
         }
     }
-    Ok(match status.state {
-        JobState::Succeeded => 0,
-        JobState::Cancelled => 6,
-        _ => 1,
-    })
+    Ok(exit_code(status.state))
+}
+
+/// Training progress on stderr: a redrawn bar on a terminal, one line per record otherwise.
+struct Progress {
+    bar: bool,
+    drawn: bool,
+    started: Option<(Instant, u64)>,
+}
+
+impl Progress {
+    fn new(bar: bool) -> Self {
+        Self {
+            bar,
+            drawn: false,
+            started: None,
+        }
+    }
+
+    fn show(&mut self, records: &[MetricRecord], status: &JobStatus, epochs: usize) {
+        for record in records {
+            if !self.bar || record.kind == "val" {
+                self.finish();
+                eprintln!("{}", progress_line(record, epochs));
+            }
+        }
+        if self.bar && status.state == JobState::Running {
+            let last = records.iter().rev().find(|r| r.kind == "train");
+            self.draw(status, last, epochs);
+        }
+    }
+
+    fn draw(&mut self, status: &JobStatus, last: Option<&MetricRecord>, epochs: usize) {
+        let Some(total) = status.total_steps.filter(|&t| t > 0) else {
+            return;
+        };
+        let (t0, s0) = *self.started.get_or_insert((Instant::now(), status.step));
+        let done = status.step.min(total);
+        let fraction = done as f64 / total as f64;
+        let width = 24;
+        let filled = (fraction * width as f64) as usize;
+        let rate = (done > s0).then(|| (done - s0) as f64 / t0.elapsed().as_secs_f64());
+        let eta = rate
+            .map(|r| humantime::format_duration(Duration::from_secs(((total - done) as f64 / r) as u64)).to_string())
+            .unwrap_or_else(|| "…".into());
+        let loss = last
+            .and_then(|r| r.train_loss)
+            .map(|l| format!(" loss {l:.4}"))
+            .unwrap_or_default();
+        let speed = last
+            .and_then(|r| r.samples_per_sec)
+            .map(|s| format!(" {s:.0}/s"))
+            .unwrap_or_default();
+        eprint!(
+            "\r\x1b[2Kepoch {}/{epochs} [{}{}] {:>3.0}% step {done}/{total}{loss}{speed} ETA {eta}",
+            (status.epoch + 1).min(epochs.max(1)),
+            "#".repeat(filled),
+            "-".repeat(width - filled),
+            fraction * 100.0
+        );
+        self.drawn = true;
+    }
+
+    /// Ends the bar's line so ordinary output can follow.
+    fn finish(&mut self) {
+        if self.drawn {
+            eprintln!();
+            self.drawn = false;
+        }
+    }
 }
 
 fn progress_line(record: &MetricRecord, epochs: usize) -> String {
@@ -305,22 +445,6 @@ pub fn kilnd_command() -> Result<Command, CliError> {
              build it with `cargo build --bin kilnd` or point KILN_KILND at it",
         )),
     }
-}
-
-/// Runs `kiln eval` through `kilnd eval`, passing its output and exit code through.
-pub fn eval(args: &EvalArgs, json_out: bool) -> Result<u8, CliError> {
-    let mut cmd = kilnd_command()?;
-    cmd.args(["eval", &args.reference.to_string(), "--data", &args.data]);
-    if let Some(path) = &args.data_path {
-        cmd.arg("--data-path").arg(path);
-    }
-    if let Some(limit) = args.limit {
-        cmd.args(["--limit", &limit.to_string()]);
-    }
-    if json_out {
-        cmd.arg("--json");
-    }
-    run_passthrough(cmd)
 }
 
 /// Runs a `kilnd` command with inherited stdio and returns its exit code as ours.

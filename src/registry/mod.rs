@@ -18,6 +18,7 @@ mod catalog;
 mod error;
 mod manifest;
 mod read;
+mod report;
 
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -29,6 +30,7 @@ pub use manifest::{
     Aliases, Architecture, DatasetRef, EvalRecord, ModelRecord, VersionDraft, VersionLink, VersionManifest, now_rfc3339,
 };
 pub use read::{Listing, ModelDetail, ModelSummary, Problem};
+pub use report::{ClassScore, EvalReport};
 
 use crate::fsx;
 use crate::names::Name;

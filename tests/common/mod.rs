@@ -7,11 +7,14 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-/// A command for binary `bin` with `KILN_HOME` set and `kilnd` found beside it.
+/// A command for binary `bin` with `KILN_HOME` set and `kilnd` found beside it. A daemon it
+/// starts listens on a free port, and stops by itself once the temp home is removed.
 pub fn command(bin: &str, home: &Path) -> Command {
     let mut cmd = Command::new(bin);
     cmd.env("KILN_HOME", home)
-        .env("KILN_KILND", env!("CARGO_BIN_EXE_kilnd"));
+        .env("KILN_KILND", env!("CARGO_BIN_EXE_kilnd"))
+        .env("KILN_CONTROL_PORT", "0")
+        .env("KILN_INFERENCE_BIND", "127.0.0.1:0");
     cmd
 }
 

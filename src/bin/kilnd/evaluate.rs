@@ -7,10 +7,10 @@ use std::path::PathBuf;
 use anyhow::{anyhow, bail};
 use burn::tensor::Device;
 use kiln::names::ModelRef;
-use kiln::registry::{EvalRecord, Registry, now_rfc3339};
+use kiln::registry::{EvalRecord, EvalReport, Registry, now_rfc3339};
 
 use crate::engine::data::{self, LoadOptions, Vocab};
-use crate::engine::eval::{self, EvalReport};
+use crate::engine::eval;
 use crate::engine::loaded::LoadedModel;
 use crate::engine::model::ArchConfig;
 
@@ -122,38 +122,4 @@ fn attach(registry: &Registry, reference: &ModelRef, version: u32, report: &Eval
     registry
         .attach_eval(&lock, &reference.model, version, record)
         .map_err(|e| anyhow!(e))
-}
-
-/// The report as a plain-text table.
-pub fn render(report: &EvalReport) -> String {
-    let mut out = format!(
-        "{}@{} on {} ({} split, {} rows)\n",
-        report.model, report.version, report.dataset, report.split, report.rows
-    );
-    if let (Some(acc), Some(f1)) = (report.accuracy, report.macro_f1) {
-        out.push_str(&format!("accuracy {acc:.4}   macro-F1 {f1:.4}\n\n"));
-        out.push_str(&format!(
-            "{:<16} {:>9} {:>9} {:>9} {:>8}\n",
-            "class", "precision", "recall", "f1", "support"
-        ));
-        for c in &report.per_class {
-            out.push_str(&format!(
-                "{:<16} {:>9.4} {:>9.4} {:>9.4} {:>8}\n",
-                c.class, c.precision, c.recall, c.f1, c.support
-            ));
-        }
-        out.push_str("\nconfusion matrix (rows: true class, columns: predicted)\n");
-        for row in &report.confusion_matrix {
-            out.push_str(&row.iter().map(|v| format!("{v:>6}")).collect::<String>());
-            out.push('\n');
-        }
-    }
-    if let (Some(rmse), Some(mae)) = (report.rmse, report.mae) {
-        out.push_str(&format!("rmse {rmse:.4}   mae {mae:.4}\n"));
-    }
-    out.push_str(&format!(
-        "mean latency {:.4} ms per sample (batches of 256, {})\n",
-        report.mean_latency_ms_per_sample, report.device
-    ));
-    out
 }

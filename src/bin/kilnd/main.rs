@@ -7,6 +7,7 @@ mod engine;
 mod evaluate;
 mod import;
 mod predict;
+mod serve;
 mod worker;
 
 use std::process::ExitCode;
@@ -34,6 +35,8 @@ struct Cli {
     /// Jobs run at once per device; the rest wait in the queue.
     #[arg(long, default_value_t = 1)]
     jobs_per_device: usize,
+    #[command(flatten)]
+    serving: daemon::ServingArgs,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -81,7 +84,7 @@ fn main() -> ExitCode {
             if cli.json {
                 println!("{}", serde_json::to_string(&report)?)
             } else {
-                print!("{}", evaluate::render(&report))
+                print!("{}", report.render())
             }
             Ok(())
         }),
@@ -101,7 +104,7 @@ fn main() -> ExitCode {
         }
         None if cli.foreground => kiln::home::kiln_home()
             .map_err(anyhow::Error::from)
-            .and_then(|home| daemon::run(&home, cli.port, cli.jobs_per_device)),
+            .and_then(|home| daemon::run(&home, cli.port, cli.jobs_per_device, &cli.serving)),
         None => {
             eprintln!("kilnd: nothing to do; run `kilnd --foreground` for the daemon, or see `kilnd --help`");
             return ExitCode::from(2);

@@ -1,5 +1,5 @@
-//! `kilnd worker --job <id>`: runs one training job in its own process and leaves a final
-//! status. A libtorch abort, an OOM or a NaN blow-up ends this process only.
+//! `kilnd worker --job <id>`: runs one training or evaluation job in its own process and
+//! leaves a final status. A libtorch abort, an OOM or a NaN blow-up ends this process only.
 
 #![allow(deprecated)] // burn-tch is deprecated upstream; kiln pins burn 0.22 on purpose.
 
@@ -9,7 +9,7 @@ use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, anyhow, bail};
 use burn::tensor::Device;
-use kiln::jobs::{JobDir, JobId, JobSpec, JobState, JobStatus, MetricRecord};
+use kiln::jobs::{JobDir, JobId, JobKind, JobSpec, JobState, JobStatus, MetricRecord};
 use kiln::registry::{
     Architecture, DatasetRef, ModelRecord, Registry, VersionDraft, VersionLink, VersionManifest, now_rfc3339,
 };
@@ -25,15 +25,19 @@ use crate::engine::weights;
 /// Runs the job to its end and records the final status. Returns the final state.
 pub fn run(home: &Path, id: &JobId) -> anyhow::Result<JobState> {
     let job = JobDir::open(home, id)?;
-    let stop = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
-    signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
     let mut status = job.status()?;
     status.state = JobState::Running;
     status.pid = Some(std::process::id());
     status.pid_start = kiln::jobs::process_start_time(std::process::id());
     status.updated_at = now_rfc3339();
     job.write_status(&status)?;
+    if job.spec()?.kind == JobKind::Eval {
+        // No SIGTERM handler: an eval has nothing to checkpoint, so cancel just ends it.
+        return run_eval(&job, status);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
+    signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
     let outcome = execute(home, &job, &stop, &mut status);
     if let Ok(latest) = job.status() {
         status.step = latest.step;
@@ -65,6 +69,45 @@ pub fn run(home: &Path, id: &JobId) -> anyhow::Result<JobState> {
     status.updated_at = now_rfc3339();
     job.write_status(&status)?;
     Ok(state)
+}
+
+/// An eval job: score the version, attach the report, keep a copy as the job's result.
+fn run_eval(job: &JobDir, mut status: JobStatus) -> anyhow::Result<JobState> {
+    let spec = job.spec()?;
+    let outcome = spec
+        .reference
+        .as_deref()
+        .ok_or_else(|| anyhow!("eval job without a model reference"))
+        .and_then(|r| Ok(r.parse::<kiln::names::ModelRef>()?))
+        .and_then(|reference| {
+            let args = crate::evaluate::EvalArgs {
+                reference,
+                data: spec.data.clone(),
+                data_path: spec.data_path.clone(),
+                limit: spec.limit,
+            };
+            crate::evaluate::run(&args)
+        });
+    (status.state, status.message) = match outcome {
+        Ok(report) => {
+            job.write_result(&report)?;
+            status.version = Some(format!("{}@{}", report.model, report.version));
+            let figure = match (report.accuracy, report.rmse) {
+                (Some(acc), _) => format!("accuracy {acc:.4}"),
+                (None, Some(rmse)) => format!("rmse {rmse:.4}"),
+                _ => String::new(),
+            };
+            let message = format!(
+                "evaluated {}@{} on {} ({} rows): {figure}",
+                report.model, report.version, report.dataset, report.rows
+            );
+            (JobState::Succeeded, message)
+        }
+        Err(e) => (JobState::Failed, format!("{e:#}")),
+    };
+    status.updated_at = now_rfc3339();
+    job.write_status(&status)?;
+    Ok(status.state)
 }
 
 enum Outcome {
@@ -102,6 +145,7 @@ fn execute(home: &Path, job: &JobDir, stop: &Arc<AtomicBool>, status: &mut JobSt
 fn plan(home: &Path, registry: &Registry, job: &JobDir) -> anyhow::Result<Plan> {
     let spec = job.spec()?;
     let (device, device_name) = pick_device(spec.device.as_deref())?;
+    let device = device.autodiff();
     let parent = match spec.from_ref()? {
         Some(reference) => {
             let version = registry.resolve(&reference)?;
@@ -164,10 +208,10 @@ fn plan(home: &Path, registry: &Registry, job: &JobDir) -> anyhow::Result<Plan> 
 }
 
 /// `cpu`, `cuda:N`, or (when unset) CUDA 0 if libtorch sees a GPU, else CPU.
-fn pick_device(requested: Option<&str>) -> anyhow::Result<(Device, String)> {
+pub fn pick_device(requested: Option<&str>) -> anyhow::Result<(Device, String)> {
     let gpus = tch::Cuda::device_count();
     match requested {
-        Some("cpu") => Ok((Device::libtorch().autodiff(), "cpu".into())),
+        Some("cpu") => Ok((Device::libtorch(), "cpu".into())),
         Some(other) => {
             let index: usize = other
                 .strip_prefix("cuda:")
@@ -176,10 +220,10 @@ fn pick_device(requested: Option<&str>) -> anyhow::Result<(Device, String)> {
             if index as i64 >= gpus {
                 bail!("device {other} requested but libtorch sees {gpus} CUDA device(s); use --device cpu");
             }
-            Ok((Device::libtorch_cuda(index).autodiff(), other.to_owned()))
+            Ok((Device::libtorch_cuda(index), other.to_owned()))
         }
-        None if gpus > 0 => Ok((Device::libtorch_cuda(0).autodiff(), "cuda:0".into())),
-        None => Ok((Device::libtorch().autodiff(), "cpu".into())),
+        None if gpus > 0 => Ok((Device::libtorch_cuda(0), "cuda:0".into())),
+        None => Ok((Device::libtorch(), "cpu".into())),
     }
 }
 
@@ -236,6 +280,7 @@ fn fitting_arch(shape: &DataShape) -> &'static str {
 
 struct WorkerSink<'a> {
     job: &'a JobDir,
+    total_steps: u64,
 }
 
 impl LoopSink for WorkerSink<'_> {
@@ -246,6 +291,7 @@ impl LoopSink for WorkerSink<'_> {
         if let Ok(mut status) = self.job.status() {
             status.step = record.step;
             status.epoch = record.epoch;
+            status.total_steps = Some(self.total_steps);
             status.updated_at = now_rfc3339();
             let _ = self.job.write_status(&status);
         }
@@ -285,7 +331,8 @@ fn train_and_register<M: Task>(
         seed: spec.seed,
     };
     let device = plan.device.clone();
-    let mut sink = WorkerSink { job };
+    let total_steps = (plan.dataset.train.len().div_ceil(spec.batch_size.max(1)) * spec.epochs) as u64;
+    let mut sink = WorkerSink { job, total_steps };
     let end = train::run(
         model,
         optim,

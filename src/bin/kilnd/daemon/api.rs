@@ -8,13 +8,15 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use kiln::jobs::{JobDir, JobError, JobId, JobSpec};
+use kiln::jobs::{JobDir, JobError, JobId, JobKind, JobSpec};
 use kiln::names::{ModelRef, Name, NameError};
 use kiln::registry::{ModelSummary, Registry, RegistryError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
+use super::supervisor::job_view;
+use crate::serve::DeployError;
 
 /// An error answer: status code plus message.
 pub struct ApiError(StatusCode, String);
@@ -67,6 +69,12 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/jobs/{id}", get(get_job))
         .route("/api/v1/jobs/{id}/cancel", post(cancel_job))
         .route("/api/v1/jobs/{id}/metrics", get(job_metrics))
+        .route("/api/v1/jobs/{id}/log", get(job_log))
+        .route("/api/v1/telemetry", get(telemetry))
+        .route("/api/v1/events", get(events))
+        .route("/api/v1/deployments", get(list_deployments).post(deploy))
+        .route("/api/v1/deployments/journal", get(journal))
+        .route("/api/v1/deployments/{model}/rollback", post(rollback))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such route; see /api/v1/health".into()) })
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .layer(axum::extract::DefaultBodyLimit::max(1 << 20))
@@ -80,7 +88,7 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     match presented {
-        Some(token) if constant_time_eq(token.as_bytes(), state.token.as_bytes()) => next.run(request).await,
+        Some(token) if super::constant_time_eq(token.as_bytes(), state.token.as_bytes()) => next.run(request).await,
         Some(_) => ApiError(StatusCode::UNAUTHORIZED, "wrong bearer token".into()).into_response(),
         None => ApiError(
             StatusCode::UNAUTHORIZED,
@@ -88,10 +96,6 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
         )
         .into_response(),
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 async fn health(State(state): State<AppState>) -> ApiResult {
@@ -128,10 +132,6 @@ async fn get_version(State(state): State<AppState>, Path((model, version)): Path
     ))
 }
 
-fn job_view(job: &JobDir) -> Result<Value, ApiError> {
-    Ok(json!({ "id": job.id, "spec": job.spec()?, "status": job.status()? }))
-}
-
 async fn list_jobs(State(state): State<AppState>) -> ApiResult {
     let jobs: Vec<Value> = kiln::jobs::list(&state.home)
         .iter()
@@ -146,7 +146,7 @@ fn open_job(state: &AppState, id: &str) -> Result<JobDir, ApiError> {
 }
 
 async fn get_job(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult {
-    job_view(&open_job(&state, &id)?).map(Json)
+    Ok(Json(job_view(&open_job(&state, &id)?)?))
 }
 
 /// Body: a job spec without `id` (the daemon assigns it).
@@ -160,22 +160,45 @@ async fn create_job(
         .as_object_mut()
         .ok_or_else(|| ApiError(StatusCode::BAD_REQUEST, "request body must be a JSON object".into()))?;
     object.insert("id".into(), json!(JobId::generate()));
+    if object.get("kind").and_then(Value::as_str) == Some("eval") && !object.contains_key("model") {
+        // The model an eval job belongs to is the one it scores.
+        let model = object.get("reference").and_then(Value::as_str).unwrap_or("");
+        object.insert("model".into(), json!(model.split('@').next().unwrap_or("")));
+    }
     let spec: JobSpec = serde_json::from_value(body)
         .map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, format!("invalid job spec: {e}")))?;
-    if spec.epochs == 0 || spec.batch_size == 0 || spec.lr.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
-        return Err(ApiError(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "epochs and batch_size must be at least 1 and lr above 0".into(),
-        ));
-    }
+    check_spec(&spec).map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e))?;
     let job = state.supervisor.submit(&spec)?;
     Ok((StatusCode::CREATED, Json(job_view(&job)?)))
+}
+
+fn check_spec(spec: &JobSpec) -> Result<(), String> {
+    match spec.kind {
+        JobKind::Eval => {
+            let reference = spec
+                .reference
+                .as_deref()
+                .ok_or("an eval job needs `reference` (model@version)")?;
+            reference.parse::<ModelRef>().map_err(|e| e.to_string())?;
+        }
+        JobKind::Train if spec.arch.is_empty() && spec.resume.is_none() => {
+            return Err("a training job needs `arch` (mlp, cnn, rnn or mf)".into());
+        }
+        JobKind::Train => {}
+    }
+    if spec.data.is_empty() && spec.resume.is_none() {
+        return Err("`data` names the dataset (fashion-mnist, fortunes, ratings-synth or csv:<file>)".into());
+    }
+    if spec.epochs == 0 || spec.batch_size == 0 || spec.lr.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
+        return Err("epochs and batch_size must be at least 1 and lr above 0".into());
+    }
+    Ok(())
 }
 
 async fn cancel_job(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult {
     let job = open_job(&state, &id)?;
     state.supervisor.cancel(&job)?;
-    job_view(&job).map(Json)
+    Ok(Json(job_view(&job)?))
 }
 
 #[derive(Deserialize)]
@@ -189,4 +212,131 @@ async fn job_metrics(State(state): State<AppState>, Path(id): Path<String>, Quer
     let job = open_job(&state, &id)?;
     let (records, next) = job.metrics_since(q.since)?;
     Ok(Json(json!({ "records": records, "next": next })))
+}
+
+/// Worker log text after byte offset `since` (up to 256 KiB per call).
+async fn job_log(State(state): State<AppState>, Path(id): Path<String>, Query(q): Query<Since>) -> ApiResult {
+    let job = open_job(&state, &id)?;
+    let (text, next) = job.log_since(q.since, 256 << 10)?;
+    Ok(Json(json!({ "text": text, "next": next })))
+}
+
+#[derive(Deserialize)]
+struct TelemetryQuery {
+    since_ms: Option<u64>,
+}
+
+/// GPU availability, the bounded sample history and the sampler's own cost.
+async fn telemetry(State(state): State<AppState>, Query(q): Query<TelemetryQuery>) -> ApiResult {
+    let snapshot = state.telemetry.snapshot(q.since_ms);
+    let mut doc =
+        serde_json::to_value(snapshot).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    doc["sample_cost_us"] = json!(state.telemetry.mean_sample_cost_us());
+    Ok(Json(doc))
+}
+
+/// The event stream (Server-Sent Events); see `events.rs` for the event names.
+async fn events(State(state): State<AppState>) -> impl IntoResponse {
+    state.hub.stream()
+}
+
+impl From<DeployError> for ApiError {
+    fn from(e: DeployError) -> Self {
+        match e {
+            DeployError::Registry(e) => e.into(),
+            DeployError::Refused(m) => Self(StatusCode::CONFLICT, m),
+            DeployError::Failed(e) => Self(StatusCode::UNPROCESSABLE_ENTITY, format!("{e:#}")),
+        }
+    }
+}
+
+/// Deployments in force with live figures, where inference listens, and restore problems.
+async fn list_deployments(State(state): State<AppState>) -> ApiResult {
+    let server = &state.server;
+    let listener = server.listener.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let problems = server.problems.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    Ok(Json(json!({
+        "inference_address": listener.as_ref().ok(),
+        "inference_error": listener.as_ref().err(),
+        "ready": server.is_ready(),
+        "deployments": server.views(),
+        "problems": problems,
+    })))
+}
+
+#[derive(Deserialize)]
+struct Limit {
+    limit: Option<usize>,
+}
+
+/// The journal, newest last (the last `limit` entries when given).
+async fn journal(State(state): State<AppState>, Query(q): Query<Limit>) -> ApiResult {
+    let (entries, problems) = kiln::deploy::read(&state.home).map_err(|e| {
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot read the journal: {e}"),
+        )
+    })?;
+    let skip = q.limit.map_or(0, |n| entries.len().saturating_sub(n));
+    Ok(Json(json!({ "entries": entries[skip..], "problems": problems })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeployBody {
+    model: String,
+    /// A number or an alias; the newest version when left out.
+    #[serde(default)]
+    version: Option<String>,
+    #[serde(default)]
+    batching: Option<kiln::deploy::Batching>,
+}
+
+/// Body `{"model", "version"? (number or alias), "batching"?}`: load, warm up, switch.
+async fn deploy(State(state): State<AppState>, body: Result<Json<Value>, JsonRejection>) -> ApiResult {
+    let Json(body) =
+        body.map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("request body is not valid JSON: {e}")))?;
+    let body: DeployBody = serde_json::from_value(body)
+        .map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, format!("invalid deploy request: {e}")))?;
+    let reference: ModelRef = match &body.version {
+        Some(version) => format!("{}@{version}", body.model).parse()?,
+        None => body.model.parse()?,
+    };
+    let version = registry(&state)?.resolve(&reference)?;
+    let server = state.server.clone();
+    let entry = tokio::task::spawn_blocking(move || {
+        server.deploy(
+            &reference.model,
+            version,
+            body.batching,
+            kiln::deploy::Action::Deploy,
+            "deploy",
+        )
+    })
+    .await
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    Ok(Json(json!(entry)))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RollbackBody {
+    #[serde(default)]
+    to: Option<u32>,
+}
+
+/// Body `{"to"?}`: back to the version before the one in force, or to `to`.
+async fn rollback(State(state): State<AppState>, Path(model): Path<String>, body: axum::body::Bytes) -> ApiResult {
+    let body: RollbackBody = if body.iter().all(u8::is_ascii_whitespace) {
+        RollbackBody::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("invalid rollback request: {e}")))?
+    };
+    let model = Name::new(&model)?;
+    let server = state.server.clone();
+    let entry = tokio::task::spawn_blocking(move || server.rollback(&model, body.to))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    Ok(Json(json!(entry)))
 }

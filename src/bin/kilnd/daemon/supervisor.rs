@@ -2,8 +2,11 @@
 //! stderr to `worker.log`) within a per-device limit, reaps them, records how a worker that
 //! died without a final status ended, and re-adopts workers that outlived a daemon restart
 //! (matched by pid and process start time, so a reused pid is not mistaken for one).
+//!
+//! Each tick it also publishes what changed: job states and new metric lines (`job`,
+//! `metrics` events) and, once a second, whether the registry changed (`registry`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -11,6 +14,9 @@ use std::sync::Mutex;
 
 use kiln::jobs::{self, JobDir, JobError, JobId, JobSpec, JobState, JobStatus};
 use kiln::registry::now_rfc3339;
+use serde_json::{Value, json};
+
+use super::events::Hub;
 
 /// A worker this daemon is responsible for.
 enum Worker {
@@ -24,14 +30,30 @@ pub struct Supervisor {
     home: PathBuf,
     per_device: usize,
     running: Mutex<HashMap<JobId, (Worker, String)>>,
+    /// Jobs asked to cancel: a worker that then dies without a status was cancelled, not failed.
+    cancelling: Mutex<HashSet<JobId>>,
+    hub: Hub,
+    watch: Mutex<Watch>,
+}
+
+/// What the last tick saw, to publish only changes.
+#[derive(Default)]
+struct Watch {
+    /// Per job: its status as last published, and how far its metrics were sent.
+    jobs: HashMap<JobId, (String, u64)>,
+    registry: Option<u64>,
+    ticks: u64,
 }
 
 impl Supervisor {
-    pub fn new(home: &Path, per_device: usize) -> Self {
+    pub fn new(home: &Path, per_device: usize, hub: Hub) -> Self {
         Self {
             home: home.to_owned(),
             per_device: per_device.max(1),
             running: Mutex::new(HashMap::new()),
+            cancelling: Mutex::new(HashSet::new()),
+            hub,
+            watch: Mutex::new(Watch::default()),
         }
     }
 
@@ -78,6 +100,10 @@ impl Supervisor {
                 job.write_status(&status)?;
             }
             JobState::Running => {
+                self.cancelling
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(job.id.clone());
                 if let Some(pid) = status.pid {
                     let pid = nix::unistd::Pid::from_raw(pid as i32);
                     let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
@@ -92,6 +118,61 @@ impl Supervisor {
     pub fn tick(&self) {
         self.reap();
         self.start_queued();
+        self.publish_changes();
+    }
+
+    /// Publishes job status changes and new metric lines; once a second, registry changes.
+    fn publish_changes(&self) {
+        let mut watch = self.watch.lock().unwrap_or_else(|p| p.into_inner());
+        for job in jobs::list(&self.home) {
+            let Ok(status) = job.status() else { continue };
+            let text = serde_json::to_string(&status).unwrap_or_default();
+            if status.state.is_final() && !watch.jobs.contains_key(&job.id) {
+                // Ended before this daemon looked: nothing to stream.
+                let end = std::fs::metadata(job.metrics_path()).map_or(0, |m| m.len());
+                watch.jobs.insert(job.id.clone(), (text, end));
+                continue;
+            }
+            let (seen, offset) = watch.jobs.entry(job.id.clone()).or_insert_with(|| (String::new(), 0));
+            if *seen == text && status.state.is_final() {
+                continue;
+            }
+            if let Ok((records, next)) = job.metrics_since(*offset)
+                && !records.is_empty()
+            {
+                *offset = next;
+                self.hub
+                    .publish("metrics", &json!({ "job": job.id, "records": records, "next": next }));
+            }
+            if *seen != text {
+                *seen = text;
+                if let Ok(view) = job_view(&job) {
+                    self.hub.publish("job", &view);
+                }
+            }
+        }
+        watch.ticks += 1;
+        if watch.ticks % 4 == 1 {
+            let fingerprint = registry_fingerprint(&self.home);
+            if watch.registry.is_some_and(|old| old != fingerprint) {
+                self.hub.publish("registry", &json!({ "at": now_rfc3339() }));
+            }
+            watch.registry = Some(fingerprint);
+        }
+    }
+
+    /// Worker pid → job, for telemetry.
+    pub fn worker_pids(&self) -> HashMap<u32, JobId> {
+        self.lock()
+            .iter()
+            .map(|(id, (worker, _))| {
+                let pid = match worker {
+                    Worker::Child(child) => child.id(),
+                    Worker::Adopted { pid, .. } => *pid,
+                };
+                (pid, id.clone())
+            })
+            .collect()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<JobId, (Worker, String)>> {
@@ -119,7 +200,13 @@ impl Supervisor {
         }
         for (id, how) in ended {
             running.remove(&id);
-            finish_unknown(&JobDir::new(&self.home, id), &format!("the worker {how}"));
+            let cancelled = self.cancelling.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+            let job = JobDir::new(&self.home, id);
+            if cancelled {
+                finish_as(&job, JobState::Cancelled, &format!("cancelled; the worker {how}"));
+            } else {
+                finish_unknown(&job, &format!("the worker {how}"));
+            }
         }
     }
 
@@ -165,22 +252,63 @@ fn is_zombie(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
+/// The job as the API shows it: id, spec, status, and an eval job's result.
+pub fn job_view(job: &JobDir) -> Result<Value, JobError> {
+    let mut view = json!({ "id": job.id, "spec": job.spec()?, "status": job.status()? });
+    if let Some(result) = job.result() {
+        view["result"] = result;
+    }
+    Ok(view)
+}
+
+/// Changes whenever a model, version, alias or eval report is added, moved or removed: each
+/// of those renames an entry into one of these folders, which updates its mtime.
+fn registry_fingerprint(home: &Path) -> u64 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut hasher = DefaultHasher::new();
+    let models = home.join("registry").join("models");
+    let mut stamp = |path: &Path| {
+        if let Ok(modified) = std::fs::metadata(path).and_then(|m| m.modified()) {
+            path.hash(&mut hasher);
+            modified.hash(&mut hasher);
+        }
+    };
+    stamp(&models);
+    for entry in std::fs::read_dir(&models).into_iter().flatten().flatten() {
+        let dir = entry.path();
+        stamp(&dir);
+        stamp(&dir.join("versions"));
+        stamp(&dir.join("evals"));
+    }
+    hasher.finish()
+}
+
+/// Ends a job whose worker is gone with `state` and `message`, unless it already ended.
+fn finish_as(job: &JobDir, state: JobState, message: &str) {
+    let Ok(mut status) = job.status() else { return };
+    if status.state.is_final() {
+        return;
+    }
+    status.state = state;
+    status.message = message.to_owned();
+    status.updated_at = now_rfc3339();
+    let _ = job.write_status(&status);
+}
+
 /// Marks a job failed when its worker ended without writing a final status, with the last
 /// lines of its log.
 fn finish_unknown(job: &JobDir, how: &str) {
-    let Ok(mut status) = job.status() else { return };
+    let Ok(status) = job.status() else { return };
     if status.state.is_final() {
         return;
     }
     let log = std::fs::read_to_string(job.log_path()).unwrap_or_default();
     let tail: Vec<&str> = log.lines().rev().take(5).collect();
     let tail: Vec<&str> = tail.into_iter().rev().collect();
-    status.state = JobState::Failed;
-    status.message = if tail.is_empty() {
+    let message = if tail.is_empty() {
         how.to_owned()
     } else {
         format!("{how}; last log lines:\n{}", tail.join("\n"))
     };
-    status.updated_at = now_rfc3339();
-    let _ = job.write_status(&status);
+    finish_as(job, JobState::Failed, &message);
 }

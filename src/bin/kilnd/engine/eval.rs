@@ -6,46 +6,12 @@
 use std::time::Instant;
 
 use burn::tensor::{Device, Int, Tensor};
-use serde::Serialize;
+
+use kiln::registry::{ClassScore, EvalReport};
 
 use super::data::{Split, Targets};
 use super::model::ZooModel;
 use super::task::{Prediction, Task};
-
-/// One class's scores.
-#[derive(Debug, Clone, Serialize)]
-pub struct ClassScore {
-    pub class: String,
-    pub precision: f64,
-    pub recall: f64,
-    pub f1: f64,
-    pub support: usize,
-}
-
-/// The evaluation report (stored as a blob and printed).
-#[derive(Debug, Clone, Serialize)]
-pub struct EvalReport {
-    pub model: String,
-    pub version: u32,
-    pub dataset: String,
-    pub split: String,
-    pub rows: usize,
-    pub device: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub accuracy: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub macro_f1: Option<f64>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub per_class: Vec<ClassScore>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub confusion_matrix: Vec<Vec<usize>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rmse: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub mae: Option<f64>,
-    pub mean_latency_ms_per_sample: f64,
-    pub created_at: String,
-}
 
 /// Predictions for every row of a split, and the forward time they took.
 pub struct Collected {

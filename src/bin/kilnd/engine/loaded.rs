@@ -72,23 +72,35 @@ impl LoadedModel {
             ));
         }
         let flat: Vec<f32> = rows.iter().flatten().copied().collect();
-        let floats = || Tensor::<2>::from_data(TensorData::new(flat.clone(), [batch, width]), &self.device);
-        let ints = || {
+        self.forward_flat(flat, batch, width)
+    }
+
+    /// Runs `batch` rows of `width` values, given flattened row-major; checks integer inputs
+    /// (token, user and item ids) against the model's tables first.
+    pub fn forward_flat(&self, flat: Vec<f32>, batch: usize, width: usize) -> Result<Vec<Vec<f32>>, String> {
+        if flat.len() != batch * width || batch == 0 {
+            return Err(format!("{} values do not make {batch} rows of {width}", flat.len()));
+        }
+        let ints = |flat: &[f32]| {
             let ids: Vec<i64> = flat.iter().map(|v| *v as i64).collect();
             Tensor::<2, Int>::from_data(TensorData::new(ids, [batch, width]), &self.device)
         };
         let out: Tensor<2> = match (&self.arch, &self.model) {
-            (ArchConfig::Mlp(_), ZooModel::Mlp(m)) => m.forward(floats()),
-            (ArchConfig::Cnn(c), ZooModel::Cnn(m)) => {
-                m.forward(floats().reshape([batch, c.channels, c.height, c.width]))
-            }
+            (ArchConfig::Mlp(_), ZooModel::Mlp(m)) => m.forward(Tensor::<2>::from_data(
+                TensorData::new(flat, [batch, width]),
+                &self.device,
+            )),
+            (ArchConfig::Cnn(c), ZooModel::Cnn(m)) => m.forward(Tensor::<4>::from_data(
+                TensorData::new(flat, [batch, c.channels, c.height, c.width]),
+                &self.device,
+            )),
             (ArchConfig::Rnn(c), ZooModel::Rnn(m)) => {
                 check_ids(&flat, c.vocab, "token id")?;
-                m.forward(ints())
+                m.forward(ints(&flat))
             }
             (ArchConfig::Mf(c), ZooModel::Mf(m)) => {
                 check_pairs(&flat, c.users, c.items)?;
-                m.forward(ints()).reshape([batch, 1])
+                m.forward(ints(&flat)).reshape([batch, 1])
             }
             _ => return Err("model does not match its config".into()),
         };

@@ -1,0 +1,193 @@
+//! The daemon's cost on a running job (DESIGN §7: ≤ 2%): the same `cnn` training on a slice
+//! of Fashion-MNIST, run (a) as a bare `kilnd worker` with no daemon, and (b) submitted to
+//! `kilnd` while a client streams `/api/v1/events` and the telemetry sampler runs at 1 Hz.
+//! Rounds alternate a/b to spread machine noise. Also prints the sampler's cost per sample
+//! and the daemon's own CPU time during the job.
+//!
+//! Run: `scripts/bench daemon_overhead`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kiln::jobs::{JobDir, JobId, JobKind, JobSpec, JobState};
+use serde_json::{Value, json};
+
+const ROUNDS: usize = 2;
+const LIMIT: usize = 12_000;
+
+fn main() {
+    let (mut alone, mut with_daemon) = (Vec::new(), Vec::new());
+    let mut last = Value::Null;
+    for round in 1..=ROUNDS {
+        let a = bare_worker();
+        let (b, extra) = through_daemon();
+        println!(
+            "round {round}: worker alone {a:.2} steps/s, under kilnd {b:.2} steps/s ({:+.2}%)",
+            (b / a - 1.0) * 100.0
+        );
+        alone.push(a);
+        with_daemon.push(b);
+        last = extra;
+    }
+    let (a, b) = (median(&mut alone), median(&mut with_daemon));
+    println!(
+        "cnn on {LIMIT} Fashion-MNIST images, batch 64, CPU: under kilnd (events streamed, telemetry at 1 Hz) \
+         {b:.2} steps/s vs worker alone {a:.2} steps/s = {:.4}x, overhead {:.2}% (target <= 2%)",
+        b / a,
+        (1.0 - b / a) * 100.0
+    );
+    let cost = last["sample_cost_us"].as_f64().unwrap_or(f64::NAN);
+    println!(
+        "telemetry sampler: {cost:.0} us per sample = {:.4}% of its 1 s interval ({})",
+        cost / 1e4,
+        last["gpu"]
+    );
+    println!(
+        "kilnd's own CPU while the job ran: {:.2}% of one core over {:.0} s; {} events streamed",
+        last["daemon_cpu_pct"].as_f64().unwrap_or(f64::NAN),
+        last["seconds"].as_f64().unwrap_or(f64::NAN),
+        last["events"]
+    );
+}
+
+fn spec(id: JobId) -> JobSpec {
+    JobSpec {
+        id,
+        kind: JobKind::Train,
+        reference: None,
+        arch: "cnn".into(),
+        config: json!({}),
+        data: "fashion-mnist".into(),
+        data_path: None,
+        epochs: 1,
+        batch_size: 64,
+        lr: 1e-3,
+        optimizer: "adam".into(),
+        schedule: "cosine".into(),
+        seed: 7,
+        device: Some("cpu".into()),
+        limit: Some(LIMIT),
+        model: "bench".parse().expect("name"),
+        from: None,
+        resume: None,
+    }
+}
+
+/// Steps per second between the first and last `train` metric lines (so start-up and the
+/// final validation pass are left out).
+fn steps_per_sec(job: &JobDir) -> f64 {
+    let (records, _) = job.metrics_since(0).expect("metrics");
+    let train: Vec<_> = records.iter().filter(|r| r.kind == "train").collect();
+    let (first, last) = (train.first().expect("train lines"), train.last().expect("train lines"));
+    (last.step - first.step) as f64 / (last.time - first.time)
+}
+
+fn bare_worker() -> f64 {
+    let home = tempfile::tempdir().expect("tempdir");
+    let job = JobDir::create(home.path(), &spec(JobId::generate())).expect("job");
+    let status = Command::new(env!("CARGO_BIN_EXE_kilnd"))
+        .env("KILN_HOME", home.path())
+        .args(["worker", "--job", job.id.as_str()])
+        .stderr(Stdio::null())
+        .status()
+        .expect("run worker");
+    assert!(status.success(), "worker failed; see {}", job.log_path().display());
+    steps_per_sec(&job)
+}
+
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs the job through a daemon with an event client attached; returns steps/s and extras.
+fn through_daemon() -> (f64, Value) {
+    let home = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon(
+        Command::new(env!("CARGO_BIN_EXE_kilnd"))
+            .env("KILN_HOME", home.path())
+            .args(["--foreground", "--port", "0"])
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start kilnd"),
+    );
+    let address = wait_for(&home.path().join("daemon/address"));
+    let token = std::fs::read_to_string(home.path().join("daemon/token")).expect("token");
+    let events = stream_events(address.trim(), token.trim());
+    let client = kiln::client::Client::from_home(home.path()).expect("client");
+    let mut body = serde_json::to_value(spec(JobId::generate())).expect("json");
+    body.as_object_mut().expect("object").remove("id");
+    let view = client.post("/api/v1/jobs", &body).expect("submit");
+    let id: JobId = view["id"].as_str().expect("id").parse().expect("id");
+    let cpu_before = cpu_seconds(daemon.0.id());
+    let started = Instant::now();
+    let job = JobDir::open(home.path(), &id).expect("job");
+    while !job.status().expect("status").state.is_final() {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(daemon.0.id()) - cpu_before;
+    assert_eq!(job.status().expect("status").state, JobState::Succeeded);
+    let mut telemetry = client.get("/api/v1/telemetry").expect("telemetry");
+    telemetry["daemon_cpu_pct"] = json!(cpu / seconds * 100.0);
+    telemetry["seconds"] = json!(seconds);
+    telemetry["events"] = json!(events.try_iter().count());
+    (steps_per_sec(&job), telemetry)
+}
+
+fn wait_for(path: &Path) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            return text;
+        }
+        assert!(Instant::now() < deadline, "kilnd never wrote {}", path.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// An SSE client on its own thread, counting events into a channel.
+fn stream_events(address: &str, token: &str) -> std::sync::mpsc::Receiver<()> {
+    let mut stream = std::net::TcpStream::connect(address).expect("connect");
+    write!(
+        stream,
+        "GET /api/v1/events HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\n\r\n"
+    )
+    .expect("send");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            match line {
+                Ok(l) if l.starts_with("event: ") => {
+                    if tx.send(()).is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => return,
+            }
+        }
+    });
+    rx
+}
+
+/// User + system CPU seconds of process `pid` so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks: f64 = fields
+        .get(11..13)
+        .map_or(0.0, |f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum());
+    ticks / 100.0
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}

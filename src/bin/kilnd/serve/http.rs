@@ -1,0 +1,354 @@
+//! The inference listener: Open Inference Protocol (KServe v2) REST routes and `/metrics`.
+//!
+//! `{m}` is the deployment serving model `m` (the version the journal and the `production`
+//! alias point at); `/v2/models/{m}/versions/{v}/…` must name that same version. Errors are
+//! `{"error": "..."}`: 400 bad input, 401 bad token, 404 unknown model or version, 413 body
+//! too large, 503 queue full or not ready, 504 timed out.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use super::Server;
+use super::batcher::{Deployment, Refused};
+use super::tensor::{InferRequest, TensorSpec};
+
+/// An error answer in the protocol's shape.
+struct InferError(StatusCode, String);
+
+impl IntoResponse for InferError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+fn bad(message: impl Into<String>) -> InferError {
+    InferError(StatusCode::BAD_REQUEST, message.into())
+}
+
+pub fn router(server: Arc<Server>) -> Router {
+    let body_limit = server.limits.body_bytes;
+    Router::new()
+        .route("/v2", get(server_metadata))
+        .route("/v2/health/live", get(|| async { Json(json!({ "live": true })) }))
+        .route("/v2/health/ready", get(server_ready))
+        .route("/v2/models/{model}", get(model_metadata))
+        .route("/v2/models/{model}/ready", get(model_ready))
+        .route("/v2/models/{model}/infer", post(infer))
+        .route("/v2/models/{model}/versions/{version}", get(model_metadata_v))
+        .route("/v2/models/{model}/versions/{version}/ready", get(model_ready_v))
+        .route("/v2/models/{model}/versions/{version}/infer", post(infer_v))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { InferError(StatusCode::NOT_FOUND, "no such route; see GET /v2".into()) })
+        .layer(middleware::from_fn_with_state(server.clone(), require_token))
+        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+        .with_state(server)
+}
+
+/// With an inference token configured, every route needs `Authorization: Bearer <token>`.
+async fn require_token(State(server): State<Arc<Server>>, request: Request, next: Next) -> Response {
+    let Some(token) = &server.token else {
+        return next.run(request).await;
+    };
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if presented.is_some_and(|p| crate::daemon::constant_time_eq(p.as_bytes(), token.as_bytes())) {
+        next.run(request).await
+    } else {
+        InferError(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong inference bearer token".into(),
+        )
+        .into_response()
+    }
+}
+
+async fn server_metadata() -> Json<Value> {
+    Json(json!({
+        "name": "kiln",
+        "version": env!("CARGO_PKG_VERSION"),
+        "extensions": ["binary_tensor_data"],
+    }))
+}
+
+async fn server_ready(State(server): State<Arc<Server>>) -> Response {
+    if server.is_ready() {
+        Json(json!({ "ready": true })).into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "ready": false }))).into_response()
+    }
+}
+
+/// The deployment for `model` (and `version`, when named).
+fn find(server: &Server, model: &str, version: Option<&str>) -> Result<Arc<Deployment>, InferError> {
+    let deployment = server.get(model).ok_or_else(|| {
+        InferError(
+            StatusCode::NOT_FOUND,
+            format!("model '{model}' is not deployed; `kiln deploy {model}@<version>` serves it"),
+        )
+    })?;
+    match version {
+        Some(v) if v != deployment.version.to_string() => Err(InferError(
+            StatusCode::NOT_FOUND,
+            format!(
+                "version '{v}' of '{model}' is not being served (version {} is)",
+                deployment.version
+            ),
+        )),
+        _ => Ok(deployment),
+    }
+}
+
+fn metadata(d: &Deployment) -> Json<Value> {
+    Json(json!({
+        "name": d.model,
+        "versions": [d.version.to_string()],
+        "platform": "kiln_libtorch",
+        "inputs": [d.signature.input],
+        "outputs": d.signature.outputs,
+    }))
+}
+
+async fn model_metadata(State(s): State<Arc<Server>>, Path(model): Path<String>) -> Result<Json<Value>, InferError> {
+    let deployment = find(&s, &model, None)?;
+    Ok(metadata(&deployment))
+}
+
+async fn model_metadata_v(
+    State(s): State<Arc<Server>>,
+    Path((model, version)): Path<(String, String)>,
+) -> Result<Json<Value>, InferError> {
+    let deployment = find(&s, &model, Some(&version))?;
+    Ok(metadata(&deployment))
+}
+
+async fn model_ready(State(s): State<Arc<Server>>, Path(model): Path<String>) -> Result<Json<Value>, InferError> {
+    let d = find(&s, &model, None)?;
+    Ok(Json(json!({ "name": d.model, "ready": true })))
+}
+
+async fn model_ready_v(
+    State(s): State<Arc<Server>>,
+    Path((model, version)): Path<(String, String)>,
+) -> Result<Json<Value>, InferError> {
+    let d = find(&s, &model, Some(&version))?;
+    Ok(Json(json!({ "name": d.model, "ready": true })))
+}
+
+async fn infer(
+    State(s): State<Arc<Server>>,
+    Path(model): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    run_infer(s, model, None, headers, body).await
+}
+
+async fn infer_v(
+    State(s): State<Arc<Server>>,
+    Path((model, version)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    run_infer(s, model, Some(version), headers, body).await
+}
+
+async fn run_infer(
+    server: Arc<Server>,
+    model: String,
+    version: Option<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let started = Instant::now();
+    let deployment = match find(&server, &model, version.as_deref()) {
+        Ok(d) => d,
+        Err(e) => return e.into_response(),
+    };
+    let response = match infer_on(&server, &deployment, &headers, body, started).await {
+        Ok(response) => response,
+        Err(e) => e.into_response(),
+    };
+    let code = response.status().as_u16();
+    server
+        .metrics
+        .request(deployment.model.as_str(), deployment.version, code, started.elapsed());
+    response
+}
+
+async fn infer_on(
+    server: &Server,
+    deployment: &Deployment,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    started: Instant,
+) -> Result<Response, InferError> {
+    let body = body.map_err(|e| InferError(e.status(), format!("cannot read the request body: {}", e.body_text())))?;
+    let (json_part, binary) = split_binary(headers, &body)?;
+    let request: InferRequest =
+        serde_json::from_slice(json_part).map_err(|e| bad(format!("request is not a valid infer request: {e}")))?;
+    let outputs = deployment.signature.requested(&request).map_err(bad)?;
+    let rows = deployment.signature.rows(&request, binary).map_err(bad)?;
+    let deadline = started + server.limits.timeout;
+    let answer = deployment.submit(rows, deadline).map_err(|refused| match refused {
+        Refused::Full => InferError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the queue for {} is full; retry shortly", deployment.model),
+        ),
+        Refused::Closed => InferError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the deployment is shutting down".into(),
+        ),
+    })?;
+    let rows = match tokio::time::timeout_at(deadline.into(), answer).await {
+        Ok(Ok(Ok(rows))) => rows,
+        Ok(Ok(Err(message))) => return Err(InferError(StatusCode::INTERNAL_SERVER_ERROR, message)),
+        Ok(Err(_)) => {
+            return Err(InferError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the batcher dropped the request".into(),
+            ));
+        }
+        Err(_) => {
+            return Err(InferError(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!("no answer within {:?}", server.limits.timeout),
+            ));
+        }
+    };
+    Ok(respond(deployment, &request, &outputs, &rows))
+}
+
+/// Splits a binary-extension body into its JSON header and the tensor bytes after it.
+fn split_binary<'a>(headers: &HeaderMap, body: &'a [u8]) -> Result<(&'a [u8], &'a [u8]), InferError> {
+    match headers.get("inference-header-content-length") {
+        None => Ok((body, &[])),
+        Some(value) => {
+            let length: usize = value
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .filter(|&n| n <= body.len())
+                .ok_or_else(|| bad("Inference-Header-Content-Length is not a length within the body"))?;
+            Ok(body.split_at(length))
+        }
+    }
+}
+
+/// Builds the response: JSON data, or the binary extension when the client asked for it.
+fn respond(d: &Deployment, request: &InferRequest, outputs: &[&TensorSpec], rows: &[Vec<f32>]) -> Response {
+    let mut tensors = Vec::new();
+    let mut binary = Vec::new();
+    for spec in outputs {
+        let (shape, data) = output_values(d, spec, rows);
+        let mut tensor = json!({ "name": spec.name, "datatype": spec.datatype, "shape": shape });
+        if request.binary_output(spec.name) {
+            let bytes = data.bytes();
+            tensor["parameters"] = json!({ "binary_data_size": bytes.len() });
+            binary.extend_from_slice(&bytes);
+        } else {
+            tensor["data"] = data.json();
+        }
+        tensors.push(tensor);
+    }
+    let mut doc = json!({
+        "model_name": d.model,
+        "model_version": d.version.to_string(),
+        "outputs": tensors,
+    });
+    if let Some(id) = &request.id {
+        doc["id"] = json!(id);
+    }
+    if binary.is_empty() {
+        return Json(doc).into_response();
+    }
+    let mut body = doc.to_string().into_bytes();
+    let header_length = body.len();
+    body.extend_from_slice(&binary);
+    let mut response = (StatusCode::OK, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    if let Ok(value) = HeaderValue::from_str(&header_length.to_string()) {
+        headers.insert("inference-header-content-length", value);
+    }
+    response
+}
+
+enum OutputData {
+    Floats(Vec<f32>),
+    Ints(Vec<i64>),
+}
+
+impl OutputData {
+    fn json(&self) -> Value {
+        match self {
+            Self::Floats(v) => json!(v),
+            Self::Ints(v) => json!(v),
+        }
+    }
+
+    fn bytes(&self) -> Vec<u8> {
+        match self {
+            Self::Floats(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            Self::Ints(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        }
+    }
+}
+
+/// One output tensor from the model's raw rows (logits for classifiers, ratings for `mf`).
+fn output_values(d: &Deployment, spec: &TensorSpec, rows: &[Vec<f32>]) -> (Vec<usize>, OutputData) {
+    let batch = rows.len();
+    match (spec.name, d.signature.classes) {
+        ("probabilities", Some(classes)) => {
+            let data = rows.iter().flat_map(|r| softmax(r)).collect();
+            (vec![batch, classes], OutputData::Floats(data))
+        }
+        ("class", Some(_)) => {
+            let data = rows.iter().map(|r| argmax(r) as i64).collect();
+            (vec![batch], OutputData::Ints(data))
+        }
+        _ => {
+            let data = rows.iter().map(|r| r.first().copied().unwrap_or(f32::NAN)).collect();
+            (vec![batch], OutputData::Floats(data))
+        }
+    }
+}
+
+fn softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exps: Vec<f32> = logits.iter().map(|v| (v - max).exp()).collect();
+    let sum: f32 = exps.iter().sum();
+    exps.into_iter().map(|e| e / sum).collect()
+}
+
+fn argmax(values: &[f32]) -> usize {
+    values
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map_or(0, |(i, _)| i)
+}
+
+async fn metrics(State(server): State<Arc<Server>>) -> Response {
+    let text = server.metrics.render(&server.queues());
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        text,
+    )
+        .into_response()
+}

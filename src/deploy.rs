@@ -1,0 +1,172 @@
+//! Deployments: the append-only journal `$KILN_HOME/deployments.jsonl` (DESIGN §2, §5) and the
+//! wire types the control API serves about what is deployed.
+//!
+//! Every switch (deploy or rollback) appends one line; the last entry per model is what is in
+//! force, and a restarted daemon restores exactly that.
+
+use std::collections::BTreeMap;
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::names::Name;
+
+/// What a journal entry records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Deploy,
+    Rollback,
+}
+
+/// Dynamic-batching settings of one deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Batching {
+    /// Most rows one forward pass takes.
+    pub max_batch: usize,
+    /// How long the first request of a batch may wait for company, in microseconds
+    /// (0: batch whatever is queued when the model is free).
+    pub max_delay_us: u64,
+    /// Requests that may wait; one more is answered 503.
+    pub queue: usize,
+}
+
+impl Default for Batching {
+    fn default() -> Self {
+        Self {
+            max_batch: 64,
+            max_delay_us: 0,
+            queue: 256,
+        }
+    }
+}
+
+/// One line of `deployments.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JournalEntry {
+    pub time: String,
+    pub model: Name,
+    /// The version that served before (none for a first deploy).
+    pub from: Option<u32>,
+    pub to: u32,
+    pub action: Action,
+    #[serde(default)]
+    pub reason: String,
+    #[serde(default)]
+    pub batching: Batching,
+}
+
+/// Live figures of one deployment.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeploymentStats {
+    pub requests: u64,
+    pub errors: u64,
+    /// Requests per second over the last 10 seconds.
+    pub req_per_s: f64,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub queue_depth: usize,
+}
+
+/// A deployment in force, as `GET /api/v1/deployments` lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeploymentView {
+    pub model: Name,
+    pub version: u32,
+    pub since: String,
+    pub batching: Batching,
+    pub stats: DeploymentStats,
+}
+
+pub fn journal_path(home: &Path) -> PathBuf {
+    home.join("deployments.jsonl")
+}
+
+/// Appends one entry and syncs it to disk before returning. A line torn by an earlier crash
+/// is ended first, so it cannot swallow this one.
+pub fn append(home: &Path, entry: &JournalEntry) -> io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut line = serde_json::to_vec(entry).map_err(io::Error::other)?;
+    line.push(b'\n');
+    let mut file = OpenOptions::new()
+        .create(true)
+        .read(true)
+        .append(true)
+        .open(journal_path(home))?;
+    if file.metadata()?.len() > 0 {
+        let mut last = [0u8];
+        file.seek(SeekFrom::End(-1))?;
+        file.read_exact(&mut last)?;
+        if last[0] != b'\n' {
+            line.insert(0, b'\n');
+        }
+    }
+    file.write_all(&line)?;
+    file.sync_data()
+}
+
+/// Every readable entry, oldest first, and a note for each line that is not (a crash can cut
+/// the last line short; it is skipped, never fatal).
+pub fn read(home: &Path) -> io::Result<(Vec<JournalEntry>, Vec<String>)> {
+    let text = match fs::read_to_string(journal_path(home)) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), Vec::new())),
+        Err(e) => return Err(e),
+    };
+    let (mut entries, mut problems) = (Vec::new(), Vec::new());
+    for (number, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        match serde_json::from_str(line) {
+            Ok(entry) => entries.push(entry),
+            Err(e) => problems.push(format!(
+                "{} line {}: {e}; skipped",
+                journal_path(home).display(),
+                number + 1
+            )),
+        }
+    }
+    Ok((entries, problems))
+}
+
+/// The entry in force per model: the last one.
+pub fn in_force(entries: &[JournalEntry]) -> BTreeMap<Name, JournalEntry> {
+    entries.iter().map(|e| (e.model.clone(), e.clone())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(model: &str, from: Option<u32>, to: u32) -> JournalEntry {
+        JournalEntry {
+            time: "2026-01-01T00:00:00Z".into(),
+            model: Name::new(model).expect("name"),
+            from,
+            to,
+            action: Action::Deploy,
+            reason: String::new(),
+            batching: Batching::default(),
+        }
+    }
+
+    #[test]
+    fn the_last_entry_per_model_is_in_force_and_a_torn_line_is_skipped() {
+        let home = tempfile::tempdir().expect("tempdir");
+        append(home.path(), &entry("a", None, 1)).expect("append");
+        append(home.path(), &entry("b", None, 4)).expect("append");
+        append(home.path(), &entry("a", Some(1), 2)).expect("append");
+        let mut file = OpenOptions::new()
+            .append(true)
+            .open(journal_path(home.path()))
+            .expect("open");
+        file.write_all(br#"{"time": "2026"#).expect("torn write");
+        append(home.path(), &entry("b", Some(4), 5)).expect("append after a torn line");
+        let (entries, problems) = read(home.path()).expect("read");
+        assert_eq!(entries.len(), 4);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        let force = in_force(&entries);
+        assert_eq!(force[&Name::new("a").expect("name")].to, 2);
+        assert_eq!(force[&Name::new("b").expect("name")].to, 5);
+    }
+}
