@@ -2,14 +2,14 @@
 //!
 //! The console holds these copies and nothing else (STYLE: a UI-free core, the UI keeps
 //! view copies). Types the library already shares with the daemon (`VersionManifest`,
-//! `JobStatus`, `MetricRecord`, `telemetry::*`) are reused; the rest are mirrored here with
+//! `JobState`, `MetricRecord`, `telemetry::*`) are reused; the rest are mirrored here with
 //! every field optional, so a newer daemon adding fields never breaks an older console.
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::jobs::{JobState, JobStatus, MetricRecord};
+use crate::jobs::{JobState, MetricRecord};
 use crate::registry::VersionManifest;
 
 /// `GET /api/v1/models`.
@@ -131,10 +131,37 @@ pub struct JobView {
     pub id: String,
     #[serde(default)]
     pub spec: JobSpecView,
-    pub status: JobStatus,
+    pub status: JobStatusView,
+}
+
+/// A job's status as the console reads it (`status.json`, leniently).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct JobStatusView {
+    pub state: JobState,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default)]
+    pub step: u64,
+    #[serde(default)]
+    pub epoch: usize,
+    /// Steps the whole run takes, when the worker knows it.
+    #[serde(default)]
+    pub total_steps: Option<u64>,
+    #[serde(default)]
+    pub device: Option<String>,
+    /// `model@version` registered on success.
+    #[serde(default)]
+    pub version: Option<String>,
+    #[serde(default)]
+    pub updated_at: String,
 }
 
 impl JobView {
+    /// Whether this is an evaluation (not a training) job.
+    pub fn is_eval(&self) -> bool {
+        self.spec.kind.as_deref() == Some("eval")
+    }
+
     /// Whether the job is still queued or running.
     pub fn is_active(&self) -> bool {
         !self.status.state.is_final()
@@ -171,8 +198,9 @@ pub struct JobSpecView {
     pub optimizer: String,
     #[serde(default)]
     pub model: String,
+    /// For evaluation jobs: the `model@version` scored.
     #[serde(default)]
-    pub model_ref: Option<String>,
+    pub reference: Option<String>,
 }
 
 /// `GET /api/v1/jobs`.
@@ -205,8 +233,12 @@ pub struct LogChunk {
 /// `GET /api/v1/deployments`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct Deployments {
+    /// Where the inference API listens (`None` when it could not bind).
     #[serde(default)]
-    pub inference_address: String,
+    pub inference_address: Option<String>,
+    /// Why the inference API is not listening.
+    #[serde(default)]
+    pub inference_error: Option<String>,
     #[serde(default)]
     pub deployments: Vec<Deployment>,
 }

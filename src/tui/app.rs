@@ -212,8 +212,18 @@ impl App {
     fn on_other(&mut self, msg: DaemonMsg) -> Vec<Request> {
         match msg {
             DaemonMsg::Telemetry(t) => self.gpu.set(t),
-            DaemonMsg::Sample(s) => self.gpu.push(s),
-            DaemonMsg::Deployments(d) => self.serving.set(d),
+            DaemonMsg::Sample(s) => {
+                self.gpu.push(s);
+                // The 1 Hz telemetry tick doubles as the refresh of the serving figures.
+                if self.screen == Screen::Serving && !self.serving.unavailable && !self.serving.fetching {
+                    self.serving.fetching = true;
+                    return vec![Request::Deployments];
+                }
+            }
+            DaemonMsg::Deployments(d) => {
+                self.serving.fetching = false;
+                self.serving.set(d);
+            }
             DaemonMsg::Journal(entries) => self.serving.set_journal(entries),
             DaemonMsg::JournalEntry(entry) => {
                 let verb = if entry.action == "rollback" {
@@ -274,13 +284,19 @@ impl App {
                 self.jobs.log_unavailable |= missing;
             }
             Request::Telemetry => self.gpu.unavailable |= missing,
-            Request::Deployments | Request::Journal => self.serving.unavailable |= missing,
+            Request::Deployments | Request::Journal => {
+                self.serving.fetching = false;
+                self.serving.unavailable |= missing;
+            }
             Request::Report(_) => self.models.reports_unavailable |= missing,
             Request::Model(m) if missing => self.models.drop_detail(m),
             Request::SubmitJob(_) => self.complain(format!("launch failed: {error}")),
             Request::CancelJob(id) => self.complain(format!("cancel {id} failed: {error}")),
             Request::Deploy { model, version } => self.complain(format!("deploy {model}@{version} failed: {error}")),
             Request::Rollback { model, .. } => self.complain(format!("rollback of {model} failed: {error}")),
+            Request::Try { .. } if missing && error.to_string().contains("no such route") => {
+                self.complain("this kilnd cannot send test requests yet (no POST /api/v1/deployments/{m}/try)")
+            }
             Request::Try { model, .. } => self.complain(format!("test request to {model} failed: {error}")),
             _ => {}
         }

@@ -199,8 +199,11 @@ impl DaemonClient {
                     .await?,
             ),
             Request::Deploy { model, version } => DaemonMsg::JournalEntry(
-                self.post::<JournalEntry>("/api/v1/deployments", &json!({ "model": model, "version": version }))
-                    .await?,
+                self.post::<JournalEntry>(
+                    "/api/v1/deployments",
+                    &json!({ "model": model, "version": version.to_string() }),
+                )
+                .await?,
             ),
             Request::Rollback { model, to } => {
                 let body = match to {

@@ -221,7 +221,7 @@ impl LaunchForm {
                 if !model_ref.contains('@') {
                     return Err("version must look like model@3".into());
                 }
-                Ok(json!({ "kind": "eval", "model_ref": model_ref, "data": self.value("dataset") }))
+                Ok(json!({ "kind": "eval", "reference": model_ref, "data": self.value("dataset") }))
             }
         }
     }
@@ -299,6 +299,6 @@ mod tests {
             Some("epochs must be a positive number, not 'x'")
         );
         let eval = LaunchForm::eval("fmnist-cnn@3", "fashion-mnist").body();
-        assert_eq!(eval.ok().map(|b| b["model_ref"].clone()), Some(json!("fmnist-cnn@3")));
+        assert_eq!(eval.ok().map(|b| b["reference"].clone()), Some(json!("fmnist-cnn@3")));
     }
 }

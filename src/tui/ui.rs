@@ -144,7 +144,9 @@ pub fn panel<'a>(title: impl Into<Line<'a>>, focused: bool, theme: &Theme) -> Bl
 pub fn placeholder(frame: &mut Frame, area: Rect, block: Block<'_>, text: &str, style: Style) {
     let inner = block.inner(area);
     frame.render_widget(block, area);
-    let lines = text.lines().count() as u16;
+    let width = usize::from(inner.width.max(1));
+    let lines: usize = text.lines().map(|l| l.chars().count().div_ceil(width).max(1)).sum();
+    let lines = u16::try_from(lines).unwrap_or(u16::MAX);
     let [_, middle, _] =
         Layout::vertical([Constraint::Fill(1), Constraint::Length(lines), Constraint::Fill(1)]).areas(inner);
     frame.render_widget(

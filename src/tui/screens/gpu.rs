@@ -49,6 +49,13 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     let [gpus, host] = Layout::vertical([Constraint::Min(3), Constraint::Length(HOST_ROWS)]).areas(area);
     match availability {
         GpuAvailability::NoGpu { reason } => {
+            let reason = match reason.strip_prefix("no NVIDIA GPU found") {
+                Some(rest) => {
+                    let rest = rest.trim_start_matches([' ', ':']);
+                    rest.strip_prefix('(').and_then(|r| r.strip_suffix(')')).unwrap_or(rest)
+                }
+                None => reason,
+            };
             let text = format!("no NVIDIA GPU found\n{reason}\nTraining and serving run on the CPU.");
             placeholder(frame, gpus, panel(" GPU ", false, theme), &text, theme.warn);
         }

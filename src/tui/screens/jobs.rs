@@ -81,8 +81,12 @@ fn render_list(frame: &mut Frame, area: Rect, app: &App, jobs: &[&JobView]) {
             Row::new(vec![
                 Line::raw(format!("{overlay}{}", j.id)),
                 Line::styled(j.state_name(), state_style),
-                Line::raw(j.spec.model.clone()),
-                Line::raw(j.spec.kind.clone().unwrap_or_else(|| j.spec.arch.clone())),
+                Line::raw(j.spec.reference.clone().unwrap_or_else(|| j.spec.model.clone())),
+                Line::raw(if j.is_eval() {
+                    "eval".to_owned()
+                } else {
+                    j.spec.arch.clone()
+                }),
                 Line::raw(bar(fraction, 6)),
                 Line::raw(eta.map_or("-".to_owned(), format_duration)),
                 Line::raw(run.and_then(RunData::samples_per_sec).map_or("-".to_owned(), short)),

@@ -60,7 +60,11 @@ fn render_deployments(frame: &mut Frame, area: Rect, app: &App) {
         );
         return;
     };
-    let title = format!(" Deployments · inference at {} ", d.inference_address);
+    let title = match (&d.inference_address, &d.inference_error) {
+        (Some(address), _) => format!(" Deployments · inference at {address} "),
+        (None, Some(error)) => format!(" Deployments · inference endpoint down: {error} "),
+        (None, None) => " Deployments ".to_owned(),
+    };
     if d.deployments.is_empty() {
         let key = app.keymap.hint(Action::Deploy);
         let text = format!("Nothing deployed. Select a version on the models screen (1) and press {key}.");

@@ -275,14 +275,26 @@ impl JobsState {
 }
 
 /// Fraction done (0–1) of a job, and its ETA in seconds when it can be estimated.
+///
+/// The step is the later of the job status and the newest metric record (the status may
+/// lag); the total comes from the status's `total_steps`, else from the steps of the first
+/// epoch once validation has run, else whole epochs are counted.
 pub fn progress(job: &JobView, run: Option<&RunData>) -> (f64, Option<f64>) {
     if job.status.state == crate::jobs::JobState::Succeeded {
         return (1.0, None);
     }
+    let last = run.and_then(|r| r.last_train.as_ref());
+    let step = last.map_or(0, |r| r.step).max(job.status.step) as f64;
     let epochs = job.spec.epochs.max(1) as f64;
-    let fraction = match run.and_then(|r| r.steps_per_epoch) {
-        Some(spe) if spe > 0.0 => job.status.step as f64 / (spe * epochs),
-        _ => job.status.epoch as f64 / epochs,
+    let total = job
+        .status
+        .total_steps
+        .map(|t| t as f64)
+        .or_else(|| run.and_then(|r| r.steps_per_epoch).map(|spe| spe * epochs))
+        .filter(|t| *t > 0.0);
+    let fraction = match total {
+        Some(total) => step / total,
+        None => job.status.epoch.max(last.map_or(0, |r| r.epoch)) as f64 / epochs,
     }
     .clamp(0.0, 1.0);
     let eta = run.and_then(|r| {

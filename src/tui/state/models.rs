@@ -242,7 +242,10 @@ impl ModelsState {
                 .reduce(|a, b| if (b > a) == higher { b } else { a })
                 .map(|x| (key.to_owned(), x))
         };
-        best("accuracy", true).or_else(|| best("rmse", false))
+        best("accuracy", true)
+            .or_else(|| best("val_accuracy", true))
+            .or_else(|| best("rmse", false))
+            .or_else(|| best("val_rmse", false))
     }
 
     /// When the model last got a version.

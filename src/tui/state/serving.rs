@@ -22,6 +22,8 @@ pub struct ServingState {
     pub tried: Option<(String, TryResult)>,
     /// Next dataset sample to send.
     pub next_sample: u64,
+    /// A deployments request is on its way (the 1 Hz refresh skips a tick then).
+    pub fetching: bool,
 }
 
 impl ServingState {
