@@ -92,6 +92,19 @@ mod fixtures {
         })
     }
 
+    pub fn eval_job() -> Value {
+        json!({
+            "id": "j1764440000-e001",
+            "spec": { "kind": "eval", "reference": "fmnist-cnn@1", "data": "fashion-mnist" },
+            "status": { "state": "succeeded", "step": 10, "epoch": 0, "updated_at": "2026-11-29T16:00:00Z" },
+            "result": { "model": "fmnist-cnn", "version": 1, "dataset": "fashion-mnist", "split": "test", "rows": 300,
+                        "accuracy": 0.871, "macro_f1": 0.86,
+                        "per_class": [{"class": "Coat", "precision": 0.8, "recall": 0.9, "f1": 0.85, "support": 150},
+                                      {"class": "Bag", "precision": 0.9, "recall": 0.8, "f1": 0.85, "support": 150}],
+                        "confusion_matrix": [[135, 15], [24, 126]] },
+        })
+    }
+
     pub fn jobs() -> DaemonMsg {
         DaemonMsg::Jobs(vec![
             decode(job("j1764434400-ab12", "running", 1400, 1)),
@@ -505,6 +518,35 @@ fn snapshot_jobs_smoothed_log_y_with_overlay_120x36() {
     key(&mut app, KeyCode::Char('k'));
     keys(&mut app, "sy");
     assert_snapshot!(draw(&app, 120, 36));
+}
+
+#[test]
+fn snapshot_jobs_eval_result_80x24() {
+    let mut app = populated();
+    let job = serde_json::from_value(fixtures::eval_job()).unwrap_or_else(|e| panic!("{e}"));
+    feed(&mut app, vec![DaemonMsg::Job(job)]);
+    key(&mut app, KeyCode::Char('2'));
+    key(&mut app, KeyCode::Char('g'));
+    assert_eq!(app.jobs.current().map(|j| j.id.as_str()), Some("j1764440000-e001"));
+    assert_snapshot!(draw(&app, 80, 24));
+}
+
+#[test]
+fn eval_job_results_fill_the_version_detail() {
+    let mut app = populated();
+    let job = serde_json::from_value(fixtures::eval_job()).unwrap_or_else(|e| panic!("{e}"));
+    let version1 = fixtures::manifest("fmnist-cnn", 1, 0.871, None);
+    let view = serde_json::from_value(json!({ "version": version1, "evals": [] })).unwrap_or_else(|e| panic!("{e}"));
+    feed(&mut app, vec![DaemonMsg::Job(job), DaemonMsg::Version(view)]);
+    key(&mut app, KeyCode::Enter);
+    key(&mut app, KeyCode::Char('G'));
+    key(&mut app, KeyCode::Enter);
+    let screen = draw(&app, 100, 30);
+    assert!(
+        screen.contains("fashion-mnist test (300 rows) · accuracy 0.8710"),
+        "{screen}"
+    );
+    assert!(screen.contains("Coat   135   15 0.850"), "{screen}");
 }
 
 #[test]

@@ -68,12 +68,15 @@ pub struct ModelRecordView {
     pub created_at: String,
 }
 
-/// `GET /api/v1/models/{m}/versions/{v}`: the manifest and its evaluation records.
+/// `GET /api/v1/models/{m}/versions/{v}`: the manifest and its evaluation records (and,
+/// from a daemon that inlines them, the full reports).
 #[derive(Debug, Clone, Deserialize)]
 pub struct VersionView {
     pub version: VersionManifest,
     #[serde(default)]
     pub evals: Vec<EvalRecordView>,
+    #[serde(default)]
+    pub reports: Vec<EvalReport>,
 }
 
 /// One evaluation attached to a version (headline figures; the full report is a blob).
@@ -94,6 +97,10 @@ pub struct EvalRecordView {
 /// A full evaluation report (the blob an [`EvalRecordView`] points at).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct EvalReport {
+    #[serde(default)]
+    pub model: String,
+    #[serde(default)]
+    pub version: u32,
     #[serde(default)]
     pub dataset: String,
     #[serde(default)]
@@ -132,6 +139,15 @@ pub struct JobView {
     #[serde(default)]
     pub spec: JobSpecView,
     pub status: JobStatusView,
+    /// An evaluation job's report, once written.
+    #[serde(default, deserialize_with = "lenient")]
+    pub result: Option<EvalReport>,
+}
+
+/// Decodes what it can; anything unexpected becomes `None` instead of failing the whole job.
+fn lenient<'de, D: serde::Deserializer<'de>, T: serde::de::DeserializeOwned>(d: D) -> Result<Option<T>, D::Error> {
+    let value = Option::<serde_json::Value>::deserialize(d)?;
+    Ok(value.and_then(|v| serde_json::from_value(v).ok()))
 }
 
 /// A job's status as the console reads it (`status.json`, leniently).
@@ -298,6 +314,11 @@ pub struct JournalEntry {
 pub struct TryResult {
     #[serde(default)]
     pub index: Option<u64>,
+    #[serde(default)]
+    pub version: Option<u32>,
+    /// Whether the prediction matched the label (classifiers).
+    #[serde(default)]
+    pub correct: Option<bool>,
     pub prediction: serde_json::Value,
     #[serde(default)]
     pub label: serde_json::Value,

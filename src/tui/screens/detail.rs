@@ -20,9 +20,9 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Row, Table, Wrap};
 
 use crate::registry::VersionManifest;
-use crate::tui::api::{EvalReport, short_time};
+use crate::tui::api::{EvalReport, VersionView, short_time};
 use crate::tui::app::App;
-use crate::tui::state::models::{ModelsFocus, ModelsState};
+use crate::tui::state::models::ModelsFocus;
 use crate::tui::theme::Theme;
 use crate::tui::ui::{panel, placeholder};
 
@@ -53,7 +53,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         render_compare(frame, area, app, other, manifest);
         return;
     }
-    let lines = detail_lines(state, theme, manifest);
+    let lines = detail_lines(app, manifest);
     let title = format!(" {model}@{version} ");
     let paragraph = Paragraph::new(lines)
         .wrap(Wrap { trim: false })
@@ -65,7 +65,8 @@ fn kv<'a>(key: &'a str, value: String, theme: &Theme) -> Line<'a> {
     Line::from(vec![Span::styled(format!("{key:<10}"), theme.muted), Span::raw(value)])
 }
 
-fn detail_lines<'a>(state: &'a ModelsState, theme: &'a Theme, m: &'a VersionManifest) -> Vec<Line<'a>> {
+fn detail_lines<'a>(app: &'a App, m: &'a VersionManifest) -> Vec<Line<'a>> {
+    let (state, theme) = (&app.models, &app.theme);
     let d = &m.draft;
     let mut lines = vec![
         kv(
@@ -97,17 +98,22 @@ fn detail_lines<'a>(state: &'a ModelsState, theme: &'a Theme, m: &'a VersionMani
         format!("← {}", lineage.join(" ← "))
     };
     lines.push(kv("lineage", lineage, theme));
-    lines.extend(eval_lines(state, theme, m));
+    lines.extend(eval_lines(app, m));
     lines
 }
 
-fn eval_lines<'a>(state: &'a ModelsState, theme: &'a Theme, m: &VersionManifest) -> Vec<Line<'a>> {
+fn eval_lines<'a>(app: &'a App, m: &VersionManifest) -> Vec<Line<'a>> {
+    let (state, theme) = (&app.models, &app.theme);
     let key = (m.model.to_string(), m.version);
     let Some(view) = state.versions.get(&key) else {
         return vec![kv("eval", "loading…".into(), theme)];
     };
+    let report = find_report(app, view, &key);
     let Some(record) = view.evals.last() else {
-        return vec![kv("eval", "none yet (e launches an evaluation)".into(), theme)];
+        return match report {
+            Some(r) => report_summary(r, theme),
+            None => vec![kv("eval", "none yet (e launches an evaluation)".into(), theme)],
+        };
     };
     let mut lines = vec![kv(
         "eval",
@@ -119,13 +125,51 @@ fn eval_lines<'a>(state: &'a ModelsState, theme: &'a Theme, m: &VersionManifest)
         ),
         theme,
     )];
-    match state.reports.get(&record.report) {
+    match report {
         Some(report) => lines.extend(report_lines(report, theme)),
-        None if state.reports_unavailable => {
-            lines.push(Line::styled("full report not served by this kilnd", theme.muted))
-        }
-        None => lines.push(Line::styled("loading report…", theme.muted)),
+        None => lines.push(Line::styled("full report: not served by this kilnd", theme.muted)),
     }
+    lines
+}
+
+/// The newest full report for a version: inlined by the daemon, fetched as a blob, or the
+/// result of an evaluation job still in the job list.
+fn find_report<'a>(app: &'a App, view: &'a VersionView, key: &(String, u32)) -> Option<&'a EvalReport> {
+    let state = &app.models;
+    let from_blob = view.evals.iter().rev().find_map(|e| state.reports.get(&e.report));
+    let from_jobs = || {
+        app.jobs
+            .jobs
+            .iter()
+            .flatten()
+            .filter_map(|j| j.result.as_ref())
+            .find(|r| r.model == key.0 && r.version == key.1)
+    };
+    view.reports.last().or(from_blob).or_else(from_jobs)
+}
+
+/// Headline figures of a report, then its matrix.
+pub fn report_summary<'a>(report: &EvalReport, theme: &'a Theme) -> Vec<Line<'a>> {
+    let mut figures = Vec::new();
+    for (name, value) in [
+        ("accuracy", report.accuracy),
+        ("macro-F1", report.macro_f1),
+        ("rmse", report.rmse),
+        ("mae", report.mae),
+    ] {
+        if let Some(v) = value {
+            figures.push(format!("{name} {}", fmt_number(v)));
+        }
+    }
+    let head = format!(
+        "{} {} ({} rows) · {}",
+        report.dataset,
+        report.split,
+        report.rows,
+        figures.join(" · ")
+    );
+    let mut lines = vec![kv("eval", head, theme)];
+    lines.extend(report_lines(report, theme));
     lines
 }
 

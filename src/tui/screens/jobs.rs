@@ -141,6 +141,10 @@ fn render_chart(frame: &mut Frame, area: Rect, app: &App) {
     }
     let title = format!("{title}· step → ");
     let block = panel(title, false, theme);
+    if job.is_eval() {
+        render_eval(frame, area, app, job);
+        return;
+    }
     let Some(run) = jobs
         .runs
         .get(&job.id)
@@ -182,6 +186,24 @@ fn legend(traces: &[Trace]) -> Line<'static> {
         .map(|t| ratatui::text::Span::styled(format!(" ── {} ", t.name), t.style))
         .collect();
     Line::from(spans).right_aligned()
+}
+
+/// An evaluation job has no loss curve: its report takes the chart's place.
+fn render_eval(frame: &mut Frame, area: Rect, app: &App, job: &JobView) {
+    let theme = &app.theme;
+    let title = format!(
+        " evaluation · {} ",
+        job.spec.reference.as_deref().unwrap_or(job.id.as_str())
+    );
+    let block = panel(title, false, theme);
+    match &job.result {
+        Some(report) => {
+            let lines = super::detail::report_summary(report, theme);
+            frame.render_widget(Paragraph::new(lines).block(block), area);
+        }
+        None if job.is_active() => placeholder(frame, area, block, "evaluating…", theme.muted),
+        None => placeholder(frame, area, block, &job.status.message, theme.muted),
+    }
 }
 
 fn render_log(frame: &mut Frame, area: Rect, app: &App) {

@@ -177,9 +177,16 @@ fn label_text(v: &serde_json::Value, classes: &[String]) -> String {
 fn try_lines<'a>(model: &str, r: &TryResult, sample: u64, theme: &'a crate::tui::theme::Theme) -> Vec<Line<'a>> {
     let predicted = label_text(&r.prediction, &r.classes);
     let truth = label_text(&r.label, &r.classes);
-    let correct = predicted == truth;
+    let correct = r.correct.unwrap_or(predicted == truth);
     let mut lines = vec![
-        Line::styled(format!("{model} · sample #{}", r.index.unwrap_or(sample)), theme.muted),
+        Line::styled(
+            format!(
+                "{model}{} · sample #{}",
+                r.version.map_or(String::new(), |v| format!("@{v}")),
+                r.index.unwrap_or(sample)
+            ),
+            theme.muted,
+        ),
         Line::raw(format!("predicted:  {predicted}")),
         Line::styled(
             format!("true label: {truth} {}", if correct { "✓" } else { "✗" }),

@@ -60,6 +60,8 @@ impl ModelsState {
     pub fn set_list(&mut self, list: ModelList) -> Vec<Request> {
         let names: Vec<String> = list.models.iter().map(|m| m.name.clone()).collect();
         self.details.retain(|name, _| names.contains(name));
+        // Evaluations may have been attached since: fetch versions again as they are viewed.
+        self.versions.clear();
         self.list = Some(list);
         self.rebuild_index();
         names.into_iter().map(Request::Model).collect()
