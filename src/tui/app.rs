@@ -192,20 +192,23 @@ impl App {
             }
             DaemonMsg::Job(job) => self.on_job(job),
             DaemonMsg::Submitted(job) => self.on_submitted(job),
-            DaemonMsg::Metrics { job, chunk } => {
-                self.jobs.add_metrics(&job, &chunk);
-                let selected = self.jobs.current().is_some_and(|j| j.id == job);
-                if selected {
-                    self.jobs.wanted(false, true)
-                } else {
-                    Vec::new()
-                }
-            }
+            DaemonMsg::Metrics { job, chunk } => self.on_metrics(&job, &chunk),
             DaemonMsg::Log { job, chunk } => {
                 self.jobs.add_log(&job, &chunk);
                 Vec::new()
             }
             other => self.on_other(other),
+        }
+    }
+
+    /// New metrics; the selected job's log tail follows them.
+    fn on_metrics(&mut self, job: &str, chunk: &super::api::MetricsChunk) -> Vec<Request> {
+        self.jobs.add_metrics(job, chunk);
+        let selected = self.jobs.current().is_some_and(|j| j.id == job);
+        if selected {
+            self.jobs.wanted(false, true)
+        } else {
+            Vec::new()
         }
     }
 

@@ -15,7 +15,7 @@ use ratatui::widgets::{Block, Clear, Paragraph, Row, Table, Wrap};
 
 use super::action::Pending;
 use super::app::{App, Overlay};
-use super::form::{FieldValue, LaunchForm};
+use super::form::{Field, FieldValue, LaunchForm};
 use super::theme::Theme;
 
 /// Draws `overlay` centred over `area`.
@@ -102,6 +102,18 @@ fn render_confirm(frame: &mut Frame, area: Rect, theme: &Theme, pending: &Pendin
     frame.render_widget(text, rect);
 }
 
+/// One form field: label, value (choices show ◀ ▶ and text a cursor when focused).
+fn field_row<'a>(f: &'a Field, focused: bool, theme: &Theme) -> Row<'a> {
+    let value = match &f.value {
+        FieldValue::Choice { .. } if focused => format!("◀ {} ▶", f.text_value()),
+        FieldValue::Choice { .. } => f.text_value().to_owned(),
+        FieldValue::Text(s) if focused => format!("{s}▏"),
+        FieldValue::Text(s) => s.clone(),
+    };
+    let style = if focused { theme.selected } else { theme.base };
+    Row::new(vec![Span::styled(f.label, theme.muted), Span::styled(value, style)])
+}
+
 fn render_form(frame: &mut Frame, area: Rect, theme: &Theme, form: &LaunchForm) {
     let height = form.fields.len() as u16 + 5;
     let rect = popup(frame, area, 56, height);
@@ -118,17 +130,7 @@ fn render_form(frame: &mut Frame, area: Rect, theme: &Theme, form: &LaunchForm) 
         .fields
         .iter()
         .enumerate()
-        .map(|(i, f)| {
-            let focused = i == form.focus;
-            let value = match &f.value {
-                FieldValue::Choice { .. } if focused => format!("◀ {} ▶", f.text_value()),
-                FieldValue::Choice { .. } => f.text_value().to_owned(),
-                FieldValue::Text(s) if focused => format!("{s}▏"),
-                FieldValue::Text(s) => s.clone(),
-            };
-            let style = if focused { theme.selected } else { theme.base };
-            Row::new(vec![Span::styled(f.label, theme.muted), Span::styled(value, style)])
-        })
+        .map(|(i, f)| field_row(f, i == form.focus, theme))
         .collect();
     frame.render_widget(Table::new(rows, [Constraint::Length(15), Constraint::Fill(1)]), fields);
     if let Some(e) = &form.error {

@@ -29,6 +29,18 @@ pub struct Trace {
     pub scatter: bool,
 }
 
+impl Trace {
+    /// A line trace.
+    pub fn line(name: &str, points: Vec<(f64, f64)>, style: Style) -> Self {
+        Self {
+            name: name.to_owned(),
+            points,
+            style,
+            scatter: false,
+        }
+    }
+}
+
 /// The axes of one chart.
 pub struct Axes {
     pub x_bounds: [f64; 2],
@@ -141,38 +153,22 @@ pub fn loss_traces(
     let env = |s: &Series, zoom: Zoom| transform(s.envelope(zoom, range, columns), opts.log_y);
     let mut traces = Vec::new();
     if opts.smoothing {
-        traces.push(Trace {
-            name: "train".into(),
-            points: env(&run.train, opts.zoom),
-            style: theme.muted,
-            scatter: false,
-        });
+        traces.push(Trace::line("train", env(&run.train, opts.zoom), theme.muted));
+        traces.push(Trace::line(
+            "train ema",
+            env(&run.train_ema, opts.zoom),
+            theme.loss_train,
+        ));
+    } else {
+        traces.push(Trace::line("train", env(&run.train, opts.zoom), theme.loss_train));
     }
-    let train = if opts.smoothing { &run.train_ema } else { &run.train };
-    traces.push(Trace {
-        name: if opts.smoothing {
-            "train ema".into()
-        } else {
-            "train".into()
-        },
-        points: env(train, opts.zoom),
-        style: theme.loss_train,
-        scatter: false,
-    });
-    traces.push(Trace {
-        name: "val".into(),
-        points: env(&run.val, Zoom::Full),
-        style: theme.loss_val,
-        scatter: run.val.len() < 3,
-    });
+    let mut val = Trace::line("val", env(&run.val, Zoom::Full), theme.loss_val);
+    val.scatter = run.val.len() < 3;
+    traces.push(val);
     if let Some((id, other)) = overlay {
         let s = if opts.smoothing { &other.train_ema } else { &other.train };
-        traces.push(Trace {
-            name: id.chars().rev().take(10).collect::<String>().chars().rev().collect(),
-            points: env(s, Zoom::Full),
-            style: theme.loss_overlay,
-            scatter: false,
-        });
+        let short_id: String = id.chars().skip(id.chars().count().saturating_sub(10)).collect();
+        traces.push(Trace::line(&short_id, env(s, Zoom::Full), theme.loss_overlay));
     }
     traces.retain(|t| !t.points.is_empty());
     traces

@@ -200,15 +200,13 @@ pub fn report_lines<'a>(report: &EvalReport, theme: &'a Theme) -> Vec<Line<'a>> 
     header.extend(names.iter().map(|n| Span::styled(format!("{n:>width$}"), theme.header)));
     header.push(Span::styled("   F1", theme.header));
     lines.push(Line::from(header));
-    for (i, row) in report.confusion_matrix.iter().enumerate() {
-        let mut spans = vec![Span::styled(format!("{:<5}", names[i]), theme.header)];
+    for (i, (row, name)) in report.confusion_matrix.iter().zip(&names).enumerate() {
+        let mut spans = vec![Span::styled(format!("{name:<5}"), theme.header)];
         spans.extend(row.iter().enumerate().map(|(j, n)| {
-            let style = if i == j {
-                theme.ok
-            } else if *n > 0 {
-                theme.warn
-            } else {
-                theme.muted
+            let style = match (i == j, *n > 0) {
+                (true, _) => theme.ok,
+                (false, true) => theme.warn,
+                (false, false) => theme.muted,
             };
             Span::styled(format!("{n:>width$}"), style)
         }));

@@ -19,9 +19,10 @@ use ratatui::text::Line;
 use ratatui::widgets::{Block, Paragraph};
 
 use super::chart::{Axes, Trace, render_traces};
-use crate::telemetry::{GpuAvailability, GpuSample, Sample};
+use crate::telemetry::{GpuAvailability, GpuProcess, GpuSample, Sample};
 use crate::tui::app::App;
 use crate::tui::state::gpu::GpuState;
+use crate::tui::theme::Theme;
 use crate::tui::ui::{panel, placeholder};
 
 /// Rows for the host section.
@@ -121,22 +122,20 @@ fn render_gpu(frame: &mut Frame, area: Rect, app: &App, gpu: &GpuSample) {
     for ((metric, value), rect) in figures.into_iter().zip(cols.iter()) {
         render_metric(frame, *rect, app, state, &metric, &*value);
     }
-    let lines: Vec<Line> = gpu
-        .processes
-        .iter()
-        .take(3)
-        .map(|p| {
-            let job = p
-                .job
-                .as_ref()
-                .map_or("not a kiln job".to_owned(), |j| format!("job {j}"));
-            let mem = p
-                .used_memory_bytes
-                .map_or("-".to_owned(), |b| format!("{:.1} GiB", b as f64 / GIB));
-            Line::styled(format!("pid {} ({job}) {mem}", p.pid), theme.base)
-        })
-        .collect();
+    let lines: Vec<Line> = gpu.processes.iter().take(3).map(|p| process_line(p, theme)).collect();
     frame.render_widget(Paragraph::new(lines), list);
+}
+
+/// `pid 4242 (job j…) 12.0 GiB`.
+fn process_line<'a>(p: &GpuProcess, theme: &Theme) -> Line<'a> {
+    let job = p
+        .job
+        .as_ref()
+        .map_or("not a kiln job".to_owned(), |j| format!("job {j}"));
+    let mem = p
+        .used_memory_bytes
+        .map_or("-".to_owned(), |b| format!("{:.1} GiB", b as f64 / GIB));
+    Line::styled(format!("pid {} ({job}) {mem}", p.pid), theme.base)
 }
 
 /// Reads one figure from a sample.

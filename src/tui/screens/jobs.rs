@@ -62,56 +62,60 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
 
 fn render_list(frame: &mut Frame, area: Rect, app: &App, jobs: &[&JobView]) {
     let theme = &app.theme;
-    let rows: Vec<Row> = jobs
-        .iter()
-        .map(|j| {
-            let run = app.jobs.runs.get(&j.id);
-            let (fraction, eta) = progress(j, run);
-            let state_style = match j.state_name() {
-                "running" => theme.active,
-                "succeeded" => theme.ok,
-                "failed" => theme.error,
-                _ => theme.warn,
-            };
-            let overlay = if app.jobs.overlay.as_deref() == Some(j.id.as_str()) {
-                "◆"
-            } else {
-                " "
-            };
-            Row::new(vec![
-                Line::raw(format!("{overlay}{}", j.id)),
-                Line::styled(j.state_name(), state_style),
-                Line::raw(j.spec.reference.clone().unwrap_or_else(|| j.spec.model.clone())),
-                Line::raw(if j.is_eval() {
-                    "eval".to_owned()
-                } else {
-                    j.spec.arch.clone()
-                }),
-                Line::raw(bar(fraction, 6)),
-                Line::raw(eta.map_or("-".to_owned(), format_duration)),
-                Line::raw(run.and_then(RunData::samples_per_sec).map_or("-".to_owned(), short)),
-            ])
-        })
-        .collect();
-    let widths = [
-        Constraint::Length(17),
-        Constraint::Length(9),
-        Constraint::Fill(1),
-        Constraint::Length(4),
-        Constraint::Length(11),
-        Constraint::Length(6),
-        Constraint::Length(6),
-    ];
+    let rows: Vec<Row> = jobs.iter().map(|j| job_row(app, j)).collect();
     let mut title = format!(" Jobs ({}) ", jobs.len());
     if !app.jobs.filter.is_empty() {
         title.push_str(&format!("/{} ", app.jobs.filter));
     }
-    let table = Table::new(rows, widths)
+    let table = Table::new(rows, JOB_WIDTHS)
         .header(Row::new(["JOB", "STATE", "MODEL", "ARCH", "PROGRESS", "ETA", "S/S"]).style(theme.header))
         .block(panel(title, true, theme))
         .row_highlight_style(theme.selected);
     let mut state = TableState::default().with_selected(Some(app.jobs.selected));
     frame.render_stateful_widget(table, area, &mut state);
+}
+
+/// Columns of the jobs table.
+const JOB_WIDTHS: [Constraint; 7] = [
+    Constraint::Length(17),
+    Constraint::Length(9),
+    Constraint::Fill(1),
+    Constraint::Length(4),
+    Constraint::Length(11),
+    Constraint::Length(6),
+    Constraint::Length(6),
+];
+
+/// One job: id (◆ when overlaid), state, model, arch, progress, ETA, samples/s.
+fn job_row<'a>(app: &App, j: &JobView) -> Row<'a> {
+    let theme = &app.theme;
+    let run = app.jobs.runs.get(&j.id);
+    let (fraction, eta) = progress(j, run);
+    let state_style = match j.state_name() {
+        "running" => theme.active,
+        "succeeded" => theme.ok,
+        "failed" => theme.error,
+        _ => theme.warn,
+    };
+    let overlay = if app.jobs.overlay.as_deref() == Some(j.id.as_str()) {
+        "◆"
+    } else {
+        " "
+    };
+    let arch = if j.is_eval() {
+        "eval".to_owned()
+    } else {
+        j.spec.arch.clone()
+    };
+    Row::new(vec![
+        Line::raw(format!("{overlay}{}", j.id)),
+        Line::styled(j.state_name(), state_style),
+        Line::raw(j.spec.reference.clone().unwrap_or_else(|| j.spec.model.clone())),
+        Line::raw(arch),
+        Line::raw(bar(fraction, 6)),
+        Line::raw(eta.map_or("-".to_owned(), format_duration)),
+        Line::raw(run.and_then(RunData::samples_per_sec).map_or("-".to_owned(), short)),
+    ])
 }
 
 /// `████░░ 61%`.
@@ -129,17 +133,7 @@ fn render_chart(frame: &mut Frame, area: Rect, app: &App) {
     let (jobs, theme) = (&app.jobs, &app.theme);
     let opts = jobs.chart;
     let Some(job) = jobs.current() else { return };
-    let mut title = format!(" loss · {} ", job.id);
-    for (on, text) in [
-        (opts.smoothing, "ema"),
-        (opts.log_y, "log-y"),
-        (opts.zoom == Zoom::Recent, "recent"),
-    ] {
-        if on {
-            title.push_str(&format!("· {text} "));
-        }
-    }
-    let title = format!("{title}· step → ");
+    let title = chart_title(&job.id, opts);
     let block = panel(title, false, theme);
     if job.is_eval() {
         render_eval(frame, area, app, job);
@@ -165,10 +159,7 @@ fn render_chart(frame: &mut Frame, area: Rect, app: &App) {
         .and_then(|o| jobs.runs.get(o).map(|r| (o, r)));
     let Some(range) = run_range(run, opts.zoom) else { return };
     let range = match (overlay, opts.zoom) {
-        (Some((_, o)), Zoom::Full) => o
-            .train
-            .x_range(Zoom::Full)
-            .map_or(range, |r| (range.0.min(r.0), range.1.max(r.1))),
+        (Some((_, o)), Zoom::Full) => widen(range, o.train.x_range(Zoom::Full)),
         _ => range,
     };
     let columns = area.width.saturating_sub(10).max(10) as usize;
@@ -177,6 +168,26 @@ fn render_chart(frame: &mut Frame, area: Rect, app: &App) {
     let mut axes = Axes::fit([range.0, range.1.max(range.0 + 1.0)]);
     axes.y_log = opts.log_y;
     render_traces(frame, area, block, &traces, axes, theme);
+}
+
+/// ` loss · <job> · ema · log-y · recent · step → `: the toggles that are on.
+fn chart_title(job: &str, opts: crate::tui::state::jobs::ChartOptions) -> String {
+    let mut title = format!(" loss · {job} ");
+    for (on, text) in [
+        (opts.smoothing, "ema"),
+        (opts.log_y, "log-y"),
+        (opts.zoom == Zoom::Recent, "recent"),
+    ] {
+        if on {
+            title.push_str(&format!("· {text} "));
+        }
+    }
+    title.push_str("· step → ");
+    title
+}
+
+fn widen(range: (f64, f64), other: Option<(f64, f64)>) -> (f64, f64) {
+    other.map_or(range, |r| (range.0.min(r.0), range.1.max(r.1)))
 }
 
 /// `── train ── val` in the traces' colours, for the panel title.

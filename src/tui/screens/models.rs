@@ -19,9 +19,9 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Row, Table, TableState, Wrap};
 
 use super::detail;
-use crate::tui::api::short_time;
+use crate::tui::api::{ModelRow, short_time};
 use crate::tui::app::{App, Connection};
-use crate::tui::state::models::ModelsFocus;
+use crate::tui::state::models::{ModelsFocus, ModelsState};
 use crate::tui::ui::{panel, placeholder};
 
 /// Share of the body the models table takes.
@@ -69,21 +69,7 @@ fn render_models(frame: &mut Frame, area: Rect, app: &App) {
         .visible
         .iter()
         .filter_map(|v| state.rows().get(v.model))
-        .map(|m| {
-            let prod = m.aliases.get("production").map_or("-".to_owned(), |v| format!("v{v}"));
-            let best = state
-                .best_metric(&m.name)
-                .map_or("-".to_owned(), |(k, v)| format!("{} {v:.3}", metric_abbrev(&k)));
-            let updated = state.updated(&m.name).map_or("-".to_owned(), month_day);
-            Row::new(vec![
-                m.name.clone(),
-                m.task.clone(),
-                m.latest.map_or("-".to_owned(), |v| format!("v{v}")),
-                prod,
-                best,
-                updated,
-            ])
-        })
+        .map(|m| model_row(state, m))
         .collect();
     let problems = state.list.as_ref().map_or(0, |l| l.problems.len());
     let mut title = format!(" Models ({}) ", state.visible.len());
@@ -93,22 +79,39 @@ fn render_models(frame: &mut Frame, area: Rect, app: &App) {
     if problems > 0 {
         title.push_str(&format!("· {problems} unreadable entries (kiln models ls) "));
     }
-    let widths = [
-        Constraint::Fill(2),
-        Constraint::Fill(2),
-        Constraint::Length(6),
-        Constraint::Length(5),
-        Constraint::Length(10),
-        Constraint::Length(11),
-    ];
     let header = Row::new(["NAME", "TASK", "LATEST", "PROD", "BEST", "UPDATED"]).style(theme.header);
     let focused = state.focus == ModelsFocus::Models;
-    let table = Table::new(rows, widths)
+    let table = Table::new(rows, MODEL_WIDTHS)
         .header(header)
         .block(panel(title, focused, theme))
         .row_highlight_style(if focused { theme.selected } else { theme.active });
     let mut table_state = TableState::default().with_selected(Some(state.selected_model));
     frame.render_stateful_widget(table, area, &mut table_state);
+}
+
+/// Columns of the models table.
+const MODEL_WIDTHS: [Constraint; 6] = [
+    Constraint::Fill(2),
+    Constraint::Fill(2),
+    Constraint::Length(6),
+    Constraint::Length(5),
+    Constraint::Length(10),
+    Constraint::Length(11),
+];
+
+fn model_row<'a>(state: &ModelsState, m: &ModelRow) -> Row<'a> {
+    let version = |v: &u32| format!("v{v}");
+    let best = state
+        .best_metric(&m.name)
+        .map_or("-".to_owned(), |(k, v)| format!("{} {v:.3}", metric_abbrev(&k)));
+    Row::new(vec![
+        m.name.clone(),
+        m.task.clone(),
+        m.latest.as_ref().map_or("-".to_owned(), version),
+        m.aliases.get("production").map_or("-".to_owned(), version),
+        best,
+        state.updated(&m.name).map_or("-".to_owned(), month_day),
+    ])
 }
 
 fn render_versions(frame: &mut Frame, area: Rect, app: &App) {
@@ -123,47 +126,48 @@ fn render_versions(frame: &mut Frame, area: Rect, app: &App) {
         .get(state.selected_model)
         .map_or(&[][..], |v| v.versions.as_slice());
     let detail = state.details.get(&model.name);
-    let rows: Vec<Row> = versions
-        .iter()
-        .map(|v| {
-            let manifest = state.manifest(&model.name, *v);
-            let marked = state.compare.as_ref() == Some(&(model.name.clone(), *v));
-            let tags: Vec<&str> = detail.map_or_else(Vec::new, |d| {
-                d.aliases
-                    .iter()
-                    .filter(|(_, n)| **n == *v)
-                    .map(|(a, _)| a.as_str())
-                    .collect()
-            });
-            let metric = manifest
-                .and_then(|m| headline(&m.draft.metrics))
-                .map_or("-".to_owned(), |(k, x)| format!("{} {x:.3}", metric_abbrev(&k)));
-            let created = manifest.map_or("-".to_owned(), |m| month_day(&m.created_at));
-            let style = if marked { theme.warn } else { theme.base };
-            Row::new(vec![
-                format!("{}{v}", if marked { "*" } else { " " }),
-                tags.join(","),
-                metric,
-                created,
-            ])
-            .style(style)
-        })
-        .collect();
+    let rows: Vec<Row> = versions.iter().map(|v| version_row(app, &model.name, *v)).collect();
     let loading = if detail.is_none() { " loading…" } else { "" };
     let focused = state.focus == ModelsFocus::Versions;
     let title = format!(" Versions of {}{loading} ", model.name);
-    let widths = [
-        Constraint::Length(4),
-        Constraint::Fill(1),
-        Constraint::Length(9),
-        Constraint::Length(11),
-    ];
-    let table = Table::new(rows, widths)
+    let table = Table::new(rows, VERSION_WIDTHS)
         .header(Row::new(["V", "TAGS", "METRIC", "CREATED"]).style(theme.header))
         .block(panel(title, focused, theme))
         .row_highlight_style(if focused { theme.selected } else { theme.active });
     let mut table_state = TableState::default().with_selected(Some(state.selected_version));
     frame.render_stateful_widget(table, area, &mut table_state);
+}
+
+/// Columns of the versions table.
+const VERSION_WIDTHS: [Constraint; 4] = [
+    Constraint::Length(4),
+    Constraint::Fill(1),
+    Constraint::Length(9),
+    Constraint::Length(11),
+];
+
+/// One version: number (`*` when marked for compare), aliases, headline metric, date.
+fn version_row<'a>(app: &App, model: &str, v: u32) -> Row<'a> {
+    let (state, theme) = (&app.models, &app.theme);
+    let manifest = state.manifest(model, v);
+    let marked = state.compare.as_ref().is_some_and(|(m, x)| m == model && *x == v);
+    let tags: Vec<&str> = state.details.get(model).map_or_else(Vec::new, |d| {
+        d.aliases
+            .iter()
+            .filter(|(_, n)| **n == v)
+            .map(|(a, _)| a.as_str())
+            .collect()
+    });
+    let metric = manifest
+        .and_then(|m| headline(&m.draft.metrics))
+        .map_or("-".to_owned(), |(k, x)| format!("{} {x:.3}", metric_abbrev(&k)));
+    let created = manifest.map_or("-".to_owned(), |m| month_day(&m.created_at));
+    let mark = if marked { "*" } else { " " };
+    Row::new(vec![format!("{mark}{v}"), tags.join(","), metric, created]).style(if marked {
+        theme.warn
+    } else {
+        theme.base
+    })
 }
 
 fn render_welcome(frame: &mut Frame, area: Rect, app: &App) {

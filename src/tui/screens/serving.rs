@@ -18,8 +18,9 @@ use ratatui::widgets::{Paragraph, Row, Table, TableState};
 
 use super::models::month_day;
 use crate::tui::action::Action;
-use crate::tui::api::TryResult;
+use crate::tui::api::{Deployment, TryResult};
 use crate::tui::app::App;
+use crate::tui::theme::Theme;
 use crate::tui::ui::{panel, placeholder};
 
 /// Share of the body the deployments table takes.
@@ -71,44 +72,44 @@ fn render_deployments(frame: &mut Frame, area: Rect, app: &App) {
         placeholder(frame, area, panel(title, true, theme), &text, theme.muted);
         return;
     }
-    let rows: Vec<Row> = d
-        .deployments
-        .iter()
-        .map(|x| {
-            let s = &x.stats;
-            let errors = Line::styled(
-                s.errors.to_string(),
-                if s.errors > 0 { theme.error } else { theme.base },
-            );
-            Row::new(vec![
-                Line::raw(x.model.clone()),
-                Line::raw(format!("v{}", x.version)),
-                Line::raw(month_day(&x.since)),
-                Line::raw(format!("{:.1}", s.req_per_s)),
-                Line::raw(ms(s.p50_ms)),
-                Line::raw(ms(s.p99_ms)),
-                errors,
-                Line::raw(s.queue_depth.to_string()),
-            ])
-        })
-        .collect();
-    let widths = [
-        Constraint::Fill(1),
-        Constraint::Length(5),
-        Constraint::Length(11),
-        Constraint::Length(7),
-        Constraint::Length(6),
-        Constraint::Length(6),
-        Constraint::Length(6),
-        Constraint::Length(5),
-    ];
+    let rows: Vec<Row> = d.deployments.iter().map(|x| deployment_row(x, theme)).collect();
     let header = Row::new(["MODEL", "VER", "SINCE", "REQ/S", "P50ms", "P99ms", "ERRORS", "QUEUE"]).style(theme.header);
-    let table = Table::new(rows, widths)
+    let table = Table::new(rows, DEPLOYMENT_WIDTHS)
         .header(header)
         .block(panel(title, true, theme))
         .row_highlight_style(theme.selected);
     let mut table_state = TableState::default().with_selected(Some(state.selected));
     frame.render_stateful_widget(table, area, &mut table_state);
+}
+
+/// Columns of the deployments table.
+const DEPLOYMENT_WIDTHS: [Constraint; 8] = [
+    Constraint::Fill(1),
+    Constraint::Length(5),
+    Constraint::Length(11),
+    Constraint::Length(7),
+    Constraint::Length(6),
+    Constraint::Length(6),
+    Constraint::Length(6),
+    Constraint::Length(5),
+];
+
+fn deployment_row<'a>(x: &Deployment, theme: &Theme) -> Row<'a> {
+    let s = &x.stats;
+    let errors = Line::styled(
+        s.errors.to_string(),
+        if s.errors > 0 { theme.error } else { theme.base },
+    );
+    Row::new(vec![
+        Line::raw(x.model.clone()),
+        Line::raw(format!("v{}", x.version)),
+        Line::raw(month_day(&x.since)),
+        Line::raw(format!("{:.1}", s.req_per_s)),
+        Line::raw(ms(s.p50_ms)),
+        Line::raw(ms(s.p99_ms)),
+        errors,
+        Line::raw(s.queue_depth.to_string()),
+    ])
 }
 
 fn render_journal(frame: &mut Frame, area: Rect, app: &App) {
@@ -174,7 +175,7 @@ fn label_text(v: &serde_json::Value, classes: &[String]) -> String {
     }
 }
 
-fn try_lines<'a>(model: &str, r: &TryResult, sample: u64, theme: &'a crate::tui::theme::Theme) -> Vec<Line<'a>> {
+fn try_lines<'a>(model: &str, r: &TryResult, sample: u64, theme: &'a Theme) -> Vec<Line<'a>> {
     let predicted = label_text(&r.prediction, &r.classes);
     let truth = label_text(&r.label, &r.classes);
     let correct = r.correct.unwrap_or(predicted == truth);

@@ -1,0 +1,174 @@
+//! Daemon answers as the console receives them, for the update and snapshot tests.
+
+use serde_json::{Value, json};
+
+use crate::tui::event::DaemonMsg;
+
+fn decode<T: serde::de::DeserializeOwned>(v: Value) -> T {
+    match serde_json::from_value(v) {
+        Ok(t) => t,
+        Err(e) => panic!("fixture does not decode: {e}"),
+    }
+}
+
+pub fn manifest(model: &str, version: u32, accuracy: f64, parent: Option<u32>) -> Value {
+    let mut m = json!({
+        "model": model, "version": version, "created_at": format!("2026-11-29T1{version}:40:00Z"),
+        "kiln_version": "0.1.0",
+        "architecture": { "name": "cnn", "config": {} },
+        "dataset": { "id": "fashion-mnist" },
+        "hyperparameters": { "epochs": 2, "batch_size": 64, "lr": 0.001 * f64::from(version) },
+        "metrics": { "accuracy": accuracy, "val_loss": 0.3 },
+        "job_id": format!("j176443440{version}-ab12"),
+        "blobs": {}, "device": "cpu",
+    });
+    if let Some(p) = parent {
+        m["parent"] = json!({ "model": model, "version": p });
+    }
+    m
+}
+
+pub fn models() -> DaemonMsg {
+    DaemonMsg::Models(decode(json!({
+        "models": [
+            { "name": "fmnist-cnn", "task": "image-classification", "versions": 3, "latest": 3,
+              "aliases": { "production": 2 } },
+            { "name": "ratings-mf", "task": "recommendation", "versions": 1, "latest": 1, "aliases": {} },
+        ],
+        "problems": [],
+    })))
+}
+
+pub fn detail() -> DaemonMsg {
+    DaemonMsg::ModelDetail(decode(json!({
+        "record": { "name": "fmnist-cnn", "task": "image-classification", "created_at": "2026-11-29T10:00:00Z" },
+        "versions": [manifest("fmnist-cnn", 1, 0.871, None), manifest("fmnist-cnn", 2, 0.902, Some(1)),
+                     manifest("fmnist-cnn", 3, 0.912, Some(2))],
+        "aliases": { "production": 2 },
+    })))
+}
+
+pub fn version3() -> DaemonMsg {
+    DaemonMsg::Version(decode(json!({
+        "version": manifest("fmnist-cnn", 3, 0.912, Some(2)),
+        "evals": [{ "report": "sha256:aa", "dataset": "fashion-mnist", "split": "test",
+                    "created_at": "2026-11-29T13:50:00Z", "metrics": { "accuracy": 0.912, "macro_f1": 0.91 } }],
+    })))
+}
+
+pub fn report() -> DaemonMsg {
+    let classes = ["T-shirt", "Trouser", "Pullover"];
+    DaemonMsg::Report {
+        digest: "sha256:aa".into(),
+        report: decode(json!({
+            "dataset": "fashion-mnist", "split": "test", "rows": 300, "accuracy": 0.912, "macro_f1": 0.91,
+            "per_class": classes.iter().map(|c| json!({"class": c, "precision": 0.9, "recall": 0.91, "f1": 0.905, "support": 100})).collect::<Vec<_>>(),
+            "confusion_matrix": [[91, 2, 7], [1, 98, 1], [9, 0, 91]],
+        })),
+    }
+}
+
+pub fn job(id: &str, state: &str, step: u64, epoch: usize) -> Value {
+    json!({
+        "id": id,
+        "spec": { "id": id, "arch": "cnn", "data": "fashion-mnist", "epochs": 2, "batch_size": 64, "lr": 0.001,
+                  "optimizer": "adam", "seed": 42, "model": "fmnist-cnn" },
+        "status": { "state": state, "step": step, "epoch": epoch, "updated_at": "2026-11-29T16:00:00Z" },
+    })
+}
+
+pub fn eval_job() -> Value {
+    json!({
+        "id": "j1764440000-e001",
+        "spec": { "kind": "eval", "reference": "fmnist-cnn@1", "data": "fashion-mnist" },
+        "status": { "state": "succeeded", "step": 10, "epoch": 0, "updated_at": "2026-11-29T16:00:00Z" },
+        "result": { "model": "fmnist-cnn", "version": 1, "dataset": "fashion-mnist", "split": "test", "rows": 300,
+                    "accuracy": 0.871, "macro_f1": 0.86,
+                    "per_class": [{"class": "Coat", "precision": 0.8, "recall": 0.9, "f1": 0.85, "support": 150},
+                                  {"class": "Bag", "precision": 0.9, "recall": 0.8, "f1": 0.85, "support": 150}],
+                    "confusion_matrix": [[135, 15], [24, 126]] },
+    })
+}
+
+pub fn jobs() -> DaemonMsg {
+    DaemonMsg::Jobs(vec![
+        decode(job("j1764434400-ab12", "running", 1400, 1)),
+        decode(job("j1764430000-0001", "succeeded", 1876, 2)),
+        decode(job("j1764420000-0002", "failed", 10, 0)),
+    ])
+}
+
+pub fn metrics(job: &str, n: u64) -> DaemonMsg {
+    let mut records: Vec<Value> = (1..=n)
+        .map(|i| {
+            json!({ "kind": "train", "step": i * 20, "epoch": (i * 20 / 938) as usize, "time": 1000.0 + i as f64,
+                    "train_loss": 2.3 / (1.0 + i as f64 * 0.1), "samples_per_sec": 1700.0 })
+        })
+        .collect();
+    records.push(json!({ "kind": "val", "step": 938, "epoch": 1, "time": 1047.0, "val_loss": 0.42, "accuracy": 0.85 }));
+    DaemonMsg::Metrics {
+        job: job.into(),
+        chunk: decode(json!({ "records": records, "next": 4096 })),
+    }
+}
+
+pub fn log(job: &str) -> DaemonMsg {
+    DaemonMsg::Log {
+        job: job.into(),
+        chunk: decode(
+            json!({ "text": "loading fashion-mnist (60000 rows)\ndevice cpu, 16 threads\nepoch 1: val_loss 0.420 accuracy 0.850\n", "next": 120 }),
+        ),
+    }
+}
+
+pub fn telemetry(gpu: bool) -> DaemonMsg {
+    let samples: Vec<Value> = (0..60u64)
+        .map(|i| {
+            let gpus = if gpu {
+                json!([{ "index": 0, "name": "NVIDIA H200", "utilization_pct": if i == 30 { Value::Null } else { json!(40 + i % 20) },
+                         "memory_used_bytes": 30u64 << 30, "memory_total_bytes": 140u64 << 30,
+                         "temperature_c": 60 + i % 5, "power_w": 200.0 + i as f64,
+                         "processes": [{ "pid": 4242, "used_memory_bytes": 12u64 << 30, "job": "j1764434400-ab12" }] }])
+            } else {
+                json!([])
+            };
+            json!({ "at_ms": 1_000_000 + i * 1000, "gpus": gpus,
+                    "host": { "cpu_pct": 30.0 + (i % 10) as f64, "cpus": 16, "memory_used_bytes": 41u64 << 30,
+                              "memory_total_bytes": 125u64 << 30,
+                              "jobs": [{ "job": "j1764434400-ab12", "pid": 4242, "rss_bytes": 3u64 << 30, "cpu_pct": 190.0 }] } })
+        })
+        .collect();
+    let availability = if gpu {
+        json!({ "state": "available", "driver": "565.57", "count": 1 })
+    } else {
+        json!({ "state": "no_gpu", "reason": "NVML could not be loaded (libnvidia-ml.so.1 not found)" })
+    };
+    DaemonMsg::Telemetry(decode(
+        json!({ "gpu": availability, "interval_s": 1.0, "samples": samples }),
+    ))
+}
+
+pub fn deployments() -> DaemonMsg {
+    DaemonMsg::Deployments(decode(json!({
+        "inference_address": "127.0.0.1:8000",
+        "deployments": [{ "model": "fmnist-cnn", "version": 3, "since": "2026-11-29T16:40:00Z",
+                          "stats": { "requests": 1200, "errors": 0, "req_per_s": 120.5, "p50_ms": 0.41, "p99_ms": 1.9, "queue_depth": 0 } }],
+    })))
+}
+
+pub fn journal() -> DaemonMsg {
+    DaemonMsg::Journal(decode(json!([
+        { "time": "2026-11-29T16:02:00Z", "model": "fmnist-cnn", "from": null, "to": 2, "action": "deploy", "reason": "" },
+        { "time": "2026-11-29T16:40:00Z", "model": "fmnist-cnn", "from": 2, "to": 3, "action": "deploy", "reason": "" },
+    ])))
+}
+
+pub fn tried() -> DaemonMsg {
+    DaemonMsg::Tried {
+        model: "fmnist-cnn".into(),
+        result: decode(
+            json!({ "index": 4, "prediction": 2, "label": 2, "classes": ["T-shirt", "Trouser", "Pullover"],
+                               "probabilities": [0.01, 0.02, 0.97] }),
+        ),
+    }
+}

@@ -1,0 +1,242 @@
+//! Every screen and dialog at 80×24 (and a few larger), empty, populated and in error,
+//! rendered into a `TestBackend` and compared with the stored snapshots.
+
+use insta::assert_snapshot;
+use ratatui::crossterm::event::KeyCode;
+use serde_json::json;
+
+use super::{app, draw, feed, fixtures, key, keys, populated};
+use crate::tui::app::Overlay;
+use crate::tui::client::{ApiError, Request};
+use crate::tui::event::DaemonMsg;
+use crate::tui::form::LaunchForm;
+
+#[test]
+fn snapshot_models_first_run_80x24() {
+    let mut app = app();
+    feed(
+        &mut app,
+        vec![
+            DaemonMsg::Connected { live: true },
+            DaemonMsg::Models(Default::default()),
+        ],
+    );
+    assert_snapshot!(draw(&app, 80, 24));
+}
+
+#[test]
+fn snapshot_models_loading_80x24() {
+    assert_snapshot!(draw(&app(), 80, 24));
+}
+
+#[test]
+fn snapshot_models_populated_80x24() {
+    let mut app = populated();
+    key(&mut app, KeyCode::Enter);
+    assert_snapshot!(draw(&app, 80, 24));
+}
+
+#[test]
+fn snapshot_models_detail_with_confusion_matrix_100x30() {
+    let mut app = populated();
+    key(&mut app, KeyCode::Enter);
+    key(&mut app, KeyCode::Enter);
+    assert_snapshot!(draw(&app, 100, 30));
+}
+
+#[test]
+fn snapshot_models_compare_100x30() {
+    let mut app = populated();
+    key(&mut app, KeyCode::Enter);
+    key(&mut app, KeyCode::Char('j'));
+    key(&mut app, KeyCode::Char('m'));
+    key(&mut app, KeyCode::Char('k'));
+    assert_snapshot!(draw(&app, 100, 30));
+}
+
+#[test]
+fn snapshot_daemon_down_banner_80x24() {
+    let mut app = populated();
+    feed(
+        &mut app,
+        vec![DaemonMsg::Disconnected(
+            "cannot talk to kilnd: connection refused".into(),
+        )],
+    );
+    assert_snapshot!(draw(&app, 80, 24));
+}
+
+#[test]
+fn snapshot_daemon_never_reached_80x24() {
+    let mut app = app();
+    feed(
+        &mut app,
+        vec![DaemonMsg::Disconnected("kilnd is not running for /tmp/k".into())],
+    );
+    assert_snapshot!(draw(&app, 80, 24));
+}
+
+#[test]
+fn snapshot_jobs_empty_80x24() {
+    let mut app = app();
+    feed(&mut app, vec![DaemonMsg::Jobs(Vec::new())]);
+    key(&mut app, KeyCode::Char('2'));
+    assert_snapshot!(draw(&app, 80, 24));
+}
+
+#[test]
+fn snapshot_jobs_populated_80x24() {
+    let mut app = populated();
+    key(&mut app, KeyCode::Char('2'));
+    assert_snapshot!(draw(&app, 80, 24));
+}
+
+#[test]
+fn snapshot_jobs_smoothed_log_y_with_overlay_120x36() {
+    let mut app = populated();
+    feed(&mut app, vec![fixtures::metrics("j1764430000-0001", 90)]);
+    key(&mut app, KeyCode::Char('2'));
+    key(&mut app, KeyCode::Char('j'));
+    key(&mut app, KeyCode::Char('o'));
+    key(&mut app, KeyCode::Char('k'));
+    keys(&mut app, "sy");
+    assert_snapshot!(draw(&app, 120, 36));
+}
+
+#[test]
+fn snapshot_jobs_eval_result_80x24() {
+    let mut app = populated();
+    let job = serde_json::from_value(fixtures::eval_job()).unwrap_or_else(|e| panic!("{e}"));
+    feed(&mut app, vec![DaemonMsg::Job(job)]);
+    key(&mut app, KeyCode::Char('2'));
+    key(&mut app, KeyCode::Char('g'));
+    assert_eq!(app.jobs.current().map(|j| j.id.as_str()), Some("j1764440000-e001"));
+    assert_snapshot!(draw(&app, 80, 24));
+}
+
+#[test]
+fn eval_job_results_fill_the_version_detail() {
+    let mut app = populated();
+    let job = serde_json::from_value(fixtures::eval_job()).unwrap_or_else(|e| panic!("{e}"));
+    let version1 = fixtures::manifest("fmnist-cnn", 1, 0.871, None);
+    let view = serde_json::from_value(json!({ "version": version1, "evals": [] })).unwrap_or_else(|e| panic!("{e}"));
+    feed(&mut app, vec![DaemonMsg::Job(job), DaemonMsg::Version(view)]);
+    key(&mut app, KeyCode::Enter);
+    key(&mut app, KeyCode::Char('G'));
+    key(&mut app, KeyCode::Enter);
+    let screen = draw(&app, 100, 30);
+    assert!(
+        screen.contains("fashion-mnist test (300 rows) · accuracy 0.8710"),
+        "{screen}"
+    );
+    assert!(screen.contains("Coat   135   15 0.850"), "{screen}");
+}
+
+#[test]
+fn snapshot_gpu_80x24() {
+    let mut app = populated();
+    key(&mut app, KeyCode::Char('3'));
+    assert_snapshot!(draw(&app, 80, 24));
+}
+
+#[test]
+fn snapshot_gpu_none_found_80x24() {
+    let mut app = populated();
+    feed(&mut app, vec![fixtures::telemetry(false)]);
+    key(&mut app, KeyCode::Char('3'));
+    assert_snapshot!(draw(&app, 80, 24));
+}
+
+#[test]
+fn snapshot_gpu_waiting_80x24() {
+    let mut app = app();
+    key(&mut app, KeyCode::Char('3'));
+    assert_snapshot!(draw(&app, 80, 24));
+}
+
+#[test]
+fn snapshot_serving_80x24() {
+    let mut app = populated();
+    feed(&mut app, vec![fixtures::tried()]);
+    key(&mut app, KeyCode::Char('4'));
+    assert_snapshot!(draw(&app, 80, 24));
+}
+
+#[test]
+fn snapshot_serving_empty_80x24() {
+    let mut app = app();
+    let none = serde_json::from_value(json!({ "inference_address": "127.0.0.1:8000", "deployments": [] }));
+    feed(&mut app, vec![DaemonMsg::Deployments(none.unwrap_or_default())]);
+    key(&mut app, KeyCode::Char('4'));
+    assert_snapshot!(draw(&app, 80, 24));
+}
+
+#[test]
+fn snapshot_serving_unavailable_80x24() {
+    let mut app = app();
+    let error = ApiError::Http {
+        status: 404,
+        message: "no such route".into(),
+    };
+    feed(
+        &mut app,
+        vec![DaemonMsg::Failed {
+            request: Request::Deployments,
+            error,
+        }],
+    );
+    key(&mut app, KeyCode::Char('4'));
+    assert_snapshot!(draw(&app, 80, 24));
+}
+
+#[test]
+fn snapshot_dialog_help_80x24() {
+    let mut app = populated();
+    key(&mut app, KeyCode::Char('?'));
+    assert_snapshot!(draw(&app, 80, 24));
+}
+
+#[test]
+fn snapshot_dialog_palette_80x24() {
+    let mut app = populated();
+    key(&mut app, KeyCode::Char(':'));
+    keys(&mut app, "theme hi");
+    assert_snapshot!(draw(&app, 80, 24));
+}
+
+#[test]
+fn snapshot_dialog_confirm_rollback_80x24() {
+    let mut app = populated();
+    key(&mut app, KeyCode::Char('4'));
+    key(&mut app, KeyCode::Char('r'));
+    assert_snapshot!(draw(&app, 80, 24));
+}
+
+#[test]
+fn snapshot_dialog_launch_form_with_error_80x24() {
+    let mut app = populated();
+    key(&mut app, KeyCode::Char('2'));
+    app.overlay = Some(Overlay::Form(LaunchForm::train("rnn")));
+    key(&mut app, KeyCode::Down);
+    key(&mut app, KeyCode::Down);
+    keys(&mut app, "x");
+    key(&mut app, KeyCode::Enter);
+    assert_snapshot!(draw(&app, 80, 24));
+}
+
+#[test]
+fn snapshot_readonly_status_line_80x24() {
+    let mut app = populated();
+    app.readonly = true;
+    key(&mut app, KeyCode::Char('2'));
+    key(&mut app, KeyCode::Char('c'));
+    assert_snapshot!(draw(&app, 80, 24));
+}
+
+#[test]
+fn snapshot_filter_input_80x24() {
+    let mut app = populated();
+    key(&mut app, KeyCode::Char('/'));
+    keys(&mut app, "prod");
+    assert_snapshot!(draw(&app, 80, 24));
+}

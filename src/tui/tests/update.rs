@@ -1,0 +1,195 @@
+//! `update` without a terminal: keys and daemon messages in, state and effects out.
+
+use ratatui::crossterm::event::KeyCode;
+
+use super::{app, feed, fixtures, key, keys, populated};
+use crate::tui::action::{Effect, Pending, Screen};
+use crate::tui::app::{Connection, Overlay};
+use crate::tui::client::{ApiError, Request};
+use crate::tui::event::DaemonMsg;
+use crate::tui::state::models::ModelsFocus;
+
+#[test]
+fn number_keys_and_tab_switch_screens() {
+    let mut app = populated();
+    key(&mut app, KeyCode::Char('2'));
+    assert_eq!(app.screen, Screen::Jobs);
+    key(&mut app, KeyCode::Tab);
+    assert_eq!(app.screen, Screen::Gpu);
+    key(&mut app, KeyCode::BackTab);
+    key(&mut app, KeyCode::BackTab);
+    assert_eq!(app.screen, Screen::Models);
+}
+
+#[test]
+fn cancel_goes_through_a_confirm_dialog() {
+    let mut app = populated();
+    key(&mut app, KeyCode::Char('2'));
+    assert!(
+        key(&mut app, KeyCode::Char('c')).is_empty(),
+        "nothing is sent before confirming"
+    );
+    let pending = Pending::CancelJob {
+        id: "j1764434400-ab12".into(),
+    };
+    assert_eq!(app.overlay, Some(Overlay::Confirm(pending)));
+    assert!(key(&mut app, KeyCode::Esc).is_empty());
+    assert_eq!(app.overlay, None);
+    key(&mut app, KeyCode::Char('c'));
+    let effects = key(&mut app, KeyCode::Enter);
+    assert_eq!(
+        effects,
+        vec![Effect::Request(Request::CancelJob("j1764434400-ab12".into()))]
+    );
+}
+
+#[test]
+fn readonly_refuses_every_mutation_and_says_so() {
+    let mut app = populated();
+    app.readonly = true;
+    key(&mut app, KeyCode::Char('d'));
+    assert_eq!(app.overlay, None);
+    let text = app.message.as_ref().map(|m| m.text.clone()).unwrap_or_default();
+    assert!(text.contains("read-only"), "{text}");
+    for (screen, k) in [('2', 'c'), ('2', 'n'), ('4', 'r'), ('1', 'e')] {
+        key(&mut app, KeyCode::Char(screen));
+        key(&mut app, KeyCode::Char(k));
+        assert_eq!(app.overlay, None, "{k} on screen {screen} must be refused");
+    }
+}
+
+#[test]
+fn deploy_asks_with_the_version_it_replaces() {
+    let mut app = populated();
+    key(&mut app, KeyCode::Enter);
+    assert_eq!(app.models.focus, ModelsFocus::Versions);
+    key(&mut app, KeyCode::Char('d'));
+    let expected = Pending::Deploy {
+        model: "fmnist-cnn".into(),
+        version: 3,
+        current: Some(3),
+    };
+    assert_eq!(app.overlay, Some(Overlay::Confirm(expected)));
+    let effects = key(&mut app, KeyCode::Char('y'));
+    assert_eq!(
+        effects,
+        vec![Effect::Request(Request::Deploy {
+            model: "fmnist-cnn".into(),
+            version: 3
+        })]
+    );
+}
+
+#[test]
+fn filter_narrows_models_and_versions_per_keystroke() {
+    let mut app = populated();
+    key(&mut app, KeyCode::Char('/'));
+    keys(&mut app, "mf");
+    assert_eq!(app.models.visible.len(), 1);
+    assert_eq!(app.models.current_model().map(|m| m.name.as_str()), Some("ratings-mf"));
+    key(&mut app, KeyCode::Esc);
+    assert_eq!(app.models.visible.len(), 2);
+    key(&mut app, KeyCode::Char('/'));
+    keys(&mut app, "cnn@2");
+    key(&mut app, KeyCode::Enter);
+    assert_eq!(app.models.visible[0].versions, vec![2]);
+    assert_eq!(app.filter_input, None);
+}
+
+#[test]
+fn palette_switches_theme_screens_and_quits() {
+    let mut app = populated();
+    key(&mut app, KeyCode::Char(':'));
+    keys(&mut app, "theme light");
+    assert_eq!(key(&mut app, KeyCode::Enter), vec![Effect::LoadTheme("light".into())]);
+    key(&mut app, KeyCode::Char(':'));
+    keys(&mut app, "gpu");
+    key(&mut app, KeyCode::Enter);
+    assert_eq!(app.screen, Screen::Gpu);
+    key(&mut app, KeyCode::Char(':'));
+    keys(&mut app, "q");
+    assert_eq!(key(&mut app, KeyCode::Enter), vec![Effect::Quit]);
+}
+
+#[test]
+fn first_run_trains_a_cnn_and_jumps_to_jobs() {
+    let mut app = app();
+    feed(&mut app, vec![DaemonMsg::Models(Default::default())]);
+    assert!(app.models.is_empty_registry());
+    let effects = key(&mut app, KeyCode::Enter);
+    let [Effect::Request(Request::SubmitJob(body))] = effects.as_slice() else {
+        panic!("expected one submit, got {effects:?}");
+    };
+    assert_eq!(
+        (body["arch"].as_str(), body["data"].as_str()),
+        (Some("cnn"), Some("fashion-mnist"))
+    );
+    let job = serde_json::from_value(fixtures::job("j1764434999-beef", "queued", 0, 0));
+    feed(
+        &mut app,
+        vec![DaemonMsg::Submitted(job.unwrap_or_else(|e| panic!("{e}")))],
+    );
+    assert_eq!(app.screen, Screen::Jobs);
+    assert_eq!(app.jobs.current().map(|j| j.id.as_str()), Some("j1764434999-beef"));
+}
+
+#[test]
+fn reconnect_refetches_and_a_disconnect_only_sets_the_banner() {
+    let mut app = populated();
+    assert!(feed(&mut app, vec![DaemonMsg::Disconnected("connection refused".into())]).is_empty());
+    assert_eq!(app.connection, Connection::Down("connection refused".into()));
+    assert_eq!(app.models.visible.len(), 2, "stale data stays visible");
+    let effects = feed(&mut app, vec![DaemonMsg::Connected { live: true }]);
+    for r in [Request::Models, Request::Jobs, Request::Telemetry, Request::Deployments] {
+        assert!(effects.contains(&Effect::Request(r.clone())), "{r:?} not refetched");
+    }
+}
+
+#[test]
+fn overlapping_metrics_are_not_counted_twice() {
+    let mut app = populated();
+    let before = app.jobs.runs.get("j1764434400-ab12").map(|r| r.train.len());
+    feed(&mut app, vec![fixtures::metrics("j1764434400-ab12", 70)]);
+    assert_eq!(app.jobs.runs.get("j1764434400-ab12").map(|r| r.train.len()), before);
+}
+
+#[test]
+fn missing_routes_become_states_not_errors() {
+    let mut app = populated();
+    let not_found = ApiError::Http {
+        status: 404,
+        message: "no such route".into(),
+    };
+    for request in [Request::Deployments, Request::Telemetry] {
+        feed(
+            &mut app,
+            vec![DaemonMsg::Failed {
+                request,
+                error: not_found.clone(),
+            }],
+        );
+    }
+    assert!(app.serving.unavailable && app.gpu.unavailable);
+    assert_eq!(app.message, None);
+}
+
+#[test]
+fn launch_form_validates_before_sending() {
+    let mut app = populated();
+    key(&mut app, KeyCode::Char('2'));
+    key(&mut app, KeyCode::Char('n'));
+    for _ in 0..6 {
+        key(&mut app, KeyCode::Down);
+    }
+    for _ in 0..12 {
+        key(&mut app, KeyCode::Backspace);
+    }
+    assert!(key(&mut app, KeyCode::Enter).is_empty());
+    let Some(Overlay::Form(form)) = &app.overlay else {
+        panic!("form closed")
+    };
+    assert!(form.error.as_deref().unwrap_or_default().contains("model name"));
+    keys(&mut app, "mine");
+    let effects = key(&mut app, KeyCode::Enter);
+    assert!(matches!(effects.as_slice(), [Effect::Request(Request::SubmitJob(b))] if b["model"] == "mine"));
+}
