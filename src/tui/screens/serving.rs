@@ -18,7 +18,7 @@ use ratatui::widgets::{Paragraph, Row, Table, TableState};
 
 use super::models::month_day;
 use crate::tui::action::Action;
-use crate::tui::api::{Deployment, TryResult};
+use crate::tui::api::{Deployment, JournalEntry, TryResult};
 use crate::tui::app::App;
 use crate::tui::theme::Theme;
 use crate::tui::ui::{panel, placeholder};
@@ -128,27 +128,25 @@ fn render_journal(frame: &mut Frame, area: Rect, app: &App) {
         .journal
         .iter()
         .take(area.height.saturating_sub(2) as usize)
-        .map(|e| {
-            let from = e.from.map_or("–".to_owned(), |v| format!("v{v}"));
-            let style = if e.action == "rollback" { theme.warn } else { theme.base };
-            let reason = if e.reason.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", e.reason)
-            };
-            Line::styled(
-                format!(
-                    "{} {} {from}→v{} {}{reason}",
-                    month_day(&e.time),
-                    e.model,
-                    e.to,
-                    e.action
-                ),
-                style,
-            )
-        })
+        .map(|e| journal_line(e, theme))
         .collect();
     frame.render_widget(Paragraph::new(lines).block(panel(" Journal ", false, theme)), area);
+}
+
+/// `11-29 16:40 fmnist-cnn v2→v3 deploy (reason)`; rollbacks stand out.
+fn journal_line<'a>(e: &JournalEntry, theme: &Theme) -> Line<'a> {
+    let from = e.from.map_or("–".to_owned(), |v| format!("v{v}"));
+    let style = if e.action == "rollback" { theme.warn } else { theme.base };
+    let reason = if e.reason.is_empty() || e.reason == e.action {
+        String::new()
+    } else {
+        format!(" ({})", e.reason)
+    };
+    let time = month_day(&e.time);
+    Line::styled(
+        format!("{time} {} {from}→v{} {}{reason}", e.model, e.to, e.action),
+        style,
+    )
 }
 
 fn render_try(frame: &mut Frame, area: Rect, app: &App) {
