@@ -98,6 +98,7 @@ impl App {
                 self.dirty = true;
                 Vec::new()
             }
+            Event::Terminate => vec![Effect::Quit],
             Event::Daemon(msg) => {
                 let quiet = matches!(*msg, DaemonMsg::PollTick)
                     || (matches!(*msg, DaemonMsg::Sample(_)) && self.screen != Screen::Gpu);

@@ -20,6 +20,8 @@ pub enum Event {
     Resized,
     /// The daemon answered, pushed an event, or went away.
     Daemon(Box<DaemonMsg>),
+    /// SIGTERM or SIGHUP (e.g. the SSH session closed): leave, restoring the terminal.
+    Terminate,
 }
 
 /// What the daemon told us (answers to [`Request`]s and SSE events), already decoded.
@@ -79,6 +81,21 @@ impl From<DaemonMsg> for Event {
     fn from(msg: DaemonMsg) -> Self {
         Event::Daemon(Box::new(msg))
     }
+}
+
+/// Turns SIGTERM and SIGHUP into [`Event::Terminate`], so the terminal is restored.
+pub fn spawn_signals(tx: UnboundedSender<Event>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    tokio::spawn(async move {
+        let (Ok(mut term), Ok(mut hup)) = (signal(SignalKind::terminate()), signal(SignalKind::hangup())) else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = hup.recv() => {}
+        }
+        let _ = tx.send(Event::Terminate);
+    });
 }
 
 /// Reads the terminal on its own thread (blocking reads, so an idle console wakes for

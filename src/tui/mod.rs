@@ -110,6 +110,7 @@ async fn event_loop(
 ) -> anyhow::Result<()> {
     let (tx, mut rx): (UnboundedSender<Event>, UnboundedReceiver<Event>) = unbounded_channel();
     event::spawn_input(tx.clone());
+    event::spawn_signals(tx.clone());
     let client = DaemonClient::new(home);
     client.spawn_events(tx.clone());
     loop {

@@ -10,8 +10,8 @@
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
-use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Clear, Paragraph, Row, Table, Wrap};
+use ratatui::text::{Line, Span, Text};
+use ratatui::widgets::{Block, Cell, Clear, Paragraph, Row, Table, Wrap};
 
 use super::action::Pending;
 use super::app::{App, Overlay};
@@ -43,8 +43,14 @@ fn popup(frame: &mut Frame, area: Rect, width: u16, height: u16) -> Rect {
     rect
 }
 
+/// Key and action-name columns of the help table.
+const HELP_KEYS: u16 = 14;
+const HELP_NAME: u16 = 13;
+
 fn render_help(frame: &mut Frame, area: Rect, app: &App, scroll: u16) {
     let theme = &app.theme;
+    let rect = popup(frame, area, 100, 40);
+    let text_width = usize::from(rect.width.saturating_sub(HELP_KEYS + HELP_NAME + 4)).max(10);
     let rows: Vec<Row> = app
         .keymap
         .help_rows()
@@ -52,20 +58,39 @@ fn render_help(frame: &mut Frame, area: Rect, app: &App, scroll: u16) {
         .skip(scroll as usize)
         .map(|(keys, action)| {
             let keys = if keys.is_empty() { "(unbound)".to_owned() } else { keys };
+            let help = wrap_words(action.help(), text_width);
+            let height = help.len().max(1) as u16;
+            let help: Vec<Line> = help.into_iter().map(|l| Line::styled(l, theme.base)).collect();
             Row::new(vec![
-                Span::styled(keys, theme.key),
-                Span::styled(action.name(), theme.muted),
-                Span::styled(action.help(), theme.base),
+                Cell::from(Span::styled(keys, theme.key)),
+                Cell::from(Span::styled(action.name(), theme.muted)),
+                Cell::from(Text::from(help)),
             ])
+            .height(height)
         })
         .collect();
-    let rect = popup(frame, area, 100, 40);
-    let table = Table::new(
-        rows,
-        [Constraint::Length(14), Constraint::Length(13), Constraint::Fill(1)],
-    )
-    .block(dialog("Help: keys (your keymap; ↑/↓ scroll, esc close)", theme));
+    let widths = [
+        Constraint::Length(HELP_KEYS),
+        Constraint::Length(HELP_NAME),
+        Constraint::Fill(1),
+    ];
+    let table = Table::new(rows, widths).block(dialog("Help: keys (your keymap; ↑/↓ scroll, esc close)", theme));
     frame.render_widget(table, rect);
+}
+
+/// Greedy word wrap to `width` columns.
+pub fn wrap_words(text: &str, width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for word in text.split_whitespace() {
+        match lines.last_mut() {
+            Some(line) if line.chars().count() + 1 + word.chars().count() <= width => {
+                line.push(' ');
+                line.push_str(word);
+            }
+            _ => lines.push(word.to_owned()),
+        }
+    }
+    lines
 }
 
 fn render_palette(frame: &mut Frame, area: Rect, theme: &Theme, text: &str) {

@@ -193,3 +193,15 @@ fn launch_form_validates_before_sending() {
     let effects = key(&mut app, KeyCode::Enter);
     assert!(matches!(effects.as_slice(), [Effect::Request(Request::SubmitJob(b))] if b["model"] == "mine"));
 }
+
+#[test]
+fn a_termination_signal_quits_cleanly() {
+    let mut app = populated();
+    assert_eq!(app.update(crate::tui::event::Event::Terminate), vec![Effect::Quit]);
+}
+
+#[test]
+fn help_text_wraps_on_words() {
+    let lines = crate::tui::widgets::wrap_words("close the dialog / leave the pane", 12);
+    assert_eq!(lines, vec!["close the", "dialog /", "leave the", "pane"]);
+}
