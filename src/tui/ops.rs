@@ -106,9 +106,10 @@ impl App {
 
     pub(super) fn new_training(&mut self) -> Vec<Effect> {
         if self.allowed("launching a job") {
-            let arch = self
-                .models
-                .current_version()
+            let on_models = self.screen == Screen::Models;
+            let arch = on_models
+                .then(|| self.models.current_version())
+                .flatten()
                 .and_then(|(m, v)| self.models.manifest(&m, v).map(|x| x.draft.architecture.name.clone()))
                 .unwrap_or_else(|| "cnn".to_owned());
             self.overlay = Some(Overlay::Form(LaunchForm::train(&arch)));

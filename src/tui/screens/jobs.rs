@@ -48,7 +48,10 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         placeholder(frame, area, panel(" Jobs ", true, theme), &text, theme.muted);
         return;
     }
-    let list_rows = (visible.len() as u16 + 3).min(LIST_MAX).min(area.height / 3).max(4);
+    let list_rows = (visible.len().min(usize::from(LIST_MAX)) as u16 + 3)
+        .min(LIST_MAX)
+        .min(area.height / 3)
+        .max(4);
     let [list, chart, log] = Layout::vertical([
         Constraint::Length(list_rows),
         Constraint::Min(6),

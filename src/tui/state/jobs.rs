@@ -208,17 +208,20 @@ impl JobsState {
 
     /// Folds a metrics chunk into its run.
     pub fn add_metrics(&mut self, job: &str, chunk: &MetricsChunk) {
-        self.inflight.remove(&(job.to_owned(), false));
+        let pushed = chunk.job.is_some();
+        if !pushed {
+            self.inflight.remove(&(job.to_owned(), false));
+        }
+        // A pushed (SSE) chunk only extends a history already fetched over HTTP: kept
+        // earlier, its later steps would make the older records look like repeats. Runs
+        // nobody looked at yet are not kept at all; selecting one fetches its history.
+        if pushed && !self.runs.get(job).is_some_and(|r| r.metrics_loaded) {
+            return;
+        }
         let run = self.runs.entry(job.to_owned()).or_default();
         run.add_records(&chunk.records);
-        // Only an HTTP answer (no `job` field) starts from offset 0; an SSE chunk's `next`
-        // is trusted once the history before it has been loaded.
-        if chunk.job.is_none() {
-            run.metrics_loaded = true;
-        }
-        if run.metrics_loaded {
-            run.next = run.next.max(chunk.next);
-        }
+        run.metrics_loaded = true;
+        run.next = run.next.max(chunk.next);
     }
 
     /// Folds log text into its run.

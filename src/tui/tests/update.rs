@@ -205,3 +205,29 @@ fn help_text_wraps_on_words() {
     let lines = crate::tui::widgets::wrap_words("close the dialog / leave the pane", 12);
     assert_eq!(lines, vec!["close the", "dialog /", "leave the", "pane"]);
 }
+
+#[test]
+fn pushed_metrics_wait_for_the_fetched_history() {
+    let mut app = populated();
+    let job = "j1764430000-0001";
+    let chunk = |from: u64, to: u64, pushed: bool| {
+        let records: Vec<serde_json::Value> = (from..to)
+            .map(|s| serde_json::json!({ "kind": "train", "step": s, "epoch": 0, "time": s as f64, "train_loss": 1.0 }))
+            .collect();
+        let mut doc = serde_json::json!({ "records": records, "next": to * 10 });
+        if pushed {
+            doc["job"] = serde_json::json!(job);
+        }
+        DaemonMsg::Metrics {
+            job: job.into(),
+            chunk: serde_json::from_value(doc).unwrap_or_default(),
+        }
+    };
+    feed(&mut app, vec![chunk(50, 60, true)]);
+    assert!(
+        !app.jobs.runs.contains_key(job),
+        "a pushed chunk before the history is not kept"
+    );
+    feed(&mut app, vec![chunk(1, 55, false), chunk(55, 70, true)]);
+    assert_eq!(app.jobs.runs.get(job).map(|r| r.train.len()), Some(69));
+}
