@@ -88,6 +88,10 @@ struct Endpoint {
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const POLL_EVERY: Duration = Duration::from_secs(2);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How often an open event stream is cross-checked against `/api/v1/health`.
+const HEALTH_EVERY: Duration = Duration::from_secs(10);
+/// Longest silence tolerated on the event stream (two missed keep-alives, plus slack).
+const STREAM_SILENCE: Duration = Duration::from_secs(35);
 
 impl DaemonClient {
     /// A client for the daemon under `home`; contacts nothing yet.
@@ -270,7 +274,23 @@ impl DaemonClient {
         }
         send(tx, DaemonMsg::Connected { live: true })?;
         let mut parser = SseParser::default();
-        while let Some(chunk) = response.chunk().await.map_err(transport)? {
+        let mut health = tokio::time::interval(HEALTH_EVERY);
+        health.tick().await;
+        loop {
+            // kilnd sends a keep-alive comment every 15 s; silence for longer means the
+            // connection is dead even if the socket has not noticed yet. A daemon that is
+            // shutting down may keep the stream open while its control API is gone: the
+            // health probe notices that.
+            let chunk = tokio::select! {
+                chunk = tokio::time::timeout(STREAM_SILENCE, response.chunk()) => chunk
+                    .map_err(|_| ApiError::Transport(format!("no word from kilnd for {}s", STREAM_SILENCE.as_secs())))?
+                    .map_err(transport)?,
+                _ = health.tick() => {
+                    self.get::<Value>("/api/v1/health").await?;
+                    continue;
+                }
+            };
+            let Some(chunk) = chunk else { break };
             for event in parser.push(&chunk) {
                 if let Some(msg) = decode_event(&event) {
                     send(tx, msg)?;
