@@ -344,3 +344,38 @@ fn a_public_bind_needs_a_token_and_the_token_is_checked() {
         .expect("request");
     assert_eq!(resp.status().as_u16(), 200, "{:?}", resp.body_mut().read_to_string());
 }
+
+#[test]
+fn a_test_request_from_the_dataset_shows_prediction_and_label() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let path = home.path().join("xor.csv");
+    let mut text = String::from("a,b,label\n");
+    for i in 0..400 {
+        let (a, b) = ((i * 37 % 100) as f64 / 100.0, (i * 61 % 100) as f64 / 100.0);
+        text.push_str(&format!("{a},{b},{}\n", u8::from(a + b > 1.0)));
+    }
+    std::fs::write(&path, text).expect("csv");
+    let data = format!("csv:{}", path.display());
+    let trained = kiln(
+        home.path(),
+        &[
+            "train", "mlp", "--data", &data, "--epochs", "2", "--name", "xor", "--json",
+        ],
+    );
+    assert!(trained.status.success(), "{trained:?}");
+    json(&kiln(home.path(), &["deploy", "xor", "--json"]));
+    let client = kiln::client::Client::from_home(home.path()).expect("client");
+    let answer = client
+        .post("/api/v1/deployments/xor/try", &json!({ "index": 3 }))
+        .expect("try");
+    assert_eq!(answer["version"], 1, "{answer}");
+    assert!(
+        answer["label"].is_string() && answer["prediction"].is_string(),
+        "{answer}"
+    );
+    assert_eq!(answer["probabilities"].as_array().map(Vec::len), Some(2), "{answer}");
+    let err = client
+        .post("/api/v1/deployments/nope/try", &json!({}))
+        .expect_err("not deployed");
+    assert!(err.to_string().contains("not deployed"), "{err}");
+}

@@ -169,6 +169,7 @@ fn print(json_out: bool, doc: &Value, text: impl FnOnce() -> String) {
 
 pub fn run_jobs(cmd: &JobsCommand, json_out: bool) -> Result<u8, CliError> {
     let home = kiln_home()?;
+    ensure_running(&home)?;
     let client = Client::from_home(&home)?;
     match cmd {
         JobsCommand::Ls => {

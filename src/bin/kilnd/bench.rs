@@ -92,3 +92,49 @@ fn random_batch(n: usize) -> Split {
         targets: Targets::Classes(labels),
     }
 }
+
+/// Arguments of `kilnd bench-serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeBenchArgs {
+    /// `<model>@<version>` to time.
+    pub reference: kiln::names::ModelRef,
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 4.0)]
+    pub seconds: f64,
+}
+
+/// The raw in-process forward of a stored version, the reference for the serving benchmark:
+/// one-row latency (p50/p99) and rows/s at batch sizes 1, 8 and 64.
+pub fn serve(args: &ServeBenchArgs) -> anyhow::Result<serde_json::Value> {
+    let registry = kiln::registry::Registry::open(&kiln::home::kiln_home()?)?;
+    let version = registry.resolve(&args.reference)?;
+    let manifest = registry.version(&args.reference.model, version)?;
+    let loaded = crate::engine::loaded::LoadedModel::from_registry(&registry, manifest, Device::libtorch())?;
+    let width = loaded
+        .row_len()
+        .ok_or_else(|| anyhow!("bench-serve needs fixed-width rows"))?;
+    let mut rng = SplitMix64(1);
+    let row: Vec<f32> = (0..width).map(|_| rng.uniform() as f32).collect();
+    let mut doc = serde_json::json!({});
+    for batch in [1usize, 8, 64] {
+        let flat: Vec<f32> = row.iter().copied().cycle().take(width * batch).collect();
+        let mut latencies = Vec::new();
+        let started = Instant::now();
+        while started.elapsed().as_secs_f64() < args.seconds {
+            let t = Instant::now();
+            loaded
+                .forward_flat(flat.clone(), batch, width)
+                .map_err(|e| anyhow!(e))?;
+            latencies.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        latencies.sort_by(f64::total_cmp);
+        let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
+        doc[format!("batch_{batch}")] = serde_json::json!({
+            "rows_per_s": (latencies.len() * batch) as f64 / seconds,
+            "p50_us": at(0.5),
+            "p99_us": at(0.99),
+        });
+    }
+    Ok(doc)
+}

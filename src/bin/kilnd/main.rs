@@ -54,6 +54,9 @@ enum Command {
     /// Time the cnn training step (used by benches/train_vs_pytorch.rs).
     #[command(hide = true)]
     BenchTrain(bench::BenchArgs),
+    /// Time the raw forward of a stored version (used by benches/serving.rs).
+    #[command(hide = true)]
+    BenchServe(bench::ServeBenchArgs),
     /// Run one training job from its folder (started by `kiln train` or the daemon).
     Worker {
         /// The job id (its folder under $KILN_HOME/jobs).
@@ -89,6 +92,7 @@ fn main() -> ExitCode {
             Ok(())
         }),
         Some(Command::BenchTrain(args)) => bench::run(args).map(|doc| println!("{doc}")),
+        Some(Command::BenchServe(args)) => bench::serve(args).map(|doc| println!("{doc}")),
         Some(Command::Worker { job }) => {
             return match kiln::home::kiln_home()
                 .map_err(anyhow::Error::from)

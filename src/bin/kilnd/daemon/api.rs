@@ -75,6 +75,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/deployments", get(list_deployments).post(deploy))
         .route("/api/v1/deployments/journal", get(journal))
         .route("/api/v1/deployments/{model}/rollback", post(rollback))
+        .route("/api/v1/deployments/{model}/try", post(try_sample))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such route; see /api/v1/health".into()) })
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .layer(axum::extract::DefaultBodyLimit::max(1 << 20))
@@ -339,4 +340,25 @@ async fn rollback(State(state): State<AppState>, Path(model): Path<String>, body
         .await
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
     Ok(Json(json!(entry)))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct TryBody {
+    #[serde(default)]
+    index: usize,
+}
+
+/// Body `{"index"?}`: one row of the deployed version's dataset through the live endpoint.
+async fn try_sample(State(state): State<AppState>, Path(model): Path<String>, body: axum::body::Bytes) -> ApiResult {
+    let body: TryBody = if body.iter().all(u8::is_ascii_whitespace) {
+        TryBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("invalid request: {e}")))?
+    };
+    let server = state.server.clone();
+    let answer = tokio::task::spawn_blocking(move || crate::serve::sample::try_sample(&server, &model, body.index))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    Ok(Json(answer))
 }

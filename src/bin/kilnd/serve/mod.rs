@@ -13,6 +13,7 @@
 pub mod batcher;
 pub mod http;
 pub mod metrics;
+pub mod sample;
 pub mod tensor;
 
 use std::collections::HashMap;
