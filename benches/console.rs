@@ -237,5 +237,8 @@ fn main() {
     }
     report("idle CPU (60 s of telemetry ticks)", idle_cpu(&mut app), 0.5, "%");
     report("RSS holding that state", rss_mb("VmRSS:"), 40.0, "MB");
-    println!("  (peak {:.1} MB, including the JSON the fixtures were decoded from)", rss_mb("VmHWM:"));
+    println!(
+        "  (peak {:.1} MB, including the JSON the fixtures were decoded from)",
+        rss_mb("VmHWM:")
+    );
 }
