@@ -322,6 +322,7 @@ struct Progress {
     bar: bool,
     drawn: bool,
     started: Option<(Instant, u64)>,
+    last: Option<MetricRecord>,
 }
 
 impl Progress {
@@ -330,6 +331,7 @@ impl Progress {
             bar,
             drawn: false,
             started: None,
+            last: None,
         }
     }
 
@@ -340,9 +342,12 @@ impl Progress {
                 eprintln!("{}", progress_line(record, epochs));
             }
         }
+        if let Some(train) = records.iter().rev().find(|r| r.kind == "train") {
+            self.last = Some(train.clone());
+        }
         if self.bar && status.state == JobState::Running {
-            let last = records.iter().rev().find(|r| r.kind == "train");
-            self.draw(status, last, epochs);
+            let last = self.last.clone();
+            self.draw(status, last.as_ref(), epochs);
         }
     }
 
