@@ -131,36 +131,51 @@ fn a_submitted_job_trains_registers_and_survives_a_daemon_restart() {
     let home = tempfile::tempdir().expect("tempdir");
     let data = csv(home.path());
     let mut d = start(home.path());
-    let spec = json!({"arch": "mlp", "data": format!("csv:{}", data.display()), "epochs": 400, "batch_size": 8,
+    let spec = json!({"arch": "mlp", "data": format!("csv:{}", data.display()), "epochs": 60, "batch_size": 32,
         "lr": 0.01, "optimizer": "adam", "seed": 1, "model": "xor"});
     let (code, job) = post(&d, "/api/v1/jobs", &spec.to_string());
     assert_eq!(code, 201, "{job}");
     let id = job["id"].as_str().expect("id").to_owned();
-    wait_state(&d, &id, &["running"]);
+    let running = wait_state(&d, &id, &["running"]);
+    // Hold the worker still so the job is surely mid-run across the restart.
+    let worker = nix::unistd::Pid::from_raw(running["status"]["pid"].as_i64().expect("pid") as i32);
+    nix::sys::signal::kill(worker, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
 
     // kill -9 the daemon mid-job: the worker lives on and the next daemon re-adopts it.
     let _ = d.child.kill();
     let _ = d.child.wait();
-    std::thread::sleep(Duration::from_millis(500));
     d = start(home.path());
     let (_, health) = get(&d, "/api/v1/health", Some(&d.token));
+    nix::sys::signal::kill(worker, nix::sys::signal::Signal::SIGCONT).expect("SIGCONT");
     assert_eq!(health["running_jobs"][0], Value::String(id.clone()), "{health}");
+    let done = wait_state(&d, &id, &["succeeded", "failed", "cancelled"]);
+    assert_eq!(
+        done["status"]["state"], "succeeded",
+        "the re-adopted job finishes: {done}"
+    );
+    let (code, version) = get(&d, "/api/v1/models/xor/versions/1", Some(&d.token));
+    assert_eq!(code, 200, "{version}");
+    assert_eq!(version["version"]["job_id"], Value::String(id.clone()));
+    let (_, metrics) = get(&d, &format!("/api/v1/jobs/{id}/metrics?since=0"), Some(&d.token));
+    assert!(metrics["records"].as_array().is_some_and(|r| !r.is_empty()) && metrics["next"].as_u64() > Some(0));
+
+    // A long job cancelled through the API ends `cancelled` with its checkpoint.
+    let long = json!({"arch": "mlp", "data": format!("csv:{}", data.display()), "epochs": 400, "batch_size": 8,
+        "model": "xor"});
+    let (_, job) = post(&d, "/api/v1/jobs", &long.to_string());
+    let id = job["id"].as_str().expect("id").to_owned();
+    wait_state(&d, &id, &["running"]);
     let (_, cancelled) = post(&d, &format!("/api/v1/jobs/{id}/cancel"), "");
     assert!(cancelled["status"].is_object());
     let done = wait_state(&d, &id, &["cancelled", "failed", "succeeded"]);
     assert_eq!(done["status"]["state"], "cancelled", "{done}");
-
-    // A short job runs to success and its version is visible through the API.
-    let quick = json!({"arch": "mlp", "data": format!("csv:{}", data.display()), "epochs": 2, "batch_size": 32,
-        "lr": 0.01, "optimizer": "adam", "seed": 1, "model": "xor"});
-    let (_, job) = post(&d, "/api/v1/jobs", &quick.to_string());
-    let id = job["id"].as_str().expect("id").to_owned();
-    let done = wait_state(&d, &id, &["succeeded", "failed", "cancelled"]);
-    assert_eq!(done["status"]["state"], "succeeded", "{done}");
-    let (code, version) = get(&d, "/api/v1/models/xor/versions/1", Some(&d.token));
-    assert_eq!(code, 200, "{version}");
-    let (_, metrics) = get(&d, &format!("/api/v1/jobs/{id}/metrics?since=0"), Some(&d.token));
-    assert!(metrics["records"].as_array().is_some_and(|r| !r.is_empty()) && metrics["next"].as_u64() > Some(0));
+    assert!(
+        home.path()
+            .join("jobs")
+            .join(&id)
+            .join("checkpoints/state.json")
+            .is_file()
+    );
 }
 
 #[test]

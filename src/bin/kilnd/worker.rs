@@ -25,6 +25,9 @@ use crate::engine::weights;
 /// Runs the job to its end and records the final status. Returns the final state.
 pub fn run(home: &Path, id: &JobId) -> anyhow::Result<JobState> {
     let job = JobDir::open(home, id)?;
+    // Detached like nohup: a hang-up (e.g. sent to an orphaned, stopped process group when
+    // the daemon dies) must not end the job.
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::new(AtomicBool::new(false)))?;
     let mut status = job.status()?;
     status.state = JobState::Running;
     status.pid = Some(std::process::id());
