@@ -304,6 +304,20 @@ fn the_event_stream_follows_a_job_to_success_and_telemetry_reports_the_host() {
 
     let (_, log) = get(&d, &format!("/api/v1/jobs/{id}/log?since=0"), Some(&d.token));
     assert!(log["text"].is_string() && log["next"].is_u64(), "{log}");
+
+    // SIGTERM ends the open event stream too, so the daemon stops promptly.
+    let mut d = d;
+    let pid = nix::unistd::Pid::from_raw(d.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while d.child.try_wait().expect("wait").is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "kilnd did not stop with an event stream open"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    while events.recv_timeout(Duration::from_secs(5)).is_ok() {}
 }
 
 #[test]
@@ -334,6 +348,12 @@ fn eval_jobs_run_through_the_daemon_and_attach_their_report() {
     assert!(report["accuracy"].as_f64().is_some());
     let shown: Value = serde_json::from_slice(&kiln(&["models", "show", "xor@1", "--json"]).stdout).expect("json");
     assert_eq!(shown["evals"].as_array().map(Vec::len), Some(1), "{shown}");
+    let client = kiln::client::Client::from_home(home.path()).expect("client");
+    let digest = shown["evals"][0]["report"].as_str().expect("report digest");
+    let stored = client.get(&format!("/api/v1/blobs/{digest}")).expect("blob");
+    assert_eq!(stored["accuracy"], report["accuracy"], "{stored}");
+    let missing_blob = client.get(&format!("/api/v1/blobs/sha256:{}", "0".repeat(64)));
+    assert!(missing_blob.is_err());
 
     let missing = kiln(&["eval", "xor@7", "--data", &csv_data]);
     assert_eq!(missing.status.code(), Some(1), "{missing:?}");

@@ -379,3 +379,27 @@ fn a_test_request_from_the_dataset_shows_prediction_and_label() {
         .expect_err("not deployed");
     assert!(err.to_string().contains("not deployed"), "{err}");
 }
+
+#[test]
+fn a_request_past_its_timeout_gets_504_and_the_next_one_is_served() {
+    let home = home_with_two_versions();
+    let started = command(env!("CARGO_BIN_EXE_kiln"), home.path())
+        .env("KILN_INFER_TIMEOUT_MS", "500")
+        .args(["daemon", "start"])
+        .output()
+        .expect("kiln");
+    assert!(started.status.success(), "{started:?}");
+    // A lone request waits up to 3 s for company: longer than its 500 ms timeout.
+    let slow = kiln(
+        home.path(),
+        &["deploy", "tiny@1", "--max-delay-us", "3000000", "--max-batch", "64"],
+    );
+    assert!(slow.status.success(), "{slow:?}");
+    let url = format!("{}/v2/models/tiny/infer", inference(home.path()));
+    let (code, answer) = post(&url, infer_body(&[1, 4], "FP32", json!([ROW])));
+    assert_eq!(code, 504, "{answer}");
+    assert!(answer["error"].as_str().unwrap_or("").contains("500ms"), "{answer}");
+    json(&kiln(home.path(), &["deploy", "tiny@1", "--json"]));
+    let (code, answer) = post(&url, infer_body(&[1, 4], "FP32", json!([ROW])));
+    assert_eq!(code, 200, "{answer}");
+}

@@ -65,6 +65,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/models", get(list_models))
         .route("/api/v1/models/{model}", get(get_model))
         .route("/api/v1/models/{model}/versions/{version}", get(get_version))
+        .route("/api/v1/blobs/{digest}", get(get_blob))
         .route("/api/v1/jobs", get(list_jobs).post(create_job))
         .route("/api/v1/jobs/{id}", get(get_job))
         .route("/api/v1/jobs/{id}/cancel", post(cancel_job))
@@ -361,4 +362,22 @@ async fn try_sample(State(state): State<AppState>, Path(model): Path<String>, bo
         .await
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
     Ok(Json(answer))
+}
+
+/// One blob (an eval report, a vocabulary, weights), verified against its digest on the way.
+async fn get_blob(State(state): State<AppState>, Path(digest): Path<String>) -> Result<Response, ApiError> {
+    let digest: kiln::names::Digest = digest.parse()?;
+    let registry = registry(&state)?;
+    if !registry.blobs().contains(&digest) {
+        return Err(ApiError(StatusCode::NOT_FOUND, format!("no blob {digest}")));
+    }
+    let bytes = tokio::task::spawn_blocking(move || registry.blobs().read(&digest))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    let kind = if serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok() {
+        "application/json"
+    } else {
+        "application/octet-stream"
+    };
+    Ok(([(header::CONTENT_TYPE, kind)], bytes).into_response())
 }

@@ -17,10 +17,10 @@ use std::time::Duration;
 
 use axum::response::sse::{Event, KeepAlive, Sse};
 use serde::Serialize;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 use tokio_stream::StreamExt;
-use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_stream::wrappers::{BroadcastStream, WatchStream};
 
 /// One event, serialised once however many clients receive it.
 #[derive(Clone, Debug)]
@@ -33,6 +33,14 @@ pub struct Published {
 #[derive(Clone)]
 pub struct Hub {
     sender: broadcast::Sender<Published>,
+    /// Set when the daemon stops: every open stream ends, so shutdown need not wait on them.
+    closing: Arc<watch::Sender<bool>>,
+}
+
+/// A stream item: an event to send, or the daemon stopping.
+enum Item {
+    Send(Event),
+    Stop,
 }
 
 impl Hub {
@@ -40,7 +48,13 @@ impl Hub {
     pub fn new(capacity: usize) -> Self {
         Self {
             sender: broadcast::channel(capacity).0,
+            closing: Arc::new(watch::channel(false).0),
         }
+    }
+
+    /// Ends every open event stream (the daemon is stopping).
+    pub fn close(&self) {
+        self.closing.send_replace(true);
     }
 
     /// Sends `data` as event `name` to every connected client (none connected is fine).
@@ -59,13 +73,23 @@ impl Hub {
     /// A new client's stream, with keep-alive comments every 15 s.
     pub fn stream(&self) -> Sse<impl tokio_stream::Stream<Item = Result<Event, Infallible>> + Send + 'static + use<>> {
         let events = BroadcastStream::new(self.sender.subscribe()).map(|item| {
-            Ok(match item {
+            Item::Send(match item {
                 Ok(event) => Event::default().event(event.name).data(&*event.data),
                 Err(BroadcastStreamRecvError::Lagged(missed)) => Event::default()
                     .event("lagged")
                     .data(serde_json::json!({ "missed": missed }).to_string()),
             })
         });
-        Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        let stop = WatchStream::new(self.closing.subscribe())
+            .filter(|closing| *closing)
+            .map(|_| Item::Stop);
+        let stream = events
+            .merge(stop)
+            .take_while(|item| matches!(item, Item::Send(_)))
+            .filter_map(|item| match item {
+                Item::Send(event) => Some(Ok(event)),
+                Item::Stop => None,
+            });
+        Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
     }
 }

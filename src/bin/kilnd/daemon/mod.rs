@@ -49,7 +49,7 @@ pub struct ServingArgs {
     #[arg(long, default_value_t = 256)]
     pub queue: usize,
     /// Per-request timeout in milliseconds (504 after it).
-    #[arg(long, default_value_t = 30_000)]
+    #[arg(long, default_value_t = 30_000, env = "KILN_INFER_TIMEOUT_MS")]
     pub infer_timeout_ms: u64,
     /// Largest request body in bytes (413 above it).
     #[arg(long, default_value_t = 16 << 20)]
@@ -205,8 +205,13 @@ async fn serve(home: &Path, dir: &Path, config: Config) -> anyhow::Result<()> {
             let _ = tokio::task::spawn_blocking(move || s.tick()).await;
         }
     });
+    let hub = state.hub.clone();
+    let token_file = dir.join("token");
     axum::serve(listener, api::router(state))
-        .with_graceful_shutdown(shutdown_signal(dir.join("token")))
+        .with_graceful_shutdown(async move {
+            shutdown_signal(token_file).await;
+            hub.close();
+        })
         .await?;
     ticker.abort();
     let _ = std::fs::remove_file(dir.join("address"));
