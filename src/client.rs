@@ -64,6 +64,15 @@ impl Client {
         self.finish(request.send(body.to_string()))
     }
 
+    /// `DELETE path`.
+    pub fn delete(&self, path: &str) -> Result<Value, ClientError> {
+        let request = self
+            .agent
+            .delete(format!("{}{path}", self.base))
+            .header("Authorization", format!("Bearer {}", self.token));
+        self.finish(request.call())
+    }
+
     fn finish(&self, result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<Value, ClientError> {
         let mut response = result.map_err(|e| match e {
             ureq::Error::Io(_) | ureq::Error::ConnectionFailed => ClientError::NotRunning {

@@ -313,6 +313,16 @@ fn a_version_that_fails_to_load_leaves_the_old_one_serving() {
         Some(5),
         "nothing before the first deploy: {unknown:?}"
     );
+
+    // Deleting the version being served is refused; another one goes.
+    let client = kiln::client::Client::from_home(home.path()).expect("client");
+    let served = client
+        .delete("/api/v1/models/tiny/versions/1?force=true")
+        .expect_err("served");
+    assert!(served.to_string().contains("being served"), "{served}");
+    let removed = client.delete("/api/v1/models/tiny/versions/2").expect("delete v2");
+    assert_eq!(removed["removed"], 2, "{removed}");
+    assert!(client.delete("/api/v1/models/tiny/versions/2").is_err(), "already gone");
 }
 
 #[test]

@@ -67,6 +67,7 @@ actions! {
     NewTraining = "new-training": "launch a training job (form)",
     NewEval = "new-eval": "evaluate the selected version (form)",
     CancelJob = "cancel-job": "jobs: cancel the selected job (asks first)",
+    DeleteVersion = "delete": "models: delete the selected version and its aliases (asks first)",
     ToggleSmoothing = "smoothing": "jobs: EMA smoothing of the loss curve on/off",
     ToggleLogY = "log-y": "jobs: logarithmic loss axis on/off",
     ToggleZoom = "zoom": "jobs: recent / full history",
@@ -124,6 +125,10 @@ pub enum Pending {
         from: u32,
         to: Option<u32>,
     },
+    DeleteVersion {
+        model: String,
+        version: u32,
+    },
 }
 
 impl Pending {
@@ -141,6 +146,9 @@ impl Pending {
                 Some(to) => format!("Roll {model} back from v{from} to v{to}?"),
                 None => format!("Roll {model} back from v{from} to the previous version?"),
             },
+            Pending::DeleteVersion { model, version } => {
+                format!("Delete {model}@{version}? Its manifest and any aliases on it are removed for good.")
+            }
         }
     }
 
@@ -150,6 +158,7 @@ impl Pending {
             Pending::CancelJob { id } => Request::CancelJob(id),
             Pending::Deploy { model, version, .. } => Request::Deploy { model, version },
             Pending::Rollback { model, to, .. } => Request::Rollback { model, to },
+            Pending::DeleteVersion { model, version } => Request::DeleteVersion { model, version },
         }
     }
 }

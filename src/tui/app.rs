@@ -298,6 +298,9 @@ impl App {
             Request::CancelJob(id) => self.complain(format!("cancel {id} failed: {error}")),
             Request::Deploy { model, version } => self.complain(format!("deploy {model}@{version} failed: {error}")),
             Request::Rollback { model, .. } => self.complain(format!("rollback of {model} failed: {error}")),
+            Request::DeleteVersion { model, version } => {
+                self.complain(format!("delete {model}@{version} failed: {error}"))
+            }
             Request::Try { .. } if missing && error.to_string().contains("no such route") => {
                 self.complain("this kilnd cannot send test requests yet (no POST /api/v1/deployments/{m}/try)")
             }

@@ -9,6 +9,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::sync::mpsc::UnboundedSender;
@@ -71,6 +72,10 @@ pub enum Request {
         model: String,
         index: u64,
     },
+    DeleteVersion {
+        model: String,
+        version: u32,
+    },
 }
 
 /// Handle on the daemon of one `KILN_HOME`; cheap to clone.
@@ -115,11 +120,16 @@ impl DaemonClient {
     }
 
     async fn call<T: DeserializeOwned>(&self, path: &str, body: Option<&Value>) -> Result<T, ApiError> {
+        let method = if body.is_some() { Method::POST } else { Method::GET };
+        self.send(method, path, body).await
+    }
+
+    async fn send<T: DeserializeOwned>(&self, method: Method, path: &str, body: Option<&Value>) -> Result<T, ApiError> {
         let endpoint = self.endpoint()?;
         let url = format!("{}{path}", endpoint.base);
         let builder = match body {
-            Some(body) => self.http.post(url).json(body),
-            None => self.http.get(url),
+            Some(body) => self.http.request(method, url).json(body),
+            None => self.http.request(method, url),
         };
         let response = builder
             .bearer_auth(&endpoint.token)
@@ -218,6 +228,11 @@ impl DaemonClient {
                     self.post(&format!("/api/v1/deployments/{model}/rollback"), &body)
                         .await?,
                 )
+            }
+            Request::DeleteVersion { model, version } => {
+                let path = format!("/api/v1/models/{model}/versions/{version}?force=true");
+                self.send::<Value>(Method::DELETE, &path, None).await?;
+                DaemonMsg::RegistryChanged
             }
             Request::Try { model, index } => DaemonMsg::Tried {
                 model: model.clone(),

@@ -133,6 +133,7 @@ const DEFAULTS: &[(Action, &[&str])] = &[
     (Action::NewTraining, &["n"]),
     (Action::NewEval, &["e"]),
     (Action::CancelJob, &["c"]),
+    (Action::DeleteVersion, &["x"]),
     (Action::ToggleSmoothing, &["s"]),
     (Action::ToggleLogY, &["y"]),
     (Action::ToggleZoom, &["z"]),

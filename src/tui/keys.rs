@@ -205,6 +205,7 @@ impl App {
                 requests(self.models.wanted())
             }
             Action::Deploy => self.deploy(),
+            Action::DeleteVersion => self.delete_version(),
             Action::Rollback => self.rollback(),
             Action::TryRequest => self.try_request(),
             Action::NewTraining => self.new_training(),

@@ -1,5 +1,5 @@
 //! Operations that change something in kilnd. Each checks read-only mode first; the
-//! destructive ones (cancel, deploy, rollback) only open a confirm dialog holding a
+//! destructive ones (cancel, deploy, rollback, delete) only open a confirm dialog holding a
 //! [`Pending`] operation, which the dialog turns into a request once confirmed.
 
 use super::action::{Effect, Pending, Screen};
@@ -53,6 +53,18 @@ impl App {
                 current,
             },
         )
+    }
+
+    pub(super) fn delete_version(&mut self) -> Vec<Effect> {
+        if self.screen != Screen::Models {
+            self.complain("select a version on the models screen (1) to delete it");
+            return Vec::new();
+        }
+        let Some((model, version)) = self.models.current_version() else {
+            self.complain("no version selected");
+            return Vec::new();
+        };
+        self.confirm("delete", Pending::DeleteVersion { model, version })
     }
 
     pub(super) fn rollback(&mut self) -> Vec<Effect> {

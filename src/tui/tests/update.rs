@@ -51,7 +51,7 @@ fn readonly_refuses_every_mutation_and_says_so() {
     assert_eq!(app.overlay, None);
     let text = app.message.as_ref().map(|m| m.text.clone()).unwrap_or_default();
     assert!(text.contains("read-only"), "{text}");
-    for (screen, k) in [('2', 'c'), ('2', 'n'), ('4', 'r'), ('1', 'e')] {
+    for (screen, k) in [('2', 'c'), ('2', 'n'), ('4', 'r'), ('1', 'e'), ('1', 'x')] {
         key(&mut app, KeyCode::Char(screen));
         key(&mut app, KeyCode::Char(k));
         assert_eq!(app.overlay, None, "{k} on screen {screen} must be refused");
@@ -74,6 +74,29 @@ fn deploy_asks_with_the_version_it_replaces() {
     assert_eq!(
         effects,
         vec![Effect::Request(Request::Deploy {
+            model: "fmnist-cnn".into(),
+            version: 3
+        })]
+    );
+}
+
+#[test]
+fn delete_asks_first_and_only_then_sends_the_request() {
+    let mut app = populated();
+    key(&mut app, KeyCode::Enter);
+    key(&mut app, KeyCode::Char('x'));
+    let expected = Pending::DeleteVersion {
+        model: "fmnist-cnn".into(),
+        version: 3,
+    };
+    assert_eq!(app.overlay, Some(Overlay::Confirm(expected)));
+    assert_eq!(key(&mut app, KeyCode::Esc), vec![], "esc cancels without a request");
+    assert_eq!(app.overlay, None);
+    key(&mut app, KeyCode::Char('x'));
+    let effects = key(&mut app, KeyCode::Char('y'));
+    assert_eq!(
+        effects,
+        vec![Effect::Request(Request::DeleteVersion {
             model: "fmnist-cnn".into(),
             version: 3
         })]

@@ -64,7 +64,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/health", get(health))
         .route("/api/v1/models", get(list_models))
         .route("/api/v1/models/{model}", get(get_model))
-        .route("/api/v1/models/{model}/versions/{version}", get(get_version))
+        .route(
+            "/api/v1/models/{model}/versions/{version}",
+            get(get_version).delete(delete_version),
+        )
         .route("/api/v1/blobs/{digest}", get(get_blob))
         .route("/api/v1/jobs", get(list_jobs).post(create_job))
         .route("/api/v1/jobs/{id}", get(get_job))
@@ -380,4 +383,44 @@ async fn get_blob(State(state): State<AppState>, Path(digest): Path<String>) -> 
         "application/octet-stream"
     };
     Ok(([(header::CONTENT_TYPE, kind)], bytes).into_response())
+}
+
+#[derive(Deserialize)]
+struct Force {
+    #[serde(default)]
+    force: bool,
+}
+
+/// Removes a version (`?force=true` also drops the aliases pointing at it). A version being
+/// served is refused: deploy another one first.
+async fn delete_version(
+    State(state): State<AppState>,
+    Path((model, version)): Path<(String, String)>,
+    Query(q): Query<Force>,
+) -> ApiResult {
+    let registry = registry(&state)?;
+    let reference: ModelRef = format!("{model}@{version}").parse()?;
+    let number = registry.resolve(&reference)?;
+    if state
+        .server
+        .get(reference.model.as_str())
+        .is_some_and(|d| d.version == number)
+    {
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            format!(
+                "{}@{number} is being served; deploy or roll back to another version first",
+                reference.model
+            ),
+        ));
+    }
+    let removed = tokio::task::spawn_blocking(move || {
+        let lock = registry.lock()?;
+        registry.remove_version(&lock, &reference.model, number, q.force)
+    })
+    .await
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    Ok(Json(
+        json!({ "model": model, "removed": number, "aliases_removed": removed }),
+    ))
 }
