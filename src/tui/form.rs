@@ -7,6 +7,7 @@
 //! │ architecture   ◀ cnn ▶                    │
 //! │ dataset        ◀ fashion-mnist ▶          │
 //! │ epochs         2_                         │
+//! │ sample limit   all                        │
 //! │ …                                         │
 //! │ enter launch · esc cancel · ←/→ choose    │
 //! └───────────────────────────────────────────┘
@@ -19,6 +20,8 @@ pub const ARCHS: [&str; 4] = ["mlp", "cnn", "rnn", "mf"];
 /// Built-in datasets.
 pub const DATASETS: [&str; 3] = ["fashion-mnist", "fortunes", "ratings-synth"];
 const OPTIMIZERS: [&str; 3] = ["adam", "adamw", "sgd"];
+/// What the sample-limit field says when every training sample is used.
+const NO_LIMIT: &str = "all";
 
 /// Training or evaluation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +109,7 @@ impl LaunchForm {
                 Field::choice("architecture", &ARCHS, arch),
                 Field::choice("dataset", &DATASETS, data),
                 Field::text("epochs", "2"),
+                Field::text("sample limit", NO_LIMIT),
                 Field::text("batch size", "64"),
                 Field::text("learning rate", "0.001"),
                 Field::choice("optimizer", &OPTIMIZERS, "adam"),
@@ -244,7 +248,11 @@ impl LaunchForm {
         if crate::names::Name::new(model).is_err() {
             return Err(format!("model name '{model}' must match [a-z0-9][a-z0-9._-]{{0,63}}"));
         }
-        Ok(json!({
+        let limit = match self.value("sample limit").trim() {
+            "" | NO_LIMIT => None,
+            _ => Some(whole("sample limit").map_err(|e| format!("{e}, or {NO_LIMIT}"))?),
+        };
+        let mut body = json!({
             "arch": self.value("architecture"),
             "data": self.value("dataset"),
             "epochs": whole("epochs")?,
@@ -253,7 +261,11 @@ impl LaunchForm {
             "optimizer": self.value("optimizer"),
             "seed": 42,
             "model": model,
-        }))
+        });
+        if let Some(limit) = limit {
+            body["limit"] = json!(limit);
+        }
+        Ok(body)
     }
 }
 
@@ -269,13 +281,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_sample_limit_caps_the_training_set() {
+        let mut form = LaunchForm::train("mlp");
+        form.focus = 3;
+        assert_eq!(form.fields[3].label, "sample limit");
+        for _ in 0..NO_LIMIT.len() {
+            form.backspace();
+        }
+        assert_eq!(
+            form.body().ok().and_then(|b| b.get("limit").cloned()),
+            None,
+            "empty: no limit"
+        );
+        "6000".chars().for_each(|c| form.type_char(c));
+        assert_eq!(form.body().ok().map(|b| b["limit"].clone()), Some(json!(6000)));
+        form.type_char('.');
+        form.type_char('5');
+        assert_eq!(
+            form.body().err().as_deref(),
+            Some("sample limit must be a whole number, or all")
+        );
+    }
+
+    #[test]
     fn defaults_follow_the_architecture_until_the_name_is_edited() {
         let mut form = LaunchForm::train("cnn");
         assert_eq!(form.value("model name"), "fmnist-cnn");
         form.cycle(1); // cnn -> rnn
         assert_eq!(form.value("dataset"), "fortunes");
         assert_eq!(form.value("model name"), "fortunes-rnn");
-        form.focus = 6;
+        form.focus = 7;
         form.type_char('2');
         form.focus = 0;
         form.cycle(1); // rnn -> mf
@@ -298,6 +333,7 @@ mod tests {
             form.body().err().as_deref(),
             Some("epochs must be a positive number, not 'x'")
         );
+        assert_eq!(body.get("limit"), None, "'all' sends no limit");
         let eval = LaunchForm::eval("fmnist-cnn@3", "fashion-mnist").body();
         assert_eq!(eval.ok().map(|b| b["reference"].clone()), Some(json!("fmnist-cnn@3")));
     }

@@ -201,7 +201,7 @@ fn launch_form_validates_before_sending() {
     let mut app = populated();
     key(&mut app, KeyCode::Char('2'));
     key(&mut app, KeyCode::Char('n'));
-    for _ in 0..6 {
+    for _ in 0..7 {
         key(&mut app, KeyCode::Down);
     }
     for _ in 0..12 {

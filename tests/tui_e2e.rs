@@ -1,0 +1,487 @@
+//! The console end to end, as a person uses it: the real `kiln` inside tmux (120×36) against
+//! a real kilnd on a temp `KILN_HOME`. It launches a short training from the launch form,
+//! watches the loss curve grow on the jobs screen, deploys the new version through the
+//! confirm dialog, sends a test request, trains and deploys a second version, and rolls back
+//! to the first, reading the screen (`tmux capture-pane -p`) at every step.
+//!
+//! Every wait polls the screen against a deadline; a failure prints the last screen and the
+//! tail of the daemon's log. Needs tmux (Debian package `tmux`; `scripts/setup` installs it).
+
+use std::fs::File;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+mod common;
+
+/// The terminal the console runs in.
+const COLUMNS: &str = "120";
+const ROWS: &str = "36";
+/// The tmux session (and target) name.
+const SESSION: &str = "kiln";
+/// What the shell prints, with kiln's exit status, once kiln has exited.
+const EXITED: &str = "kiln exited with status";
+/// How often the screen is read while waiting.
+const POLL: Duration = Duration::from_millis(150);
+/// Deadline for the console to react to a key or to a daemon event.
+const REACT: Duration = Duration::from_secs(30);
+/// Deadline for a short training job to finish (it takes seconds; this is the failure bound).
+const TRAIN: Duration = Duration::from_secs(120);
+/// The model the launch form names an mlp on Fashion-MNIST.
+const MODEL: &str = "fmnist-mlp";
+/// Fashion-MNIST's class names, as kilnd reports them.
+const CLASSES: [&str; 10] = [
+    "t-shirt/top",
+    "trouser",
+    "pullover",
+    "dress",
+    "coat",
+    "sandal",
+    "shirt",
+    "sneaker",
+    "bag",
+    "ankle boot",
+];
+
+/// A kilnd and a console in a private tmux server; both go away on drop, even on failure.
+struct Console {
+    socket: String,
+    home: tempfile::TempDir,
+    config: tempfile::TempDir,
+    kilnd: Child,
+    /// The last screen read, for failure messages.
+    screen: String,
+}
+
+impl Drop for Console {
+    fn drop(&mut self) {
+        let _ = self.tmux(&["kill-server"]);
+        let _ = self.kilnd.kill();
+        let _ = self.kilnd.wait();
+    }
+}
+
+/// Fails with the package to install when tmux is missing.
+fn require_tmux() {
+    match Command::new("tmux").arg("-V").output() {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => panic!("`tmux -V` failed: {out:?}"),
+        Err(e) => panic!(
+            "this test drives the console in tmux, which cannot be run ({e}): install the `tmux` package \
+             (apt-get install tmux, or run scripts/setup)"
+        ),
+    }
+}
+
+/// `'text'` for sh, with embedded quotes escaped.
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+/// Starts kilnd in the foreground on a free port and waits until it has written its address.
+fn start_kilnd(home: &Path) -> Child {
+    let log = File::create(home.join("kilnd.log")).expect("create kilnd.log");
+    let child = common::command(env!("CARGO_BIN_EXE_kilnd"), home)
+        .args(["--foreground", "--port", "0"])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start kilnd");
+    let address = home.join("daemon/address");
+    let deadline = Instant::now() + REACT;
+    while !address.is_file() {
+        assert!(Instant::now() < deadline, "kilnd never wrote {}", address.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
+}
+
+impl Console {
+    /// A fresh home and daemon, and `kiln` (no subcommand) open in a detached tmux session.
+    fn open() -> Console {
+        require_tmux();
+        let home = tempfile::tempdir().expect("tempdir for KILN_HOME");
+        let config = tempfile::tempdir().expect("tempdir for KILN_CONFIG_DIR");
+        let kilnd = start_kilnd(home.path());
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let mut console = Console {
+            socket: format!("kiln-e2e-{}-{nanos}", std::process::id()),
+            home,
+            config,
+            kilnd,
+            screen: String::new(),
+        };
+        console.start_kiln();
+        console
+    }
+
+    fn start_kiln(&mut self) {
+        // The pane stays after kiln exits, so its last words can be read. The shell prints
+        // kiln's exit status: tmux's own #{pane_dead_status} is sometimes never filled in.
+        let conf = self.home.path().join("tmux.conf");
+        let settings = "set -g remain-on-exit on\nset -g status off\nset -g default-shell /bin/sh\n";
+        std::fs::write(&conf, settings).expect("write tmux.conf");
+        let vars = [
+            ("KILN_HOME", self.home.path().to_path_buf()),
+            ("KILN_CONFIG_DIR", self.config.path().to_path_buf()),
+            ("KILN_KILND", env!("CARGO_BIN_EXE_kilnd").into()),
+        ];
+        let mut line = String::from("env KILN_CONTROL_PORT=0 KILN_INFERENCE_BIND=127.0.0.1:0");
+        for (name, value) in vars {
+            line.push(' ');
+            line.push_str(&shell_quote(&format!("{name}={}", value.display())));
+        }
+        line.push(' ');
+        line.push_str(&shell_quote(env!("CARGO_BIN_EXE_kiln")));
+        line.push_str(&format!("; echo \"{EXITED} $?\""));
+        let conf = conf.to_str().expect("utf-8 temp path").to_owned();
+        let out = self.tmux(&[
+            "-f",
+            &conf,
+            "new-session",
+            "-d",
+            "-s",
+            SESSION,
+            "-x",
+            COLUMNS,
+            "-y",
+            ROWS,
+            &line,
+        ]);
+        assert!(out.status.success(), "tmux new-session failed: {out:?}");
+    }
+
+    fn tmux(&self, args: &[&str]) -> Output {
+        Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .env_remove("TMUX")
+            .output()
+            .expect("run tmux")
+    }
+
+    /// Reads the screen as text.
+    fn capture(&mut self) -> &str {
+        self.capture_with(&[])
+    }
+
+    /// Reads the screen with extra `capture-pane` options (`-S -`: from the start of history).
+    fn capture_with(&mut self, options: &[&str]) -> &str {
+        let mut args = vec!["capture-pane", "-p", "-t", SESSION];
+        args.extend_from_slice(options);
+        let out = self.tmux(&args);
+        assert!(out.status.success(), "tmux capture-pane failed: {out:?}");
+        self.screen = String::from_utf8_lossy(&out.stdout).into_owned();
+        &self.screen
+    }
+
+    /// Presses keys by tmux name (`Enter`, `Left`, `BSpace`) or as single characters.
+    fn press(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", SESSION];
+        args.extend_from_slice(keys);
+        let out = self.tmux(&args);
+        assert!(out.status.success(), "tmux send-keys {keys:?} failed: {out:?}");
+    }
+
+    /// Types `text` literally.
+    fn type_text(&self, text: &str) {
+        let out = self.tmux(&["send-keys", "-t", SESSION, "-l", text]);
+        assert!(out.status.success(), "tmux send-keys -l {text:?} failed: {out:?}");
+    }
+
+    /// Panics with the last screen and the daemon's log.
+    fn fail(&self, why: &str) -> ! {
+        let log = std::fs::read_to_string(self.home.path().join("kilnd.log")).unwrap_or_default();
+        let tail: Vec<&str> = log
+            .lines()
+            .rev()
+            .take(30)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        panic!(
+            "{why}\n──── last screen ────\n{}\n──── kilnd log (tail) ────\n{}",
+            self.screen,
+            tail.join("\n")
+        );
+    }
+
+    /// Reads the screen until `found` returns something, or fails after `timeout`.
+    fn wait_for<T>(&mut self, what: &str, timeout: Duration, mut found: impl FnMut(&str) -> Option<T>) -> T {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(v) = found(self.capture()) {
+                return v;
+            }
+            if Instant::now() >= deadline {
+                self.fail(&format!("waited {timeout:?} for {what}"));
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Waits until every one of `texts` is on the screen; returns the screen.
+    fn wait_for_text(&mut self, what: &str, texts: &[&str]) -> String {
+        self.wait_for(what, REACT, |s| {
+            texts.iter().all(|t| s.contains(t)).then(|| s.to_owned())
+        })
+    }
+
+    /// Waits for kiln to exit and returns its exit status, as the shell printed it on the
+    /// restored terminal (tmux's "Pane is dead" line may have scrolled it into history).
+    fn exit_status(&mut self) -> i32 {
+        let deadline = Instant::now() + REACT;
+        loop {
+            let screen = self.capture_with(&["-S", "-"]);
+            let status = screen
+                .lines()
+                .find_map(|l| l.strip_prefix(EXITED))
+                .and_then(|rest| rest.trim().parse().ok());
+            if let Some(status) = status {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                self.fail(&format!(
+                    "waited {REACT:?} for kiln to exit and the shell to print its status"
+                ));
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Fails unless `ok`, showing the screen that was just read.
+    fn check(&self, ok: bool, why: &str) {
+        if !ok {
+            self.fail(why);
+        }
+    }
+}
+
+/// A screen row without its panel borders, split into words.
+fn words(line: &str) -> Vec<&str> {
+    line.trim_matches(|c: char| c.is_whitespace() || "│┃".contains(c))
+        .split_whitespace()
+        .collect()
+}
+
+/// The jobs table's row for `job`: `(state, progress percent)`.
+fn job_row(screen: &str, job: &str) -> Option<(String, u32)> {
+    let line = screen.lines().find(|l| l.contains(job))?;
+    let w = words(line);
+    let at = w.iter().position(|x| x.ends_with(job))?;
+    let state = (*w.get(at + 1)?).to_owned();
+    let percent = w.iter().find_map(|x| x.strip_suffix('%')?.parse().ok())?;
+    Some((state, percent))
+}
+
+/// Braille cells on the screen: the drawn part of the loss chart.
+fn chart_cells(screen: &str) -> usize {
+    screen.chars().filter(|c| ('\u{2801}'..='\u{28ff}').contains(c)).count()
+}
+
+/// The last step on the loss chart: the right-hand label under its x axis (`157`, `12k`).
+fn chart_last_step(screen: &str) -> Option<f64> {
+    let lines: Vec<&str> = screen.lines().collect();
+    let axis = lines
+        .iter()
+        .position(|l| l.starts_with('│') && words(l).first().is_some_and(|w| w.starts_with('└')))?;
+    let label = *words(lines.get(axis + 1)?).last()?;
+    match label.strip_suffix('k') {
+        Some(thousands) => thousands.parse::<f64>().ok().map(|k| k * 1e3),
+        None => label.parse().ok(),
+    }
+}
+
+/// The version the deployments table says MODEL serves (`v2`).
+fn serving_version(screen: &str) -> Option<String> {
+    screen.lines().find_map(|l| match words(l).as_slice() {
+        [model, version, ..] if *model == MODEL && version.starts_with('v') => Some((*version).to_owned()),
+        _ => None,
+    })
+}
+
+/// The models table's LATEST and PROD columns for MODEL (`v2`, `v1` or `-`).
+fn latest_and_production(screen: &str) -> Option<(String, String)> {
+    screen.lines().find_map(|l| match words(l).as_slice() {
+        [model, _task, latest, production, ..] if *model == MODEL => {
+            Some(((*latest).to_owned(), (*production).to_owned()))
+        }
+        _ => None,
+    })
+}
+
+/// The id in the status line's `queued job <id> (…)`.
+fn queued_job(screen: &str) -> Option<String> {
+    let rest = screen.split("queued job ").nth(1)?;
+    let id = rest.split_whitespace().next()?;
+    Some(id.to_owned())
+}
+
+/// Fills the launch form for a 1-epoch mlp on `limit` Fashion-MNIST samples and sends it;
+/// returns the job id the status line reports.
+fn launch_training(console: &mut Console, limit: &str) -> String {
+    console.press(&["n"]);
+    console.wait_for_text("the launch form", &["Launch training", "architecture", "sample limit"]);
+    console.press(&["Left"]);
+    console.wait_for_text("mlp chosen in the form", &["◀ mlp ▶", MODEL]);
+    console.press(&["Down", "Down", "BSpace"]);
+    console.type_text("1");
+    console.wait_for("epochs set to 1", REACT, |s| {
+        s.lines()
+            .any(|l| l.contains("epochs") && l.contains("1▏"))
+            .then_some(())
+    });
+    console.press(&["Down", "BSpace", "BSpace", "BSpace"]);
+    console.type_text(limit);
+    let typed = format!("{limit}▏");
+    let form = console.wait_for_text("the sample limit typed", &[&typed]);
+    console.check(
+        form.lines()
+            .any(|l| l.contains("dataset") && l.contains("fashion-mnist")),
+        "the form should train on fashion-mnist",
+    );
+    console.press(&["Enter"]);
+    console.wait_for("the job queued (status line) on the jobs screen", REACT, |s| {
+        s.contains("Jobs (").then(|| queued_job(s)).flatten()
+    })
+}
+
+/// Deploys the newest version of MODEL from the models screen; `question` is what the
+/// confirm dialog must ask. Ends when the models table shows it in production.
+fn deploy_newest(console: &mut Console, version: u32, question: &str) {
+    console.press(&["1"]);
+    let detail = format!("{MODEL}@{version}");
+    let wanted = format!("v{version}");
+    // The detail pane's title names the selected version once its manifest is loaded.
+    let title = format!(" {detail} ");
+    console.wait_for(
+        &format!("{detail} newest and selected on the models screen"),
+        REACT,
+        |s| {
+            let (latest, _) = latest_and_production(s)?;
+            (latest == wanted && s.contains(&title)).then_some(())
+        },
+    );
+    console.press(&["d"]);
+    console.wait_for_text("the deploy confirm dialog", &["Confirm", question, "enter/y yes"]);
+    console.press(&["Enter"]);
+    console.wait_for_text(
+        "the deploy reported in the status line",
+        &[&format!("deployed {detail}")],
+    );
+    console.wait_for(&format!("{detail} in production (PROD column)"), REACT, |s| {
+        (latest_and_production(s)?.1 == wanted).then_some(())
+    });
+}
+
+/// Sends a test request from the serving screen and checks that `version` answered
+/// sample `sample`, with the prediction right above the true label.
+fn test_request(console: &mut Console, version: u32, sample: u32) {
+    console.press(&["t"]);
+    let heading = format!("{MODEL}@{version} · sample #{sample}");
+    let screen = console.wait_for_text("the test request's answer", &[&heading, "predicted:", "true label:"]);
+    let lines: Vec<&str> = screen.lines().collect();
+    let at = lines.iter().position(|l| l.contains("predicted:")).unwrap_or_default();
+    // In characters: the journal to the left holds multi-byte arrows and dashes.
+    let column = |line: &str, key: &str| line.find(key).map(|i| line[..i].chars().count());
+    let class_after = |line: &str, key: &str| {
+        let text = line.split(key).nth(1).unwrap_or_default().trim_start();
+        CLASSES.iter().find(|c| text.starts_with(*c)).map(|c| (*c).to_owned())
+    };
+    let predicted = class_after(lines[at], "predicted:");
+    let truth_line = lines.get(at + 1).copied().unwrap_or_default();
+    let truth = class_after(truth_line, "true label:");
+    console.check(
+        predicted.is_some() && truth.is_some(),
+        "the prediction and the true label are Fashion-MNIST classes",
+    );
+    console.check(
+        column(truth_line, "true label:") == column(lines[at], "predicted:"),
+        "the true label sits right under the prediction",
+    );
+    let correct = predicted == truth;
+    console.check(
+        truth_line.contains(if correct { '✓' } else { '✗' }),
+        "the true label is marked ✓ when the prediction matches it, ✗ otherwise",
+    );
+    eprintln!("test request {heading}: predicted {predicted:?}, true label {truth:?}");
+}
+
+#[test]
+fn train_watch_deploy_query_and_roll_back_from_the_console() {
+    let started = Instant::now();
+    let mut console = Console::open();
+    console.wait_for_text(
+        "the first-run welcome with a live event stream",
+        &["Welcome to kiln", "● live", "1 Models"],
+    );
+
+    // 1. A short training from the launch form.
+    let first = launch_training(&mut console, "20000");
+
+    // 2. Its loss curve grows on the jobs screen until it succeeds.
+    let (p1, step1) = console.wait_for("the first job running, with a loss curve", TRAIN, |s| {
+        let (state, p) = job_row(s, &first)?;
+        let drawn = chart_cells(s) > 0 && s.contains("── train");
+        (state == "running" && p < 100 && drawn)
+            .then(|| chart_last_step(s).map(|step| (p, step)))
+            .flatten()
+    });
+    let (p2, step2) = console.wait_for("the progress and the curve to move on", TRAIN, |s| {
+        let (_, p) = job_row(s, &first)?;
+        let step = chart_last_step(s)?;
+        (p > p1 && step > step1 && chart_cells(s) > 0).then_some((p, step))
+    });
+    eprintln!("jobs screen: {p1}% with the curve to step {step1}, then {p2}% to step {step2}");
+    console.wait_for("the first job to succeed", TRAIN, |s| {
+        (job_row(s, &first)? == ("succeeded".to_owned(), 100)).then_some(())
+    });
+    console.wait_for_text("the validation point on the chart", &["── val"]);
+
+    // 3. Deploy the new version from the models screen, through the confirm dialog.
+    deploy_newest(&mut console, 1, &format!("Deploy {MODEL}@1 to production?"));
+
+    // 4. A test request from the serving screen: the prediction next to the true label.
+    console.press(&["4"]);
+    console.wait_for("v1 serving", REACT, |s| (serving_version(s)? == "v1").then_some(()));
+    console.wait_for_text("the deploy in the journal", &[&format!("{MODEL} –→v1 deploy")]);
+    test_request(&mut console, 1, 0);
+
+    // 5. A second version deployed over the first, then rolled back to it.
+    console.press(&["2"]);
+    console.wait_for_text("the jobs screen", &[&first, "Jobs (1)"]);
+    let second = launch_training(&mut console, "3000");
+    console.wait_for("the second job to succeed", TRAIN, |s| {
+        (job_row(s, &second)? == ("succeeded".to_owned(), 100)).then_some(())
+    });
+    deploy_newest(&mut console, 2, &format!("Deploy {MODEL}@2, replacing {MODEL}@1"));
+    console.press(&["4"]);
+    console.wait_for("v2 serving", REACT, |s| (serving_version(s)? == "v2").then_some(()));
+    console.wait_for_text("the second deploy in the journal", &[&format!("{MODEL} v1→v2 deploy")]);
+    test_request(&mut console, 2, 1);
+    console.press(&["r"]);
+    console.wait_for_text(
+        "the rollback confirm dialog",
+        &["Confirm", &format!("Roll {MODEL} back from v2 to v1?")],
+    );
+    console.press(&["Enter"]);
+    console.wait_for_text(
+        "the rollback reported in the status line",
+        &[&format!("rolled back {MODEL}@1")],
+    );
+    console.wait_for("v1 serving again", REACT, |s| {
+        (serving_version(s)? == "v1").then_some(())
+    });
+    console.wait_for_text("the rollback in the journal", &[&format!("{MODEL} v2→v1 rollback")]);
+    test_request(&mut console, 1, 2);
+
+    // Quitting leaves kiln with status 0.
+    console.press(&["q"]);
+    let status = console.exit_status();
+    console.check(status == 0, &format!("kiln exited with status {status}"));
+    eprintln!("console end to end: {:.1}s", started.elapsed().as_secs_f64());
+}
