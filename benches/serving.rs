@@ -129,9 +129,15 @@ fn start_kiln(home: &Path) -> (Server, String) {
     let address = wait_for_file(&home.join("daemon/inference_address"));
     wait_for_file(&home.join("daemon/address"));
     let client = kiln::client::Client::from_home(home).expect("client");
-    client
-        .post("/api/v1/deployments", &json!({ "model": "bench", "version": "1" }))
-        .expect("deploy");
+    let mut deploy = json!({ "model": "bench", "version": "1" });
+    // KILN_BENCH_MAX_DELAY_US tries a batching delay other than the default 0.
+    if let Some(delay) = std::env::var("KILN_BENCH_MAX_DELAY_US")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        deploy["batching"] = json!({ "max_batch": 64, "max_delay_us": delay, "queue": 256 });
+    }
+    client.post("/api/v1/deployments", &deploy).expect("deploy");
     (server, format!("http://{}/v2/models/bench/infer", address.trim()))
 }
 
