@@ -36,6 +36,9 @@ impl Drop for Server {
 fn main() {
     let home = tempfile::tempdir().expect("tempdir");
     let home = home.path();
+    // Both versions are trained before kilnd starts: its supervisor would otherwise also pick
+    // up a job folder written here.
+    train_version(home);
     train_version(home);
     let raw = kilnd(home, &["bench-serve", "bench@1", "--seconds", "4"]);
     let raw: Value = serde_json::from_slice(&raw).expect("bench-serve JSON");
@@ -61,9 +64,8 @@ fn main() {
     report(&raw, &kiln, fastapi.as_deref());
 }
 
-/// Deploys a second version, then times `rollback` back to the first (load, warm-up, switch).
+/// Deploys the second version, then times `rollback` back to the first (load, warm-up, switch).
 fn time_rollback(home: &Path) {
-    train_version(home);
     let client = kiln::client::Client::from_home(home).expect("client");
     client
         .post("/api/v1/deployments", &json!({ "model": "bench", "version": "2" }))

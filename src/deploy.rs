@@ -26,8 +26,8 @@ pub enum Action {
 pub struct Batching {
     /// Most rows one forward pass takes.
     pub max_batch: usize,
-    /// How long the first request of a batch may wait for company, in microseconds
-    /// (0: batch whatever is queued when the model is free).
+    /// Under load, how long a batch may keep collecting requests that are still arriving, in
+    /// microseconds (a lone request never waits; 0: batch only what is already queued).
     pub max_delay_us: u64,
     /// Requests that may wait; one more is answered 503.
     pub queue: usize,
@@ -37,7 +37,7 @@ impl Default for Batching {
     fn default() -> Self {
         Self {
             max_batch: 64,
-            max_delay_us: 0,
+            max_delay_us: 2000,
             queue: 256,
         }
     }

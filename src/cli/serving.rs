@@ -21,7 +21,8 @@ pub struct DeployArgs {
     /// Most rows per forward pass [daemon default: 64].
     #[arg(long)]
     max_batch: Option<usize>,
-    /// Wait for a fuller batch, in microseconds [daemon default: 0, batch what is queued].
+    /// Longest wait for a fuller batch under load, in microseconds [daemon default: 2000; a
+    /// lone request never waits].
     #[arg(long)]
     max_delay_us: Option<u64>,
     /// Requests queued before answering 503 [daemon default: 256].
@@ -80,7 +81,7 @@ pub fn deploy(args: &DeployArgs, json_out: bool) -> Result<u8, CliError> {
     if args.max_batch.is_some() || args.max_delay_us.is_some() || args.queue.is_some() {
         body["batching"] = json!({
             "max_batch": args.max_batch.unwrap_or(64),
-            "max_delay_us": args.max_delay_us.unwrap_or(0),
+            "max_delay_us": args.max_delay_us.unwrap_or(2000),
             "queue": args.queue.unwrap_or(256),
         });
     }

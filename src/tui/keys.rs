@@ -87,7 +87,8 @@ impl App {
             KeyCode::Esc => return Vec::new(),
             KeyCode::Enter => match form.body() {
                 Ok(body) => {
-                    self.say(format!("launching {}…", form.title().to_lowercase()));
+                    let what = form.title().trim_start_matches("Launch ").to_owned();
+                    self.say(format!("launching {what}…"));
                     return vec![Effect::Request(Request::SubmitJob(body))];
                 }
                 Err(e) => form.error = Some(e),

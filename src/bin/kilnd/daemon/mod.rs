@@ -42,8 +42,9 @@ pub struct ServingArgs {
     /// Default most rows per forward pass (a deploy may override it).
     #[arg(long, default_value_t = 64)]
     pub max_batch: usize,
-    /// Default wait for a fuller batch, in microseconds (0: batch what is queued).
-    #[arg(long, default_value_t = 0)]
+    /// Default longest wait for a fuller batch under load, in microseconds (a lone request
+    /// never waits; 0: batch only what is queued).
+    #[arg(long, default_value_t = 2000)]
     pub max_delay_us: u64,
     /// Default requests queued per deployment before answering 503.
     #[arg(long, default_value_t = 256)]

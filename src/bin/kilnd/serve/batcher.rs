@@ -25,6 +25,9 @@ use super::metrics::Metrics;
 use super::tensor::{Rows, Signature};
 use crate::engine::loaded::LoadedModel;
 
+/// Under load, a batch keeps growing while requests arrive at most this far apart.
+const GAP: Duration = Duration::from_micros(250);
+
 /// What a request gets back: one output row per input row, or why not.
 pub type Answer = Result<Vec<Vec<f32>>, String>;
 
@@ -149,21 +152,27 @@ impl Worker {
         }
     }
 
-    /// The first request plus what else is (or, with a delay, becomes) queued.
+    /// The first request plus what else is queued. Under load (more than one request already
+    /// waiting) it keeps collecting while requests keep arriving less than [`GAP`] apart, for
+    /// at most `max_delay_us`, so batches fill up without a lone request ever waiting.
     fn gather(&self, first: Pending) -> Vec<Pending> {
         let mut rows = first.rows.batch;
         let mut batch = vec![first];
-        let delay = Duration::from_micros(self.batching.max_delay_us);
-        let until = Instant::now() + delay;
-        while rows < self.batching.max_batch {
-            let next = if delay.is_zero() {
-                self.receiver.try_recv().ok()
-            } else {
-                self.receiver
-                    .recv_timeout(until.saturating_duration_since(Instant::now()))
-                    .ok()
+        let full = |rows: usize| rows >= self.batching.max_batch;
+        while !full(rows) {
+            let Ok(pending) = self.receiver.try_recv() else { break };
+            rows += pending.rows.batch;
+            batch.push(pending);
+        }
+        let until = Instant::now() + Duration::from_micros(self.batching.max_delay_us);
+        while batch.len() > 1 && !full(rows) {
+            let wait = until.saturating_duration_since(Instant::now()).min(GAP);
+            if wait.is_zero() {
+                break;
+            }
+            let Ok(pending) = self.receiver.recv_timeout(wait) else {
+                break;
             };
-            let Some(pending) = next else { break };
             rows += pending.rows.batch;
             batch.push(pending);
         }

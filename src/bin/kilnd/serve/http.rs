@@ -202,6 +202,15 @@ async fn infer_on(
     let outputs = deployment.signature.requested(&request).map_err(bad)?;
     let rows = deployment.signature.rows(&request, binary).map_err(bad)?;
     let deadline = started + server.limits.timeout;
+    let timed_out = || {
+        InferError(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!("no answer within {:?}", server.limits.timeout),
+        )
+    };
+    if Instant::now() >= deadline {
+        return Err(timed_out());
+    }
     let answer = deployment.submit(rows, deadline).map_err(|refused| match refused {
         Refused::Full => InferError(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -215,18 +224,15 @@ async fn infer_on(
     let rows = match tokio::time::timeout_at(deadline.into(), answer).await {
         Ok(Ok(Ok(rows))) => rows,
         Ok(Ok(Err(message))) => return Err(InferError(StatusCode::INTERNAL_SERVER_ERROR, message)),
+        // The batcher drops requests whose deadline passed while they were queued.
+        Ok(Err(_)) if Instant::now() >= deadline => return Err(timed_out()),
         Ok(Err(_)) => {
             return Err(InferError(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "the batcher dropped the request".into(),
             ));
         }
-        Err(_) => {
-            return Err(InferError(
-                StatusCode::GATEWAY_TIMEOUT,
-                format!("no answer within {:?}", server.limits.timeout),
-            ));
-        }
+        Err(_) => return Err(timed_out()),
     };
     Ok(respond(deployment, &request, &outputs, &rows))
 }
