@@ -265,7 +265,7 @@ fn the_event_stream_follows_a_job_to_success_and_telemetry_reports_the_host() {
     let d = start(home.path());
     let events = subscribe(&d);
     std::thread::sleep(Duration::from_millis(300));
-    let quick = json!({"arch": "mlp", "data": format!("csv:{}", data.display()), "epochs": 3, "batch_size": 32,
+    let quick = json!({"arch": "mlp", "data": format!("csv:{}", data.display()), "epochs": 40, "batch_size": 32,
         "model": "xor"});
     let (code, job) = post(&d, "/api/v1/jobs", &quick.to_string());
     assert_eq!(code, 201, "{job}");
