@@ -29,7 +29,8 @@ pub struct Cli {
     /// Console colour theme: dark, light, high-contrast, or a theme file (no subcommand).
     #[arg(long, value_name = "NAME")]
     theme: Option<String>,
-    /// Open the console with every mutating action (launch, cancel, deploy, rollback) disabled.
+    /// Open the console with every mutating action (launch, cancel, deploy, rollback, delete)
+    /// disabled.
     #[arg(long)]
     readonly: bool,
     /// Without a subcommand, `kiln` opens the console.
