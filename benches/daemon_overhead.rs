@@ -9,12 +9,13 @@
 //! Run: `scripts/bench daemon_overhead`.
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kiln::jobs::{JobDir, JobId, JobKind, JobSpec, JobState};
+use kiln::jobs::{JobDir, JobId, JobState};
 use serde_json::{Value, json};
+
+mod common;
 
 const ROUNDS: usize = 5;
 const LIMIT: usize = 6_000;
@@ -63,29 +64,6 @@ fn main() {
     );
 }
 
-fn spec(id: JobId) -> JobSpec {
-    JobSpec {
-        id,
-        kind: JobKind::Train,
-        reference: None,
-        arch: "cnn".into(),
-        config: json!({}),
-        data: "fashion-mnist".into(),
-        data_path: None,
-        epochs: 1,
-        batch_size: 64,
-        lr: 1e-3,
-        optimizer: "adam".into(),
-        schedule: "cosine".into(),
-        seed: 7,
-        device: Some("cpu".into()),
-        limit: Some(LIMIT),
-        model: "bench".parse().expect("name"),
-        from: None,
-        resume: None,
-    }
-}
-
 /// Steps per second between the first and last `train` metric lines (so start-up and the
 /// final validation pass are left out).
 fn steps_per_sec(job: &JobDir) -> f64 {
@@ -97,7 +75,7 @@ fn steps_per_sec(job: &JobDir) -> f64 {
 
 fn bare_worker() -> f64 {
     let home = tempfile::tempdir().expect("tempdir");
-    let job = JobDir::create(home.path(), &spec(JobId::generate())).expect("job");
+    let job = JobDir::create(home.path(), &common::cnn_job(LIMIT, 7)).expect("job");
     let status = Command::new(env!("CARGO_BIN_EXE_kilnd"))
         .env("KILN_HOME", home.path())
         .args(["worker", "--job", job.id.as_str()])
@@ -128,11 +106,11 @@ fn through_daemon() -> (f64, Value) {
             .spawn()
             .expect("start kilnd"),
     );
-    let address = wait_for(&home.path().join("daemon/address"));
+    let address = common::wait_for_file(&home.path().join("daemon/address"));
     let token = std::fs::read_to_string(home.path().join("daemon/token")).expect("token");
     let events = stream_events(address.trim(), token.trim());
     let client = kiln::client::Client::from_home(home.path()).expect("client");
-    let mut body = serde_json::to_value(spec(JobId::generate())).expect("json");
+    let mut body = serde_json::to_value(common::cnn_job(LIMIT, 7)).expect("json");
     body.as_object_mut().expect("object").remove("id");
     let view = client.post("/api/v1/jobs", &body).expect("submit");
     let id: JobId = view["id"].as_str().expect("id").parse().expect("id");
@@ -150,17 +128,6 @@ fn through_daemon() -> (f64, Value) {
     telemetry["seconds"] = json!(seconds);
     telemetry["events"] = json!(events.try_iter().count());
     (steps_per_sec(&job), telemetry)
-}
-
-fn wait_for(path: &Path) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            return text;
-        }
-        assert!(Instant::now() < deadline, "kilnd never wrote {}", path.display());
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// An SSE client on its own thread, counting events into a channel.

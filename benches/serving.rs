@@ -18,8 +18,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kiln::jobs::{JobDir, JobId, JobKind, JobSpec};
+use kiln::jobs::JobDir;
 use serde_json::{Value, json};
+
+mod common;
 
 const SECONDS: f64 = 5.0;
 const CLIENTS: [usize; 3] = [1, 8, 64];
@@ -83,26 +85,7 @@ fn time_rollback(home: &Path) {
 
 /// A quick real training, so the version is a normal registry entry.
 fn train_version(home: &Path) {
-    let spec = JobSpec {
-        id: JobId::generate(),
-        kind: JobKind::Train,
-        reference: None,
-        arch: "cnn".into(),
-        config: json!({}),
-        data: "fashion-mnist".into(),
-        data_path: None,
-        epochs: 1,
-        batch_size: 64,
-        lr: 1e-3,
-        optimizer: "adam".into(),
-        schedule: "cosine".into(),
-        seed: 1,
-        device: Some("cpu".into()),
-        limit: Some(1000),
-        model: "bench".parse().expect("name"),
-        from: None,
-        resume: None,
-    };
+    let spec = common::cnn_job(1000, 1);
     let job = JobDir::create(home, &spec).expect("job");
     kilnd(home, &["worker", "--job", job.id.as_str()]);
 }
@@ -128,8 +111,8 @@ fn start_kiln(home: &Path) -> (Server, String) {
             .spawn()
             .expect("start kilnd"),
     );
-    let address = wait_for_file(&home.join("daemon/inference_address"));
-    wait_for_file(&home.join("daemon/address"));
+    let address = common::wait_for_file(&home.join("daemon/inference_address"));
+    common::wait_for_file(&home.join("daemon/address"));
     let client = kiln::client::Client::from_home(home).expect("client");
     let mut deploy = json!({ "model": "bench", "version": "1" });
     // KILN_BENCH_MAX_DELAY_US tries a batching delay other than the default 0.
@@ -206,17 +189,6 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("free port")
-}
-
-fn wait_for_file(path: &Path) -> String {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            return text;
-        }
-        assert!(Instant::now() < deadline, "{} never appeared", path.display());
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// One figure set: concurrency, req/s, p50 µs, p99 µs.

@@ -249,29 +249,13 @@ fn logs(client: &Client, id: &str, follow: bool) -> Result<u8, CliError> {
 
 /// Waits for the job to end and exits with its state's code.
 fn wait(client: &Client, id: &str, timeout: Option<Duration>, json_out: bool) -> Result<u8, CliError> {
-    let deadline = timeout.map(|t| Instant::now() + t);
-    loop {
-        let view = client.get(&format!("/api/v1/jobs/{id}"))?;
-        let status: crate::jobs::JobStatus = serde_json::from_value(view["status"].clone()).map_err(|e| CliError {
-            code: 1,
-            message: format!("kilnd sent an unreadable job status: {e}"),
-        })?;
-        if status.state.is_final() {
-            print(json_out, &view, || {
-                format!(
-                    "job {id} {}: {}",
-                    view["status"]["state"].as_str().unwrap_or("?"),
-                    status.message
-                )
-            });
-            return Ok(super::train::exit_code(status.state));
-        }
-        if deadline.is_some_and(|d| Instant::now() > d) {
-            return Err(CliError {
-                code: 1,
-                message: format!("job {id} is still {:?} after the timeout", status.state),
-            });
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    let (view, status) = super::train::wait_for_end(client, id, timeout.map(|t| Instant::now() + t))?;
+    print(json_out, &view, || {
+        format!(
+            "job {id} {}: {}",
+            view["status"]["state"].as_str().unwrap_or("?"),
+            status.message
+        )
+    });
+    Ok(super::train::exit_code(status.state))
 }

@@ -208,8 +208,8 @@ pub fn eval(args: &EvalArgs, json_out: bool) -> Result<u8, CliError> {
     if args.detach {
         return print_detached(&view, json_out);
     }
-    let code = follow_quietly(&client, &id)?;
-    let view = client.get(&format!("/api/v1/jobs/{id}"))?;
+    let (view, status) = wait_for_end(&client, &id, None)?;
+    let code = exit_code(status.state);
     match serde_json::from_value::<EvalReport>(view["result"].clone()) {
         Ok(_) if json_out => println!("{}", view["result"]),
         Ok(report) => print!("{}", report.render()),
@@ -277,13 +277,21 @@ pub fn follow(client: &Client, id: &str, json_out: bool) -> Result<u8, CliError>
     }
 }
 
-/// Waits for a job to end without printing progress; returns the exit code for its state.
-pub fn follow_quietly(client: &Client, id: &str) -> Result<u8, CliError> {
+/// Waits, without printing, until the job ends (or `deadline` passes: an error); returns its
+/// final view and status.
+pub fn wait_for_end(client: &Client, id: &str, deadline: Option<Instant>) -> Result<(Value, JobStatus), CliError> {
     loop {
         let view = client.get(&format!("/api/v1/jobs/{id}"))?;
-        let status: JobStatus = serde_json::from_value(view["status"].clone()).map_err(|e| failure(e.to_string()))?;
+        let status: JobStatus = serde_json::from_value(view["status"].clone())
+            .map_err(|e| failure(format!("kilnd sent an unreadable job status: {e}")))?;
         if status.state.is_final() {
-            return Ok(exit_code(status.state));
+            return Ok((view, status));
+        }
+        if deadline.is_some_and(|d| Instant::now() > d) {
+            return Err(failure(format!(
+                "job {id} is still {:?} after the timeout",
+                status.state
+            )));
         }
         std::thread::sleep(Duration::from_millis(250));
     }

@@ -9,7 +9,7 @@ use burn::tensor::Device;
 use kiln::names::ModelRef;
 use kiln::registry::{EvalRecord, EvalReport, Registry, now_rfc3339};
 
-use crate::engine::data::{self, LoadOptions, Vocab};
+use crate::engine::data::{self, LoadOptions};
 use crate::engine::eval;
 use crate::engine::loaded::LoadedModel;
 use crate::engine::model::ArchConfig;
@@ -35,10 +35,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<EvalReport> {
     let registry = Registry::open(&kiln::home::kiln_home()?)?;
     let version = registry.resolve(&args.reference)?;
     let manifest = registry.version(&args.reference.model, version)?;
-    let vocab: Option<Vocab> = match manifest.draft.blobs.get("vocab") {
-        Some(digest) => Some(serde_json::from_slice(&registry.blobs().read(digest)?)?),
-        None => None,
-    };
+    let vocab = data::stored_vocab(&registry, &manifest)?;
     let seed = manifest.draft.seed.unwrap_or(0);
     let options = LoadOptions {
         path: args.data_path.as_deref(),

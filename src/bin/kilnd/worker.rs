@@ -15,7 +15,7 @@ use kiln::registry::{
 };
 
 use crate::engine::checkpoint::{self, Checkpoint, Position};
-use crate::engine::data::{self, DataShape, Dataset, LoadOptions, Vocab};
+use crate::engine::data::{self, DataShape, Dataset, LoadOptions};
 use crate::engine::device::LIBTORCH_VERSION;
 use crate::engine::model::{ArchConfig, ZooModel};
 use crate::engine::task::Task;
@@ -163,15 +163,8 @@ fn plan(home: &Path, registry: &Registry, job: &JobDir) -> anyhow::Result<Plan> 
         }
         None => None,
     };
-    let vocab: Option<Vocab> = match &parent {
-        Some((m, _)) => m
-            .draft
-            .blobs
-            .get("vocab")
-            .map(|d| registry.blobs().read(d))
-            .transpose()?
-            .map(|b| serde_json::from_slice(&b))
-            .transpose()?,
+    let vocab = match &parent {
+        Some((m, _)) => data::stored_vocab(registry, m)?,
         None => None,
     };
     let options = LoadOptions {

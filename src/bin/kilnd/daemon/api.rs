@@ -87,12 +87,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match presented {
+    match super::bearer(request.headers()) {
         Some(token) if super::constant_time_eq(token.as_bytes(), state.token.as_bytes()) => next.run(request).await,
         Some(_) => ApiError(StatusCode::UNAUTHORIZED, "wrong bearer token".into()).into_response(),
         None => ApiError(

@@ -117,14 +117,15 @@ impl Supervisor {
     /// One supervision pass: reap ended workers, then start queued jobs with room.
     pub fn tick(&self) {
         self.reap();
-        self.start_queued();
-        self.publish_changes();
+        let jobs = jobs::list(&self.home);
+        self.start_queued(&jobs);
+        self.publish_changes(&jobs);
     }
 
     /// Publishes job status changes and new metric lines; once a second, registry changes.
-    fn publish_changes(&self) {
+    fn publish_changes(&self, jobs: &[JobDir]) {
         let mut watch = self.watch.lock().unwrap_or_else(|p| p.into_inner());
-        for job in jobs::list(&self.home) {
+        for job in jobs {
             let Ok(status) = job.status() else { continue };
             let text = serde_json::to_string(&status).unwrap_or_default();
             if status.state.is_final() && !watch.jobs.contains_key(&job.id) {
@@ -146,7 +147,7 @@ impl Supervisor {
             }
             if *seen != text {
                 *seen = text;
-                if let Ok(view) = job_view(&job) {
+                if let Ok(view) = job_view(job) {
                     self.hub.publish("job", &view);
                 }
             }
@@ -210,8 +211,8 @@ impl Supervisor {
         }
     }
 
-    fn start_queued(&self) {
-        for job in jobs::list(&self.home) {
+    fn start_queued(&self, jobs: &[JobDir]) {
+        for job in jobs {
             let Ok(status) = job.status() else { continue };
             if status.state != JobState::Queued {
                 continue;
@@ -222,11 +223,11 @@ impl Supervisor {
                 continue;
             }
             let kilnd = std::env::current_exe().map(Command::new);
-            match kilnd.and_then(|kilnd| jobs::spawn_worker(kilnd, &self.home, &job)) {
+            match kilnd.and_then(|kilnd| jobs::spawn_worker(kilnd, &self.home, job)) {
                 Ok(child) => {
                     self.lock().insert(job.id.clone(), (Worker::Child(child), device));
                 }
-                Err(e) => finish_unknown(&job, &format!("could not start its worker: {e}")),
+                Err(e) => finish_unknown(job, &format!("could not start its worker: {e}")),
             }
         }
     }

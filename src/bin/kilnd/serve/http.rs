@@ -59,12 +59,9 @@ async fn require_token(State(server): State<Arc<Server>>, request: Request, next
     let Some(token) = &server.token else {
         return next.run(request).await;
     };
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if presented.is_some_and(|p| crate::daemon::constant_time_eq(p.as_bytes(), token.as_bytes())) {
+    if crate::daemon::bearer(request.headers())
+        .is_some_and(|p| crate::daemon::constant_time_eq(p.as_bytes(), token.as_bytes()))
+    {
         next.run(request).await
     } else {
         InferError(

@@ -4,13 +4,13 @@
 
 use std::time::Instant;
 
-use kiln::registry::Registry;
+use kiln::registry::{Registry, RegistryError};
 use serde_json::{Value, json};
 
 use super::batcher::Refused;
 use super::tensor::Rows;
 use super::{DeployError, Server};
-use crate::engine::data::{self, Inputs, LoadOptions, Targets, Vocab};
+use crate::engine::data::{self, Inputs, LoadOptions, Targets};
 
 /// Runs row `index` (modulo the split's size) through the deployment serving `model`.
 pub fn try_sample(server: &Server, model: &str, index: usize) -> Result<Value, DeployError> {
@@ -29,10 +29,10 @@ pub fn try_sample(server: &Server, model: &str, index: usize) -> Result<Value, D
         ))
     })?;
     let failed = |e: anyhow::Error| DeployError::Failed(e);
-    let vocab: Option<Vocab> = match manifest.draft.blobs.get("vocab") {
-        Some(digest) => Some(serde_json::from_slice(&registry.blobs().read(digest)?).map_err(|e| failed(e.into()))?),
-        None => None,
-    };
+    let vocab = data::stored_vocab(&registry, &manifest).map_err(|e| match e.downcast::<RegistryError>() {
+        Ok(e) => DeployError::Registry(e),
+        Err(e) => failed(e),
+    })?;
     let options = LoadOptions {
         path: None,
         seed: manifest.draft.seed.unwrap_or(0),

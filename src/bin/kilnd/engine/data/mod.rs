@@ -16,6 +16,18 @@ use kiln::names::Digest;
 pub use fortunes::Vocab;
 pub use split::{Inputs, Split, Targets};
 
+/// The tokenizer and vocabulary stored with a text model's version (its `vocab` blob,
+/// verified on read); `None` for models without one.
+pub fn stored_vocab(
+    registry: &kiln::registry::Registry,
+    manifest: &kiln::registry::VersionManifest,
+) -> anyhow::Result<Option<Vocab>> {
+    match manifest.draft.blobs.get("vocab") {
+        Some(digest) => Ok(Some(serde_json::from_slice(&registry.blobs().read(digest)?)?)),
+        None => Ok(None),
+    }
+}
+
 /// What one input row is, which decides the architectures that fit and their default sizes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum DataShape {
