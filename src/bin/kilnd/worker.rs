@@ -28,19 +28,24 @@ pub fn run(home: &Path, id: &JobId) -> anyhow::Result<JobState> {
     // Detached like nohup: a hang-up (e.g. sent to an orphaned, stopped process group when
     // the daemon dies) must not end the job.
     signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::new(AtomicBool::new(false)))?;
+    // A training job turns SIGTERM into "checkpoint and stop"; the handler is in place before
+    // the status says `running`, so a cancel sent as soon as it does is never lost. An eval
+    // has nothing to checkpoint, so there a cancel just ends the process.
+    let eval = job.spec()?.kind == JobKind::Eval;
+    let stop = Arc::new(AtomicBool::new(false));
+    if !eval {
+        signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
+        signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
+    }
     let mut status = job.status()?;
     status.state = JobState::Running;
     status.pid = Some(std::process::id());
     status.pid_start = kiln::jobs::process_start_time(std::process::id());
     status.updated_at = now_rfc3339();
     job.write_status(&status)?;
-    if job.spec()?.kind == JobKind::Eval {
-        // No SIGTERM handler: an eval has nothing to checkpoint, so cancel just ends it.
+    if eval {
         return run_eval(&job, status);
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
-    signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
     let outcome = execute(home, &job, &stop, &mut status);
     if let Ok(latest) = job.status() {
         status.step = latest.step;
