@@ -14,7 +14,7 @@
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
 use std::time::{Duration, Instant};
 
 use kiln::deploy::Batching;
@@ -27,6 +27,12 @@ use crate::engine::loaded::LoadedModel;
 
 /// Under load, a batch keeps growing while requests arrive at most this far apart.
 const GAP: Duration = Duration::from_micros(250);
+
+/// After a forward pass the thread polls the queue this long (yielding the core to anything
+/// runnable) before it sleeps: while requests keep coming, the next one is picked up without
+/// a futex wake-up, and the thread, its caches and libtorch's OpenMP team stay warm. It costs
+/// nothing when idle and at most this much CPU per batch under load.
+const HOT_WAIT: Duration = Duration::from_micros(500);
 
 /// What a request gets back: one output row per input row, or why not.
 pub type Answer = Result<Vec<Vec<f32>>, String>;
@@ -145,11 +151,25 @@ struct Worker {
 
 impl Worker {
     fn run(self) {
-        while let Ok(first) = self.receiver.recv() {
+        while let Some(first) = self.next() {
             let batch = self.gather(first);
             self.depth.fetch_sub(batch.len(), Ordering::Relaxed);
             self.answer(batch);
         }
+    }
+
+    /// The next request: polled for [`HOT_WAIT`], then waited for; `None` once the queue is
+    /// closed.
+    fn next(&self) -> Option<Pending> {
+        let hot_until = Instant::now() + HOT_WAIT;
+        while Instant::now() < hot_until {
+            match self.receiver.try_recv() {
+                Ok(pending) => return Some(pending),
+                Err(TryRecvError::Empty) => std::thread::yield_now(),
+                Err(TryRecvError::Disconnected) => return None,
+            }
+        }
+        self.receiver.recv().ok()
     }
 
     /// The first request plus what else is queued. Under load (more than one request already

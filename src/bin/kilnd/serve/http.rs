@@ -194,10 +194,13 @@ async fn infer_on(
 ) -> Result<Response, InferError> {
     let body = body.map_err(|e| InferError(e.status(), format!("cannot read the request body: {}", e.body_text())))?;
     let (json_part, binary) = split_binary(headers, &body)?;
-    let request: InferRequest =
-        serde_json::from_slice(json_part).map_err(|e| bad(format!("request is not a valid infer request: {e}")))?;
+    let mut request = match super::fast_json::parse(json_part) {
+        Some(request) => request,
+        None => serde_json::from_slice::<InferRequest>(json_part)
+            .map_err(|e| bad(format!("request is not a valid infer request: {e}")))?,
+    };
     let outputs = deployment.signature.requested(&request).map_err(bad)?;
-    let rows = deployment.signature.rows(&request, binary).map_err(bad)?;
+    let rows = deployment.signature.rows(&mut request, binary).map_err(bad)?;
     let deadline = started + server.limits.timeout;
     let timed_out = || {
         InferError(

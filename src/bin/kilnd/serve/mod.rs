@@ -11,6 +11,7 @@
 //! deployment finish on it, and it is freed when the last of them is answered.
 
 pub mod batcher;
+mod fast_json;
 pub mod http;
 pub mod metrics;
 pub mod sample;

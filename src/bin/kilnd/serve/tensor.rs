@@ -93,9 +93,10 @@ impl Signature {
         }
     }
 
-    /// Validates one request's input and returns its rows, flattened.
-    pub fn rows(&self, request: &InferRequest, binary: &[u8]) -> Result<Rows, String> {
-        let [input] = request.inputs.as_slice() else {
+    /// Validates one request's input and returns its rows, flattened (taking the JSON data
+    /// out of the request rather than copying it).
+    pub fn rows(&self, request: &mut InferRequest, binary: &[u8]) -> Result<Rows, String> {
+        let [input] = request.inputs.as_mut_slice() else {
             return Err(format!(
                 "expected exactly one input tensor '{}', got {}",
                 self.input.name,
@@ -118,8 +119,8 @@ impl Signature {
         }
         self.check_shape(&input.shape)?;
         let count: usize = input.shape.iter().map(|&d| d as usize).product();
-        let values = match (&input.data, binary_size(&input.parameters)) {
-            (Some(data), None) => data.0.iter().map(|&v| v as f32).collect::<Vec<f32>>(),
+        let values = match (input.data.take(), binary_size(&input.parameters)) {
+            (Some(data), None) => data.0,
             (None, Some(size)) => decode_binary(binary, size, self.input.datatype)?,
             (Some(_), Some(_)) => return Err("input has both `data` and `binary_data_size`".into()),
             (None, None) => return Err(format!("input '{}' has no `data`", input.name)),
@@ -205,7 +206,7 @@ pub struct Rows {
 }
 
 /// `POST …/infer` body (the JSON part, when the binary extension is used).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InferRequest {
     #[serde(default)]
@@ -217,7 +218,7 @@ pub struct InferRequest {
     pub outputs: Option<Vec<RequestedOutput>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InferInput {
     pub name: String,
@@ -229,7 +230,7 @@ pub struct InferInput {
     pub data: Option<Flat>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RequestedOutput {
     pub name: String,
@@ -282,10 +283,10 @@ fn decode_binary(bytes: &[u8], size: usize, datatype: DataType) -> Result<Vec<f3
     Ok(values)
 }
 
-/// Numbers from a flat or arbitrarily nested JSON array, flattened in row-major order,
-/// without building a `Value` per element.
-#[derive(Debug)]
-pub struct Flat(pub Vec<f64>);
+/// Numbers from a flat or arbitrarily nested JSON array, flattened in row-major order (as
+/// `f32`, what the models take), without building a `Value` per element.
+#[derive(Debug, PartialEq)]
+pub struct Flat(pub Vec<f32>);
 
 impl<'de> Deserialize<'de> for Flat {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -295,7 +296,7 @@ impl<'de> Deserialize<'de> for Flat {
     }
 }
 
-struct Collect<'a>(&'a mut Vec<f64>);
+struct Collect<'a>(&'a mut Vec<f32>);
 
 impl<'de> DeserializeSeed<'de> for Collect<'_> {
     type Value = ();
@@ -310,15 +311,15 @@ impl<'de> Visitor<'de> for Collect<'_> {
         f.write_str("a number or a (nested) array of numbers")
     }
     fn visit_f64<E>(self, v: f64) -> Result<(), E> {
-        self.0.push(v);
+        self.0.push(v as f32);
         Ok(())
     }
     fn visit_i64<E>(self, v: i64) -> Result<(), E> {
-        self.0.push(v as f64);
+        self.0.push(v as f64 as f32);
         Ok(())
     }
     fn visit_u64<E>(self, v: u64) -> Result<(), E> {
-        self.0.push(v as f64);
+        self.0.push(v as f64 as f32);
         Ok(())
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {

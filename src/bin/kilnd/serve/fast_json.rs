@@ -1,0 +1,416 @@
+//! A fast reader for the usual shape of a JSON infer request: `id`, `inputs` with `name`,
+//! `shape`, `datatype` and numeric `data`, and `outputs` by name.
+//!
+//! Reading 784 pixels through serde's visitor costs more than the rest of the request path
+//! together; this walks the bytes once and writes the numbers straight into the `f32` buffer
+//! the batch is built from. It only accepts what it fully understands: anything else (string
+//! escapes, `parameters`, an unknown or repeated key, trailing bytes, malformed JSON) gives
+//! `None`, and the caller reads the body with serde instead, which also words the errors.
+
+use super::tensor::{Flat, InferInput, InferRequest, RequestedOutput};
+
+/// The request, or `None` when the serde reader must decide.
+pub fn parse(body: &[u8]) -> Option<InferRequest> {
+    let mut cursor = Cursor { bytes: body, at: 0 };
+    let request = cursor.request()?;
+    cursor.skip_space();
+    (cursor.at == body.len()).then_some(request)
+}
+
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn request(&mut self) -> Option<InferRequest> {
+        let (mut id, mut inputs, mut outputs) = (None, None, None);
+        self.object(|c, key| match key {
+            "id" if id.is_none() => c.string().map(|s| id = Some(s.to_owned())),
+            "inputs" if inputs.is_none() => c.list(Self::input).map(|v| inputs = Some(v)),
+            "outputs" if outputs.is_none() => c.list(Self::output).map(|v| outputs = Some(v)),
+            _ => None,
+        })?;
+        Some(InferRequest {
+            id,
+            parameters: None,
+            inputs: inputs?,
+            outputs,
+        })
+    }
+
+    fn input(&mut self) -> Option<InferInput> {
+        let (mut name, mut shape, mut datatype, mut data) = (None, None, None, None);
+        self.object(|c, key| match key {
+            "name" if name.is_none() => c.string().map(|s| name = Some(s.to_owned())),
+            "datatype" if datatype.is_none() => c.string().map(|s| datatype = Some(s.to_owned())),
+            "shape" if shape.is_none() => c.list(Self::integer).map(|v| shape = Some(v)),
+            "data" if data.is_none() => {
+                let mut values = Vec::with_capacity(
+                    shape
+                        .as_ref()
+                        .map_or(0, |s: &Vec<i64>| s.iter().product::<i64>().clamp(0, 1 << 20) as usize),
+                );
+                c.numbers(&mut values).map(|()| data = Some(Flat(values)))
+            }
+            _ => None,
+        })?;
+        Some(InferInput {
+            name: name?,
+            shape: shape?,
+            datatype: datatype?,
+            parameters: None,
+            data,
+        })
+    }
+
+    fn output(&mut self) -> Option<RequestedOutput> {
+        let mut name = None;
+        self.object(|c, key| match key {
+            "name" if name.is_none() => c.string().map(|s| name = Some(s.to_owned())),
+            _ => None,
+        })?;
+        Some(RequestedOutput {
+            name: name?,
+            parameters: None,
+        })
+    }
+
+    fn skip_space(&mut self) {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.bytes.get(self.at) {
+            self.at += 1;
+        }
+    }
+
+    /// The next non-space byte, consumed when it is `byte`.
+    fn eat(&mut self, byte: u8) -> bool {
+        self.skip_space();
+        let found = self.bytes.get(self.at) == Some(&byte);
+        self.at += usize::from(found);
+        found
+    }
+
+    fn peek(&mut self) -> Option<u8> {
+        self.skip_space();
+        self.bytes.get(self.at).copied()
+    }
+
+    /// `{ "key": value, … }`, each value read by `field`.
+    fn object(&mut self, mut field: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
+        if !self.eat(b'{') {
+            return None;
+        }
+        if self.eat(b'}') {
+            return Some(());
+        }
+        loop {
+            let key = self.string()?;
+            if !self.eat(b':') {
+                return None;
+            }
+            field(self, key)?;
+            if self.eat(b'}') {
+                return Some(());
+            }
+            if !self.eat(b',') {
+                return None;
+            }
+        }
+    }
+
+    /// `[item, …]`.
+    fn list<T>(&mut self, mut item: impl FnMut(&mut Self) -> Option<T>) -> Option<Vec<T>> {
+        if !self.eat(b'[') {
+            return None;
+        }
+        let mut items = Vec::new();
+        if self.eat(b']') {
+            return Some(items);
+        }
+        loop {
+            items.push(item(self)?);
+            if self.eat(b']') {
+                return Some(items);
+            }
+            if !self.eat(b',') {
+                return None;
+            }
+        }
+    }
+
+    /// A string without escapes or control characters (anything else is left to serde).
+    fn string(&mut self) -> Option<&'a str> {
+        if !self.eat(b'"') {
+            return None;
+        }
+        let start = self.at;
+        let length = self.bytes[start..]
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        self.at = start + length;
+        if !self.eat(b'"') {
+            return None;
+        }
+        std::str::from_utf8(&self.bytes[start..start + length]).ok()
+    }
+
+    /// A number or an arbitrarily nested array of numbers, appended row-major.
+    fn numbers(&mut self, out: &mut Vec<f32>) -> Option<()> {
+        if self.peek()? != b'[' {
+            out.push(self.number()? as f32);
+            return Some(());
+        }
+        self.at += 1;
+        if self.eat(b']') {
+            return Some(());
+        }
+        loop {
+            self.numbers(out)?;
+            if self.eat(b']') {
+                return Some(());
+            }
+            if !self.eat(b',') {
+                return None;
+            }
+        }
+    }
+
+    fn integer(&mut self) -> Option<i64> {
+        let token = self.number_token()?;
+        token.parse().ok()
+    }
+
+    /// One JSON number. The usual case (at most 19 significant digits and a decimal exponent
+    /// within ±22, so mantissa and power of ten are both exact in `f64`) takes one correctly
+    /// rounded multiplication or division (Clinger's fast path); anything longer goes to the
+    /// standard library's parser. Both give the nearest `f64`.
+    fn number(&mut self) -> Option<f64> {
+        const POWERS: [f64; 23] = [
+            1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18,
+            1e19, 1e20, 1e21, 1e22,
+        ];
+        self.skip_space();
+        let (bytes, start) = (self.bytes, self.at);
+        let mut at = start;
+        let negative = bytes.get(at) == Some(&b'-');
+        at += usize::from(negative);
+        let (mut mantissa, mut digits, mut exponent) = (0u64, 0u32, 0i64);
+        let mut exact = true;
+        let mut digit = |d: u8, mantissa: &mut u64| {
+            if digits < 19 {
+                *mantissa = *mantissa * 10 + u64::from(d - b'0');
+                digits += u32::from(*mantissa != 0);
+                true
+            } else {
+                exact = false;
+                false
+            }
+        };
+        match bytes.get(at) {
+            Some(b'0') => at += 1,
+            Some(b'1'..=b'9') => {
+                while let Some(&d @ b'0'..=b'9') = bytes.get(at) {
+                    if !digit(d, &mut mantissa) {
+                        exponent += 1;
+                    }
+                    at += 1;
+                }
+            }
+            _ => return None,
+        }
+        if bytes.get(at) == Some(&b'.') {
+            at += 1;
+            let first = at;
+            while let Some(&d @ b'0'..=b'9') = bytes.get(at) {
+                if digit(d, &mut mantissa) {
+                    exponent -= 1;
+                }
+                at += 1;
+            }
+            if at == first {
+                return None;
+            }
+        }
+        if let Some(b'e' | b'E') = bytes.get(at) {
+            at += 1;
+            let sign = match bytes.get(at) {
+                Some(b'-') => -1,
+                Some(b'+') => 1,
+                _ => 0,
+            };
+            at += usize::from(sign != 0);
+            let first = at;
+            let mut written = 0i64;
+            while let Some(&d @ b'0'..=b'9') = bytes.get(at) {
+                written = (written * 10 + i64::from(d - b'0')).min(1 << 20);
+                at += 1;
+            }
+            if at == first {
+                return None;
+            }
+            exponent += if sign < 0 { -written } else { written };
+        }
+        self.at = at;
+        let value = if exact && mantissa < 1 << 53 && exponent.unsigned_abs() < POWERS.len() as u64 {
+            let power = POWERS[exponent.unsigned_abs() as usize];
+            let magnitude = mantissa as f64;
+            let value = if exponent < 0 {
+                magnitude / power
+            } else {
+                magnitude * power
+            };
+            if negative { -value } else { value }
+        } else {
+            std::str::from_utf8(&bytes[start..at]).ok()?.parse().ok()?
+        };
+        value.is_finite().then_some(value)
+    }
+
+    /// One number as JSON spells it: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
+    fn number_token(&mut self) -> Option<&'a str> {
+        self.skip_space();
+        let bytes = self.bytes;
+        let start = self.at;
+        let mut at = start;
+        let digits = |at: &mut usize| {
+            let from = *at;
+            while bytes.get(*at).is_some_and(u8::is_ascii_digit) {
+                *at += 1;
+            }
+            *at > from
+        };
+        if bytes.get(at) == Some(&b'-') {
+            at += 1;
+        }
+        match bytes.get(at) {
+            Some(b'0') => at += 1,
+            Some(b'1'..=b'9') => {
+                digits(&mut at);
+            }
+            _ => return None,
+        }
+        if bytes.get(at) == Some(&b'.') {
+            at += 1;
+            if !digits(&mut at) {
+                return None;
+            }
+        }
+        if let Some(b'e' | b'E') = bytes.get(at) {
+            at += 1;
+            if let Some(b'+' | b'-') = bytes.get(at) {
+                at += 1;
+            }
+            if !digits(&mut at) {
+                return None;
+            }
+        }
+        self.at = at;
+        std::str::from_utf8(&bytes[start..at]).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serde(body: &str) -> Option<InferRequest> {
+        serde_json::from_str(body).ok()
+    }
+
+    #[test]
+    fn reads_what_serde_reads() {
+        for body in [
+            r#"{"inputs":[{"name":"input","shape":[1,4],"datatype":"FP32","data":[0.5,-1,2e-3,1E+2]}]}"#,
+            r#" { "id" : "r1" , "inputs" : [ { "datatype" : "FP32" , "shape" : [ 2 , 2 ] ,
+                 "name" : "input" , "data" : [ [ 0 , -0.0 ] , [ 3.4028235e38 , 1.17549435e-38 ] ] } ] ,
+                 "outputs" : [ { "name" : "class" } ] } "#,
+            r#"{"inputs":[{"name":"tokens","shape":[1,3],"datatype":"INT64","data":[[4,8,15]]}],"outputs":[]}"#,
+            r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":7}]}"#,
+            r#"{"inputs":[{"name":"x","shape":[1,0],"datatype":"FP32","data":[]}]}"#,
+            r#"{"inputs":[]}"#,
+        ] {
+            let fast = parse(body.as_bytes()).unwrap_or_else(|| panic!("fast path refused {body}"));
+            assert_eq!(Some(fast), serde(body), "{body}");
+        }
+    }
+
+    #[test]
+    fn leaves_everything_else_to_serde() {
+        for body in [
+            // string escapes, parameters, unknown and repeated keys
+            r#"{"id":"a\"b","inputs":[]}"#,
+            r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","parameters":{"binary_data_size":4}}]}"#,
+            r#"{"inputs":[],"extra":1}"#,
+            r#"{"inputs":[],"inputs":[]}"#,
+            // malformed JSON and numbers JSON does not allow
+            r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[01]}]}"#,
+            r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1.]}]}"#,
+            r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[+1]}]}"#,
+            r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1e999]}]}"#,
+            r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1,]}]}"#,
+            r#"{"inputs":[{"name":"x","shape":[1.5],"datatype":"FP32","data":[1]}]}"#,
+            r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":["1"]}]}"#,
+            r#"{"inputs":[]} x"#,
+            r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1"#,
+            "",
+        ] {
+            assert!(parse(body.as_bytes()).is_none(), "fast path took {body}");
+        }
+    }
+
+    #[test]
+    fn numbers_match_serde_bit_for_bit() {
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let values: Vec<String> = (0..20_000)
+            .map(|i| {
+                let bits = next();
+                match i % 4 {
+                    0 => format!("{}", f32::from_bits(bits as u32 & 0x7F7F_FFFF)),
+                    1 => format!("{:e}", (bits >> 11) as f64 / (1u64 << 53) as f64 * 1e6),
+                    2 => format!("{}", (bits % 255) as f32 / 255.0),
+                    _ => format!("-{}", bits % 100_000),
+                }
+            })
+            .chain(
+                [
+                    "-0",
+                    "0",
+                    "-0.0",
+                    "0.000123",
+                    "123456789012345678901234",
+                    "1.7976931348623157e308",
+                    "5e-324",
+                    "1e23",
+                    "9007199254740993",
+                    "0.1e-30",
+                    "12345678901234567890e-5",
+                    "1E0",
+                ]
+                .map(String::from),
+            )
+            .collect();
+        let body = format!(
+            r#"{{"inputs":[{{"name":"x","shape":[1,{}],"datatype":"FP32","data":[{}]}}]}}"#,
+            values.len(),
+            values.join(",")
+        );
+        let fast = parse(body.as_bytes()).expect("fast path");
+        let slow = serde(&body).expect("serde");
+        let (Some(a), Some(b)) = (&fast.inputs[0].data, &slow.inputs[0].data) else {
+            panic!("no data");
+        };
+        let mismatches: Vec<_> =
+            a.0.iter()
+                .zip(&b.0)
+                .zip(&values)
+                .filter(|((x, y), _)| x.to_bits() != y.to_bits())
+                .collect();
+        assert!(mismatches.is_empty(), "{mismatches:?}");
+    }
+}
