@@ -1,30 +1,42 @@
-//! Serving benchmark (DESIGN §7), one run on loopback, `cnn` (Fashion-MNIST shape) on CPU:
+//! Serving benchmark (DESIGN §7), on loopback, `cnn` (Fashion-MNIST shape) on CPU:
 //!
-//! * raw: the same version's in-process forward (`kilnd bench-serve`): one-row latency and
-//!   rows/s at batch 64;
-//! * kiln: `kilnd`'s KServe v2 endpoint with dynamic batching;
+//! * raw: the same version's in-process forward (`kilnd bench-serve`), libtorch defaults:
+//!   one-row latency and rows/s at batch 64;
+//! * kiln: `kilnd`'s KServe v2 endpoint with dynamic batching, the request data sent as JSON
+//!   and, separately, with the binary tensor extension (Triton's clients' default);
 //! * FastAPI: FastAPI + uvicorn + PyTorch eager serving the identical architecture and
 //!   weights (benches/serving_fastapi.py), installed from PyPI into its own venv under
 //!   `~/.cache/kiln/bench-venv`.
 //!
-//! Each server gets 1, 8 and 64 concurrent clients (each sends one image per request and
-//! waits for the answer) for a few seconds; req/s, p50 and p99 are printed, then the ratios
-//! against the targets: ≥ 80% of raw throughput at 64 clients, ≥ 3× FastAPI, p50 overhead
-//! over the raw forward ≤ 150 µs at 1 client.
+//! The machines this runs on are shared and their speed drifts within minutes, so raw and kiln
+//! are measured in alternating rounds (raw, kiln JSON, kiln binary; ROUNDS times) and each
+//! figure is the median of the per-round ratios or differences. Targets: at 64 clients ≥ 80%
+//! of raw throughput; at 1 client a p50 overhead over the raw forward ≤ 150 µs; ≥ 3× FastAPI.
+//! At 1 client it also times the raw forward when each call follows an idle gap, as a
+//! server's calls do: back-to-back calls keep libtorch's OpenMP team and the caches warm.
 //!
 //! Run: `scripts/bench serving`.
 
+use std::io::ErrorKind;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kiln::jobs::JobDir;
 use serde_json::{Value, json};
+use tokio::net::TcpStream;
 
 mod common;
 
-const SECONDS: f64 = 5.0;
+const ROUNDS: usize = 7;
+/// Seconds each round measures one side (after WARM_UP).
+const SECONDS: f64 = 1.5;
+const WARM_UP: Duration = Duration::from_millis(300);
 const CLIENTS: [usize; 3] = [1, 8, 64];
+/// Idle time before each call of the second raw one-row measurement: about one request's
+/// round trip outside the forward at 1 client.
+const IDLE_GAP_US: u64 = 300;
 
 struct Server(Child);
 
@@ -35,6 +47,14 @@ impl Drop for Server {
     }
 }
 
+/// req/s, p50 µs, p99 µs of one load run.
+#[derive(Debug, Clone, Copy)]
+struct Load {
+    rate: f64,
+    p50: f64,
+    p99: f64,
+}
+
 fn main() {
     let home = tempfile::tempdir().expect("tempdir");
     let home = home.path();
@@ -42,28 +62,109 @@ fn main() {
     // up a job folder written here.
     train_version(home);
     train_version(home);
-    let raw = kilnd(home, &["bench-serve", "bench@1", "--seconds", "4"]);
-    let raw: Value = serde_json::from_slice(&raw).expect("bench-serve JSON");
-    println!("raw in-process forward: {raw}");
     let weights = home.join("weights.safetensors");
     kilnd(home, &["export", "bench@1", "--out", weights.to_str().expect("utf8")]);
+    let image: Vec<f32> = (0..784).map(|i| ((i * 37) % 255) as f32 / 255.0).collect();
 
-    let (kiln_server, kiln_url) = start_kiln(home);
-    let kiln = measure("kiln", &kiln_url);
+    let (kiln_server, url) = start_kiln(home);
+    let json_body = Target::json(&url, &image);
+    let binary_body = Target::binary(&url, &image);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut kiln_json = Vec::new();
+    for clients in CLIENTS {
+        let batch = if clients == 1 { 1 } else { clients };
+        let mut rounds = Vec::new();
+        let mut gapped = Vec::new();
+        for round in 0..ROUNDS {
+            let raw = raw_forward(home, batch, 0);
+            if clients == 1 {
+                gapped.push(raw_forward(home, 1, IDLE_GAP_US).p50 - raw.p50);
+            }
+            let json = runtime.block_on(load(&json_body, clients));
+            let binary = runtime.block_on(load(&binary_body, clients));
+            println!(
+                "{clients:>2} clients, round {round}: raw batch {batch}: {:>5.0} rows/s p50 {:>6.0} us | kiln JSON {} | kiln binary {}",
+                raw.rate,
+                raw.p50,
+                show(json),
+                show(binary)
+            );
+            rounds.push((raw, json, binary));
+        }
+        summarise(clients, &rounds);
+        if clients == 1 {
+            println!(
+                "  the raw one-row forward itself is {:.0} us slower at p50 when each call follows {IDLE_GAP_US} us idle, as a server's calls do (median of rounds)",
+                median(gapped.into_iter())
+            );
+        }
+        kiln_json.push((clients, median(rounds.iter().map(|r| r.1.rate))));
+    }
     time_rollback(home);
     drop(kiln_server);
-    let fastapi = match start_fastapi(&weights) {
+
+    match start_fastapi(&weights) {
         Ok((server, url)) => {
-            let figures = measure("fastapi", &url);
+            let target = Target::json(&url, &image);
+            for (clients, kiln_rate) in kiln_json {
+                let fastapi = runtime.block_on(load(&target, clients));
+                println!(
+                    "FastAPI+PyTorch {clients:>2} clients: {} -> kiln JSON (median above) = {:.2}x (target >= 3x)",
+                    show(fastapi),
+                    kiln_rate / fastapi.rate
+                );
+            }
             drop(server);
-            Some(figures)
         }
-        Err(e) => {
-            println!("FastAPI reference not run: {e}");
-            None
+        Err(e) => println!("FastAPI reference not run: {e}"),
+    }
+}
+
+fn show(load: Load) -> String {
+    format!(
+        "{:>5.0} req/s p50 {:>6.0} us p99 {:>6.0} us",
+        load.rate, load.p50, load.p99
+    )
+}
+
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut values: Vec<f64> = values.collect();
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Medians over the rounds of kiln against raw, and the verdicts for the targets.
+fn summarise(clients: usize, rounds: &[(Load, Load, Load)]) {
+    for (name, pick) in [("JSON", 1), ("binary", 2)] {
+        let kiln = |r: &(Load, Load, Load)| if pick == 1 { r.1 } else { r.2 };
+        let rate = median(rounds.iter().map(|r| kiln(r).rate));
+        let p50 = median(rounds.iter().map(|r| kiln(r).p50));
+        match clients {
+            1 => {
+                let overhead = median(rounds.iter().map(|r| kiln(r).p50 - r.0.p50));
+                println!(
+                    "  1 client, kiln {name}: p50 {p50:.0} us, overhead over the raw one-row forward {overhead:.0} us (median of rounds; target <= 150 us) {}",
+                    verdict(overhead <= 150.0)
+                );
+            }
+            64 => {
+                let ratio = median(rounds.iter().map(|r| kiln(r).rate / r.0.rate));
+                println!(
+                    " 64 clients, kiln {name}: {rate:.0} req/s = {:.1}% of the raw batch-64 forward (median of rounds; target >= 80%) {}",
+                    ratio * 100.0,
+                    verdict(ratio >= 0.8)
+                );
+            }
+            _ => println!("{clients:>2} clients, kiln {name}: {rate:.0} req/s, p50 {p50:.0} us (median of rounds)"),
         }
-    };
-    report(&raw, &kiln, fastapi.as_deref());
+    }
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met { "MET" } else { "NOT MET" }
 }
 
 /// Deploys the second version, then times `rollback` back to the first (load, warm-up, switch).
@@ -191,52 +292,97 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
-/// One figure set: concurrency, req/s, p50 µs, p99 µs.
-type Figures = Vec<(usize, f64, f64, f64)>;
-
-fn measure(name: &str, url: &str) -> Figures {
-    let image: Vec<f32> = (0..784).map(|i| ((i * 37) % 255) as f32 / 255.0).collect();
-    let body = json!({ "inputs": [{ "name": "input", "shape": [1, 1, 28, 28], "datatype": "FP32", "data": image }] })
-        .to_string();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    CLIENTS
-        .iter()
-        .map(|&clients| {
-            let (rate, p50, p99) = runtime.block_on(load(url, &body, clients));
-            println!("{name:>8} {clients:>3} clients: {rate:>8.0} req/s  p50 {p50:>7.0} us  p99 {p99:>7.0} us");
-            (clients, rate, p50, p99)
-        })
-        .collect()
+/// One `kilnd bench-serve` round: rows/s and one-call latency at `batch`, each call after
+/// `gap_us` idle.
+fn raw_forward(home: &Path, batch: usize, gap_us: u64) -> Load {
+    let (seconds, batch_arg, gap) = (SECONDS.to_string(), batch.to_string(), gap_us.to_string());
+    let out = kilnd(
+        home,
+        &[
+            "bench-serve",
+            "bench@1",
+            "--seconds",
+            &seconds,
+            "--batch",
+            &batch_arg,
+            "--gap-us",
+            &gap,
+        ],
+    );
+    let doc: Value = serde_json::from_slice(&out).expect("bench-serve JSON");
+    let figure = |key: &str| doc[format!("batch_{batch}")][key].as_f64().expect("bench-serve figure");
+    Load {
+        rate: figure("rows_per_s"),
+        p50: figure("p50_us"),
+        p99: figure("p99_us"),
+    }
 }
 
-/// `clients` concurrent loops of request → answer for SECONDS (after a 1 s warm-up).
-async fn load(url: &str, body: &str, clients: usize) -> (f64, f64, f64) {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(clients)
-        .build()
-        .expect("client");
-    let body = body.to_owned();
-    let warm_until = Instant::now() + Duration::from_secs(1);
+/// Where to send, and the complete HTTP/1.1 request, built once.
+struct Target {
+    address: SocketAddr,
+    request: Vec<u8>,
+}
+
+impl Target {
+    /// One image as a KServe v2 JSON request.
+    fn json(url: &str, image: &[f32]) -> Self {
+        let body =
+            json!({ "inputs": [{ "name": "input", "shape": [1, 1, 28, 28], "datatype": "FP32", "data": image }] });
+        Self::new(url, "application/json", None, body.to_string().into_bytes())
+    }
+
+    /// The same image with the binary tensor extension: a JSON header, then the raw floats.
+    fn binary(url: &str, image: &[f32]) -> Self {
+        let header = json!({ "inputs": [{
+            "name": "input", "shape": [1, 1, 28, 28], "datatype": "FP32",
+            "parameters": { "binary_data_size": image.len() * 4 },
+        }] })
+        .to_string();
+        let mut body = header.clone().into_bytes();
+        body.extend(image.iter().flat_map(|v| v.to_le_bytes()));
+        Self::new(url, "application/octet-stream", Some(header.len()), body)
+    }
+
+    fn new(url: &str, content_type: &str, header_length: Option<usize>, body: Vec<u8>) -> Self {
+        let rest = url.strip_prefix("http://").expect("http URL");
+        let (host, path) = rest.split_at(rest.find('/').expect("URL path"));
+        let address = host.parse().expect("URL host is ip:port");
+        let extra = header_length
+            .map(|n| format!("Inference-Header-Content-Length: {n}\r\n"))
+            .unwrap_or_default();
+        let mut request = format!(
+            "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\n{extra}Content-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        request.extend_from_slice(&body);
+        Self { address, request }
+    }
+}
+
+/// `clients` concurrent loops of request → answer for SECONDS (after WARM_UP).
+///
+/// The load generator is a minimal keep-alive HTTP/1.1 client (like wrk): it writes the same
+/// prebuilt request and reads the answer's status and `Content-Length` body. It shares the
+/// machine's cores with the server, so a heavier client (reqwest costs several times more CPU
+/// per request) would show up as server slowness; both servers get the same client.
+async fn load(target: &Target, clients: usize) -> Load {
+    let warm_until = Instant::now() + WARM_UP;
     let until = warm_until + Duration::from_secs_f64(SECONDS);
     let tasks: Vec<_> = (0..clients)
         .map(|_| {
-            let (client, url, body) = (client.clone(), url.to_owned(), body.clone());
+            let (address, request) = (target.address, target.request.clone());
             tokio::spawn(async move {
+                let stream = TcpStream::connect(address).await.expect("connect");
+                stream.set_nodelay(true).expect("nodelay");
+                let mut buffer = Vec::with_capacity(64 * 1024);
                 let mut latencies = Vec::new();
                 while Instant::now() < until {
                     let started = Instant::now();
-                    let response = client
-                        .post(&url)
-                        .header("Content-Type", "application/json")
-                        .body(body.clone())
-                        .send()
-                        .await
-                        .expect("request");
-                    assert!(response.status().is_success(), "{url} answered {}", response.status());
-                    let _ = response.bytes().await.expect("body");
+                    write_all(&stream, &request).await.expect("send");
+                    let status = read_response(&stream, &mut buffer).await.expect("answer");
+                    assert_eq!(status, 200, "{address} answered {status}");
                     if started > warm_until {
                         latencies.push(started.elapsed().as_secs_f64() * 1e6);
                     }
@@ -251,33 +397,60 @@ async fn load(url: &str, body: &str, clients: usize) -> (f64, f64, f64) {
     }
     latencies.sort_by(f64::total_cmp);
     let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
-    (latencies.len() as f64 / SECONDS, at(0.5), at(0.99))
+    Load {
+        rate: latencies.len() as f64 / SECONDS,
+        p50: at(0.5),
+        p99: at(0.99),
+    }
 }
 
-fn report(raw: &Value, kiln: &Figures, fastapi: Option<&[(usize, f64, f64, f64)]>) {
-    let raw_rows = raw["batch_64"]["rows_per_s"].as_f64().unwrap_or(f64::NAN);
-    let raw_p50 = raw["batch_1"]["p50_us"].as_f64().unwrap_or(f64::NAN);
-    let at = |figures: &[(usize, f64, f64, f64)], c: usize| figures.iter().find(|f| f.0 == c).copied();
-    if let Some((_, rate, _, _)) = at(kiln, 64) {
-        println!(
-            "kiln at 64 clients: {rate:.0} req/s vs raw batched forward {raw_rows:.0} rows/s = {:.1}% (target >= 80%)",
-            rate / raw_rows * 100.0
-        );
+async fn write_all(stream: &TcpStream, mut data: &[u8]) -> std::io::Result<()> {
+    while !data.is_empty() {
+        stream.writable().await?;
+        match stream.try_write(data) {
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
     }
-    if let Some((_, _, p50, _)) = at(kiln, 1) {
-        println!(
-            "kiln at 1 client: p50 {p50:.0} us vs raw one-row forward p50 {raw_p50:.0} us = {:.0} us overhead (target <= 150 us)",
-            p50 - raw_p50
-        );
-    }
-    for c in CLIENTS {
-        if let (Some(k), Some(f)) = (at(kiln, c), fastapi.and_then(|f| at(f, c))) {
-            println!(
-                "kiln vs FastAPI+PyTorch at {c} clients: {:.0} vs {:.0} req/s = {:.2}x (target >= 3x at 64)",
-                k.1,
-                f.1,
-                k.1 / f.1
-            );
+    Ok(())
+}
+
+/// Reads one response (status line, headers, `Content-Length` body) and returns its status.
+async fn read_response(stream: &TcpStream, buffer: &mut Vec<u8>) -> std::io::Result<u16> {
+    buffer.clear();
+    let mut chunk = [0u8; 16 * 1024];
+    let mut head_end = None;
+    let mut length = 0;
+    loop {
+        if head_end.is_none()
+            && let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n")
+        {
+            let head = std::str::from_utf8(&buffer[..end]).map_err(std::io::Error::other)?;
+            length = head
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse().ok())?
+                })
+                .ok_or_else(|| std::io::Error::other(format!("no Content-Length in {head:?}")))?;
+            head_end = Some(end + 4);
+        }
+        if let Some(end) = head_end
+            && buffer.len() >= end + length
+        {
+            let status = buffer
+                .get(9..12)
+                .and_then(|s| std::str::from_utf8(s).ok()?.parse().ok());
+            return status.ok_or_else(|| std::io::Error::other("malformed status line"));
+        }
+        stream.readable().await?;
+        match stream.try_read(&mut chunk) {
+            Ok(0) => return Err(ErrorKind::UnexpectedEof.into()),
+            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
         }
     }
 }

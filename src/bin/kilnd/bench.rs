@@ -101,10 +101,18 @@ pub struct ServeBenchArgs {
     /// Seconds per measurement.
     #[arg(long, default_value_t = 4.0)]
     pub seconds: f64,
+    /// Batch sizes to time, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
+    pub batch: Vec<usize>,
+    /// Idle microseconds before each timed forward (untimed), as a server sees between the
+    /// requests of one client; 0: back to back.
+    #[arg(long, default_value_t = 0)]
+    pub gap_us: u64,
 }
 
 /// The raw in-process forward of a stored version, the reference for the serving benchmark:
-/// one-row latency (p50/p99) and rows/s at batch sizes 1, 8 and 64.
+/// per batch size, latency (p50/p99) and rows/s (of forward time only), after a quarter second
+/// of untimed warm-up.
 pub fn serve(args: &ServeBenchArgs) -> anyhow::Result<serde_json::Value> {
     let registry = kiln::registry::Registry::open(&kiln::home::kiln_home()?)?;
     let version = registry.resolve(&args.reference)?;
@@ -116,18 +124,26 @@ pub fn serve(args: &ServeBenchArgs) -> anyhow::Result<serde_json::Value> {
     let mut rng = SplitMix64(1);
     let row: Vec<f32> = (0..width).map(|_| rng.uniform() as f32).collect();
     let mut doc = serde_json::json!({});
-    for batch in [1usize, 8, 64] {
+    for &batch in &args.batch {
+        anyhow::ensure!(batch > 0, "--batch sizes must be at least 1");
         let flat: Vec<f32> = row.iter().copied().cycle().take(width * batch).collect();
+        let forward = || loaded.forward_flat(flat.clone(), batch, width).map_err(|e| anyhow!(e));
+        let warm = Instant::now();
+        while warm.elapsed().as_secs_f64() < 0.25 {
+            forward()?;
+        }
         let mut latencies = Vec::new();
         let started = Instant::now();
+        let gap = std::time::Duration::from_micros(args.gap_us);
         while started.elapsed().as_secs_f64() < args.seconds {
+            if !gap.is_zero() {
+                std::thread::sleep(gap);
+            }
             let t = Instant::now();
-            loaded
-                .forward_flat(flat.clone(), batch, width)
-                .map_err(|e| anyhow!(e))?;
+            forward()?;
             latencies.push(t.elapsed().as_secs_f64() * 1e6);
         }
-        let seconds = started.elapsed().as_secs_f64();
+        let seconds = latencies.iter().sum::<f64>() / 1e6;
         latencies.sort_by(f64::total_cmp);
         let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
         doc[format!("batch_{batch}")] = serde_json::json!({
