@@ -189,6 +189,15 @@ fn infer_equals_the_in_process_forward_and_bad_requests_get_4xx() {
         ),
         ("garbage JSON", url.clone(), "{\"inputs\": [".to_owned(), 400),
         (
+            "data nested a million deep",
+            url.clone(),
+            format!(
+                r#"{{"inputs":[{{"name":"input","shape":[1,4],"datatype":"FP32","data":{}"#,
+                "[".repeat(1 << 20)
+            ),
+            400,
+        ),
+        (
             "unknown model",
             format!("{base}/v2/models/nope/infer"),
             infer_body(&[1, 4], "FP32", json!([ROW])),
@@ -213,7 +222,7 @@ fn infer_equals_the_in_process_forward_and_bad_requests_get_4xx() {
     assert_eq!(code, 200, "the endpoint keeps serving after bad requests: {again}");
     let (_, metrics) = get(&format!("{base}/metrics"));
     assert!(
-        metrics.contains(r#"kiln_inference_requests_total{model="tiny",version="1",code="400"} 4"#),
+        metrics.contains(r#"kiln_inference_requests_total{model="tiny",version="1",code="400"} 5"#),
         "{metrics}"
     );
     assert!(metrics.contains("kiln_inference_batch_size_bucket"), "{metrics}");

@@ -9,6 +9,10 @@
 
 use super::tensor::{Flat, InferInput, InferRequest, RequestedOutput};
 
+/// Deepest nesting of `data` read here; deeper goes to serde, whose recursion limit refuses it
+/// (a body of 16 MiB of `[` must not overflow the stack).
+const MAX_DEPTH: usize = 32;
+
 /// The request, or `None` when the serde reader must decide.
 pub fn parse(body: &[u8]) -> Option<InferRequest> {
     let mut cursor = Cursor { bytes: body, at: 0 };
@@ -51,7 +55,7 @@ impl<'a> Cursor<'a> {
                         .as_ref()
                         .map_or(0, |s: &Vec<i64>| s.iter().product::<i64>().clamp(0, 1 << 20) as usize),
                 );
-                c.numbers(&mut values).map(|()| data = Some(Flat(values)))
+                c.numbers(&mut values, MAX_DEPTH).map(|()| data = Some(Flat(values)))
             }
             _ => None,
         })?;
@@ -154,18 +158,19 @@ impl<'a> Cursor<'a> {
         std::str::from_utf8(&self.bytes[start..start + length]).ok()
     }
 
-    /// A number or an arbitrarily nested array of numbers, appended row-major.
-    fn numbers(&mut self, out: &mut Vec<f32>) -> Option<()> {
+    /// A number or a nested array of numbers (at most `depth` deep), appended row-major.
+    fn numbers(&mut self, out: &mut Vec<f32>, depth: usize) -> Option<()> {
         if self.peek()? != b'[' {
             out.push(self.number()? as f32);
             return Some(());
         }
+        let depth = depth.checked_sub(1)?;
         self.at += 1;
         if self.eat(b']') {
             return Some(());
         }
         loop {
-            self.numbers(out)?;
+            self.numbers(out, depth)?;
             if self.eat(b']') {
                 return Some(());
             }
@@ -351,11 +356,36 @@ mod tests {
             r#"{"inputs":[{"name":"x","shape":[1.5],"datatype":"FP32","data":[1]}]}"#,
             r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":["1"]}]}"#,
             r#"{"inputs":[]} x"#,
+            &format!(
+                r#"{{"inputs":[{{"name":"x","shape":[1],"datatype":"FP32","data":{}1{}}}]}}"#,
+                "[".repeat(33),
+                "]".repeat(33)
+            ),
+            &format!(
+                r#"{{"inputs":[{{"name":"x","shape":[1],"datatype":"FP32","data":{}"#,
+                "[".repeat(1 << 20)
+            ),
             r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1"#,
             "",
         ] {
-            assert!(parse(body.as_bytes()).is_none(), "fast path took {body}");
+            assert!(
+                parse(body.as_bytes()).is_none(),
+                "fast path took {}",
+                &body[..body.len().min(200)]
+            );
         }
+        // serde then refuses the deep one with its recursion limit, so it gets a 400
+        let deep = format!(
+            r#"{{"inputs":[{{"name":"x","shape":[1],"datatype":"FP32","data":{}1"#,
+            "[".repeat(1 << 20)
+        );
+        assert!(serde(&deep).is_none());
+        let nested = format!(
+            r#"{{"inputs":[{{"name":"x","shape":[1],"datatype":"FP32","data":{}1{}}}]}}"#,
+            "[".repeat(32),
+            "]".repeat(32)
+        );
+        assert_eq!(parse(nested.as_bytes()), serde(&nested));
     }
 
     #[test]
