@@ -180,9 +180,16 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// An integer written without fraction or exponent (serde refuses `1.0` for an `i64`),
+    /// exact in `f64`; anything else is left to serde.
     fn integer(&mut self) -> Option<i64> {
-        let token = self.number_token()?;
-        token.parse().ok()
+        self.skip_space();
+        let start = self.at;
+        let value = self.number()?;
+        let plain = !self.bytes[start..self.at]
+            .iter()
+            .any(|b| matches!(b, b'.' | b'e' | b'E'));
+        (plain && value.abs() < (1u64 << 53) as f64).then_some(value as i64)
     }
 
     /// One JSON number. The usual case (at most 19 significant digits and a decimal exponent
@@ -269,48 +276,6 @@ impl<'a> Cursor<'a> {
             std::str::from_utf8(&bytes[start..at]).ok()?.parse().ok()?
         };
         value.is_finite().then_some(value)
-    }
-
-    /// One number as JSON spells it: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
-    fn number_token(&mut self) -> Option<&'a str> {
-        self.skip_space();
-        let bytes = self.bytes;
-        let start = self.at;
-        let mut at = start;
-        let digits = |at: &mut usize| {
-            let from = *at;
-            while bytes.get(*at).is_some_and(u8::is_ascii_digit) {
-                *at += 1;
-            }
-            *at > from
-        };
-        if bytes.get(at) == Some(&b'-') {
-            at += 1;
-        }
-        match bytes.get(at) {
-            Some(b'0') => at += 1,
-            Some(b'1'..=b'9') => {
-                digits(&mut at);
-            }
-            _ => return None,
-        }
-        if bytes.get(at) == Some(&b'.') {
-            at += 1;
-            if !digits(&mut at) {
-                return None;
-            }
-        }
-        if let Some(b'e' | b'E') = bytes.get(at) {
-            at += 1;
-            if let Some(b'+' | b'-') = bytes.get(at) {
-                at += 1;
-            }
-            if !digits(&mut at) {
-                return None;
-            }
-        }
-        self.at = at;
-        std::str::from_utf8(&bytes[start..at]).ok()
     }
 }
 
