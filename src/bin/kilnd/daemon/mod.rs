@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
+use axum::serve::ListenerExt;
 use kiln::deploy::Batching;
 
 use crate::serve::{Limits, Server};
@@ -58,6 +59,11 @@ pub struct ServingArgs {
     /// Device for serving: cpu or cuda:N (default: cuda:0 when libtorch sees one).
     #[arg(long)]
     pub serve_device: Option<String>,
+    /// Forward-pass instances per deployment on the CPU: a lead using all intra-op threads,
+    /// plus single-threaded helpers that take requests while it is busy (default: 1 + the
+    /// number of cores; 1: the lead alone). A GPU deployment always runs one.
+    #[arg(long, env = "KILN_SERVE_INSTANCES", value_parser = clap::value_parser!(u16).range(1..))]
+    pub serve_instances: Option<u16>,
 }
 
 impl ServingArgs {
@@ -139,9 +145,14 @@ pub fn run(home: &Path, port: u16, jobs_per_device: usize, serving: &ServingArgs
         .enable_all()
         .build()?;
     let (device, _) = crate::worker::pick_device(serving.serve_device.as_deref())?;
+    crate::engine::device::intra_op_threads();
     let limits = Limits {
         timeout: Duration::from_millis(serving.infer_timeout_ms.max(1)),
         body_bytes: serving.max_body_bytes,
+        cpu_instances: serving.serve_instances.map_or_else(
+            || 1 + std::thread::available_parallelism().map_or(1, |n| n.get()),
+            usize::from,
+        ),
         batching: Batching {
             max_batch: serving.max_batch.max(1),
             max_delay_us: serving.max_delay_us,
@@ -252,6 +263,10 @@ async fn start_inference(server: Arc<Server>, bind: SocketAddr, dir: &Path) {
     eprintln!("kilnd: inference (KServe v2) on http://{address}");
     *server.listener.lock().unwrap_or_else(|p| p.into_inner()) = Ok(address);
     let router = crate::serve::http::router(server);
+    // Answers go out as soon as they are written, not held back by Nagle's algorithm.
+    let listener = listener.tap_io(|stream| {
+        let _ = stream.set_nodelay(true);
+    });
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, router).await {
             eprintln!("kilnd: inference listener stopped: {e}");

@@ -2,6 +2,8 @@
 
 #![allow(deprecated)] // burn-tch is deprecated upstream; kiln pins burn 0.22 on purpose.
 
+use std::sync::OnceLock;
+
 use burn::tensor::{Device, Tensor};
 
 /// Version of the libtorch headers the engine was compiled against (from build.rs).
@@ -26,10 +28,18 @@ pub fn probe() -> LibtorchInfo {
     LibtorchInfo {
         version: LIBTORCH_VERSION,
         loaded_from: loaded_library("libtorch_cpu.so"),
-        cpu_threads: tch::get_num_threads(),
+        cpu_threads: intra_op_threads(),
         cuda_devices: tch::Cuda::device_count(),
         cudnn: tch::Cuda::cudnn_is_available(),
     }
+}
+
+/// libtorch's intra-op thread count as this process started (`OMP_NUM_THREADS`, else the
+/// core count), read once. Serving sets the count per thread, and a thread that has not set
+/// its own starts from whatever was set last, so this is read before any serving starts.
+pub fn intra_op_threads() -> i32 {
+    static THREADS: OnceLock<i32> = OnceLock::new();
+    *THREADS.get_or_init(tch::get_num_threads)
 }
 
 /// The first mapped file whose name ends with `name`, read from `/proc/self/maps`.

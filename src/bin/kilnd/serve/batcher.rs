@@ -1,20 +1,36 @@
 //! One deployment: a loaded version behind a dynamic batcher.
 //!
-//! Requests (already validated) wait in a bounded queue; a dedicated thread takes the first,
-//! adds whatever else is queued (waiting up to `max_delay_us` for more) up to `max_batch`
-//! rows, runs one forward pass and hands each request its rows back. When a batch fails, its
-//! requests are retried one by one, so one request can only ever fail itself.
+//! Requests (already validated) wait in a bounded queue. An instance (a thread holding the
+//! shared model) takes the first, adds whatever else is queued (waiting up to `max_delay_us`
+//! for more while they keep coming) up to its share of `max_batch` rows, runs one forward pass
+//! and hands each request its rows back. When a batch fails, its requests are retried one by
+//! one, so one request can only ever fail itself.
+//!
+//! On the CPU a deployment runs several instances, as Triton's instance groups do. The lead
+//! uses libtorch's full intra-op thread count and takes every request while it is free, so a
+//! lone client always gets the fastest single forward pass on one warm OpenMP team. Helpers,
+//! one intra-op thread each, are woken only for requests that arrive while the lead is busy.
+//! Under load, several single-threaded forward passes keep every core busy, where one
+//! multi-threaded pass stalls at each OpenMP barrier whenever the HTTP threads take one of its
+//! cores. To spread a burst over the instances, one batch takes at most
+//! `max_batch / instances` rows.
+//!
+//! ```text
+//!            ┌─▶ lead   (all intra-op threads; takes requests whenever it is free)
+//! queue ─────┼─▶ helper (1 thread; woken only while the lead is busy)
+//!            └─▶ helper (1 thread; woken only while the lead is busy)
+//! ```
 //!
 //! The deployment lives as long as someone holds it: the server's table, and every request in
-//! flight. When a switch drops it from the table, requests already queued still finish on it;
-//! the last one out closes the queue and the thread ends, freeing the model.
+//! flight. When a switch drops it from the table, the queue closes; requests already queued
+//! still finish on it, then the instances end and the model is freed.
 
 #![allow(deprecated)] // burn-tch is deprecated upstream; kiln pins burn 0.22 on purpose.
 
+use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use kiln::deploy::Batching;
@@ -28,7 +44,7 @@ use crate::engine::loaded::LoadedModel;
 /// Under load, a batch keeps growing while requests arrive at most this far apart.
 const GAP: Duration = Duration::from_micros(250);
 
-/// After a forward pass the thread polls the queue this long (yielding the core to anything
+/// After a forward pass the lead polls the queue this long (yielding the core to anything
 /// runnable) before it sleeps: while requests keep coming, the next one is picked up without
 /// a futex wake-up, and the thread, its caches and libtorch's OpenMP team stay warm. It costs
 /// nothing when idle and at most this much CPU per batch under load.
@@ -36,6 +52,9 @@ const HOT_WAIT: Duration = Duration::from_micros(500);
 
 /// What a request gets back: one output row per input row, or why not.
 pub type Answer = Result<Vec<Vec<f32>>, String>;
+
+/// A request's reply channel and the answer to send on it.
+type Reply = (oneshot::Sender<Answer>, Answer);
 
 struct Pending {
     rows: Rows,
@@ -50,8 +69,7 @@ pub struct Deployment {
     pub since: String,
     pub batching: Batching,
     pub signature: Signature,
-    queue: SyncSender<Pending>,
-    depth: Arc<AtomicUsize>,
+    queue: Arc<Queue>,
 }
 
 /// Why a request could not join the queue.
@@ -61,23 +79,19 @@ pub enum Refused {
 }
 
 impl Deployment {
-    /// Warms `loaded` up with a real forward pass, then starts its batcher thread.
-    pub fn start(loaded: LoadedModel, batching: Batching, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
+    /// Warms `loaded` up with a real forward pass, then starts `instances` batcher threads
+    /// (the lead and `instances - 1` helpers) sharing it.
+    pub fn start(
+        loaded: LoadedModel,
+        batching: Batching,
+        instances: usize,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Self> {
         let signature = Signature::of(&loaded.arch);
         warm_up(&loaded, &signature)?;
         let (model, version) = (loaded.manifest.model.clone(), loaded.manifest.version);
-        let (queue, receiver) = sync_channel(batching.queue.max(1));
-        let depth = Arc::new(AtomicUsize::new(0));
-        let worker = Worker {
-            loaded,
-            receiver,
-            depth: depth.clone(),
-            batching,
-            metrics,
-        };
-        std::thread::Builder::new()
-            .name(format!("serve-{model}@{version}"))
-            .spawn(move || worker.run())?;
+        let forward: Forward = Box::new(move |flat, rows, width| loaded.forward_flat(flat, rows, width));
+        let queue = spawn(model.clone(), version, forward, batching, instances, metrics)?;
         Ok(Self {
             model,
             version,
@@ -85,28 +99,328 @@ impl Deployment {
             batching,
             signature,
             queue,
-            depth,
         })
     }
 
     /// Queues validated rows; the answer arrives on the returned receiver.
     pub fn submit(&self, rows: Rows, deadline: Instant) -> Result<oneshot::Receiver<Answer>, Refused> {
         let (reply, answer) = oneshot::channel();
-        self.depth.fetch_add(1, Ordering::Relaxed);
-        match self.queue.try_send(Pending { rows, deadline, reply }) {
-            Ok(()) => Ok(answer),
-            Err(e) => {
-                self.depth.fetch_sub(1, Ordering::Relaxed);
-                Err(match e {
-                    TrySendError::Full(_) => Refused::Full,
-                    TrySendError::Disconnected(_) => Refused::Closed,
-                })
+        self.queue.push(Pending { rows, deadline, reply })?;
+        Ok(answer)
+    }
+
+    pub fn queue_depth(&self) -> usize {
+        self.queue.depth.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        self.queue.close();
+    }
+}
+
+/// The bounded request queue of one deployment, and who is waiting on it. One lock guards it;
+/// each condition variable has one kind of waiter, so a new request wakes exactly the thread
+/// that should take it.
+struct Queue {
+    state: Mutex<State>,
+    capacity: usize,
+    /// Requests queued: read without the lock by the lead's polling and by `/metrics`.
+    depth: AtomicUsize,
+    /// The lead, idle.
+    lead_idle: Condvar,
+    /// Helpers, idle.
+    helper_idle: Condvar,
+    /// Instances collecting more requests for the batch they are forming.
+    arrival: Condvar,
+}
+
+#[derive(Default)]
+struct State {
+    items: VecDeque<Pending>,
+    closed: bool,
+    lead_idle: bool,
+    lead_busy: bool,
+    helpers_idle: usize,
+    gathering: usize,
+}
+
+impl Queue {
+    fn new(capacity: usize) -> Self {
+        Self {
+            state: Mutex::new(State::default()),
+            capacity,
+            depth: AtomicUsize::new(0),
+            lead_idle: Condvar::new(),
+            helper_idle: Condvar::new(),
+            arrival: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn push(&self, pending: Pending) -> Result<(), Refused> {
+        let mut state = self.lock();
+        if state.closed {
+            return Err(Refused::Closed);
+        }
+        if state.items.len() >= self.capacity {
+            return Err(Refused::Full);
+        }
+        state.items.push_back(pending);
+        self.depth.store(state.items.len(), Ordering::Relaxed);
+        if state.gathering > 0 {
+            self.arrival.notify_all();
+        } else if state.lead_idle {
+            self.lead_idle.notify_one();
+        } else if state.lead_busy && state.helpers_idle > 0 {
+            self.helper_idle.notify_one();
+        }
+        Ok(())
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
+        self.lead_idle.notify_all();
+        self.helper_idle.notify_all();
+        self.arrival.notify_all();
+    }
+
+    /// Moves queued requests into `batch` until it holds `cap` rows.
+    fn take(&self, state: &mut State, batch: &mut Vec<Pending>, rows: &mut usize, cap: usize) {
+        while *rows < cap {
+            let Some(pending) = state.items.pop_front() else { break };
+            *rows += pending.rows.batch;
+            batch.push(pending);
+        }
+        self.depth.store(state.items.len(), Ordering::Relaxed);
+    }
+
+    /// Adds requests to `batch` while they keep arriving less than [`GAP`] apart, for at
+    /// most `max_delay` and while `go_on` holds.
+    fn gather<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, State>,
+        batch: &mut Vec<Pending>,
+        rows: &mut usize,
+        cap: usize,
+        max_delay: Duration,
+        go_on: impl Fn(&State) -> bool,
+    ) -> MutexGuard<'a, State> {
+        let until = Instant::now() + max_delay;
+        while *rows < cap && go_on(&state) {
+            let wait = until.saturating_duration_since(Instant::now()).min(GAP);
+            if wait.is_zero() {
+                break;
+            }
+            if state.items.is_empty() {
+                state.gathering += 1;
+                let (guard, _) = self
+                    .arrival
+                    .wait_timeout(state, wait)
+                    .unwrap_or_else(|p| p.into_inner());
+                state = guard;
+                state.gathering -= 1;
+            }
+            if state.items.is_empty() {
+                break;
+            }
+            self.take(&mut state, batch, rows, cap);
+        }
+        state
+    }
+}
+
+/// One forward pass: `rows` rows of `width` values in, one output row per input row out.
+type Forward = Box<dyn Fn(Vec<f32>, usize, usize) -> Answer + Send + Sync>;
+
+/// What the instances of one deployment share.
+struct Shared {
+    model: Name,
+    version: u32,
+    forward: Forward,
+    queue: Arc<Queue>,
+    batching: Batching,
+    /// Rows one batch takes at most: one instance's share of `max_batch`.
+    cap: usize,
+    metrics: Arc<Metrics>,
+}
+
+/// Starts `instances` threads (the lead and `instances - 1` helpers) serving one queue.
+fn spawn(
+    model: Name,
+    version: u32,
+    forward: Forward,
+    batching: Batching,
+    instances: usize,
+    metrics: Arc<Metrics>,
+) -> std::io::Result<Arc<Queue>> {
+    let instances = instances.max(1);
+    let queue = Arc::new(Queue::new(batching.queue.max(1)));
+    let shared = Arc::new(Shared {
+        model: model.clone(),
+        version,
+        forward,
+        queue: queue.clone(),
+        batching,
+        cap: batching.max_batch.div_ceil(instances).max(1),
+        metrics,
+    });
+    for index in 0..instances {
+        let worker = Worker {
+            shared: shared.clone(),
+            lead: index == 0,
+        };
+        let spawned = std::thread::Builder::new()
+            .name(format!("serve-{model}@{version}-{index}"))
+            .spawn(move || worker.run());
+        if let Err(e) = spawned {
+            queue.close();
+            return Err(e);
+        }
+    }
+    Ok(queue)
+}
+
+struct Worker {
+    shared: Arc<Shared>,
+    lead: bool,
+}
+
+impl Worker {
+    fn run(self) {
+        // The lead keeps libtorch's intra-op thread count; each helper runs single-threaded
+        // (the count is per thread under OpenMP).
+        tch::set_num_threads(if self.lead {
+            crate::engine::device::intra_op_threads()
+        } else {
+            1
+        });
+        let queue = &self.shared.queue;
+        loop {
+            let batch = if self.lead {
+                self.lead_batch()
+            } else {
+                self.helper_batch()
+            };
+            let Some(batch) = batch else { return };
+            let replies = self.answer(batch);
+            // Free before the answers go out, so a client's next request finds the lead free.
+            if self.lead {
+                queue.lock().lead_busy = false;
+            }
+            for (reply, answer) in replies {
+                let _ = reply.send(answer);
             }
         }
     }
 
-    pub fn queue_depth(&self) -> usize {
-        self.depth.load(Ordering::Relaxed)
+    /// The lead's next batch: waits for a request (polling for [`HOT_WAIT`] first), then
+    /// gathers. `None` once the queue is closed and empty.
+    fn lead_batch(&self) -> Option<Vec<Pending>> {
+        let queue = &self.shared.queue;
+        let hot_until = Instant::now() + HOT_WAIT;
+        while queue.depth.load(Ordering::Relaxed) == 0 && Instant::now() < hot_until {
+            std::thread::yield_now();
+        }
+        let mut state = queue.lock();
+        while state.items.is_empty() {
+            if state.closed {
+                return None;
+            }
+            state.lead_idle = true;
+            state = queue.lead_idle.wait(state).unwrap_or_else(|p| p.into_inner());
+            state.lead_idle = false;
+        }
+        let (mut batch, mut rows) = (Vec::new(), 0);
+        queue.take(&mut state, &mut batch, &mut rows, self.shared.cap);
+        // Only under load (more than one request was waiting) is it worth waiting for more.
+        if batch.len() > 1 {
+            let max_delay = Duration::from_micros(self.shared.batching.max_delay_us);
+            state = queue.gather(state, &mut batch, &mut rows, self.shared.cap, max_delay, |_| true);
+        }
+        state.lead_busy = true;
+        if !state.items.is_empty() && state.helpers_idle > 0 {
+            queue.helper_idle.notify_one();
+        }
+        Some(batch)
+    }
+
+    /// A helper's next batch, taken only while the lead is busy; `None` once the queue is
+    /// closed (the lead drains what is left).
+    fn helper_batch(&self) -> Option<Vec<Pending>> {
+        let queue = &self.shared.queue;
+        let mut state = queue.lock();
+        loop {
+            if state.closed {
+                return None;
+            }
+            if state.lead_busy && !state.items.is_empty() {
+                break;
+            }
+            state.helpers_idle += 1;
+            state = queue.helper_idle.wait(state).unwrap_or_else(|p| p.into_inner());
+            state.helpers_idle -= 1;
+        }
+        let (mut batch, mut rows) = (Vec::new(), 0);
+        queue.take(&mut state, &mut batch, &mut rows, self.shared.cap);
+        // Collect the requests arriving right behind, unless the lead becomes free for them.
+        let max_delay = Duration::from_micros(self.shared.batching.max_delay_us);
+        state = queue.gather(state, &mut batch, &mut rows, self.shared.cap, max_delay, |s| {
+            s.lead_busy
+        });
+        if state.lead_busy && !state.items.is_empty() && state.helpers_idle > 0 {
+            queue.helper_idle.notify_one();
+        }
+        Some(batch)
+    }
+
+    /// Drops requests whose client gave up, runs the rest grouped by row width; returns each
+    /// request's answer, to be sent.
+    fn answer(&self, batch: Vec<Pending>) -> Vec<Reply> {
+        let now = Instant::now();
+        let mut live: Vec<Pending> = batch
+            .into_iter()
+            .filter(|p| p.deadline > now && !p.reply.is_closed())
+            .collect();
+        let mut replies = Vec::with_capacity(live.len());
+        while !live.is_empty() {
+            let width = live[0].rows.width;
+            let (group, rest): (Vec<_>, Vec<_>) = live.into_iter().partition(|p| p.rows.width == width);
+            live = rest;
+            self.forward_group(group, width, &mut replies);
+        }
+        replies
+    }
+
+    fn forward_group(&self, group: Vec<Pending>, width: usize, replies: &mut Vec<Reply>) {
+        let rows: usize = group.iter().map(|p| p.rows.batch).sum();
+        let mut flat = Vec::with_capacity(rows * width);
+        for p in &group {
+            flat.extend_from_slice(&p.rows.values);
+        }
+        let shared = &self.shared;
+        shared.metrics.batch(shared.model.as_str(), shared.version, rows);
+        match catch(|| (shared.forward)(flat, rows, width)) {
+            Ok(mut outputs) => {
+                for p in group {
+                    let rest = outputs.split_off(p.rows.batch.min(outputs.len()));
+                    replies.push((p.reply, Ok(std::mem::replace(&mut outputs, rest))));
+                }
+            }
+            Err(e) if group.len() == 1 => {
+                replies.extend(group.into_iter().map(|p| (p.reply, Err(e.clone()))));
+            }
+            // Isolate the failure: each request alone, so only a bad one fails.
+            Err(_) => {
+                for p in group {
+                    self.forward_group(vec![p], width, replies);
+                }
+            }
+        }
     }
 }
 
@@ -141,105 +455,137 @@ fn catch(f: impl FnOnce() -> Answer) -> Answer {
     })
 }
 
-struct Worker {
-    loaded: LoadedModel,
-    receiver: Receiver<Pending>,
-    depth: Arc<AtomicUsize>,
-    batching: Batching,
-    metrics: Arc<Metrics>,
-}
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
 
-impl Worker {
-    fn run(self) {
-        while let Some(first) = self.next() {
-            let batch = self.gather(first);
-            self.depth.fetch_sub(batch.len(), Ordering::Relaxed);
-            self.answer(batch);
+    use super::*;
+
+    const WAIT: Duration = Duration::from_secs(20);
+
+    fn batching(max_batch: usize, queue: usize) -> Batching {
+        Batching {
+            max_batch,
+            max_delay_us: 0,
+            queue,
         }
     }
 
-    /// The next request: polled for [`HOT_WAIT`], then waited for; `None` once the queue is
-    /// closed.
-    fn next(&self) -> Option<Pending> {
-        let hot_until = Instant::now() + HOT_WAIT;
-        while Instant::now() < hot_until {
-            match self.receiver.try_recv() {
-                Ok(pending) => return Some(pending),
-                Err(TryRecvError::Empty) => std::thread::yield_now(),
-                Err(TryRecvError::Disconnected) => return None,
+    /// One row of width 1; the answer comes back on the returned channel.
+    fn request(queue: &Queue) -> Result<mpsc::Receiver<Answer>, Refused> {
+        let (reply, answer) = oneshot::channel();
+        queue.push(Pending {
+            rows: Rows {
+                batch: 1,
+                width: 1,
+                values: vec![1.0],
+            },
+            deadline: Instant::now() + WAIT,
+            reply,
+        })?;
+        let (sender, receiver) = mpsc::channel();
+        std::thread::spawn(move || {
+            if let Ok(answer) = answer.blocking_recv() {
+                let _ = sender.send(answer);
             }
-        }
-        self.receiver.recv().ok()
+        });
+        Ok(receiver)
     }
 
-    /// The first request plus what else is queued. Under load (more than one request already
-    /// waiting) it keeps collecting while requests keep arriving less than [`GAP`] apart, for
-    /// at most `max_delay_us`, so batches fill up without a lone request ever waiting.
-    fn gather(&self, first: Pending) -> Vec<Pending> {
-        let mut rows = first.rows.batch;
-        let mut batch = vec![first];
-        let full = |rows: usize| rows >= self.batching.max_batch;
-        while !full(rows) {
-            let Ok(pending) = self.receiver.try_recv() else { break };
-            rows += pending.rows.batch;
-            batch.push(pending);
-        }
-        let until = Instant::now() + Duration::from_micros(self.batching.max_delay_us);
-        while batch.len() > 1 && !full(rows) {
-            let wait = until.saturating_duration_since(Instant::now()).min(GAP);
-            if wait.is_zero() {
-                break;
+    /// What a test sees of its instances: the queue, each forward pass as (thread name,
+    /// rows), and the gates of the gated instances.
+    type Probe = (Arc<Queue>, mpsc::Receiver<(String, usize)>, Vec<mpsc::Sender<()>>);
+
+    /// Instances whose forward pass reports (thread name, rows); the instances numbered in
+    /// `gated` wait for one message on their gate before each answer.
+    fn instances(count: usize, batching: Batching, gated: &[usize]) -> Probe {
+        let (seen, forwards) = mpsc::channel();
+        let (opens, gates): (Vec<_>, Vec<_>) = gated
+            .iter()
+            .map(|index| {
+                let (open, gate) = mpsc::channel::<()>();
+                (open, (format!("serve-m@1-{index}"), Mutex::new(gate)))
+            })
+            .unzip();
+        let forward: Forward = Box::new(move |_, rows, _| {
+            let name = std::thread::current().name().unwrap_or_default().to_owned();
+            let _ = seen.send((name.clone(), rows));
+            if let Some((_, gate)) = gates.iter().find(|(n, _)| *n == name) {
+                let _ = gate.lock().expect("gate").recv();
             }
-            let Ok(pending) = self.receiver.recv_timeout(wait) else {
-                break;
-            };
-            rows += pending.rows.batch;
-            batch.push(pending);
-        }
-        batch
+            Ok(vec![vec![0.5]; rows])
+        });
+        let metrics = Arc::new(Metrics::default());
+        let name = Name::new("m").expect("name");
+        let queue = spawn(name, 1, forward, batching, count, metrics).expect("spawn");
+        (queue, forwards, opens)
     }
 
-    /// Drops requests whose client gave up, runs the rest grouped by row width.
-    fn answer(&self, batch: Vec<Pending>) {
-        let now = Instant::now();
-        let mut live: Vec<Pending> = batch
-            .into_iter()
-            .filter(|p| p.deadline > now && !p.reply.is_closed())
-            .collect();
-        while !live.is_empty() {
-            let width = live[0].rows.width;
-            let (group, rest): (Vec<_>, Vec<_>) = live.into_iter().partition(|p| p.rows.width == width);
-            live = rest;
-            self.forward_group(group, width);
+    fn wait_for_depth(queue: &Queue, depth: usize) {
+        let until = Instant::now() + WAIT;
+        while queue.depth.load(Ordering::Relaxed) != depth {
+            assert!(Instant::now() < until, "queue depth never reached {depth}");
+            std::thread::yield_now();
         }
     }
 
-    fn forward_group(&self, group: Vec<Pending>, width: usize) {
-        let rows: usize = group.iter().map(|p| p.rows.batch).sum();
-        let mut flat = Vec::with_capacity(rows * width);
-        for p in &group {
-            flat.extend_from_slice(&p.rows.values);
+    #[test]
+    fn a_lone_client_is_always_served_by_the_lead() {
+        let (queue, forwards, _) = instances(3, batching(8, 16), &[]);
+        for _ in 0..50 {
+            let answer = request(&queue).ok().expect("queued").recv_timeout(WAIT);
+            assert_eq!(answer.expect("answered"), Ok(vec![vec![0.5]]));
         }
-        let manifest = &self.loaded.manifest;
-        self.metrics.batch(manifest.model.as_str(), manifest.version, rows);
-        match catch(|| self.loaded.forward_flat(flat, rows, width)) {
-            Ok(mut outputs) => {
-                for p in group {
-                    let rest = outputs.split_off(p.rows.batch.min(outputs.len()));
-                    let _ = p.reply.send(Ok(std::mem::replace(&mut outputs, rest)));
-                }
-            }
-            Err(e) if group.len() == 1 => {
-                for p in group {
-                    let _ = p.reply.send(Err(e.clone()));
-                }
-            }
-            // Isolate the failure: each request alone, so only a bad one fails.
-            Err(_) => {
-                for p in group {
-                    self.forward_group(vec![p], width);
-                }
-            }
+        let served: Vec<String> = forwards.try_iter().map(|(name, _)| name).collect();
+        assert_eq!(served.len(), 50);
+        assert!(served.iter().all(|n| n == "serve-m@1-0"), "{served:?}");
+    }
+
+    #[test]
+    fn requests_arriving_while_the_lead_is_busy_go_to_a_helper_in_batches_of_its_share() {
+        // 2 instances share max_batch 4: at most 2 rows per batch.
+        let (queue, forwards, gates) = instances(2, batching(4, 16), &[0, 1]);
+        let first = request(&queue).ok().expect("queued");
+        assert_eq!(forwards.recv_timeout(WAIT).expect("ran"), ("serve-m@1-0".into(), 1));
+        let second = request(&queue).ok().expect("queued");
+        assert_eq!(forwards.recv_timeout(WAIT).expect("ran"), ("serve-m@1-1".into(), 1));
+        // Both busy: four more wait, then the helper takes them two at a time.
+        let later: Vec<_> = (0..4).map(|_| request(&queue).ok().expect("queued")).collect();
+        wait_for_depth(&queue, 4);
+        for _ in 0..3 {
+            gates[1].send(()).expect("gate open");
+        }
+        for answer in std::iter::once(&second).chain(&later) {
+            assert_eq!(answer.recv_timeout(WAIT).expect("answered"), Ok(vec![vec![0.5]]));
+        }
+        let helped: Vec<(String, usize)> = forwards.try_iter().collect();
+        assert_eq!(helped, vec![("serve-m@1-1".into(), 2), ("serve-m@1-1".into(), 2)]);
+        assert!(first.try_recv().is_err(), "the lead is still held");
+        gates[0].send(()).expect("gate open");
+        assert_eq!(first.recv_timeout(WAIT).expect("answered"), Ok(vec![vec![0.5]]));
+    }
+
+    #[test]
+    fn a_full_queue_refuses_and_a_closed_one_drains_then_frees_the_model() {
+        let (queue, forwards, gates) = instances(1, batching(1, 2), &[0]);
+        let first = request(&queue).ok().expect("queued");
+        // The lead holds the first; two more fill the queue.
+        forwards.recv_timeout(WAIT).expect("ran");
+        let queued: Vec<_> = (0..2).map(|_| request(&queue).ok().expect("queued")).collect();
+        assert!(matches!(request(&queue), Err(Refused::Full)));
+        queue.close();
+        assert!(matches!(request(&queue), Err(Refused::Closed)));
+        for _ in 0..3 {
+            gates[0].send(()).expect("gate open");
+        }
+        for answer in std::iter::once(&first).chain(&queued) {
+            assert_eq!(answer.recv_timeout(WAIT).expect("answered"), Ok(vec![vec![0.5]]));
+        }
+        // The instances end and drop the shared state (and with it the model).
+        let until = Instant::now() + WAIT;
+        while Arc::strong_count(&queue) > 1 {
+            assert!(Instant::now() < until, "the instances did not end");
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 }

@@ -10,6 +10,8 @@
 //! under a write lock held for one pointer swap; requests that already hold the old
 //! deployment finish on it, and it is freed when the last of them is answered.
 
+#![allow(deprecated)] // burn-tch is deprecated upstream; kiln pins burn 0.22 on purpose.
+
 pub mod batcher;
 mod fast_json;
 pub mod http;
@@ -40,6 +42,8 @@ pub struct Limits {
     pub timeout: Duration,
     pub body_bytes: usize,
     pub batching: Batching,
+    /// Forward-pass instances per deployment on the CPU (see [`batcher`]).
+    pub cpu_instances: usize,
 }
 
 /// Why a deploy or rollback did not happen; the old version (if any) keeps serving.
@@ -243,7 +247,14 @@ impl Server {
         let what = format!("{}@{}", manifest.model, manifest.version);
         let loaded = LoadedModel::from_registry(registry, manifest, self.device.clone())
             .with_context(|| format!("cannot load {what}"))?;
-        Deployment::start(loaded, batching, self.metrics.clone()).with_context(|| format!("{what} failed its warm-up"))
+        // A GPU runs one forward pass at a time anyway.
+        let instances = if self.device == Device::libtorch() {
+            self.limits.cpu_instances
+        } else {
+            1
+        };
+        Deployment::start(loaded, batching, instances, self.metrics.clone())
+            .with_context(|| format!("{what} failed its warm-up"))
     }
 
     /// Points `production` at the version now serving. The journal is the record of truth, so
