@@ -206,42 +206,20 @@ impl<'a> Cursor<'a> {
         let mut at = start;
         let negative = bytes.get(at) == Some(&b'-');
         at += usize::from(negative);
-        let (mut mantissa, mut digits, mut exponent) = (0u64, 0u32, 0i64);
-        let mut exact = true;
-        let mut digit = |d: u8, mantissa: &mut u64| {
-            if digits < 19 {
-                *mantissa = *mantissa * 10 + u64::from(d - b'0');
-                digits += u32::from(*mantissa != 0);
-                true
-            } else {
-                exact = false;
-                false
-            }
-        };
+        let mut mantissa = Mantissa::default();
+        let mut exponent = 0i64;
         match bytes.get(at) {
             Some(b'0') => at += 1,
-            Some(b'1'..=b'9') => {
-                while let Some(&d @ b'0'..=b'9') = bytes.get(at) {
-                    if !digit(d, &mut mantissa) {
-                        exponent += 1;
-                    }
-                    at += 1;
-                }
-            }
+            Some(b'1'..=b'9') => at = mantissa.read(bytes, at).0,
             _ => return None,
         }
         if bytes.get(at) == Some(&b'.') {
-            at += 1;
-            let first = at;
-            while let Some(&d @ b'0'..=b'9') = bytes.get(at) {
-                if digit(d, &mut mantissa) {
-                    exponent -= 1;
-                }
-                at += 1;
-            }
-            if at == first {
+            let (end, taken) = mantissa.read(bytes, at + 1);
+            if end == at + 1 {
                 return None;
             }
+            at = end;
+            exponent -= taken;
         }
         if let Some(b'e' | b'E') = bytes.get(at) {
             at += 1;
@@ -263,9 +241,9 @@ impl<'a> Cursor<'a> {
             exponent += if sign < 0 { -written } else { written };
         }
         self.at = at;
-        let value = if exact && mantissa < 1 << 53 && exponent.unsigned_abs() < POWERS.len() as u64 {
+        let value = if mantissa.exact && mantissa.value < 1 << 53 && exponent.unsigned_abs() < POWERS.len() as u64 {
             let power = POWERS[exponent.unsigned_abs() as usize];
-            let magnitude = mantissa as f64;
+            let magnitude = mantissa.value as f64;
             let value = if exponent < 0 {
                 magnitude / power
             } else {
@@ -276,6 +254,86 @@ impl<'a> Cursor<'a> {
             std::str::from_utf8(&bytes[start..at]).ok()?.parse().ok()?
         };
         value.is_finite().then_some(value)
+    }
+}
+
+/// The significant digits of a number read so far; up to 19 fit a `u64` exactly.
+struct Mantissa {
+    value: u64,
+    significant: u32,
+    /// False once a digit past the 19th significant one was skipped.
+    exact: bool,
+}
+
+impl Default for Mantissa {
+    fn default() -> Self {
+        Self {
+            value: 0,
+            significant: 0,
+            exact: true,
+        }
+    }
+}
+
+impl Mantissa {
+    /// Reads the run of digits at `at`, eight at a time where eight bytes remain (SWAR, as
+    /// simdjson and fast_float do), the rest one by one. Returns the position after the run
+    /// and how many of its digits went into `value`.
+    fn read(&mut self, bytes: &[u8], mut at: usize) -> (usize, i64) {
+        const ZEROS: u64 = 0x3030_3030_3030_3030;
+        const HIGH: u64 = 0x8080_8080_8080_8080;
+        const POW10: [u64; 9] = [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000, 100_000_000];
+        let mut taken = 0;
+        while let Some(chunk) = bytes.get(at..at + 8) {
+            let chunk = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
+            // Each byte less '0': digits become 0..=9; a byte below '0' borrows into its high
+            // bit, one above '9' sets it when 0x46 is added. The lowest flagged byte ends the run
+            // (carries only travel upwards, past it).
+            let values = chunk.wrapping_sub(ZEROS);
+            let run = (((chunk.wrapping_add(0x4646_4646_4646_4646) | values) & HIGH).trailing_zeros() / 8) as usize;
+            if run == 0 {
+                return (at, taken);
+            }
+            let values = if run == 8 {
+                values
+            } else {
+                values & ((1 << (8 * run)) - 1)
+            };
+            let leading_zeros = if self.value == 0 {
+                ((values.wrapping_add(0x7F7F_7F7F_7F7F_7F7F) & HIGH).trailing_zeros() as usize / 8).min(run)
+            } else {
+                0
+            };
+            let significant = self.significant + (run - leading_zeros) as u32;
+            if significant > 19 {
+                break;
+            }
+            // The run's digits into the top bytes (zeros below are leading zeros), then the
+            // eight-digit SWAR conversion.
+            let digits = values << (8 * (8 - run));
+            let pairs = digits.wrapping_mul(10).wrapping_add(digits >> 8);
+            let number = ((pairs & 0x0000_00FF_0000_00FF).wrapping_mul(100 + (1_000_000 << 32))
+                + ((pairs >> 16) & 0x0000_00FF_0000_00FF).wrapping_mul(1 + (10_000 << 32)))
+                >> 32;
+            self.value = self.value * POW10[run] + number;
+            self.significant = significant;
+            taken += run as i64;
+            at += run;
+            if run < 8 {
+                return (at, taken);
+            }
+        }
+        while let Some(&d @ b'0'..=b'9') = bytes.get(at) {
+            if self.significant < 19 {
+                self.value = self.value * 10 + u64::from(d - b'0');
+                self.significant += u32::from(self.value != 0);
+                taken += 1;
+            } else {
+                self.exact = false;
+            }
+            at += 1;
+        }
+        (at, taken)
     }
 }
 
@@ -365,10 +423,11 @@ mod tests {
         let values: Vec<String> = (0..20_000)
             .map(|i| {
                 let bits = next();
-                match i % 4 {
+                match i % 5 {
                     0 => format!("{}", f32::from_bits(bits as u32 & 0x7F7F_FFFF)),
                     1 => format!("{:e}", (bits >> 11) as f64 / (1u64 << 53) as f64 * 1e6),
                     2 => format!("{}", (bits % 255) as f32 / 255.0),
+                    3 => format!("{}", (bits >> 11) as f64 / (1u64 << 53) as f64 * 1e3),
                     _ => format!("-{}", bits % 100_000),
                 }
             })
@@ -386,6 +445,16 @@ mod tests {
                     "0.1e-30",
                     "12345678901234567890e-5",
                     "1E0",
+                    // Digit runs across the eight-byte chunks of the reader.
+                    "0.000000000000000000001234567",
+                    "1234567890123456789.5",
+                    "99999999999999999999",
+                    "0.12345678",
+                    "0.1234567812345678",
+                    "12345678.87654321",
+                    "0.00000000",
+                    "1.00000000000000000001",
+                    "7.000000000000000000000000000001e-3",
                 ]
                 .map(String::from),
             )
