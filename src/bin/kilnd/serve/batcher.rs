@@ -7,16 +7,17 @@
 //! one, so one request can only ever fail itself.
 //!
 //! On the CPU a deployment runs several instances, as Triton's instance groups do. The lead
-//! uses libtorch's full intra-op thread count and takes every request while it is free, so a
-//! lone client always gets the fastest single forward pass on one warm OpenMP team. Helpers,
-//! one intra-op thread each, are woken only for requests that arrive while the lead is busy.
+//! takes every request while it is free and uses libtorch's full intra-op thread count while
+//! it serves alone, so a lone client always gets the fastest single forward pass on one warm
+//! OpenMP team. Helpers, one intra-op thread each, are woken only for requests that arrive
+//! while the lead is busy; while they serve, the lead runs single-threaded too.
 //! Under load, several single-threaded forward passes keep every core busy, where one
 //! multi-threaded pass stalls at each OpenMP barrier whenever the HTTP threads take one of its
 //! cores. To spread a burst over the instances, one batch takes at most
 //! `max_batch / instances` rows.
 //!
 //! ```text
-//!            ┌─▶ lead   (all intra-op threads; takes requests whenever it is free)
+//!            ┌─▶ lead   (takes requests whenever it is free; all intra-op threads when alone)
 //! queue ─────┼─▶ helper (1 thread; woken only while the lead is busy)
 //!            └─▶ helper (1 thread; woken only while the lead is busy)
 //! ```
@@ -49,6 +50,10 @@ const GAP: Duration = Duration::from_micros(250);
 /// a futex wake-up, and the thread, its caches and libtorch's OpenMP team stay warm. It costs
 /// nothing when idle and at most this much CPU per batch under load.
 const HOT_WAIT: Duration = Duration::from_micros(500);
+
+/// The lead runs single-threaded while a helper took a batch this recently: a load that
+/// brings the helpers in keeps them busy; a lone client never does.
+const HELPED_RECENTLY: Duration = Duration::from_millis(100);
 
 /// What a request gets back: one output row per input row, or why not.
 pub type Answer = Result<Vec<Vec<f32>>, String>;
@@ -143,6 +148,8 @@ struct State {
     lead_idle: bool,
     lead_busy: bool,
     helpers_idle: usize,
+    /// When a helper last took a batch.
+    helped_at: Option<Instant>,
     gathering: usize,
 }
 
@@ -292,17 +299,26 @@ struct Worker {
 
 impl Worker {
     fn run(self) {
-        // The lead keeps libtorch's intra-op thread count; each helper runs single-threaded
-        // (the count is per thread under OpenMP).
-        tch::set_num_threads(if self.lead {
-            crate::engine::device::intra_op_threads()
-        } else {
-            1
-        });
+        // Helpers run single-threaded; the lead uses all intra-op threads while it serves
+        // alone and one while helpers are serving too (its OpenMP team would stall whenever
+        // they take its cores). The count is per thread under OpenMP; on a thread's first
+        // parallel op libtorch sets it to the count last set by any thread, so that happens
+        // first (the query does it), then the setting.
+        tch::get_num_threads();
+        let alone = crate::engine::device::intra_op_threads();
+        let mut threads = if self.lead { alone } else { 1 };
+        tch::set_num_threads(threads);
         let queue = &self.shared.queue;
         loop {
             let batch = if self.lead {
-                self.lead_batch()
+                self.lead_batch().map(|(batch, helped)| {
+                    let wanted = if helped { 1 } else { alone };
+                    if wanted != threads {
+                        threads = wanted;
+                        tch::set_num_threads(threads);
+                    }
+                    batch
+                })
             } else {
                 self.helper_batch()
             };
@@ -319,8 +335,9 @@ impl Worker {
     }
 
     /// The lead's next batch: waits for a request (polling for [`HOT_WAIT`] first), then
-    /// gathers. `None` once the queue is closed and empty.
-    fn lead_batch(&self) -> Option<Vec<Pending>> {
+    /// gathers; and whether a helper took a batch within [`HELPED_RECENTLY`]. `None` once the
+    /// queue is closed and empty.
+    fn lead_batch(&self) -> Option<(Vec<Pending>, bool)> {
         let queue = &self.shared.queue;
         let hot_until = Instant::now() + HOT_WAIT;
         while queue.depth.load(Ordering::Relaxed) == 0 && Instant::now() < hot_until {
@@ -346,7 +363,8 @@ impl Worker {
         if !state.items.is_empty() && state.helpers_idle > 0 {
             queue.helper_idle.notify_one();
         }
-        Some(batch)
+        let helped = state.helped_at.is_some_and(|t| t.elapsed() < HELPED_RECENTLY);
+        Some((batch, helped))
     }
 
     /// A helper's next batch, taken only while the lead is busy; `None` once the queue is
@@ -365,6 +383,7 @@ impl Worker {
             state = queue.helper_idle.wait(state).unwrap_or_else(|p| p.into_inner());
             state.helpers_idle -= 1;
         }
+        state.helped_at = Some(Instant::now());
         let (mut batch, mut rows) = (Vec::new(), 0);
         queue.take(&mut state, &mut batch, &mut rows, self.shared.cap);
         // Collect the requests arriving right behind, unless the lead becomes free for them.
@@ -492,11 +511,14 @@ mod tests {
         Ok(receiver)
     }
 
-    /// What a test sees of its instances: the queue, each forward pass as (thread name,
-    /// rows), and the gates of the gated instances.
-    type Probe = (Arc<Queue>, mpsc::Receiver<(String, usize)>, Vec<mpsc::Sender<()>>);
+    /// One forward pass as a test sees it: thread name, rows, intra-op threads.
+    type Seen = (String, usize, i32);
 
-    /// Instances whose forward pass reports (thread name, rows); the instances numbered in
+    /// What a test sees of its instances: the queue, each forward pass, and the gates of the
+    /// gated instances.
+    type Probe = (Arc<Queue>, mpsc::Receiver<Seen>, Vec<mpsc::Sender<()>>);
+
+    /// Instances whose forward pass reports what it ran with; the instances numbered in
     /// `gated` wait for one message on their gate before each answer.
     fn instances(count: usize, batching: Batching, gated: &[usize]) -> Probe {
         let (seen, forwards) = mpsc::channel();
@@ -509,7 +531,7 @@ mod tests {
             .unzip();
         let forward: Forward = Box::new(move |_, rows, _| {
             let name = std::thread::current().name().unwrap_or_default().to_owned();
-            let _ = seen.send((name.clone(), rows));
+            let _ = seen.send((name.clone(), rows, tch::get_num_threads()));
             if let Some((_, gate)) = gates.iter().find(|(n, _)| *n == name) {
                 let _ = gate.lock().expect("gate").recv();
             }
@@ -536,19 +558,29 @@ mod tests {
             let answer = request(&queue).ok().expect("queued").recv_timeout(WAIT);
             assert_eq!(answer.expect("answered"), Ok(vec![vec![0.5]]));
         }
-        let served: Vec<String> = forwards.try_iter().map(|(name, _)| name).collect();
+        let alone = crate::engine::device::intra_op_threads();
+        let served: Vec<Seen> = forwards.try_iter().collect();
         assert_eq!(served.len(), 50);
-        assert!(served.iter().all(|n| n == "serve-m@1-0"), "{served:?}");
+        assert!(
+            served
+                .iter()
+                .all(|(name, _, threads)| name == "serve-m@1-0" && *threads == alone),
+            "{served:?}"
+        );
     }
 
     #[test]
     fn requests_arriving_while_the_lead_is_busy_go_to_a_helper_in_batches_of_its_share() {
         // 2 instances share max_batch 4: at most 2 rows per batch.
         let (queue, forwards, gates) = instances(2, batching(4, 16), &[0, 1]);
+        let alone = crate::engine::device::intra_op_threads();
         let first = request(&queue).ok().expect("queued");
-        assert_eq!(forwards.recv_timeout(WAIT).expect("ran"), ("serve-m@1-0".into(), 1));
+        assert_eq!(
+            forwards.recv_timeout(WAIT).expect("ran"),
+            ("serve-m@1-0".into(), 1, alone)
+        );
         let second = request(&queue).ok().expect("queued");
-        assert_eq!(forwards.recv_timeout(WAIT).expect("ran"), ("serve-m@1-1".into(), 1));
+        assert_eq!(forwards.recv_timeout(WAIT).expect("ran"), ("serve-m@1-1".into(), 1, 1));
         // Both busy: four more wait, then the helper takes them two at a time.
         let later: Vec<_> = (0..4).map(|_| request(&queue).ok().expect("queued")).collect();
         wait_for_depth(&queue, 4);
@@ -558,11 +590,16 @@ mod tests {
         for answer in std::iter::once(&second).chain(&later) {
             assert_eq!(answer.recv_timeout(WAIT).expect("answered"), Ok(vec![vec![0.5]]));
         }
-        let helped: Vec<(String, usize)> = forwards.try_iter().collect();
-        assert_eq!(helped, vec![("serve-m@1-1".into(), 2), ("serve-m@1-1".into(), 2)]);
+        let helped: Vec<Seen> = forwards.try_iter().collect();
+        assert_eq!(helped, vec![("serve-m@1-1".into(), 2, 1), ("serve-m@1-1".into(), 2, 1)]);
         assert!(first.try_recv().is_err(), "the lead is still held");
         gates[0].send(()).expect("gate open");
         assert_eq!(first.recv_timeout(WAIT).expect("answered"), Ok(vec![vec![0.5]]));
+        // Right after helpers served, the lead runs single-threaded.
+        let next = request(&queue).ok().expect("queued");
+        assert_eq!(forwards.recv_timeout(WAIT).expect("ran"), ("serve-m@1-0".into(), 1, 1));
+        gates[0].send(()).expect("gate open");
+        assert_eq!(next.recv_timeout(WAIT).expect("answered"), Ok(vec![vec![0.5]]));
     }
 
     #[test]
