@@ -137,8 +137,6 @@ struct Queue {
     lead_idle: Condvar,
     /// Helpers, idle.
     helper_idle: Condvar,
-    /// Instances collecting more requests for the batch they are forming.
-    arrival: Condvar,
 }
 
 #[derive(Default)]
@@ -150,7 +148,6 @@ struct State {
     helpers_idle: usize,
     /// When a helper last took a batch.
     helped_at: Option<Instant>,
-    gathering: usize,
 }
 
 impl Queue {
@@ -161,7 +158,6 @@ impl Queue {
             depth: AtomicUsize::new(0),
             lead_idle: Condvar::new(),
             helper_idle: Condvar::new(),
-            arrival: Condvar::new(),
         }
     }
 
@@ -179,9 +175,7 @@ impl Queue {
         }
         state.items.push_back(pending);
         self.depth.store(state.items.len(), Ordering::Relaxed);
-        if state.gathering > 0 {
-            self.arrival.notify_all();
-        } else if state.lead_idle {
+        if state.lead_idle {
             self.lead_idle.notify_one();
         } else if state.lead_busy && state.helpers_idle > 0 {
             self.helper_idle.notify_one();
@@ -193,7 +187,6 @@ impl Queue {
         self.lock().closed = true;
         self.lead_idle.notify_all();
         self.helper_idle.notify_all();
-        self.arrival.notify_all();
     }
 
     /// Moves queued requests into `batch` until it holds `cap` rows.
@@ -206,8 +199,9 @@ impl Queue {
         self.depth.store(state.items.len(), Ordering::Relaxed);
     }
 
-    /// Adds requests to `batch` while they keep arriving less than [`GAP`] apart, for at
-    /// most `max_delay` and while `go_on` holds.
+    /// Adds requests to `batch` while they keep arriving: it sleeps [`GAP`] at a time (no
+    /// wake-up per arrival) and stops after a step that brought none, after `max_delay`, or
+    /// once `go_on` fails.
     fn gather<'a>(
         &'a self,
         mut state: MutexGuard<'a, State>,
@@ -224,13 +218,9 @@ impl Queue {
                 break;
             }
             if state.items.is_empty() {
-                state.gathering += 1;
-                let (guard, _) = self
-                    .arrival
-                    .wait_timeout(state, wait)
-                    .unwrap_or_else(|p| p.into_inner());
-                state = guard;
-                state.gathering -= 1;
+                drop(state);
+                std::thread::sleep(wait);
+                state = self.lock();
             }
             if state.items.is_empty() {
                 break;
@@ -386,11 +376,14 @@ impl Worker {
         state.helped_at = Some(Instant::now());
         let (mut batch, mut rows) = (Vec::new(), 0);
         queue.take(&mut state, &mut batch, &mut rows, self.shared.cap);
-        // Collect the requests arriving right behind, unless the lead becomes free for them.
-        let max_delay = Duration::from_micros(self.shared.batching.max_delay_us);
-        state = queue.gather(state, &mut batch, &mut rows, self.shared.cap, max_delay, |s| {
-            s.lead_busy
-        });
+        // Under load, collect the requests arriving right behind, unless the lead becomes free
+        // for them.
+        if batch.len() > 1 {
+            let max_delay = Duration::from_micros(self.shared.batching.max_delay_us);
+            state = queue.gather(state, &mut batch, &mut rows, self.shared.cap, max_delay, |s| {
+                s.lead_busy
+            });
+        }
         if state.lead_busy && !state.items.is_empty() && state.helpers_idle > 0 {
             queue.helper_idle.notify_one();
         }
