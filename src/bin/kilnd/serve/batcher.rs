@@ -1,10 +1,11 @@
 //! One deployment: a loaded version behind a dynamic batcher.
 //!
 //! Requests (already validated) wait in a bounded queue. An instance (a thread holding the
-//! shared model) takes the first, adds whatever else is queued (waiting up to `max_delay_us`
-//! for more while they keep coming) up to its share of `max_batch` rows, runs one forward pass
-//! and hands each request its rows back. When a batch fails, its requests are retried one by
-//! one, so one request can only ever fail itself.
+//! shared model) takes the first, adds whatever else is queued (under load, and while no other
+//! instance is idle, waiting up to `max_delay_us` for more while they keep coming) up to its
+//! share of `max_batch` rows, runs one forward pass and hands each request its rows back.
+//! When a batch fails, its requests are retried one by one, so one request can only ever fail
+//! itself.
 //!
 //! On the CPU a deployment runs several instances, as Triton's instance groups do. The lead
 //! takes every request while it is free and uses libtorch's full intra-op thread count while
@@ -344,10 +345,13 @@ impl Worker {
         }
         let (mut batch, mut rows) = (Vec::new(), 0);
         queue.take(&mut state, &mut batch, &mut rows, self.shared.cap);
-        // Only under load (more than one request was waiting) is it worth waiting for more.
+        // Only under load (more than one request was waiting) is it worth waiting for more,
+        // and only while no helper is idle: an idle one would take the next requests at once.
         if batch.len() > 1 {
             let max_delay = Duration::from_micros(self.shared.batching.max_delay_us);
-            state = queue.gather(state, &mut batch, &mut rows, self.shared.cap, max_delay, |_| true);
+            state = queue.gather(state, &mut batch, &mut rows, self.shared.cap, max_delay, |s| {
+                s.helpers_idle == 0
+            });
         }
         state.lead_busy = true;
         if !state.items.is_empty() && state.helpers_idle > 0 {
@@ -376,12 +380,12 @@ impl Worker {
         state.helped_at = Some(Instant::now());
         let (mut batch, mut rows) = (Vec::new(), 0);
         queue.take(&mut state, &mut batch, &mut rows, self.shared.cap);
-        // Under load, collect the requests arriving right behind, unless the lead becomes free
-        // for them.
+        // Under load, collect the requests arriving right behind, unless the lead or another
+        // helper is free to take them.
         if batch.len() > 1 {
             let max_delay = Duration::from_micros(self.shared.batching.max_delay_us);
             state = queue.gather(state, &mut batch, &mut rows, self.shared.cap, max_delay, |s| {
-                s.lead_busy
+                s.lead_busy && s.helpers_idle == 0
             });
         }
         if state.lead_busy && !state.items.is_empty() && state.helpers_idle > 0 {
