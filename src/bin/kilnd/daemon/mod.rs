@@ -59,9 +59,9 @@ pub struct ServingArgs {
     /// Device for serving: cpu or cuda:N (default: cuda:0 when libtorch sees one).
     #[arg(long)]
     pub serve_device: Option<String>,
-    /// Forward-pass instances per deployment on the CPU: a lead using all intra-op threads,
-    /// plus single-threaded helpers that take requests while it is busy (default: 1 + the
-    /// number of cores; 1: the lead alone). A GPU deployment always runs one.
+    /// Forward-pass instances per deployment on the CPU: a lead (all intra-op threads while it
+    /// serves alone) plus single-threaded helpers that take requests while it is busy
+    /// (default: 1 + the number of cores; 1: the lead alone). A GPU deployment always runs one.
     #[arg(long, env = "KILN_SERVE_INSTANCES", value_parser = clap::value_parser!(u16).range(1..))]
     pub serve_instances: Option<u16>,
 }
