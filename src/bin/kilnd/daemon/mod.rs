@@ -145,6 +145,7 @@ pub fn run(home: &Path, port: u16, jobs_per_device: usize, serving: &ServingArgs
         .enable_all()
         .build()?;
     let (device, _) = crate::worker::pick_device(serving.serve_device.as_deref())?;
+    // Read libtorch's thread count before serving instances start setting their own.
     crate::engine::device::intra_op_threads();
     let limits = Limits {
         timeout: Duration::from_millis(serving.infer_timeout_ms.max(1)),

@@ -178,10 +178,17 @@ impl Queue {
         self.depth.store(state.items.len(), Ordering::Relaxed);
         if state.lead_idle {
             self.lead_idle.notify_one();
-        } else if state.lead_busy && state.helpers_idle > 0 {
-            self.helper_idle.notify_one();
+        } else {
+            self.wake_a_helper(&state);
         }
         Ok(())
+    }
+
+    /// While the lead is busy, hands what is still queued to an idle helper.
+    fn wake_a_helper(&self, state: &State) {
+        if state.lead_busy && !state.items.is_empty() && state.helpers_idle > 0 {
+            self.helper_idle.notify_one();
+        }
     }
 
     fn close(&self) {
@@ -241,9 +248,10 @@ struct Shared {
     version: u32,
     forward: Forward,
     queue: Arc<Queue>,
-    batching: Batching,
     /// Rows one batch takes at most: one instance's share of `max_batch`.
     cap: usize,
+    /// Longest wait for a fuller batch under load.
+    max_delay: Duration,
     metrics: Arc<Metrics>,
 }
 
@@ -263,8 +271,8 @@ fn spawn(
         version,
         forward,
         queue: queue.clone(),
-        batching,
         cap: batching.max_batch.div_ceil(instances).max(1),
+        max_delay: Duration::from_micros(batching.max_delay_us),
         metrics,
     });
     for index in 0..instances {
@@ -343,20 +351,10 @@ impl Worker {
             state = queue.lead_idle.wait(state).unwrap_or_else(|p| p.into_inner());
             state.lead_idle = false;
         }
-        let (mut batch, mut rows) = (Vec::new(), 0);
-        queue.take(&mut state, &mut batch, &mut rows, self.shared.cap);
-        // Only under load (more than one request was waiting) is it worth waiting for more,
-        // and only while no helper is idle: an idle one would take the next requests at once.
-        if batch.len() > 1 {
-            let max_delay = Duration::from_micros(self.shared.batching.max_delay_us);
-            state = queue.gather(state, &mut batch, &mut rows, self.shared.cap, max_delay, |s| {
-                s.helpers_idle == 0
-            });
-        }
+        // More is worth waiting for only while no helper is idle to take it at once.
+        let (mut state, batch) = self.fill(state, |s| s.helpers_idle == 0);
         state.lead_busy = true;
-        if !state.items.is_empty() && state.helpers_idle > 0 {
-            queue.helper_idle.notify_one();
-        }
+        queue.wake_a_helper(&state);
         let helped = state.helped_at.is_some_and(|t| t.elapsed() < HELPED_RECENTLY);
         Some((batch, helped))
     }
@@ -378,20 +376,27 @@ impl Worker {
             state.helpers_idle -= 1;
         }
         state.helped_at = Some(Instant::now());
-        let (mut batch, mut rows) = (Vec::new(), 0);
-        queue.take(&mut state, &mut batch, &mut rows, self.shared.cap);
-        // Under load, collect the requests arriving right behind, unless the lead or another
-        // helper is free to take them.
-        if batch.len() > 1 {
-            let max_delay = Duration::from_micros(self.shared.batching.max_delay_us);
-            state = queue.gather(state, &mut batch, &mut rows, self.shared.cap, max_delay, |s| {
-                s.lead_busy && s.helpers_idle == 0
-            });
-        }
-        if state.lead_busy && !state.items.is_empty() && state.helpers_idle > 0 {
-            queue.helper_idle.notify_one();
-        }
+        // More is worth waiting for only while neither the lead nor another helper is free.
+        let (state, batch) = self.fill(state, |s| s.lead_busy && s.helpers_idle == 0);
+        queue.wake_a_helper(&state);
         Some(batch)
+    }
+
+    /// Takes queued requests (at least one is queued) up to this instance's share of rows.
+    /// Under load (more than one was waiting) it also gathers the ones arriving right behind,
+    /// while `go_on` holds.
+    fn fill<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, State>,
+        go_on: impl Fn(&State) -> bool,
+    ) -> (MutexGuard<'a, State>, Vec<Pending>) {
+        let (queue, cap) = (&self.shared.queue, self.shared.cap);
+        let (mut batch, mut rows) = (Vec::new(), 0);
+        queue.take(&mut state, &mut batch, &mut rows, cap);
+        if batch.len() > 1 {
+            state = queue.gather(state, &mut batch, &mut rows, cap, self.shared.max_delay, go_on);
+        }
+        (state, batch)
     }
 
     /// Drops requests whose client gave up, runs the rest grouped by row width; returns each
