@@ -24,9 +24,14 @@ impl Drop for Daemon {
 }
 
 fn start(home: &Path) -> Daemon {
+    start_with(home, &[])
+}
+
+fn start_with(home: &Path, env: &[(&str, &str)]) -> Daemon {
     let dir = home.join("daemon");
     let _ = std::fs::remove_file(dir.join("address"));
     let child = command(env!("CARGO_BIN_EXE_kilnd"), home)
+        .envs(env.iter().copied())
         .args(["--foreground", "--port", "0"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -75,6 +80,20 @@ fn post(d: &Daemon, path: &str, body: &str) -> (u16, Value) {
         resp.status().as_u16(),
         resp.body_mut().read_json().unwrap_or(Value::Null),
     )
+}
+
+/// `pid`'s environment, as `NAME=value` strings.
+fn environ(pid: u32) -> Vec<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/environ")).expect("read environ");
+    raw.split(|b| *b == 0)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect()
+}
+
+fn spin_count(pid: u32) -> Option<String> {
+    environ(pid)
+        .into_iter()
+        .find_map(|v| v.strip_prefix("GOMP_SPINCOUNT=").map(str::to_owned))
 }
 
 fn wait_state(d: &Daemon, id: &str, want: &[&str]) -> Value {
@@ -140,6 +159,9 @@ fn a_submitted_job_trains_registers_and_survives_a_daemon_restart() {
     // Hold the worker still so the job is surely mid-run across the restart.
     let worker = nix::unistd::Pid::from_raw(running["status"]["pid"].as_i64().expect("pid") as i32);
     nix::sys::signal::kill(worker, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
+    // The daemon serves with its own OpenMP spin count; training keeps libgomp's default.
+    assert_eq!(spin_count(d.child.id()).as_deref(), Some("3000"));
+    assert_eq!(spin_count(worker.as_raw() as u32), None);
 
     // kill -9 the daemon mid-job: the worker lives on and the next daemon re-adopts it.
     let _ = d.child.kill();
@@ -175,6 +197,18 @@ fn a_submitted_job_trains_registers_and_survives_a_daemon_restart() {
             .join(&id)
             .join("checkpoints/state.json")
             .is_file()
+    );
+}
+
+#[test]
+fn an_operators_openmp_spin_count_is_kept() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let d = start_with(home.path(), &[("GOMP_SPINCOUNT", "77")]);
+    assert_eq!(spin_count(d.child.id()).as_deref(), Some("77"));
+    assert!(
+        !environ(d.child.id())
+            .iter()
+            .any(|v| v.starts_with("KILN_SET_GOMP_SPINCOUNT="))
     );
 }
 

@@ -68,6 +68,9 @@ enum Command {
 fn main() -> ExitCode {
     alloc::tune();
     let cli = Cli::parse();
+    if cli.foreground && cli.command.is_none() {
+        engine::device::rerun_with_serving_spin_count();
+    }
     if cli.version {
         print_version(cli.json);
         return ExitCode::SUCCESS;

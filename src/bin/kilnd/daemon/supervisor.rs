@@ -17,6 +17,7 @@ use kiln::registry::now_rfc3339;
 use serde_json::{Value, json};
 
 use super::events::Hub;
+use crate::engine::device::SPIN_COUNT_SET_BY_KILND;
 
 /// A worker this daemon is responsible for.
 enum Worker {
@@ -222,7 +223,14 @@ impl Supervisor {
             if busy >= self.per_device {
                 continue;
             }
-            let kilnd = std::env::current_exe().map(Command::new);
+            let kilnd = std::env::current_exe().map(|exe| {
+                let mut kilnd = Command::new(exe);
+                // Training keeps libgomp's default spin unless the operator set one.
+                if std::env::var_os(SPIN_COUNT_SET_BY_KILND).is_some() {
+                    kilnd.env_remove("GOMP_SPINCOUNT").env_remove(SPIN_COUNT_SET_BY_KILND);
+                }
+                kilnd
+            });
             match kilnd.and_then(|kilnd| jobs::spawn_worker(kilnd, &self.home, job)) {
                 Ok(child) => {
                     self.lock().insert(job.id.clone(), (Worker::Child(child), device));

@@ -245,16 +245,33 @@ impl Server {
         batching: Batching,
     ) -> anyhow::Result<Deployment> {
         let what = format!("{}@{}", manifest.model, manifest.version);
-        let loaded = LoadedModel::from_registry(registry, manifest, self.device.clone())
-            .with_context(|| format!("cannot load {what}"))?;
         // A GPU runs one forward pass at a time anyway.
         let instances = if self.device == Device::libtorch() {
             self.limits.cpu_instances
         } else {
             1
         };
-        Deployment::start(loaded, batching, instances, self.metrics.clone())
-            .with_context(|| format!("{what} failed its warm-up"))
+        // On a thread of its own that ends here. libtorch's OpenMP keeps a pool of worker
+        // threads for each thread that ran a parallel op (loading does), for as long as that
+        // thread lives. While the pools hold more threads than there are cores, libgomp lets
+        // every worker spin only 100 times before it sleeps, whatever GOMP_SPINCOUNT says, so
+        // each parallel region of the lead's forward passes paid a futex wake-up: a pool left
+        // on a tokio blocking thread (kept alive by the telemetry tick) cost ~6 sleeps per
+        // one-row forward pass.
+        std::thread::scope(|scope| {
+            let loading = std::thread::Builder::new()
+                .name(format!("load-{what}"))
+                .spawn_scoped(scope, || {
+                    let loaded = LoadedModel::from_registry(registry, manifest, self.device.clone())
+                        .with_context(|| format!("cannot load {what}"))?;
+                    Deployment::start(loaded, batching, instances, self.metrics.clone())
+                        .with_context(|| format!("{what} failed its warm-up"))
+                })
+                .context("cannot start a thread to load the model")?;
+            loading
+                .join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("loading {what} panicked")))
+        })
     }
 
     /// Points `production` at the version now serving. The journal is the record of truth, so
