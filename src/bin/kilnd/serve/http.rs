@@ -254,64 +254,110 @@ fn split_binary<'a>(headers: &HeaderMap, body: &'a [u8]) -> Result<(&'a [u8], &'
 }
 
 /// Builds the response: JSON data, or the binary extension when the client asked for it.
+/// Serialized straight from borrowed typed fields: building a `serde_json::Value` first cost
+/// an allocation per key and value of every answer.
 fn respond(d: &Deployment, request: &InferRequest, outputs: &[&TensorSpec], rows: &[Vec<f32>]) -> Response {
-    let mut tensors = Vec::new();
     let mut binary = Vec::new();
-    for spec in outputs {
-        let (shape, data) = output_values(d, spec, rows);
-        let mut tensor = json!({ "name": spec.name, "datatype": spec.datatype, "shape": shape });
-        if request.binary_output(spec.name) {
-            let bytes = data.bytes();
-            tensor["parameters"] = json!({ "binary_data_size": bytes.len() });
-            binary.extend_from_slice(&bytes);
-        } else {
-            tensor["data"] = data.json();
+    let tensors: Vec<OutputTensor> = outputs
+        .iter()
+        .map(|spec| {
+            let (shape, data) = output_values(d, spec, rows);
+            let mut tensor = OutputTensor {
+                name: spec.name,
+                datatype: spec.datatype.name(),
+                shape,
+                parameters: None,
+                data: None,
+            };
+            if request.binary_output(spec.name) {
+                let before = binary.len();
+                data.append_bytes(&mut binary);
+                tensor.parameters = Some(BinaryData {
+                    binary_data_size: binary.len() - before,
+                });
+            } else {
+                tensor.data = Some(data);
+            }
+            tensor
+        })
+        .collect();
+    let answer = InferResponse {
+        model_name: d.model.as_str(),
+        model_version: d.version,
+        id: request.id.as_deref(),
+        outputs: tensors,
+    };
+    let mut body = match serde_json::to_vec(&answer) {
+        Ok(body) => body,
+        Err(e) => {
+            return InferError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot write the answer: {e}"),
+            )
+            .into_response();
         }
-        tensors.push(tensor);
-    }
-    let mut doc = json!({
-        "model_name": d.model,
-        "model_version": d.version.to_string(),
-        "outputs": tensors,
-    });
-    if let Some(id) = &request.id {
-        doc["id"] = json!(id);
-    }
-    if binary.is_empty() {
-        return Json(doc).into_response();
-    }
-    let mut body = doc.to_string().into_bytes();
+    };
+    let content_type = if binary.is_empty() {
+        "application/json"
+    } else {
+        "application/octet-stream"
+    };
     let header_length = body.len();
     body.extend_from_slice(&binary);
     let mut response = (StatusCode::OK, body).into_response();
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
-    );
-    if let Ok(value) = HeaderValue::from_str(&header_length.to_string()) {
-        headers.insert("inference-header-content-length", value);
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if !binary.is_empty() {
+        headers.insert("inference-header-content-length", HeaderValue::from(header_length));
     }
     response
 }
 
+/// The infer answer (Open Inference Protocol `$inference_response`).
+#[derive(serde::Serialize)]
+struct InferResponse<'a> {
+    model_name: &'a str,
+    #[serde(serialize_with = "as_string")]
+    model_version: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    outputs: Vec<OutputTensor>,
+}
+
+#[derive(serde::Serialize)]
+struct OutputTensor {
+    name: &'static str,
+    datatype: &'static str,
+    shape: Vec<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parameters: Option<BinaryData>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<OutputData>,
+}
+
+#[derive(serde::Serialize)]
+struct BinaryData {
+    binary_data_size: usize,
+}
+
+/// Versions are strings in the protocol.
+fn as_string<S: serde::Serializer>(version: &u32, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(version)
+}
+
+#[derive(serde::Serialize)]
+#[serde(untagged)]
 enum OutputData {
     Floats(Vec<f32>),
     Ints(Vec<i64>),
 }
 
 impl OutputData {
-    fn json(&self) -> Value {
+    /// Appends the values as the binary extension writes them: little-endian, packed.
+    fn append_bytes(&self, out: &mut Vec<u8>) {
         match self {
-            Self::Floats(v) => json!(v),
-            Self::Ints(v) => json!(v),
-        }
-    }
-
-    fn bytes(&self) -> Vec<u8> {
-        match self {
-            Self::Floats(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-            Self::Ints(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            Self::Floats(v) => out.extend(v.iter().flat_map(|x| x.to_le_bytes())),
+            Self::Ints(v) => out.extend(v.iter().flat_map(|x| x.to_le_bytes())),
         }
     }
 }
