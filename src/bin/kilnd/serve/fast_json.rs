@@ -169,6 +169,22 @@ impl<'a> Cursor<'a> {
         if self.eat(b']') {
             return Some(());
         }
+        if self.peek()? != b'[' {
+            // A row of numbers, the usual innermost array: one tight loop, no recursion.
+            loop {
+                out.push(self.number()? as f32);
+                match self.bytes.get(self.at) {
+                    Some(b',') => self.at += 1,
+                    Some(b']') => {
+                        self.at += 1;
+                        return Some(());
+                    }
+                    _ if self.eat(b']') => return Some(()),
+                    _ if self.eat(b',') => {}
+                    _ => return None,
+                }
+            }
+        }
         loop {
             self.numbers(out, depth)?;
             if self.eat(b']') {
@@ -376,6 +392,8 @@ mod tests {
             r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[+1]}]}"#,
             r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1e999]}]}"#,
             r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1,]}]}"#,
+            r#"{"inputs":[{"name":"x","shape":[2],"datatype":"FP32","data":[1 2]}]}"#,
+            r#"{"inputs":[{"name":"x","shape":[2],"datatype":"FP32","data":[1,[2]]}]}"#,
             r#"{"inputs":[{"name":"x","shape":[1.5],"datatype":"FP32","data":[1]}]}"#,
             r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":["1"]}]}"#,
             r#"{"inputs":[]} x"#,
