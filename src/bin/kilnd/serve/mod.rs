@@ -268,9 +268,14 @@ impl Server {
                         .with_context(|| format!("{what} failed its warm-up"))
                 })
                 .context("cannot start a thread to load the model")?;
-            loading
-                .join()
-                .unwrap_or_else(|_| Err(anyhow::anyhow!("loading {what} panicked")))
+            loading.join().unwrap_or_else(|panic| {
+                let why = panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("no message");
+                Err(anyhow::anyhow!("loading {what} panicked: {why}"))
+            })
         })
     }
 
