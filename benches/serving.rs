@@ -12,8 +12,9 @@
 //! are measured in alternating rounds (raw, kiln JSON, kiln binary; ROUNDS times) and each
 //! figure is the median of the per-round ratios or differences. Targets: at 64 clients ≥ 80%
 //! of raw throughput; at 1 client a p50 overhead over the raw forward ≤ 150 µs; ≥ 3× FastAPI.
-//! At 1 client it also times the raw forward when each call follows an idle gap, as a
-//! server's calls do: back-to-back calls keep libtorch's OpenMP team and the caches warm.
+//! At 1 client it also reports how much slower the raw forward is right after an idle gap, as a
+//! server's calls are, than back to back (calls interleaved in one process): back-to-back
+//! calls keep libtorch's OpenMP team and the caches warm.
 //!
 //! Run: `scripts/bench serving`.
 
@@ -34,7 +35,7 @@ const ROUNDS: usize = 7;
 const SECONDS: f64 = 1.5;
 const WARM_UP: Duration = Duration::from_millis(300);
 const CLIENTS: [usize; 3] = [1, 8, 64];
-/// Idle time before each call of the second raw one-row measurement: about one request's
+/// Idle time before every other call of the second raw one-row measurement: about one request's
 /// round trip outside the forward at 1 client.
 const IDLE_GAP_US: u64 = 300;
 
@@ -79,9 +80,10 @@ fn main() {
         let mut rounds = Vec::new();
         let mut gapped = Vec::new();
         for round in 0..ROUNDS {
-            let raw = raw_forward(home, batch, 0);
+            let (raw, _) = raw_forward(home, batch, 0);
             if clients == 1 {
-                gapped.push(raw_forward(home, 1, IDLE_GAP_US).p50 - raw.p50);
+                let (back_to_back, after_gap) = raw_forward(home, 1, IDLE_GAP_US);
+                gapped.push(after_gap.expect("bench-serve --gap-us figure") - back_to_back.p50);
             }
             let json = runtime.block_on(load(&json_body, clients));
             let binary = runtime.block_on(load(&binary_body, clients));
@@ -97,7 +99,7 @@ fn main() {
         summarise(clients, &rounds);
         if clients == 1 {
             println!(
-                "  the raw one-row forward itself is {:.0} us slower at p50 when each call follows {IDLE_GAP_US} us idle, as a server's calls do (median of rounds)",
+                "  the raw one-row forward itself is {:.0} us slower at p50 right after {IDLE_GAP_US} us idle, as a server's calls are, than back to back (calls interleaved in one process; median of rounds)",
                 median(gapped.into_iter())
             );
         }
@@ -292,9 +294,9 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
-/// One `kilnd bench-serve` round: rows/s and one-call latency at `batch`, each call after
-/// `gap_us` idle.
-fn raw_forward(home: &Path, batch: usize, gap_us: u64) -> Load {
+/// One `kilnd bench-serve` round: rows/s and one-call latency at `batch` back to back, and with
+/// `gap_us` > 0 the p50 of the calls interleaved with them that each follow `gap_us` idle.
+fn raw_forward(home: &Path, batch: usize, gap_us: u64) -> (Load, Option<f64>) {
     let (seconds, batch_arg, gap) = (SECONDS.to_string(), batch.to_string(), gap_us.to_string());
     let out = kilnd(
         home,
@@ -310,12 +312,14 @@ fn raw_forward(home: &Path, batch: usize, gap_us: u64) -> Load {
         ],
     );
     let doc: Value = serde_json::from_slice(&out).expect("bench-serve JSON");
-    let figure = |key: &str| doc[format!("batch_{batch}")][key].as_f64().expect("bench-serve figure");
-    Load {
+    let figures = &doc[format!("batch_{batch}")];
+    let figure = |key: &str| figures[key].as_f64().expect("bench-serve figure");
+    let load = Load {
         rate: figure("rows_per_s"),
         p50: figure("p50_us"),
         p99: figure("p99_us"),
-    }
+    };
+    (load, figures["p50_after_gap_us"].as_f64())
 }
 
 /// Where to send, and the complete HTTP/1.1 request, built once.

@@ -104,15 +104,17 @@ pub struct ServeBenchArgs {
     /// Batch sizes to time, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
     pub batch: Vec<usize>,
-    /// Idle microseconds before each timed forward (untimed), as a server sees between the
-    /// requests of one client; 0: back to back.
+    /// Also time forward passes that follow this many idle microseconds, as a server's do
+    /// between the requests of one client: every other call, interleaved with the back-to-back
+    /// ones in the same process, reported as `p50_after_gap_us`; 0: back to back only.
     #[arg(long, default_value_t = 0)]
     pub gap_us: u64,
 }
 
 /// The raw in-process forward of a stored version, the reference for the serving benchmark:
-/// per batch size, latency (p50/p99) and rows/s (of forward time only), after a quarter second
-/// of untimed warm-up.
+/// per batch size, latency (p50/p99) and rows/s (of forward time only) of back-to-back calls,
+/// after a quarter second of untimed warm-up; with `--gap-us`, also the p50 of calls that
+/// follow an idle gap.
 pub fn serve(args: &ServeBenchArgs) -> anyhow::Result<serde_json::Value> {
     let registry = kiln::registry::Registry::open(&kiln::home::kiln_home()?)?;
     let version = registry.resolve(&args.reference)?;
@@ -132,25 +134,35 @@ pub fn serve(args: &ServeBenchArgs) -> anyhow::Result<serde_json::Value> {
         while warm.elapsed().as_secs_f64() < 0.25 {
             forward()?;
         }
-        let mut latencies = Vec::new();
+        let (mut latencies, mut after_gap) = (Vec::new(), Vec::new());
         let started = Instant::now();
         let gap = std::time::Duration::from_micros(args.gap_us);
         while started.elapsed().as_secs_f64() < args.seconds {
-            if !gap.is_zero() {
+            let idle = !gap.is_zero() && latencies.len() > after_gap.len();
+            if idle {
                 std::thread::sleep(gap);
             }
             let t = Instant::now();
             forward()?;
-            latencies.push(t.elapsed().as_secs_f64() * 1e6);
+            let micros = t.elapsed().as_secs_f64() * 1e6;
+            if idle { &mut after_gap } else { &mut latencies }.push(micros);
         }
         let seconds = latencies.iter().sum::<f64>() / 1e6;
-        latencies.sort_by(f64::total_cmp);
-        let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
-        doc[format!("batch_{batch}")] = serde_json::json!({
+        let figures = &mut doc[format!("batch_{batch}")];
+        *figures = serde_json::json!({
             "rows_per_s": (latencies.len() * batch) as f64 / seconds,
-            "p50_us": at(0.5),
-            "p99_us": at(0.99),
+            "p50_us": quantile(&mut latencies, 0.5),
+            "p99_us": quantile(&mut latencies, 0.99),
         });
+        if !after_gap.is_empty() {
+            figures["p50_after_gap_us"] = quantile(&mut after_gap, 0.5).into();
+        }
     }
     Ok(doc)
+}
+
+/// The `q` quantile of `values` (sorted in place; at least one value).
+fn quantile(values: &mut [f64], q: f64) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[((values.len() - 1) as f64 * q) as usize]
 }
