@@ -466,14 +466,16 @@ fn warm_up(loaded: &LoadedModel, signature: &Signature) -> anyhow::Result<()> {
 
 /// Runs `f`, turning a libtorch panic into an error instead of a dead batcher thread.
 fn catch(f: impl FnOnce() -> Answer) -> Answer {
-    std::panic::catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| {
-        let message = panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-            .unwrap_or_else(|| "the forward pass panicked".into());
-        Err(message)
-    })
+    std::panic::catch_unwind(AssertUnwindSafe(f))
+        .unwrap_or_else(|panic| Err(panic_message(&*panic).unwrap_or("the forward pass panicked").to_owned()))
+}
+
+/// The message a panic was raised with, when it has one.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> Option<&str> {
+    panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
 }
 
 #[cfg(test)]

@@ -269,11 +269,7 @@ impl Server {
                 })
                 .context("cannot start a thread to load the model")?;
             loading.join().unwrap_or_else(|panic| {
-                let why = panic
-                    .downcast_ref::<String>()
-                    .map(String::as_str)
-                    .or_else(|| panic.downcast_ref::<&str>().copied())
-                    .unwrap_or("no message");
+                let why = batcher::panic_message(&*panic).unwrap_or("no message");
                 Err(anyhow::anyhow!("loading {what} panicked: {why}"))
             })
         })
