@@ -14,7 +14,10 @@
 //! of raw throughput; at 1 client a p50 overhead over the raw forward ≤ 150 µs; ≥ 3× FastAPI.
 //! At 1 client it also reports how much slower the raw forward is right after an idle gap, as a
 //! server's calls are, than back to back (calls interleaved in one process): back-to-back
-//! calls keep libtorch's OpenMP team and the caches warm.
+//! calls keep libtorch's OpenMP team and the caches warm. And it splits each request's round
+//! trip, from the answer's `Server-Timing`, into the server's forward pass and everything else
+//! (client, network, HTTP, parsing, queue, hand-offs): the forward pass's share drifts with the
+//! machine, the rest is what kiln adds.
 //!
 //! Run: `scripts/bench serving`.
 
@@ -54,6 +57,15 @@ struct Load {
     rate: f64,
     p50: f64,
     p99: f64,
+    /// From the answers' `Server-Timing` (kiln only): p50 of the forward pass that answered
+    /// each request, and p50 of each request's round trip less that forward pass.
+    split: Option<Split>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Split {
+    forward_p50: f64,
+    rest_p50: f64,
 }
 
 fn main() {
@@ -133,9 +145,7 @@ fn show(load: Load) -> String {
 }
 
 fn median(values: impl Iterator<Item = f64>) -> f64 {
-    let mut values: Vec<f64> = values.collect();
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
+    quantile(values.collect(), 0.5)
 }
 
 /// Medians over the rounds of kiln against raw, and the verdicts for the targets.
@@ -151,6 +161,15 @@ fn summarise(clients: usize, rounds: &[(Load, Load, Load)]) {
                     "  1 client, kiln {name}: p50 {p50:.0} us, overhead over the raw one-row forward {overhead:.0} us (median of rounds; target <= 150 us) {}",
                     verdict(overhead <= 150.0)
                 );
+                let splits: Vec<(Split, f64)> = rounds.iter().filter_map(|r| Some((kiln(r).split?, r.0.p50))).collect();
+                if !splits.is_empty() {
+                    println!(
+                        "    of which, per request (Server-Timing): the server's forward pass p50 {:.0} us, {:+.0} us against the raw back-to-back forward; everything else (client, network, HTTP, parsing, queue, hand-offs) p50 {:.0} us (medians of rounds)",
+                        median(splits.iter().map(|(s, _)| s.forward_p50)),
+                        median(splits.iter().map(|(s, raw)| s.forward_p50 - raw)),
+                        median(splits.iter().map(|(s, _)| s.rest_p50)),
+                    );
+                }
             }
             64 => {
                 let ratio = median(rounds.iter().map(|r| kiln(r).rate / r.0.rate));
@@ -318,6 +337,7 @@ fn raw_forward(home: &Path, batch: usize, gap_us: u64) -> (Load, Option<f64>) {
         rate: figure("rows_per_s"),
         p50: figure("p50_us"),
         p99: figure("p99_us"),
+        split: None,
     };
     (load, figures["p50_after_gap_us"].as_f64())
 }
@@ -385,27 +405,40 @@ async fn load(target: &Target, clients: usize) -> Load {
                 while Instant::now() < until {
                     let started = Instant::now();
                     write_all(&stream, &request).await.expect("send");
-                    let status = read_response(&stream, &mut buffer).await.expect("answer");
+                    let (status, forward) = read_response(&stream, &mut buffer).await.expect("answer");
                     assert_eq!(status, 200, "{address} answered {status}");
                     if started > warm_until {
-                        latencies.push(started.elapsed().as_secs_f64() * 1e6);
+                        latencies.push((started.elapsed().as_secs_f64() * 1e6, forward));
                     }
                 }
                 latencies
             })
         })
         .collect();
-    let mut latencies = Vec::new();
+    let mut answers = Vec::new();
     for task in tasks {
-        latencies.extend(task.await.expect("client task"));
+        answers.extend(task.await.expect("client task"));
     }
-    latencies.sort_by(f64::total_cmp);
-    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
+    let p50 = |values: Vec<f64>| quantile(values, 0.5);
+    let split = answers.iter().all(|(_, forward)| forward.is_some()).then(|| Split {
+        forward_p50: p50(answers.iter().filter_map(|a| a.1).collect()),
+        rest_p50: p50(answers
+            .iter()
+            .filter_map(|(total, forward)| Some(total - (*forward)?))
+            .collect()),
+    });
+    let latencies: Vec<f64> = answers.iter().map(|a| a.0).collect();
     Load {
         rate: latencies.len() as f64 / SECONDS,
-        p50: at(0.5),
-        p99: at(0.99),
+        p50: quantile(latencies.clone(), 0.5),
+        p99: quantile(latencies, 0.99),
+        split,
     }
+}
+
+fn quantile(mut values: Vec<f64>, q: f64) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[((values.len() - 1) as f64 * q) as usize]
 }
 
 async fn write_all(stream: &TcpStream, mut data: &[u8]) -> std::io::Result<()> {
@@ -420,25 +453,34 @@ async fn write_all(stream: &TcpStream, mut data: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Reads one response (status line, headers, `Content-Length` body) and returns its status.
-async fn read_response(stream: &TcpStream, buffer: &mut Vec<u8>) -> std::io::Result<u16> {
+/// Reads one response (status line, headers, `Content-Length` body); returns its status and
+/// the forward pass's µs from its `Server-Timing`, when it has one.
+async fn read_response(stream: &TcpStream, buffer: &mut Vec<u8>) -> std::io::Result<(u16, Option<f64>)> {
     buffer.clear();
     let mut chunk = [0u8; 16 * 1024];
     let mut head_end = None;
     let mut length = 0;
+    let mut forward = None;
     loop {
         if head_end.is_none()
             && let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n")
         {
             let head = std::str::from_utf8(&buffer[..end]).map_err(std::io::Error::other)?;
-            length = head
-                .lines()
-                .find_map(|l| {
+            let header = |wanted: &str| {
+                head.lines().find_map(|l| {
                     let (name, value) = l.split_once(':')?;
-                    name.eq_ignore_ascii_case("content-length")
-                        .then(|| value.trim().parse().ok())?
+                    name.eq_ignore_ascii_case(wanted).then(|| value.trim())
                 })
+            };
+            length = header("content-length")
+                .and_then(|v| v.parse().ok())
                 .ok_or_else(|| std::io::Error::other(format!("no Content-Length in {head:?}")))?;
+            // `queue;dur=0.002, forward;dur=0.391` (milliseconds)
+            forward = header("server-timing").and_then(|v| {
+                let metric = v.split(',').find_map(|m| m.trim().strip_prefix("forward;"))?;
+                let ms: f64 = metric.strip_prefix("dur=")?.parse().ok()?;
+                Some(ms * 1e3)
+            });
             head_end = Some(end + 4);
         }
         if let Some(end) = head_end
@@ -447,7 +489,9 @@ async fn read_response(stream: &TcpStream, buffer: &mut Vec<u8>) -> std::io::Res
             let status = buffer
                 .get(9..12)
                 .and_then(|s| std::str::from_utf8(s).ok()?.parse().ok());
-            return status.ok_or_else(|| std::io::Error::other("malformed status line"));
+            return status
+                .map(|status| (status, forward))
+                .ok_or_else(|| std::io::Error::other("malformed status line"));
         }
         stream.readable().await?;
         match stream.try_read(&mut chunk) {

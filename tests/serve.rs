@@ -178,12 +178,33 @@ fn infer_equals_the_in_process_forward_and_bad_requests_get_4xx() {
     .to_string();
     let mut body = header.clone().into_bytes();
     body.extend(ROW.iter().flat_map(|v| v.to_le_bytes()));
+    let sent = Instant::now();
     let mut resp = agent()
         .post(&url)
         .header("Inference-Header-Content-Length", header.len().to_string())
         .send(body)
         .expect("binary request");
+    let round_trip = sent.elapsed().as_secs_f64() * 1e3;
     assert_eq!(resp.status().as_u16(), 200);
+    // Server-Timing: the queue wait and the forward pass, in ms, within the round trip.
+    let timing = resp.headers()["server-timing"].to_str().expect("header").to_owned();
+    let durations: Vec<(&str, f64)> = timing
+        .split(", ")
+        .map(|metric| {
+            let (name, dur) = metric.split_once(";dur=").expect("name;dur=ms");
+            (name, dur.parse().expect("milliseconds"))
+        })
+        .collect();
+    assert_eq!(
+        durations.iter().map(|d| d.0).collect::<Vec<_>>(),
+        ["queue", "forward"],
+        "{timing}"
+    );
+    assert!(durations[1].1 > 0.0, "{timing}");
+    assert!(
+        durations[0].1 + durations[1].1 <= round_trip,
+        "{timing} in {round_trip} ms"
+    );
     let json_length: usize = resp.headers()["inference-header-content-length"]
         .to_str()
         .expect("header")
@@ -265,6 +286,15 @@ fn infer_equals_the_in_process_forward_and_bad_requests_get_4xx() {
     );
     assert!(metrics.contains("kiln_inference_batch_size_bucket"), "{metrics}");
     assert!(metrics.contains("kiln_models_loaded 1"), "{metrics}");
+    // The four answered requests each waited in the queue once, for one of their forward passes.
+    let count = |name: &str| -> u64 {
+        let line = format!("{name}_count{{model=\"tiny\",version=\"1\"}} ");
+        let value = metrics.lines().find_map(|l| l.strip_prefix(line.as_str()));
+        value.expect("a count").parse().expect("an integer")
+    };
+    assert_eq!(count("kiln_inference_queue_duration_seconds"), 4, "{metrics}");
+    let forward_passes = count("kiln_inference_forward_duration_seconds");
+    assert!((1..=4).contains(&forward_passes), "{metrics}");
 }
 
 #[test]

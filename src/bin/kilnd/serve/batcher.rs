@@ -56,14 +56,33 @@ const HOT_WAIT: Duration = Duration::from_micros(500);
 /// brings the helpers in keeps them busy; a lone client never does.
 const HELPED_RECENTLY: Duration = Duration::from_millis(100);
 
-/// What a request gets back: one output row per input row, or why not.
-pub type Answer = Result<Vec<Vec<f32>>, String>;
+/// What a forward pass gives: one output row per input row, or why not.
+type Output = Result<Vec<Vec<f32>>, String>;
+
+/// What a request gets back: its output rows and how long they took, or why not.
+pub type Answer = Result<Served, String>;
+
+/// A request's output rows, one per input row.
+pub struct Served {
+    pub rows: Vec<Vec<f32>>,
+    pub timing: Timing,
+}
+
+/// Where a served request's time inside the batcher went.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Timing {
+    /// From joining the queue to the start of the forward pass that answered it.
+    pub queue: Duration,
+    /// That forward pass (the whole batch's).
+    pub forward: Duration,
+}
 
 /// A request's reply channel and the answer to send on it.
 type Reply = (oneshot::Sender<Answer>, Answer);
 
 struct Pending {
     rows: Rows,
+    queued: Instant,
     deadline: Instant,
     reply: oneshot::Sender<Answer>,
 }
@@ -111,7 +130,12 @@ impl Deployment {
     /// Queues validated rows; the answer arrives on the returned receiver.
     pub fn submit(&self, rows: Rows, deadline: Instant) -> Result<oneshot::Receiver<Answer>, Refused> {
         let (reply, answer) = oneshot::channel();
-        self.queue.push(Pending { rows, deadline, reply })?;
+        self.queue.push(Pending {
+            rows,
+            queued: Instant::now(),
+            deadline,
+            reply,
+        })?;
         Ok(answer)
     }
 
@@ -240,7 +264,7 @@ impl Queue {
 }
 
 /// One forward pass: `rows` rows of `width` values in, one output row per input row out.
-type Forward = Box<dyn Fn(Vec<f32>, usize, usize) -> Answer + Send + Sync>;
+type Forward = Box<dyn Fn(Vec<f32>, usize, usize) -> Output + Send + Sync>;
 
 /// What the instances of one deployment share.
 struct Shared {
@@ -424,12 +448,27 @@ impl Worker {
             flat.extend_from_slice(&p.rows.values);
         }
         let shared = &self.shared;
-        shared.metrics.batch(shared.model.as_str(), shared.version, rows);
-        match catch(|| (shared.forward)(flat, rows, width)) {
+        let started = Instant::now();
+        let output = catch(|| (shared.forward)(flat, rows, width));
+        let forward = started.elapsed();
+        // A failed batch's requests are counted when their retries answer them.
+        let answered = if output.is_ok() { &group[..] } else { &[] };
+        let waits = answered.iter().map(|p| started.saturating_duration_since(p.queued));
+        shared
+            .metrics
+            .batch(shared.model.as_str(), shared.version, rows, forward, waits);
+        match output {
             Ok(mut outputs) => {
                 for p in group {
                     let rest = outputs.split_off(p.rows.batch.min(outputs.len()));
-                    replies.push((p.reply, Ok(std::mem::replace(&mut outputs, rest))));
+                    let served = Served {
+                        rows: std::mem::replace(&mut outputs, rest),
+                        timing: Timing {
+                            queue: started.saturating_duration_since(p.queued),
+                            forward,
+                        },
+                    };
+                    replies.push((p.reply, Ok(served)));
                 }
             }
             Err(e) if group.len() == 1 => {
@@ -465,7 +504,7 @@ fn warm_up(loaded: &LoadedModel, signature: &Signature) -> anyhow::Result<()> {
 }
 
 /// Runs `f`, turning a libtorch panic into an error instead of a dead batcher thread.
-fn catch(f: impl FnOnce() -> Answer) -> Answer {
+fn catch(f: impl FnOnce() -> Output) -> Output {
     std::panic::catch_unwind(AssertUnwindSafe(f))
         .unwrap_or_else(|panic| Err(panic_message(&*panic).unwrap_or("the forward pass panicked").to_owned()))
 }
@@ -495,7 +534,7 @@ mod tests {
     }
 
     /// One row of width 1; the answer comes back on the returned channel.
-    fn request(queue: &Queue) -> Result<mpsc::Receiver<Answer>, Refused> {
+    fn request(queue: &Queue) -> Result<mpsc::Receiver<Output>, Refused> {
         let (reply, answer) = oneshot::channel();
         queue.push(Pending {
             rows: Rows {
@@ -503,13 +542,14 @@ mod tests {
                 width: 1,
                 values: vec![1.0],
             },
+            queued: Instant::now(),
             deadline: Instant::now() + WAIT,
             reply,
         })?;
         let (sender, receiver) = mpsc::channel();
         std::thread::spawn(move || {
             if let Ok(answer) = answer.blocking_recv() {
-                let _ = sender.send(answer);
+                let _ = sender.send(answer.map(|served| served.rows));
             }
         });
         Ok(receiver)

@@ -19,7 +19,7 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use super::Server;
-use super::batcher::{Deployment, Refused};
+use super::batcher::{Deployment, Refused, Timing};
 use super::tensor::{InferRequest, TensorSpec};
 
 /// An error answer in the protocol's shape.
@@ -221,8 +221,8 @@ async fn infer_on(
             "the deployment is shutting down".into(),
         ),
     })?;
-    let rows = match tokio::time::timeout_at(deadline.into(), answer).await {
-        Ok(Ok(Ok(rows))) => rows,
+    let served = match tokio::time::timeout_at(deadline.into(), answer).await {
+        Ok(Ok(Ok(served))) => served,
         Ok(Ok(Err(message))) => return Err(InferError(StatusCode::INTERNAL_SERVER_ERROR, message)),
         // The batcher drops requests whose deadline passed while they were queued.
         Ok(Err(_)) if Instant::now() >= deadline => return Err(timed_out()),
@@ -234,7 +234,24 @@ async fn infer_on(
         }
         Err(_) => return Err(timed_out()),
     };
-    Ok(respond(deployment, &request, &outputs, &rows))
+    let mut response = respond(deployment, &request, &outputs, &served.rows);
+    response
+        .headers_mut()
+        .insert("server-timing", server_timing(served.timing));
+    Ok(response)
+}
+
+/// `Server-Timing` (W3C) of an answer, in milliseconds: how long the request waited in the
+/// queue, and how long the forward pass that answered it took. A client can tell from it how
+/// much of what it waited was the model, and how much the queue, the network and HTTP.
+fn server_timing(timing: Timing) -> HeaderValue {
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+    let value = format!(
+        "queue;dur={:.3}, forward;dur={:.3}",
+        ms(timing.queue),
+        ms(timing.forward)
+    );
+    HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("forward"))
 }
 
 /// Splits a binary-extension body into its JSON header and the tensor bytes after it.

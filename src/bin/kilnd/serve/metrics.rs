@@ -1,6 +1,6 @@
-//! Serving figures: per model and version, requests by status code, a latency histogram, a
-//! batch-size histogram and recent latencies for p50/p99; rendered as Prometheus text for
-//! `GET /metrics` and as [`DeploymentStats`] for the control API.
+//! Serving figures: per model and version, requests by status code, histograms of latency,
+//! queue wait, forward-pass time and batch size, and recent latencies for p50/p99; rendered
+//! as Prometheus text for `GET /metrics` and as [`DeploymentStats`] for the control API.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write;
@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use kiln::deploy::DeploymentStats;
 
-const LATENCY_BUCKETS: [f64; 12] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+/// Seconds: a one-row forward pass on the CPU takes a few hundred microseconds.
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
 const BATCH_BUCKETS: [f64; 8] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0];
 const RECENT: usize = 2048;
@@ -51,6 +52,10 @@ impl Histogram {
 struct Series {
     by_code: BTreeMap<u16, u64>,
     latency: Histogram,
+    /// Per request: joining the queue to the start of its forward pass.
+    queue: Histogram,
+    /// Per forward pass.
+    forward: Histogram,
     batch: Histogram,
     recent: VecDeque<(Instant, f64)>,
 }
@@ -80,9 +85,23 @@ impl Metrics {
         });
     }
 
-    /// One forward pass over `rows` rows.
-    pub fn batch(&self, model: &str, version: u32, rows: usize) {
-        self.with(model, version, |s| s.batch.observe(&BATCH_BUCKETS, rows as f64));
+    /// One forward pass over `rows` rows that took `forward`, and how long each of its
+    /// requests waited in the queue for it.
+    pub fn batch(
+        &self,
+        model: &str,
+        version: u32,
+        rows: usize,
+        forward: Duration,
+        waits: impl Iterator<Item = Duration>,
+    ) {
+        self.with(model, version, |s| {
+            s.batch.observe(&BATCH_BUCKETS, rows as f64);
+            s.forward.observe(&LATENCY_BUCKETS, forward.as_secs_f64());
+            for wait in waits {
+                s.queue.observe(&LATENCY_BUCKETS, wait.as_secs_f64());
+            }
+        });
     }
 
     /// The control API's summary; `queue_depth` is filled in by the caller.
@@ -136,9 +155,24 @@ impl Metrics {
                 &LATENCY_BUCKETS,
             );
         }
+        let batched = || series.iter().filter(|(_, s)| s.batch.count > 0);
+        out.push_str("# HELP kiln_inference_queue_duration_seconds Time a request waited for its forward pass.\n");
+        out.push_str("# TYPE kiln_inference_queue_duration_seconds histogram\n");
+        for ((model, version), s) in batched() {
+            let labels = format!("model=\"{model}\",version=\"{version}\"");
+            let name = "kiln_inference_queue_duration_seconds";
+            s.queue.render(&mut out, name, &labels, &LATENCY_BUCKETS);
+        }
+        out.push_str("# HELP kiln_inference_forward_duration_seconds Time of one forward pass (one batch).\n");
+        out.push_str("# TYPE kiln_inference_forward_duration_seconds histogram\n");
+        for ((model, version), s) in batched() {
+            let labels = format!("model=\"{model}\",version=\"{version}\"");
+            let name = "kiln_inference_forward_duration_seconds";
+            s.forward.render(&mut out, name, &labels, &LATENCY_BUCKETS);
+        }
         out.push_str("# HELP kiln_inference_batch_size Rows per forward pass.\n");
         out.push_str("# TYPE kiln_inference_batch_size histogram\n");
-        for ((model, version), s) in series.iter().filter(|(_, s)| s.batch.count > 0) {
+        for ((model, version), s) in batched() {
             let labels = format!("model=\"{model}\",version=\"{version}\"");
             s.batch
                 .render(&mut out, "kiln_inference_batch_size", &labels, &BATCH_BUCKETS);

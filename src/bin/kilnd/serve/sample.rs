@@ -68,7 +68,7 @@ pub fn try_sample(server: &Server, model: &str, index: usize) -> Result<Value, D
         .blocking_recv()
         .map_err(|_| failed(anyhow::anyhow!("the batcher dropped the request")))?
         .map_err(|e| failed(anyhow::anyhow!(e)))?;
-    let logits = output.first().cloned().unwrap_or_default();
+    let logits = output.rows.into_iter().next().unwrap_or_default();
     let mut doc = json!({
         "model": deployment.model, "version": deployment.version,
         "dataset": dataset.id, "split": split_name, "index": row,
