@@ -208,10 +208,12 @@ impl<'a> Cursor<'a> {
         (plain && value.abs() < (1u64 << 53) as f64).then_some(value as i64)
     }
 
-    /// One JSON number. The usual case (at most 19 significant digits and a decimal exponent
-    /// within ±22, so mantissa and power of ten are both exact in `f64`) takes one correctly
-    /// rounded multiplication or division (Clinger's fast path); anything longer goes to the
-    /// standard library's parser. Both give the nearest `f64`.
+    /// One JSON number, as the nearest `f64` (what serde gives). The usual cases: up to 2^53
+    /// with a decimal exponent within ±22 (mantissa and power of ten both exact in `f64`) take
+    /// one correctly rounded multiplication or division (Clinger's fast path); up to 19
+    /// significant digits (as Python's `json` writes a float32 widened to a double, e.g.
+    /// `0.14509804546833038`) with an exponent in -22..=19 are rounded exactly in 128-bit
+    /// integers ([`nearest_wide`]); anything else goes to the standard library's parser.
     fn number(&mut self) -> Option<f64> {
         const POWERS: [f64; 23] = [
             1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18,
@@ -257,20 +259,66 @@ impl<'a> Cursor<'a> {
             exponent += if sign < 0 { -written } else { written };
         }
         self.at = at;
-        let value = if mantissa.exact && mantissa.value < 1 << 53 && exponent.unsigned_abs() < POWERS.len() as u64 {
+        let magnitude = if !mantissa.exact || exponent.unsigned_abs() >= POWERS.len() as u64 {
+            None
+        } else if mantissa.value < 1 << 53 {
             let power = POWERS[exponent.unsigned_abs() as usize];
             let magnitude = mantissa.value as f64;
-            let value = if exponent < 0 {
+            Some(if exponent < 0 {
                 magnitude / power
             } else {
                 magnitude * power
-            };
-            if negative { -value } else { value }
+            })
+        } else {
+            nearest_wide(mantissa.value, exponent)
+        };
+        let value = if let Some(magnitude) = magnitude {
+            if negative { -magnitude } else { magnitude }
         } else {
             std::str::from_utf8(&bytes[start..at]).ok()?.parse().ok()?
         };
         value.is_finite().then_some(value)
     }
+}
+
+/// The `f64` nearest to `mantissa × 10^exponent` (ties to even), for a `mantissa` of at least
+/// 2^53 and an `exponent` in -22..=19; `None` outside that range. Computed exactly in `u128`:
+/// for a negative exponent, the mantissa shifted left as far as it goes divided by the power of
+/// ten (a quotient of at least 54 bits, the remainder kept as the sticky bit); otherwise their
+/// product. Then rounded to 53 bits.
+fn nearest_wide(mantissa: u64, exponent: i64) -> Option<f64> {
+    const POWERS: [u128; 23] = {
+        let mut powers = [1u128; 23];
+        let mut i = 1;
+        while i < 23 {
+            powers[i] = powers[i - 1] * 10;
+            i += 1;
+        }
+        powers
+    };
+    if mantissa < 1 << 53 || !(-22..=19).contains(&exponent) {
+        return None;
+    }
+    let (value, sticky, scale) = if exponent < 0 {
+        let power = POWERS[exponent.unsigned_abs() as usize];
+        let shift = 64 + mantissa.leading_zeros();
+        let dividend = u128::from(mantissa) << shift;
+        let quotient = dividend / power;
+        (quotient, dividend != quotient * power, -i32::try_from(shift).ok()?)
+    } else {
+        (u128::from(mantissa) * POWERS[exponent as usize], false, 0)
+    };
+    // Keep 53 bits; round on the bits dropped below them, and the sticky remainder.
+    let dropped = 128 - value.leading_zeros() - 53;
+    let mut kept = (value >> dropped) as u64;
+    let rest = value & ((1u128 << dropped) - 1);
+    let half = 1u128 << (dropped - 1);
+    if rest > half || (rest == half && (sticky || kept & 1 == 1)) {
+        kept += 1;
+    }
+    // `kept` ≤ 2^53 is exact in f64; the power of two scales it exactly (a normal number here).
+    let power_of_two = scale + i32::try_from(dropped).ok()?;
+    Some(kept as f64 * f64::from_bits(((1023 + power_of_two) as u64) << 52))
 }
 
 /// The significant digits of a number read so far; up to 19 fit a `u64` exactly.
@@ -430,6 +478,36 @@ mod tests {
     }
 
     #[test]
+    fn wide_mantissas_round_as_the_standard_parser_does() {
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        // Random mantissas from 2^53 up, and ties: 2^53 + odd (halfway between two doubles).
+        let cases = (0..50_000).map(|i| {
+            let bits = next();
+            let mantissa = match i % 3 {
+                0 => (1 << 53) + (bits >> 11 | 1),
+                1 => (1 << 53) + (bits % 1_000_000) * 2 + 1,
+                _ => (bits | 1 << 53) >> (bits % 11),
+            };
+            (mantissa.max(1 << 53), (bits >> 58) as i64 % 42 - 22)
+        });
+        for (mantissa, exponent) in cases.chain([(u64::MAX, 19), (u64::MAX, -22), (1 << 53, -22)]) {
+            let text = format!("{mantissa}e{exponent}");
+            let want: f64 = text.parse().expect("a number");
+            let got = nearest_wide(mantissa, exponent);
+            assert_eq!(got.map(f64::to_bits), Some(want.to_bits()), "{text}");
+        }
+        assert_eq!(nearest_wide(1 << 53, 20), None);
+        assert_eq!(nearest_wide(1 << 53, -23), None);
+        assert_eq!(nearest_wide((1 << 53) - 1, 0), None);
+    }
+
+    #[test]
     fn numbers_match_serde_bit_for_bit() {
         let mut state = 0x9E37_79B9_7F4A_7C15u64;
         let mut next = || {
@@ -441,8 +519,20 @@ mod tests {
         let values: Vec<String> = (0..20_000)
             .map(|i| {
                 let bits = next();
-                match i % 5 {
+                match i % 7 {
                     0 => format!("{}", f32::from_bits(bits as u32 & 0x7F7F_FFFF)),
+                    // As Python's json writes a float32 widened to a double.
+                    5 => format!("{}", f64::from(f32::from_bits(bits as u32 & 0x7F7F_FFFF))),
+                    // 16 to 19 digits, with a decimal point among them or an exponent.
+                    6 => {
+                        let digits = (bits % 9_000_000_000_000_000_000 + 1_000_000_000_000_000).to_string();
+                        let at = 1 + (bits >> 59) as usize % (digits.len() - 1);
+                        match (bits >> 56) % 3 {
+                            0 => format!("{}.{}", &digits[..at], &digits[at..]),
+                            1 => format!("{digits}e-{}", (bits >> 40) % 24),
+                            _ => format!("{digits}e{}", (bits >> 40) % 21),
+                        }
+                    }
                     1 => format!("{:e}", (bits >> 11) as f64 / (1u64 << 53) as f64 * 1e6),
                     2 => format!("{}", (bits % 255) as f32 / 255.0),
                     3 => format!("{}", (bits >> 11) as f64 / (1u64 << 53) as f64 * 1e3),
@@ -460,6 +550,14 @@ mod tests {
                     "5e-324",
                     "1e23",
                     "9007199254740993",
+                    "9007199254740995",
+                    "9007199254740997e-3",
+                    "18014398509481985",
+                    "18014398509481987e1",
+                    "9999999999999999999e19",
+                    "9999999999999999999e-22",
+                    "9007199254740993e-22",
+                    "0.14509804546833038",
                     "0.1e-30",
                     "12345678901234567890e-5",
                     "1E0",
