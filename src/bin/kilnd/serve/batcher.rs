@@ -62,14 +62,14 @@ type Output = Result<Vec<Vec<f32>>, String>;
 /// What a request gets back: its output rows and how long they took, or why not.
 pub type Answer = Result<Served, String>;
 
-/// A request's output rows, one per input row.
+/// A served request: its output rows (one per input row) and where its time went.
 pub struct Served {
     pub rows: Vec<Vec<f32>>,
     pub timing: Timing,
 }
 
 /// Where a served request's time inside the batcher went.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy)]
 pub struct Timing {
     /// From joining the queue to the start of the forward pass that answered it.
     pub queue: Duration,
@@ -451,9 +451,10 @@ impl Worker {
         let started = Instant::now();
         let output = catch(|| (shared.forward)(flat, rows, width));
         let forward = started.elapsed();
+        let waited = |p: &Pending| started.saturating_duration_since(p.queued);
         // A failed batch's requests are counted when their retries answer them.
         let answered = if output.is_ok() { &group[..] } else { &[] };
-        let waits = answered.iter().map(|p| started.saturating_duration_since(p.queued));
+        let waits = answered.iter().map(waited);
         shared
             .metrics
             .batch(shared.model.as_str(), shared.version, rows, forward, waits);
@@ -464,7 +465,7 @@ impl Worker {
                     let served = Served {
                         rows: std::mem::replace(&mut outputs, rest),
                         timing: Timing {
-                            queue: started.saturating_duration_since(p.queued),
+                            queue: waited(&p),
                             forward,
                         },
                     };
