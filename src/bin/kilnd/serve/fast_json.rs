@@ -477,15 +477,19 @@ mod tests {
         assert_eq!(parse(nested.as_bytes()), serde(&nested));
     }
 
-    #[test]
-    fn wide_mantissas_round_as_the_standard_parser_does() {
-        let mut state = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = || {
+    /// A deterministic pseudo-random sequence (xorshift64) for the number tests.
+    fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+        move || {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
             state
-        };
+        }
+    }
+
+    #[test]
+    fn wide_mantissas_round_as_the_standard_parser_does() {
+        let mut next = xorshift(0x2545_F491_4F6C_DD1Du64);
         // Random mantissas from 2^53 up, and ties: 2^53 + odd (halfway between two doubles).
         let cases = (0..50_000).map(|i| {
             let bits = next();
@@ -509,13 +513,7 @@ mod tests {
 
     #[test]
     fn numbers_match_serde_bit_for_bit() {
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = xorshift(0x9E37_79B9_7F4A_7C15u64);
         let values: Vec<String> = (0..20_000)
             .map(|i| {
                 let bits = next();

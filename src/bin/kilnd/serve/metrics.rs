@@ -48,6 +48,21 @@ impl Histogram {
     }
 }
 
+/// One histogram family: its HELP and TYPE lines, then one histogram per model and version.
+fn histograms<'a>(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    bounds: &[f64],
+    each: impl Iterator<Item = (&'a (String, u32), &'a Histogram)>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    for ((model, version), histogram) in each {
+        let labels = format!("model=\"{model}\",version=\"{version}\"");
+        histogram.render(out, name, &labels, bounds);
+    }
+}
+
 #[derive(Default)]
 struct Series {
     by_code: BTreeMap<u16, u64>,
@@ -144,39 +159,22 @@ impl Metrics {
                 );
             }
         }
-        out.push_str("# HELP kiln_inference_request_duration_seconds Time from request to answer.\n");
-        out.push_str("# TYPE kiln_inference_request_duration_seconds histogram\n");
-        for ((model, version), s) in series.iter() {
-            let labels = format!("model=\"{model}\",version=\"{version}\"");
-            s.latency.render(
-                &mut out,
-                "kiln_inference_request_duration_seconds",
-                &labels,
-                &LATENCY_BUCKETS,
-            );
-        }
+        let latency = series.iter().map(|(key, s)| (key, &s.latency));
+        let name = "kiln_inference_request_duration_seconds";
+        let help = "Time from request to answer.";
+        histograms(&mut out, name, help, &LATENCY_BUCKETS, latency);
         let batched = || series.iter().filter(|(_, s)| s.batch.count > 0);
-        out.push_str("# HELP kiln_inference_queue_duration_seconds Time a request waited for its forward pass.\n");
-        out.push_str("# TYPE kiln_inference_queue_duration_seconds histogram\n");
-        for ((model, version), s) in batched() {
-            let labels = format!("model=\"{model}\",version=\"{version}\"");
-            let name = "kiln_inference_queue_duration_seconds";
-            s.queue.render(&mut out, name, &labels, &LATENCY_BUCKETS);
-        }
-        out.push_str("# HELP kiln_inference_forward_duration_seconds Time of one forward pass (one batch).\n");
-        out.push_str("# TYPE kiln_inference_forward_duration_seconds histogram\n");
-        for ((model, version), s) in batched() {
-            let labels = format!("model=\"{model}\",version=\"{version}\"");
-            let name = "kiln_inference_forward_duration_seconds";
-            s.forward.render(&mut out, name, &labels, &LATENCY_BUCKETS);
-        }
-        out.push_str("# HELP kiln_inference_batch_size Rows per forward pass.\n");
-        out.push_str("# TYPE kiln_inference_batch_size histogram\n");
-        for ((model, version), s) in batched() {
-            let labels = format!("model=\"{model}\",version=\"{version}\"");
-            s.batch
-                .render(&mut out, "kiln_inference_batch_size", &labels, &BATCH_BUCKETS);
-        }
+        let queue = batched().map(|(key, s)| (key, &s.queue));
+        let name = "kiln_inference_queue_duration_seconds";
+        let help = "Time a request waited for its forward pass.";
+        histograms(&mut out, name, help, &LATENCY_BUCKETS, queue);
+        let forward = batched().map(|(key, s)| (key, &s.forward));
+        let name = "kiln_inference_forward_duration_seconds";
+        let help = "Time of one forward pass (one batch).";
+        histograms(&mut out, name, help, &LATENCY_BUCKETS, forward);
+        let batch = batched().map(|(key, s)| (key, &s.batch));
+        let name = "kiln_inference_batch_size";
+        histograms(&mut out, name, "Rows per forward pass.", &BATCH_BUCKETS, batch);
         out.push_str("# HELP kiln_inference_queue_depth Requests waiting for a forward pass.\n");
         out.push_str("# TYPE kiln_inference_queue_depth gauge\n");
         for (model, version, depth) in queues {
