@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use kiln::names::Name;
-use kiln::registry::{Architecture, Catalog, ModelRecord, Registry, VersionDraft, now_rfc3339};
+use kiln_core::names::Name;
+use kiln_core::registry::{Architecture, Catalog, ModelRecord, Registry, VersionDraft, now_rfc3339};
 
 const MODELS: usize = 100;
 const VERSIONS_PER_MODEL: usize = 100;

@@ -5,8 +5,8 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use kiln::names::Name;
-use kiln::registry::{Architecture, ModelRecord, Registry, VersionDraft, now_rfc3339};
+use kiln_core::names::Name;
+use kiln_core::registry::{Architecture, ModelRecord, Registry, VersionDraft, now_rfc3339};
 
 mod common;
 use common::{json_of as json, kiln};

@@ -30,7 +30,7 @@ fn start(home: &Path) -> Daemon {
 fn start_with(home: &Path, env: &[(&str, &str)]) -> Daemon {
     let dir = home.join("daemon");
     let _ = std::fs::remove_file(dir.join("address"));
-    let child = command(env!("CARGO_BIN_EXE_kilnd"), home)
+    let child = command(common::kilnd_bin(), home)
         .envs(env.iter().copied())
         .args(["--foreground", "--port", "0"])
         .stdout(Stdio::null())
@@ -135,7 +135,7 @@ fn requests_need_the_token_and_bad_requests_get_json_errors() {
     let (code, health) = get(&d, "/api/v1/health", Some(&d.token));
     assert_eq!(code, 200, "the daemon keeps serving after bad requests");
     assert_eq!(health["kiln"], env!("CARGO_PKG_VERSION"));
-    let second = command(env!("CARGO_BIN_EXE_kilnd"), home.path())
+    let second = command(common::kilnd_bin(), home.path())
         .args(["--foreground", "--port", "0"])
         .output()
         .expect("run");
@@ -382,7 +382,7 @@ fn eval_jobs_run_through_the_daemon_and_attach_their_report() {
     assert!(report["accuracy"].as_f64().is_some());
     let shown: Value = serde_json::from_slice(&kiln(&["models", "show", "xor@1", "--json"]).stdout).expect("json");
     assert_eq!(shown["evals"].as_array().map(Vec::len), Some(1), "{shown}");
-    let client = kiln::client::Client::from_home(home.path()).expect("client");
+    let client = kiln_core::client::Client::from_home(home.path()).expect("client");
     let digest = shown["evals"][0]["report"].as_str().expect("report digest");
     let stored = client.get(&format!("/api/v1/blobs/{digest}")).expect("blob");
     assert_eq!(stored["accuracy"], report["accuracy"], "{stored}");

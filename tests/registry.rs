@@ -6,8 +6,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use kiln::names::{ModelRef, Name};
-use kiln::registry::{Architecture, ModelRecord, Registry, RegistryError, VersionDraft, now_rfc3339};
+use kiln_core::names::{ModelRef, Name};
+use kiln_core::registry::{Architecture, ModelRecord, Registry, RegistryError, VersionDraft, now_rfc3339};
 
 fn name(s: &str) -> Name {
     Name::new(s).expect("valid test name")
@@ -235,7 +235,7 @@ fn sigkill_at_random_moments_never_leaves_a_half_written_entry() {
 /// Adds the paths of in-progress temp files under `dir` (left by a killed writer) to `seen`.
 fn collect_temp_files(dir: &Path, seen: &mut std::collections::HashSet<std::path::PathBuf>) {
     for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
-        if entry.file_name().to_string_lossy().starts_with(kiln::fsx::TEMP_PREFIX) {
+        if entry.file_name().to_string_lossy().starts_with(kiln_core::fsx::TEMP_PREFIX) {
             seen.insert(entry.path());
         } else if entry.path().is_dir() {
             collect_temp_files(&entry.path(), seen);

@@ -392,7 +392,7 @@ fn a_version_that_fails_to_load_leaves_the_old_one_serving() {
     );
 
     // Deleting the version being served is refused; another one goes.
-    let client = kiln::client::Client::from_home(home.path()).expect("client");
+    let client = kiln_core::client::Client::from_home(home.path()).expect("client");
     let served = client
         .delete("/api/v1/models/tiny/versions/1?force=true")
         .expect_err("served");
@@ -405,7 +405,7 @@ fn a_version_that_fails_to_load_leaves_the_old_one_serving() {
 #[test]
 fn a_public_bind_needs_a_token_and_the_token_is_checked() {
     let home = tempfile::tempdir().expect("tempdir");
-    let refused = command(env!("CARGO_BIN_EXE_kilnd"), home.path())
+    let refused = command(common::kilnd_bin(), home.path())
         .args(["--foreground", "--port", "0", "--inference-bind", "0.0.0.0:0"])
         .output()
         .expect("kilnd");
@@ -451,7 +451,7 @@ fn a_test_request_from_the_dataset_shows_prediction_and_label() {
     );
     assert!(trained.status.success(), "{trained:?}");
     json(&kiln(home.path(), &["deploy", "xor", "--json"]));
-    let client = kiln::client::Client::from_home(home.path()).expect("client");
+    let client = kiln_core::client::Client::from_home(home.path()).expect("client");
     let answer = client
         .post("/api/v1/deployments/xor/try", &json!({ "index": 3 }))
         .expect("try");

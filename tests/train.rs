@@ -276,7 +276,7 @@ fn cancel_after(home: &Path, min_step: u64, args: &[&str]) -> (String, Value) {
         .expect("spawn kiln train");
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let step = kiln::jobs::list(home)
+        let step = kiln_core::jobs::list(home)
             .first()
             .and_then(|j| j.status().ok())
             .map_or(0, |s| s.step);
@@ -367,7 +367,7 @@ fn a_killed_worker_leaves_a_failed_status_naming_the_signal() {
         .expect("spawn");
     let deadline = Instant::now() + Duration::from_secs(120);
     let pid = loop {
-        let status = kiln::jobs::list(home.path()).first().and_then(|j| j.status().ok());
+        let status = kiln_core::jobs::list(home.path()).first().and_then(|j| j.status().ok());
         if let Some(pid) = status.and_then(|s| s.pid) {
             break pid;
         }

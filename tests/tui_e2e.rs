@@ -81,7 +81,7 @@ fn shell_quote(text: &str) -> String {
 /// Starts kilnd in the foreground on a free port and waits until it has written its address.
 fn start_kilnd(home: &Path) -> Child {
     let log = File::create(home.join("kilnd.log")).expect("create kilnd.log");
-    let child = common::command(env!("CARGO_BIN_EXE_kilnd"), home)
+    let child = common::command(common::kilnd_bin(), home)
         .args(["--foreground", "--port", "0"])
         .stdout(Stdio::null())
         .stderr(log)
@@ -126,7 +126,7 @@ impl Console {
         let vars = [
             ("KILN_HOME", self.home.path().to_path_buf()),
             ("KILN_CONFIG_DIR", self.config.path().to_path_buf()),
-            ("KILN_KILND", env!("CARGO_BIN_EXE_kilnd").into()),
+            ("KILN_KILND", common::kilnd_bin().into()),
         ];
         let mut line = String::from("env KILN_CONTROL_PORT=0 KILN_INFERENCE_BIND=127.0.0.1:0");
         for (name, value) in vars {

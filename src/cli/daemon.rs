@@ -8,8 +8,8 @@ use clap::Subcommand;
 use serde_json::{Value, json};
 
 use super::CliError;
-use crate::client::{Client, ClientError};
-use crate::home::kiln_home;
+use kiln_core::client::{Client, ClientError};
+use kiln_core::home::kiln_home;
 
 #[derive(Debug, Subcommand)]
 pub enum DaemonCommand {
@@ -121,14 +121,14 @@ pub fn ensure_running(home: &Path) -> Result<Value, CliError> {
         return Ok(info);
     }
     let dir = home.join("daemon");
-    crate::fsx::create_dir_durably(&dir).map_err(|e| CliError {
+    kiln_core::fsx::create_dir_durably(&dir).map_err(|e| CliError {
         code: 1,
         message: format!("cannot create {}: {e}", dir.display()),
     })?;
     let _ = std::fs::remove_file(dir.join("address"));
     let mut kilnd = super::train::kilnd_command()?;
     kilnd.arg("--foreground");
-    crate::jobs::spawn_detached(kilnd, home, &log_path(home)).map_err(|e| CliError {
+    kiln_core::jobs::spawn_detached(kilnd, home, &log_path(home)).map_err(|e| CliError {
         code: 1,
         message: format!("cannot start kilnd: {e}"),
     })?;

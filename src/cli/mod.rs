@@ -14,7 +14,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::registry::RegistryError;
+use kiln_core::registry::RegistryError;
 
 const EXIT_CODES: &str = "Exit codes: 0 success, 1 failure, 2 bad input or usage, 3 not found, \
 4 corrupt data found, 5 refused (e.g. removing a version an alias points at), 6 job cancelled.";
@@ -88,8 +88,8 @@ impl From<RegistryError> for CliError {
     }
 }
 
-impl From<crate::home::HomeError> for CliError {
-    fn from(e: crate::home::HomeError) -> Self {
+impl From<kiln_core::home::HomeError> for CliError {
+    fn from(e: kiln_core::home::HomeError) -> Self {
         Self {
             code: 1,
             message: e.to_string(),
@@ -100,7 +100,7 @@ impl From<crate::home::HomeError> for CliError {
 /// `kiln` alone: start kilnd when none answers (the console retries if that fails), then
 /// open the console.
 fn open_console(cli: &Cli) -> ExitCode {
-    if let Ok(home) = crate::home::kiln_home() {
+    if let Ok(home) = kiln_core::home::kiln_home() {
         let _ = daemon::ensure_running(&home);
     }
     crate::tui::main(crate::tui::Options {

@@ -6,9 +6,9 @@ use clap::Subcommand;
 use serde_json::json;
 
 use super::{CliError, table};
-use crate::home::kiln_home;
-use crate::names::{ModelRef, Name, Selector};
-use crate::registry::{Catalog, ModelDetail, ModelSummary, Problem, Registry, VersionManifest};
+use kiln_core::home::kiln_home;
+use kiln_core::names::{ModelRef, Name, Selector};
+use kiln_core::registry::{Catalog, ModelDetail, ModelSummary, Problem, Registry, VersionManifest};
 
 #[derive(Debug, Subcommand)]
 pub enum ModelsCommand {

@@ -9,9 +9,9 @@ use clap::Args;
 use serde_json::{Value, json};
 
 use super::CliError;
-use crate::client::Client;
-use crate::home::kiln_home;
-use crate::names::{ModelRef, Name, Selector};
+use kiln_core::client::Client;
+use kiln_core::home::kiln_home;
+use kiln_core::names::{ModelRef, Name, Selector};
 
 /// `kiln deploy` arguments.
 #[derive(Debug, Args)]

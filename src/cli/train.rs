@@ -15,11 +15,11 @@ use clap::Args;
 use serde_json::{Value, json};
 
 use super::CliError;
-use crate::client::Client;
-use crate::home::kiln_home;
-use crate::jobs::{JobId, JobKind, JobSpec, JobState, JobStatus, MetricRecord};
-use crate::names::{ModelRef, Name};
-use crate::registry::EvalReport;
+use kiln_core::client::Client;
+use kiln_core::home::kiln_home;
+use kiln_core::jobs::{JobId, JobKind, JobSpec, JobState, JobStatus, MetricRecord};
+use kiln_core::names::{ModelRef, Name};
+use kiln_core::registry::EvalReport;
 
 /// `kiln train` arguments.
 #[derive(Debug, Args)]

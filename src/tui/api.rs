@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::jobs::{JobState, MetricRecord};
-use crate::registry::VersionManifest;
+use kiln_core::jobs::{JobState, MetricRecord};
+use kiln_core::registry::VersionManifest;
 
 /// `GET /api/v1/models`.
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -15,7 +15,7 @@ use super::state::jobs::JobsState;
 use super::state::models::ModelsState;
 use super::state::serving::ServingState;
 use super::theme::Theme;
-use crate::jobs::JobState;
+use kiln_core::jobs::JobState;
 
 /// How the console is connected to kilnd.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

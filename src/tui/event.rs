@@ -9,7 +9,7 @@ use super::api::{
     VersionView,
 };
 use super::client::{ApiError, Request};
-use crate::telemetry::{Sample, Telemetry};
+use kiln_core::telemetry::{Sample, Telemetry};
 
 /// One thing that happened.
 #[derive(Debug, Clone)]

@@ -245,7 +245,7 @@ impl LaunchForm {
                 .ok_or_else(|| format!("{label} must be a whole number"))
         };
         let model = self.value("model name").trim();
-        if crate::names::Name::new(model).is_err() {
+        if kiln_core::names::Name::new(model).is_err() {
             return Err(format!("model name '{model}' must match [a-z0-9][a-z0-9._-]{{0,63}}"));
         }
         let limit = match self.value("sample limit").trim() {

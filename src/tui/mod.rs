@@ -88,7 +88,7 @@ pub fn build_app(options: &Options, config_dir: Option<&Path>) -> App {
 }
 
 fn run(options: Options) -> anyhow::Result<()> {
-    let home = crate::home::kiln_home()?;
+    let home = kiln_core::home::kiln_home()?;
     let config_dir = config::config_dir();
     let app = build_app(&options, config_dir.as_deref());
     let runtime = tokio::runtime::Builder::new_multi_thread()

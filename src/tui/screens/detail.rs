@@ -19,7 +19,7 @@ use ratatui::layout::{Constraint, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Row, Table, Wrap};
 
-use crate::registry::VersionManifest;
+use kiln_core::registry::VersionManifest;
 use crate::tui::api::{EvalReport, VersionView, short_time};
 use crate::tui::app::App;
 use crate::tui::state::models::ModelsFocus;

@@ -19,7 +19,7 @@ use ratatui::text::Line;
 use ratatui::widgets::{Block, Paragraph};
 
 use super::chart::{Axes, Trace, render_traces};
-use crate::telemetry::{GpuAvailability, GpuProcess, GpuSample, Sample};
+use kiln_core::telemetry::{GpuAvailability, GpuProcess, GpuSample, Sample};
 use crate::tui::app::App;
 use crate::tui::state::gpu::GpuState;
 use crate::tui::theme::Theme;

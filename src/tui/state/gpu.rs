@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 
-use crate::telemetry::{GpuAvailability, Sample, Telemetry};
+use kiln_core::telemetry::{GpuAvailability, Sample, Telemetry};
 
 /// Samples kept (10 minutes at 1 Hz).
 pub const HISTORY: usize = 600;

@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use crate::jobs::MetricRecord;
+use kiln_core::jobs::MetricRecord;
 use crate::tui::api::{JobView, LogChunk, MetricsChunk};
 use crate::tui::client::Request;
 use crate::tui::series::{Ema, Series, Zoom};
@@ -283,7 +283,7 @@ impl JobsState {
 /// lag); the total comes from the status's `total_steps`, else from the steps of the first
 /// epoch once validation has run, else whole epochs are counted.
 pub fn progress(job: &JobView, run: Option<&RunData>) -> (f64, Option<f64>) {
-    if job.status.state == crate::jobs::JobState::Succeeded {
+    if job.status.state == kiln_core::jobs::JobState::Succeeded {
         return (1.0, None);
     }
     let last = run.and_then(|r| r.last_train.as_ref());

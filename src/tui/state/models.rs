@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use crate::registry::VersionManifest;
+use kiln_core::registry::VersionManifest;
 use crate::tui::api::{EvalReport, ModelDetailView, ModelList, ModelRow, VersionView};
 use crate::tui::client::Request;
 

@@ -1,0 +1,15 @@
+//! kiln's UI-free core, shared by the console, the CLI and the daemon; links no libtorch.
+//!
+//! It owns what every process agrees on: names and digests, crash-safe files, the registry,
+//! job folders, the deployment journal, telemetry samples, the control-API contract
+//! ([`api`]) and the one client that speaks it ([`client`]).
+
+
+pub mod client;
+pub mod deploy;
+pub mod fsx;
+pub mod home;
+pub mod jobs;
+pub mod names;
+pub mod registry;
+pub mod telemetry;

@@ -1,0 +1,39 @@
+//! Links against the libtorch that torch-sys found and embeds an rpath to it, so kilnd and the
+//! engine's own tests and benches run without `LD_LIBRARY_PATH`. kilnd's package uses this same
+//! script (`build = "../kiln-engine/build.rs"`): link arguments apply only to the package whose
+//! build script emits them. The console (`kiln`) links no libtorch at all.
+
+use std::env;
+use std::fs;
+use std::path::Path;
+
+fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    // torch-sys (links = "tch") publishes its libtorch lib folder to direct dependents.
+    let Ok(lib) = env::var("DEP_TCH_LIBTORCH_LIB") else {
+        println!("cargo:rustc-env=KILN_LIBTORCH_VERSION=unknown");
+        return;
+    };
+    println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
+    // Rust links with --as-needed, which would drop libtorch_cuda (nothing references it by
+    // symbol) and leave libtorch blind to GPUs.
+    if Path::new(&lib).join("libtorch_cuda.so").exists() {
+        println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
+    }
+    let version = libtorch_header_version(Path::new(&lib)).unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=KILN_LIBTORCH_VERSION={version}");
+    println!("cargo:rustc-env=KILN_LIBTORCH_LIB={lib}");
+}
+
+/// `TORCH_VERSION` from the headers the engine is compiled against.
+fn libtorch_header_version(lib: &Path) -> Option<String> {
+    let header = lib.parent()?.join("include/torch/csrc/api/include/torch/version.h");
+    println!("cargo:rerun-if-changed={}", header.display());
+    let text = fs::read_to_string(header).ok()?;
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(&format!("#define TORCH_VERSION_{name} ")))
+            .map(|v| v.trim().to_owned())
+    };
+    Some(format!("{}.{}.{}", field("MAJOR")?, field("MINOR")?, field("PATCH")?))
+}

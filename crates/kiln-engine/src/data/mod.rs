@@ -1,0 +1,165 @@
+//! Offline datasets, each loaded whole into memory and split by seed:
+//! `fashion-mnist` (IDX files), `fortunes` (quote → category), `ratings-synth` (planted
+//! low-rank ratings), and `csv:<file>` (`user,item,rating` for `mf`, numeric columns with a
+//! trailing integer label for `mlp`).
+
+mod csv;
+mod fmnist;
+mod fortunes;
+mod ratings;
+mod split;
+
+use std::path::{Path, PathBuf};
+
+use kiln_core::names::Digest;
+
+pub use fortunes::Vocab;
+pub use split::{Inputs, Split, Targets};
+
+/// The tokenizer and vocabulary stored with a text model's version (its `vocab` blob,
+/// verified on read); `None` for models without one.
+pub fn stored_vocab(
+    registry: &kiln_core::registry::Registry,
+    manifest: &kiln_core::registry::VersionManifest,
+) -> anyhow::Result<Option<Vocab>> {
+    match manifest.draft.blobs.get("vocab") {
+        Some(digest) => Ok(Some(serde_json::from_slice(&registry.blobs().read(digest)?)?)),
+        None => Ok(None),
+    }
+}
+
+/// What one input row is, which decides the architectures that fit and their default sizes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DataShape {
+    Image {
+        channels: usize,
+        height: usize,
+        width: usize,
+    },
+    Features(usize),
+    Tokens {
+        vocab: usize,
+        len: usize,
+    },
+    Pairs {
+        users: usize,
+        items: usize,
+    },
+}
+
+/// A loaded dataset: train/validation split by seed, plus a held-out test split if the data
+/// ships one.
+#[derive(Debug)]
+pub struct Dataset {
+    /// Stable id recorded in manifests, e.g. `fashion-mnist` or `csv:ratings.csv`.
+    pub id: String,
+    /// SHA-256 over the source files (or the generator's parameters).
+    pub digest: Digest,
+    pub shape: DataShape,
+    /// Class names; empty for rating regression.
+    pub classes: Vec<String>,
+    pub train: Split,
+    pub val: Split,
+    pub test: Option<Split>,
+    /// Tokenizer and vocabulary (text data only), stored with the version.
+    pub vocab: Option<Vocab>,
+}
+
+/// A dataset that cannot be loaded, with what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("dataset {id} not found at {}: {hint}", path.display())]
+    Missing { id: String, path: PathBuf, hint: String },
+    #[error("unknown dataset '{0}': use fashion-mnist, fortunes[:cat,…], ratings-synth or csv:<file>")]
+    Unknown(String),
+    #[error("{} is not valid {what}: {reason}", path.display())]
+    Malformed {
+        path: PathBuf,
+        what: &'static str,
+        reason: String,
+    },
+    #[error("dataset {id} is too small: {reason}")]
+    TooSmall { id: String, reason: String },
+}
+
+/// How to load: the dataset name, an optional location, the seed for the split, the cap on
+/// training rows and, for text, a vocabulary to reuse.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions<'a> {
+    pub path: Option<&'a Path>,
+    pub seed: u64,
+    pub limit: Option<usize>,
+    pub vocab: Option<&'a Vocab>,
+}
+
+/// Loads dataset `name` (`fashion-mnist`, `fortunes[:a,b]`, `ratings-synth`, `csv:<file>`).
+pub fn load(name: &str, options: &LoadOptions<'_>) -> Result<Dataset, DataError> {
+    let mut dataset = match name.split_once(':') {
+        _ if name == "fashion-mnist" => fmnist::load(options)?,
+        _ if name == "ratings-synth" => ratings::load(options)?,
+        _ if name == "fortunes" => fortunes::load(None, options)?,
+        Some(("fortunes", cats)) => fortunes::load(Some(cats), options)?,
+        Some(("csv", file)) => csv::load(Path::new(file), options)?,
+        _ => return Err(DataError::Unknown(name.to_owned())),
+    };
+    if let Some(limit) = options.limit {
+        dataset.train.truncate(limit);
+    }
+    if dataset.train.len() == 0 || dataset.val.len() == 0 {
+        let reason = format!(
+            "{} training and {} validation rows",
+            dataset.train.len(),
+            dataset.val.len()
+        );
+        return Err(DataError::TooSmall { id: dataset.id, reason });
+    }
+    Ok(dataset)
+}
+
+/// SHA-256 over several files' contents, in order.
+fn digest_files(paths: &[PathBuf]) -> std::io::Result<Digest> {
+    use sha2::{Digest as _, Sha256};
+    let mut hasher = Sha256::new();
+    for path in paths {
+        let mut file = std::fs::File::open(path)?;
+        std::io::copy(&mut file, &mut hasher)?;
+    }
+    Ok(Digest::from_sha256(&hasher.finalize().into()))
+}
+
+/// A deterministic shuffle of `0..n` (splitmix64-driven Fisher-Yates).
+pub fn permutation(n: usize, seed: u64) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut rng = SplitMix64(seed ^ 0x6b69_6c6e);
+    for i in (1..n).rev() {
+        let j = (rng.next() % (i as u64 + 1)) as usize;
+        order.swap(i, j);
+    }
+    order
+}
+
+/// Small, fast, reproducible generator for shuffles and synthetic data.
+#[derive(Debug, Clone)]
+pub struct SplitMix64(pub u64);
+
+impl SplitMix64 {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn uniform(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Standard normal (Box-Muller).
+    pub fn normal(&mut self) -> f64 {
+        let u1 = self.uniform().max(f64::MIN_POSITIVE);
+        let u2 = self.uniform();
+        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+    }
+}

@@ -1,0 +1,122 @@
+//! `kilnd eval`: score a stored version on a dataset and attach the report to the version.
+
+#![allow(deprecated)] // burn-tch is deprecated upstream; kiln pins burn 0.22 on purpose.
+
+use std::path::PathBuf;
+
+use anyhow::{anyhow, bail};
+use burn::tensor::Device;
+use kiln_core::names::ModelRef;
+use kiln_core::registry::{EvalRecord, EvalReport, Registry, now_rfc3339};
+
+use kiln_engine::data::{self, LoadOptions};
+use kiln_engine::eval;
+use kiln_engine::loaded::LoadedModel;
+use kiln_engine::model::ArchConfig;
+
+/// Arguments of `kilnd eval`.
+#[derive(Debug, clap::Args)]
+pub struct EvalArgs {
+    /// `<model>[@<version|alias>]`.
+    pub reference: ModelRef,
+    /// Dataset: fashion-mnist, fortunes[:cat,…], ratings-synth or csv:<file>.
+    #[arg(long)]
+    pub data: String,
+    /// Folder holding the dataset's files, when not the default.
+    #[arg(long)]
+    pub data_path: Option<PathBuf>,
+    /// Score only the first N rows.
+    #[arg(long)]
+    pub limit: Option<usize>,
+}
+
+/// Evaluates and attaches the report; returns it.
+pub fn run(args: &EvalArgs) -> anyhow::Result<EvalReport> {
+    let registry = Registry::open(&kiln_core::home::kiln_home()?)?;
+    let version = registry.resolve(&args.reference)?;
+    let manifest = registry.version(&args.reference.model, version)?;
+    let vocab = data::stored_vocab(&registry, &manifest)?;
+    let seed = manifest.draft.seed.unwrap_or(0);
+    let options = LoadOptions {
+        path: args.data_path.as_deref(),
+        seed,
+        limit: None,
+        vocab: vocab.as_ref(),
+    };
+    let dataset = data::load(&args.data, &options)?;
+    let (split_name, mut split) = match dataset.test {
+        Some(test) => ("test", test),
+        None => ("validation", dataset.val),
+    };
+    if let Some(limit) = args.limit {
+        split.truncate(limit);
+    }
+    let loaded = LoadedModel::from_registry(&registry, manifest, Device::libtorch())?;
+    check_fits(&loaded, &split, dataset.classes.len(), &dataset.id)?;
+    let collected = eval::collect(&loaded.model, &split, &loaded.device);
+    let mut report = EvalReport {
+        model: loaded.manifest.model.to_string(),
+        version,
+        dataset: dataset.id.clone(),
+        split: split_name.into(),
+        rows: split.len(),
+        device: "cpu".into(),
+        accuracy: None,
+        macro_f1: None,
+        per_class: Vec::new(),
+        confusion_matrix: Vec::new(),
+        rmse: None,
+        mae: None,
+        mean_latency_ms_per_sample: 0.0,
+        created_at: now_rfc3339(),
+    };
+    eval::score(&mut report, &collected, &split, &dataset.classes);
+    attach(&registry, &args.reference, version, &report)?;
+    Ok(report)
+}
+
+fn check_fits(loaded: &LoadedModel, split: &data::Split, classes: usize, id: &str) -> anyhow::Result<()> {
+    if let Some(expected) = loaded.row_len().filter(|&n| n != split.row_len) {
+        bail!(
+            "{id} rows have {} values but this {} expects {expected}",
+            split.row_len,
+            loaded.arch.name()
+        );
+    }
+    let model_classes = match &loaded.arch {
+        ArchConfig::Mlp(c) => Some(c.classes),
+        ArchConfig::Cnn(c) => Some(c.classes),
+        ArchConfig::Rnn(c) => Some(c.classes),
+        ArchConfig::Mf(_) => None,
+    };
+    match model_classes {
+        Some(n) if n != classes => bail!("{id} has {classes} classes but the model predicts {n}"),
+        None if classes > 0 => bail!("{id} is a classification dataset; mf models need ratings"),
+        _ => Ok(()),
+    }
+}
+
+fn attach(registry: &Registry, reference: &ModelRef, version: u32, report: &EvalReport) -> anyhow::Result<()> {
+    let digest = registry.blobs().put_bytes(&serde_json::to_vec_pretty(report)?)?;
+    let figures = [
+        ("accuracy", report.accuracy),
+        ("macro_f1", report.macro_f1),
+        ("rmse", report.rmse),
+        ("mae", report.mae),
+    ];
+    let metrics = figures
+        .iter()
+        .filter_map(|(k, v)| v.map(|v| ((*k).to_owned(), v)))
+        .collect();
+    let record = EvalRecord {
+        report: digest,
+        dataset: report.dataset.clone(),
+        split: report.split.clone(),
+        created_at: report.created_at.clone(),
+        metrics,
+    };
+    let lock = registry.lock()?;
+    registry
+        .attach_eval(&lock, &reference.model, version, record)
+        .map_err(|e| anyhow!(e))
+}

@@ -1,0 +1,290 @@
+//! Model serving inside kilnd (DESIGN §4–§6): one loaded version per deployed model behind a
+//! dynamic batcher, the Open Inference Protocol over HTTP/JSON, and deploy / rollback.
+//!
+//! ```text
+//! deploy m@v ─▶ load + verify ─▶ warm-up forward ─▶ journal entry ─▶ switch ─▶ production alias
+//!                     └─ any failure: the old version keeps serving, the error is returned
+//! ```
+//!
+//! The table of deployments maps a model to an `Arc<Deployment>`. A switch replaces the entry
+//! under a write lock held for one pointer swap; requests that already hold the old
+//! deployment finish on it, and it is freed when the last of them is answered.
+
+#![allow(deprecated)] // burn-tch is deprecated upstream; kiln pins burn 0.22 on purpose.
+
+pub mod batcher;
+mod fast_json;
+pub mod http;
+pub mod metrics;
+pub mod sample;
+pub mod tensor;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use burn::tensor::Device;
+use kiln_core::deploy::{self, Action, Batching, DeploymentView, JournalEntry};
+use kiln_core::names::Name;
+use kiln_core::registry::{Registry, RegistryError, now_rfc3339};
+
+use crate::daemon::events::Hub;
+use kiln_engine::loaded::LoadedModel;
+use batcher::Deployment;
+use metrics::Metrics;
+
+/// Limits every inference request is held to.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub timeout: Duration,
+    pub body_bytes: usize,
+    pub batching: Batching,
+    /// Forward-pass instances per deployment on the CPU (see [`batcher`]).
+    pub cpu_instances: usize,
+}
+
+/// Why a deploy or rollback did not happen; the old version (if any) keeps serving.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error("{0}")]
+    Refused(String),
+    #[error("{0:#}")]
+    Failed(anyhow::Error),
+}
+
+/// The serving state shared by the inference routes and the control API.
+pub struct Server {
+    home: PathBuf,
+    device: Device,
+    pub limits: Limits,
+    pub token: Option<String>,
+    pub metrics: Arc<Metrics>,
+    table: RwLock<HashMap<Name, Arc<Deployment>>>,
+    /// One switch at a time, so journal order is switch order.
+    switching: Mutex<()>,
+    ready: AtomicBool,
+    /// Where inference listens, or why it does not.
+    pub listener: Mutex<Result<String, String>>,
+    /// Deployments the journal says are in force but that could not be restored.
+    pub problems: Mutex<Vec<String>>,
+    hub: Hub,
+}
+
+impl Server {
+    pub fn new(home: PathBuf, device: Device, limits: Limits, token: Option<String>, hub: Hub) -> Self {
+        Self {
+            home,
+            device,
+            limits,
+            token,
+            metrics: Arc::new(Metrics::default()),
+            table: RwLock::new(HashMap::new()),
+            switching: Mutex::new(()),
+            ready: AtomicBool::new(false),
+            listener: Mutex::new(Err("not started".into())),
+            problems: Mutex::new(Vec::new()),
+            hub,
+        }
+    }
+
+    /// The deployment serving `model`, if any.
+    pub fn get(&self, model: &str) -> Option<Arc<Deployment>> {
+        let table = self.table.read().unwrap_or_else(|p| p.into_inner());
+        table
+            .iter()
+            .find(|(name, _)| name.as_str() == model)
+            .map(|(_, d)| d.clone())
+    }
+
+    /// Whether every deployment in force at start-up has been restored.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    pub fn views(&self) -> Vec<DeploymentView> {
+        let table = self.table.read().unwrap_or_else(|p| p.into_inner());
+        let mut views: Vec<DeploymentView> = table
+            .values()
+            .map(|d| {
+                let mut stats = self.metrics.stats(d.model.as_str(), d.version);
+                stats.queue_depth = d.queue_depth();
+                DeploymentView {
+                    model: d.model.clone(),
+                    version: d.version,
+                    since: d.since.clone(),
+                    batching: d.batching,
+                    stats,
+                }
+            })
+            .collect();
+        views.sort_by(|a, b| a.model.cmp(&b.model));
+        views
+    }
+
+    /// `(model, version, queue depth)` of every live deployment, for `/metrics`.
+    pub fn queues(&self) -> Vec<(String, u32, usize)> {
+        let table = self.table.read().unwrap_or_else(|p| p.into_inner());
+        table
+            .values()
+            .map(|d| (d.model.to_string(), d.version, d.queue_depth()))
+            .collect()
+    }
+
+    /// Loads and warms `model@version`, then switches to it (journal, table, alias).
+    pub fn deploy(
+        &self,
+        model: &Name,
+        version: u32,
+        batching: Option<Batching>,
+        action: Action,
+        reason: &str,
+    ) -> Result<JournalEntry, DeployError> {
+        let _one_at_a_time = self.switching.lock().unwrap_or_else(|p| p.into_inner());
+        let registry = Registry::open(&self.home)?;
+        let manifest = registry.version(model, version)?;
+        let batching = batching.unwrap_or(self.limits.batching);
+        let deployment = self.load(&registry, manifest, batching).map_err(DeployError::Failed)?;
+        let from = self.get(model.as_str()).map(|d| d.version);
+        let entry = JournalEntry {
+            time: now_rfc3339(),
+            model: model.clone(),
+            from,
+            to: version,
+            action,
+            reason: reason.to_owned(),
+            batching,
+        };
+        deploy::append(&self.home, &entry)
+            .with_context(|| format!("cannot append to {}", deploy::journal_path(&self.home).display()))
+            .map_err(DeployError::Failed)?;
+        self.table
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(model.clone(), Arc::new(deployment));
+        self.move_production(&registry, model, version);
+        self.hub.publish("deployment", &entry);
+        Ok(entry)
+    }
+
+    /// Switches back to the version before the one in force, or to `to` (which must have
+    /// been deployed before).
+    pub fn rollback(&self, model: &Name, to: Option<u32>) -> Result<JournalEntry, DeployError> {
+        let (entries, _) = deploy::read(&self.home).map_err(|e| DeployError::Failed(e.into()))?;
+        let history: Vec<&JournalEntry> = entries.iter().filter(|e| &e.model == model).collect();
+        let current = history
+            .last()
+            .ok_or_else(|| DeployError::Refused(format!("{model} has never been deployed; nothing to roll back")))?;
+        let target = match to {
+            Some(v) if history.iter().any(|e| e.to == v) => v,
+            Some(v) => {
+                return Err(DeployError::Refused(format!(
+                    "{model}@{v} was never deployed, so it cannot be rolled back to; use `kiln deploy {model}@{v}`"
+                )));
+            }
+            None => current.from.ok_or_else(|| {
+                DeployError::Refused(format!(
+                    "{model}@{} is the first deployment of {model}; there is nothing earlier to roll back to",
+                    current.to
+                ))
+            })?,
+        };
+        let reason = format!("rollback from {model}@{}", current.to);
+        self.deploy(model, target, Some(current.batching), Action::Rollback, &reason)
+    }
+
+    /// Restores every deployment the journal has in force; marks the server ready after.
+    pub fn restore(&self) {
+        let entries = match deploy::read(&self.home) {
+            Ok((entries, problems)) => {
+                for p in problems {
+                    eprintln!("kilnd: {p}");
+                }
+                entries
+            }
+            Err(e) => {
+                self.note_problem(format!(
+                    "cannot read {}: {e}",
+                    deploy::journal_path(&self.home).display()
+                ));
+                Vec::new()
+            }
+        };
+        for (model, entry) in deploy::in_force(&entries) {
+            let restored = Registry::open(&self.home).map_err(anyhow::Error::from).and_then(|r| {
+                let manifest = r.version(&model, entry.to)?;
+                self.load(&r, manifest, entry.batching)
+            });
+            match restored {
+                Ok(deployment) => {
+                    eprintln!("kilnd: restored deployment {model}@{}", entry.to);
+                    self.table
+                        .write()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(model, Arc::new(deployment));
+                }
+                Err(e) => self.note_problem(format!("cannot restore {model}@{}: {e:#}", entry.to)),
+            }
+        }
+        self.ready.store(true, Ordering::Relaxed);
+    }
+
+    fn note_problem(&self, problem: String) {
+        eprintln!("kilnd: {problem}");
+        self.problems.lock().unwrap_or_else(|p| p.into_inner()).push(problem);
+    }
+
+    fn load(
+        &self,
+        registry: &Registry,
+        manifest: kiln_core::registry::VersionManifest,
+        batching: Batching,
+    ) -> anyhow::Result<Deployment> {
+        let what = format!("{}@{}", manifest.model, manifest.version);
+        // A GPU runs one forward pass at a time anyway.
+        let instances = if self.device == Device::libtorch() {
+            self.limits.cpu_instances
+        } else {
+            1
+        };
+        // On a thread of its own that ends here. libtorch's OpenMP keeps a pool of worker
+        // threads for each thread that ran a parallel op (loading does), for as long as that
+        // thread lives. While the pools hold more threads than there are cores, libgomp lets
+        // every worker spin only 100 times before it sleeps, whatever GOMP_SPINCOUNT says, so
+        // each parallel region of the lead's forward passes paid a futex wake-up: a pool left
+        // on a tokio blocking thread (kept alive by the telemetry tick) cost ~6 sleeps per
+        // one-row forward pass.
+        std::thread::scope(|scope| {
+            let loading = std::thread::Builder::new()
+                .name(format!("load-{what}"))
+                .spawn_scoped(scope, || {
+                    let loaded = LoadedModel::from_registry(registry, manifest, self.device.clone())
+                        .with_context(|| format!("cannot load {what}"))?;
+                    Deployment::start(loaded, batching, instances, self.metrics.clone())
+                        .with_context(|| format!("{what} failed its warm-up"))
+                })
+                .context("cannot start a thread to load the model")?;
+            loading.join().unwrap_or_else(|panic| {
+                let why = batcher::panic_message(&*panic).unwrap_or("no message");
+                Err(anyhow::anyhow!("loading {what} panicked: {why}"))
+            })
+        })
+    }
+
+    /// Points `production` at the version now serving. The journal is the record of truth, so
+    /// a failure here is reported but does not undo the switch.
+    fn move_production(&self, registry: &Registry, model: &Name, version: u32) {
+        let moved = Name::new("production")
+            .map_err(RegistryError::from)
+            .and_then(|production| registry.set_alias(&registry.lock()?, model, &production, version));
+        if let Err(e) = moved {
+            self.note_problem(format!(
+                "{model}@{version} serves, but moving its production alias failed: {e}"
+            ));
+        }
+    }
+}

@@ -1,0 +1,446 @@
+//! `kilnd worker --job <id>`: runs one training or evaluation job in its own process and
+//! leaves a final status. A libtorch abort, an OOM or a NaN blow-up ends this process only.
+
+#![allow(deprecated)] // burn-tch is deprecated upstream; kiln pins burn 0.22 on purpose.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::{Context, anyhow, bail};
+use burn::tensor::Device;
+use kiln_core::jobs::{JobDir, JobId, JobKind, JobSpec, JobState, JobStatus, MetricRecord};
+use kiln_core::registry::{
+    Architecture, DatasetRef, ModelRecord, Registry, VersionDraft, VersionLink, VersionManifest, now_rfc3339,
+};
+
+use kiln_engine::checkpoint::{self, Checkpoint, Position};
+use kiln_engine::data::{self, DataShape, Dataset, LoadOptions};
+use kiln_engine::device::LIBTORCH_VERSION;
+use kiln_engine::model::{ArchConfig, ZooModel};
+use kiln_engine::task::Task;
+use kiln_engine::train::{self, LoopEnd, LoopSettings, LoopSink};
+use kiln_engine::weights;
+
+/// Runs the job to its end and records the final status. Returns the final state.
+pub fn run(home: &Path, id: &JobId) -> anyhow::Result<JobState> {
+    let job = JobDir::open(home, id)?;
+    // Detached like nohup: a hang-up (e.g. sent to an orphaned, stopped process group when
+    // the daemon dies) must not end the job.
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::new(AtomicBool::new(false)))?;
+    // A training job turns SIGTERM into "checkpoint and stop"; the handler is in place before
+    // the status says `running`, so a cancel sent as soon as it does is never lost. An eval
+    // has nothing to checkpoint, so there a cancel just ends the process.
+    let eval = job.spec()?.kind == JobKind::Eval;
+    let stop = Arc::new(AtomicBool::new(false));
+    if !eval {
+        signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
+        signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
+    }
+    let mut status = job.status()?;
+    status.state = JobState::Running;
+    status.pid = Some(std::process::id());
+    status.pid_start = kiln_core::jobs::process_start_time(std::process::id());
+    status.updated_at = now_rfc3339();
+    job.write_status(&status)?;
+    if eval {
+        return run_eval(&job, status);
+    }
+    let outcome = execute(home, &job, &stop, &mut status);
+    if let Ok(latest) = job.status() {
+        status.step = latest.step;
+        status.epoch = latest.epoch;
+    }
+    let (state, message) = match outcome {
+        Ok(Outcome::Registered(m)) => {
+            status.version = Some(format!("{}@{}", m.model, m.version));
+            (JobState::Succeeded, format!("registered {}@{}", m.model, m.version))
+        }
+        Ok(Outcome::Cancelled(p)) => {
+            status.step = p.step;
+            (
+                JobState::Cancelled,
+                format!(
+                    "cancelled at step {} (checkpoint saved; continue with `kiln train --resume {id}`)",
+                    p.step
+                ),
+            )
+        }
+        Ok(Outcome::Diverged(step)) => (
+            JobState::Failed,
+            format!("diverged at step {step}: the loss became NaN or infinite; lower --lr"),
+        ),
+        Err(e) => (JobState::Failed, format!("{e:#}")),
+    };
+    status.state = state;
+    status.message = message;
+    status.updated_at = now_rfc3339();
+    job.write_status(&status)?;
+    Ok(state)
+}
+
+/// An eval job: score the version, attach the report, keep a copy as the job's result.
+fn run_eval(job: &JobDir, mut status: JobStatus) -> anyhow::Result<JobState> {
+    let spec = job.spec()?;
+    let outcome = spec
+        .reference
+        .as_deref()
+        .ok_or_else(|| anyhow!("eval job without a model reference"))
+        .and_then(|r| Ok(r.parse::<kiln_core::names::ModelRef>()?))
+        .and_then(|reference| {
+            let args = crate::evaluate::EvalArgs {
+                reference,
+                data: spec.data.clone(),
+                data_path: spec.data_path.clone(),
+                limit: spec.limit,
+            };
+            crate::evaluate::run(&args)
+        });
+    (status.state, status.message) = match outcome {
+        Ok(report) => {
+            job.write_result(&report)?;
+            status.version = Some(format!("{}@{}", report.model, report.version));
+            let figure = match (report.accuracy, report.rmse) {
+                (Some(acc), _) => format!("accuracy {acc:.4}"),
+                (None, Some(rmse)) => format!("rmse {rmse:.4}"),
+                _ => String::new(),
+            };
+            let message = format!(
+                "evaluated {}@{} on {} ({} rows): {figure}",
+                report.model, report.version, report.dataset, report.rows
+            );
+            (JobState::Succeeded, message)
+        }
+        Err(e) => (JobState::Failed, format!("{e:#}")),
+    };
+    status.updated_at = now_rfc3339();
+    job.write_status(&status)?;
+    Ok(status.state)
+}
+
+enum Outcome {
+    Registered(Box<VersionManifest>),
+    Cancelled(Position),
+    Diverged(u64),
+}
+
+/// Everything resolved before the loop starts.
+struct Plan {
+    spec: JobSpec,
+    dataset: Dataset,
+    arch: ArchConfig,
+    device: Device,
+    device_name: String,
+    parent: Option<(VersionManifest, Vec<u8>)>,
+    resume: Option<checkpoint::Restored>,
+}
+
+fn execute(home: &Path, job: &JobDir, stop: &Arc<AtomicBool>, status: &mut JobStatus) -> anyhow::Result<Outcome> {
+    let registry = Registry::open(home)?;
+    let plan = plan(home, &registry, job)?;
+    status.device = Some(plan.device_name.clone());
+    job.write_status(status)?;
+    plan.device.seed(plan.spec.seed);
+    let model = plan.arch.init(&plan.device);
+    match model {
+        ZooModel::Mlp(m) => train_and_register(m, &plan, &registry, job, stop),
+        ZooModel::Cnn(m) => train_and_register(m, &plan, &registry, job, stop),
+        ZooModel::Rnn(m) => train_and_register(m, &plan, &registry, job, stop),
+        ZooModel::Mf(m) => train_and_register(m, &plan, &registry, job, stop),
+    }
+}
+
+fn plan(home: &Path, registry: &Registry, job: &JobDir) -> anyhow::Result<Plan> {
+    let spec = job.spec()?;
+    let (device, device_name) = pick_device(spec.device.as_deref())?;
+    let device = device.autodiff();
+    let parent = match spec.from_ref()? {
+        Some(reference) => {
+            let version = registry.resolve(&reference)?;
+            let manifest = registry.version(&reference.model, version)?;
+            let weights = manifest
+                .draft
+                .blobs
+                .get("weights")
+                .ok_or_else(|| anyhow!("{reference} has no weights"))?;
+            let bytes = registry.blobs().read(weights)?;
+            Some((manifest, bytes))
+        }
+        None => None,
+    };
+    let vocab = match &parent {
+        Some((m, _)) => data::stored_vocab(registry, m)?,
+        None => None,
+    };
+    let options = LoadOptions {
+        path: spec.data_path.as_deref(),
+        seed: spec.seed,
+        limit: spec.limit,
+        vocab: vocab.as_ref(),
+    };
+    let dataset = data::load(&spec.data, &options)?;
+    let arch = arch_for(&spec, &dataset)?;
+    if let Some((m, _)) = &parent
+        && (m.draft.architecture.name != arch.name() || m.draft.architecture.config != arch.config_json())
+    {
+        bail!(
+            "cannot fine-tune from {}@{}: its architecture {} {} differs from this job's {} {}",
+            m.model,
+            m.version,
+            m.draft.architecture.name,
+            m.draft.architecture.config,
+            arch.name(),
+            arch.config_json()
+        );
+    }
+    let resume = match &spec.resume {
+        Some(old) => Some(checkpoint::load(&JobDir::open(home, old)?.checkpoints())?),
+        None => None,
+    };
+    Ok(Plan {
+        spec,
+        dataset,
+        arch,
+        device,
+        device_name,
+        parent,
+        resume,
+    })
+}
+
+/// `cpu`, `cuda:N`, or (when unset) CUDA 0 if libtorch sees a GPU, else CPU.
+pub fn pick_device(requested: Option<&str>) -> anyhow::Result<(Device, String)> {
+    let gpus = tch::Cuda::device_count();
+    match requested {
+        Some("cpu") => Ok((Device::libtorch(), "cpu".into())),
+        Some(other) => {
+            let index: usize = other
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| anyhow!("unknown device '{other}': use cpu or cuda:N"))?;
+            if index as i64 >= gpus {
+                bail!("device {other} requested but libtorch sees {gpus} CUDA device(s); use --device cpu");
+            }
+            Ok((Device::libtorch_cuda(index), other.to_owned()))
+        }
+        None if gpus > 0 => Ok((Device::libtorch_cuda(0), "cuda:0".into())),
+        None => Ok((Device::libtorch(), "cpu".into())),
+    }
+}
+
+/// The architecture config: sizes implied by the data, then the user's overrides.
+pub fn arch_for(spec: &JobSpec, dataset: &Dataset) -> anyhow::Result<ArchConfig> {
+    let classes = dataset.classes.len();
+    let implied = match (spec.arch.as_str(), &dataset.shape) {
+        (
+            "mlp",
+            DataShape::Image {
+                channels,
+                height,
+                width,
+            },
+        ) => serde_json::json!({ "inputs": channels * height * width, "classes": classes }),
+        ("mlp", DataShape::Features(n)) => serde_json::json!({ "inputs": n, "classes": classes }),
+        (
+            "cnn",
+            DataShape::Image {
+                channels,
+                height,
+                width,
+            },
+        ) => serde_json::json!({ "channels": channels, "height": height, "width": width, "classes": classes }),
+        ("rnn", DataShape::Tokens { vocab, .. }) => serde_json::json!({ "vocab": vocab, "classes": classes }),
+        ("mf", DataShape::Pairs { users, items }) => serde_json::json!({ "users": users, "items": items }),
+        (arch @ ("mlp" | "cnn" | "rnn" | "mf"), shape) => bail!(
+            "{arch} cannot learn from {} ({shape:?}): {}",
+            dataset.id,
+            fitting_arch(shape)
+        ),
+        (other, _) => bail!("unknown architecture '{other}': choose one of mlp, cnn, rnn, mf"),
+    };
+    let mut config = implied.clone();
+    if let (Some(target), Some(overrides)) = (config.as_object_mut(), spec.config.as_object()) {
+        for (key, value) in overrides {
+            if let Some(fixed) = implied.get(key).filter(|v| *v != value) {
+                bail!("config key '{key}' is set by the data ({fixed}); remove it from --config");
+            }
+            target.insert(key.clone(), value.clone());
+        }
+    }
+    Ok(ArchConfig::from_json(&spec.arch, config)?)
+}
+
+fn fitting_arch(shape: &DataShape) -> &'static str {
+    match shape {
+        DataShape::Image { .. } => "use cnn or mlp",
+        DataShape::Features(_) => "use mlp",
+        DataShape::Tokens { .. } => "use rnn",
+        DataShape::Pairs { .. } => "use mf",
+    }
+}
+
+struct WorkerSink<'a> {
+    job: &'a JobDir,
+    total_steps: u64,
+}
+
+impl LoopSink for WorkerSink<'_> {
+    fn metric(&mut self, record: &MetricRecord) {
+        if let Err(e) = self.job.append_metric(record) {
+            eprintln!("kilnd worker: cannot record metrics: {e}");
+        }
+        if let Ok(mut status) = self.job.status() {
+            status.step = record.step;
+            status.epoch = record.epoch;
+            status.total_steps = Some(self.total_steps);
+            status.updated_at = now_rfc3339();
+            let _ = self.job.write_status(&status);
+        }
+    }
+
+    fn checkpoint(&mut self, checkpoint: &Checkpoint<'_>) -> anyhow::Result<()> {
+        checkpoint::save(&self.job.checkpoints(), checkpoint)
+    }
+}
+
+fn train_and_register<M: Task>(
+    mut model: M,
+    plan: &Plan,
+    registry: &Registry,
+    job: &JobDir,
+    stop: &Arc<AtomicBool>,
+) -> anyhow::Result<Outcome> {
+    let spec = &plan.spec;
+    let mut optim = train::optimizer(&spec.optimizer).map_err(|e| anyhow!(e))?;
+    let mut start = Position::default();
+    if let Some((manifest, bytes)) = &plan.parent {
+        let what = format!("{}@{}", manifest.model, manifest.version);
+        weights::module_from_safetensors(&mut model, bytes.clone(), &what)?;
+    }
+    if let Some(restored) = &plan.resume {
+        weights::module_from_safetensors(&mut model, restored.model_bytes.clone(), "checkpoint")?;
+        optim = optim
+            .load(&restored.optim_path)
+            .map_err(|e| anyhow!("cannot load optimizer state: {e:?}"))?;
+        start = restored.position;
+    }
+    let settings = LoopSettings {
+        epochs: spec.epochs,
+        batch_size: spec.batch_size,
+        lr: spec.lr,
+        schedule: spec.schedule.clone(),
+        seed: spec.seed,
+    };
+    let device = plan.device.clone();
+    let total_steps = (plan.dataset.train.len().div_ceil(spec.batch_size.max(1)) * spec.epochs) as u64;
+    let mut sink = WorkerSink { job, total_steps };
+    let end = train::run(
+        model,
+        optim,
+        &settings,
+        &plan.dataset.train,
+        &plan.dataset.val,
+        start,
+        &device,
+        stop,
+        &mut sink,
+    )?;
+    match end {
+        LoopEnd::Cancelled { position } => Ok(Outcome::Cancelled(position)),
+        LoopEnd::Diverged { step } => Ok(Outcome::Diverged(step)),
+        LoopEnd::Finished { model, val, train_loss } => {
+            let bytes = weights::module_to_safetensors(&model.valid())?;
+            let metrics = final_metrics(&plan.dataset, &val, train_loss);
+            register(registry, plan, job, &bytes, metrics).map(|m| Outcome::Registered(Box::new(m)))
+        }
+    }
+}
+
+fn final_metrics(
+    dataset: &Dataset,
+    val: &kiln_engine::task::BatchScore,
+    train_loss: f64,
+) -> std::collections::BTreeMap<String, f64> {
+    let mut metrics = std::collections::BTreeMap::from([("val_loss".to_owned(), val.mean_loss())]);
+    if train_loss.is_finite() {
+        metrics.insert("train_loss".into(), train_loss);
+    }
+    if dataset.classes.is_empty() {
+        metrics.insert("val_rmse".into(), val.rmse());
+        metrics.insert("val_mae".into(), val.mae());
+    } else {
+        metrics.insert("val_accuracy".into(), val.accuracy());
+    }
+    metrics
+}
+
+fn task_name(shape: &DataShape) -> &'static str {
+    match shape {
+        DataShape::Image { .. } => "image-classification",
+        DataShape::Features(_) => "classification",
+        DataShape::Tokens { .. } => "text-classification",
+        DataShape::Pairs { .. } => "rating-regression",
+    }
+}
+
+fn register(
+    registry: &Registry,
+    plan: &Plan,
+    job: &JobDir,
+    weights: &[u8],
+    metrics: std::collections::BTreeMap<String, f64>,
+) -> anyhow::Result<VersionManifest> {
+    let spec = &plan.spec;
+    let mut blobs = std::collections::BTreeMap::from([("weights".to_owned(), registry.blobs().put_bytes(weights)?)]);
+    if let Some(vocab) = &plan.dataset.vocab {
+        blobs.insert("vocab".into(), registry.blobs().put_bytes(&serde_json::to_vec(vocab)?)?);
+    }
+    let classes = serde_json::to_vec(&plan.dataset.classes)?;
+    blobs.insert("classes".into(), registry.blobs().put_bytes(&classes)?);
+    let mut hyperparameters = std::collections::BTreeMap::from([
+        ("epochs".to_owned(), serde_json::json!(spec.epochs)),
+        ("batch_size".to_owned(), serde_json::json!(spec.batch_size)),
+        ("lr".to_owned(), serde_json::json!(spec.lr)),
+        ("optimizer".to_owned(), serde_json::json!(spec.optimizer)),
+        ("schedule".to_owned(), serde_json::json!(spec.schedule)),
+        ("train_rows".to_owned(), serde_json::json!(plan.dataset.train.len())),
+    ]);
+    if let Some(old) = &spec.resume {
+        hyperparameters.insert("resumed_from_job".into(), serde_json::json!(old));
+    }
+    let draft = VersionDraft {
+        architecture: Architecture {
+            name: plan.arch.name().to_owned(),
+            config: plan.arch.config_json(),
+        },
+        dataset: Some(DatasetRef {
+            id: plan.dataset.id.clone(),
+            digest: Some(plan.dataset.digest.clone()),
+        }),
+        hyperparameters,
+        seed: Some(spec.seed),
+        metrics,
+        parent: plan.parent.as_ref().map(|(m, _)| VersionLink {
+            model: m.model.clone(),
+            version: m.version,
+        }),
+        job_id: Some(job.id.to_string()),
+        blobs,
+        device: Some(plan.device_name.clone()),
+        source: None,
+        libtorch_version: Some(LIBTORCH_VERSION.to_owned()),
+    };
+    let lock = registry.lock()?;
+    let record = ModelRecord {
+        name: spec.model.clone(),
+        task: task_name(&plan.dataset.shape).into(),
+        description: format!("{} on {}", plan.arch.name(), plan.dataset.id),
+        created_at: now_rfc3339(),
+        owner: None,
+        license: None,
+    };
+    registry.ensure_model(&lock, record)?;
+    registry
+        .add_version(&lock, &spec.model, draft)
+        .context("cannot register the trained version")
+}
