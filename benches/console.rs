@@ -50,8 +50,10 @@ fn feed(app: &mut App, msg: DaemonMsg) {
 /// A running job with `points` training-loss records (fed in chunks, as the wire does).
 fn loss_history(app: &mut App, points: u64) {
     let job = json!({ "id": "j1764434400-ab12",
-        "spec": { "arch": "cnn", "data": "fashion-mnist", "epochs": 10, "model": "fmnist-cnn" },
-        "status": { "state": "running", "step": points, "epoch": 3, "total_steps": points * 2 } });
+        "spec": { "id": "j1764434400-ab12", "kind": "train", "arch": "cnn", "data": "fashion-mnist", "epochs": 10,
+                  "model": "fmnist-cnn" },
+        "status": { "state": "running", "step": points, "epoch": 3, "total_steps": points * 2,
+                    "updated_at": "2026-11-29T16:40:00Z" } });
     feed(app, DaemonMsg::Jobs(vec![decode(job)]));
     let chunk = 2_000;
     for start in (0..points).step_by(chunk as usize) {
@@ -65,8 +67,8 @@ fn loss_history(app: &mut App, points: u64) {
         feed(
             app,
             DaemonMsg::Metrics {
-                job: "j1764434400-ab12".into(),
-                chunk: decode(json!({ "records": records, "next": start })),
+                chunk: decode(json!({ "job": "j1764434400-ab12", "records": records, "next": start })),
+                pushed: false,
             },
         );
     }
@@ -92,7 +94,8 @@ fn registry(app: &mut App, models: usize, per_model: u32) {
                              "metrics": { "accuracy": 0.8 + f64::from(v) * 1e-3 }, "blobs": {} })
             })
             .collect();
-        let detail = json!({ "record": { "name": name, "task": "image-classification" }, "versions": versions, "aliases": { "production": 1 } });
+        let detail = json!({ "record": { "name": name, "task": "image-classification", "created_at": "2026-11-29T16:40:00Z" },
+                             "versions": versions, "aliases": { "production": 1 } });
         feed(app, DaemonMsg::ModelDetail(decode(detail)));
     }
 }

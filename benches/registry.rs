@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use kiln_core::kinds::Arch;
 use kiln_core::names::Name;
 use kiln_core::registry::{Architecture, Catalog, ModelRecord, Registry, VersionDraft, now_rfc3339};
 
@@ -71,7 +72,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 fn populate(registry: &Registry) -> Result<(), Box<dyn std::error::Error>> {
     let lock = registry.lock()?;
     for m in 0..MODELS {
-        let arch = ["cnn", "mlp", "rnn", "mf"][m % 4];
+        let arch = [Arch::Cnn, Arch::Mlp, Arch::Rnn, Arch::Mf][m % 4];
         let name = Name::new(&format!("{arch}-{m}"))?;
         let record = ModelRecord {
             name: name.clone(),
@@ -86,7 +87,7 @@ fn populate(registry: &Registry) -> Result<(), Box<dyn std::error::Error>> {
             let digest = registry.blobs().put_bytes(format!("{m}/{v}").as_bytes())?;
             let draft = VersionDraft {
                 architecture: Architecture {
-                    name: arch.into(),
+                    name: arch,
                     config: serde_json::json!({"classes": 10}),
                 },
                 dataset: None,

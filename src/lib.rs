@@ -2,4 +2,6 @@
 //! (`cargo tree -p kiln` shows no burn, tch or torch-sys; DESIGN §1).
 
 pub mod cli;
+#[cfg(test)]
+mod fake_daemon;
 pub mod tui;

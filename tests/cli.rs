@@ -31,7 +31,7 @@ fn seed(home: &Path, model: &str, versions: u32) {
             .expect("blob");
         let draft = VersionDraft {
             architecture: Architecture {
-                name: "cnn".into(),
+                name: kiln_core::kinds::Arch::Cnn,
                 config: serde_json::json!({}),
             },
             dataset: None,

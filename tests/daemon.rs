@@ -53,32 +53,16 @@ fn start_with(home: &Path, env: &[(&str, &str)]) -> Daemon {
     }
 }
 
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder().http_status_as_error(false).build().into()
-}
-
 fn get(d: &Daemon, path: &str, token: Option<&str>) -> (u16, Value) {
-    let mut req = agent().get(format!("{}{path}", d.base));
-    if let Some(t) = token {
-        req = req.header("Authorization", format!("Bearer {t}"));
-    }
-    let mut resp = req.call().expect("request");
-    (
-        resp.status().as_u16(),
-        resp.body_mut().read_json().unwrap_or(Value::Null),
-    )
+    common::http_json("GET", &format!("{}{path}", d.base), token, None)
 }
 
 fn post(d: &Daemon, path: &str, body: &str) -> (u16, Value) {
-    let mut resp = agent()
-        .post(format!("{}{path}", d.base))
-        .header("Authorization", format!("Bearer {}", d.token))
-        .header("Content-Type", "application/json")
-        .send(body)
-        .expect("request");
-    (
-        resp.status().as_u16(),
-        resp.body_mut().read_json().unwrap_or(Value::Null),
+    common::http_json(
+        "POST",
+        &format!("{}{path}", d.base),
+        Some(&d.token),
+        Some(body.as_bytes()),
     )
 }
 
@@ -150,7 +134,7 @@ fn a_submitted_job_trains_registers_and_survives_a_daemon_restart() {
     let home = tempfile::tempdir().expect("tempdir");
     let data = csv(home.path());
     let mut d = start(home.path());
-    let spec = json!({"arch": "mlp", "data": format!("csv:{}", data.display()), "epochs": 60, "batch_size": 32,
+    let spec = json!({"kind": "train", "arch": "mlp", "data": format!("csv:{}", data.display()), "epochs": 60, "batch_size": 32,
         "lr": 0.01, "optimizer": "adam", "seed": 1, "model": "xor"});
     let (code, job) = post(&d, "/api/v1/jobs", &spec.to_string());
     assert_eq!(code, 201, "{job}");
@@ -182,7 +166,7 @@ fn a_submitted_job_trains_registers_and_survives_a_daemon_restart() {
     assert!(metrics["records"].as_array().is_some_and(|r| !r.is_empty()) && metrics["next"].as_u64() > Some(0));
 
     // A long job cancelled through the API ends `cancelled` with its checkpoint.
-    let long = json!({"arch": "mlp", "data": format!("csv:{}", data.display()), "epochs": 400, "batch_size": 8,
+    let long = json!({"kind": "train", "arch": "mlp", "data": format!("csv:{}", data.display()), "epochs": 400, "batch_size": 8,
         "model": "xor"});
     let (_, job) = post(&d, "/api/v1/jobs", &long.to_string());
     let id = job["id"].as_str().expect("id").to_owned();
@@ -217,7 +201,7 @@ fn a_killed_worker_fails_its_job_and_the_daemon_carries_on() {
     let home = tempfile::tempdir().expect("tempdir");
     let data = csv(home.path());
     let d = start(home.path());
-    let spec = json!({"arch": "mlp", "data": format!("csv:{}", data.display()), "epochs": 400, "batch_size": 8,
+    let spec = json!({"kind": "train", "arch": "mlp", "data": format!("csv:{}", data.display()), "epochs": 400, "batch_size": 8,
         "lr": 0.01, "optimizer": "adam", "seed": 1, "model": "xor"});
     let (_, job) = post(&d, "/api/v1/jobs", &spec.to_string());
     let id = job["id"].as_str().expect("id").to_owned();
@@ -299,7 +283,7 @@ fn the_event_stream_follows_a_job_to_success_and_telemetry_reports_the_host() {
     let d = start(home.path());
     let events = subscribe(&d);
     std::thread::sleep(Duration::from_millis(300));
-    let quick = json!({"arch": "mlp", "data": format!("csv:{}", data.display()), "epochs": 40, "batch_size": 32,
+    let quick = json!({"kind": "train", "arch": "mlp", "data": format!("csv:{}", data.display()), "epochs": 40, "batch_size": 32,
         "model": "xor"});
     let (code, job) = post(&d, "/api/v1/jobs", &quick.to_string());
     assert_eq!(code, 201, "{job}");
@@ -382,15 +366,24 @@ fn eval_jobs_run_through_the_daemon_and_attach_their_report() {
     assert!(report["accuracy"].as_f64().is_some());
     let shown: Value = serde_json::from_slice(&kiln(&["models", "show", "xor@1", "--json"]).stdout).expect("json");
     assert_eq!(shown["evals"].as_array().map(Vec::len), Some(1), "{shown}");
-    let client = kiln_core::client::Client::from_home(home.path()).expect("client");
-    let digest = shown["evals"][0]["report"].as_str().expect("report digest");
-    let stored = client.get(&format!("/api/v1/blobs/{digest}")).expect("blob");
-    assert_eq!(stored["accuracy"], report["accuracy"], "{stored}");
-    let missing_blob = client.get(&format!("/api/v1/blobs/sha256:{}", "0".repeat(64)));
-    assert!(missing_blob.is_err());
+    let client = kiln_core::client::Blocking::new(home.path()).expect("client");
+    let digest: kiln_core::names::Digest = shown["evals"][0]["report"]
+        .as_str()
+        .expect("report digest")
+        .parse()
+        .expect("digest");
+    let stored = client.run(|c| c.report(&digest)).expect("blob");
+    assert_eq!(Some(stored.accuracy), Some(report["accuracy"].as_f64()), "{stored:?}");
+    let absent: kiln_core::names::Digest = format!("sha256:{}", "0".repeat(64)).parse().expect("digest");
+    let missing_blob = client.run(|c| c.report(&absent));
+    assert!(missing_blob.is_err_and(|e| e.is_not_found()));
 
+    // A version that does not exist is refused at submission: nothing queues.
+    let jobs_before = std::fs::read_dir(home.path().join("jobs")).map_or(0, Iterator::count);
     let missing = kiln(&["eval", "xor@7", "--data", &csv_data]);
-    assert_eq!(missing.status.code(), Some(1), "{missing:?}");
+    assert_eq!(missing.status.code(), Some(3), "{missing:?}");
     assert!(String::from_utf8_lossy(&missing.stderr).contains("xor"), "{missing:?}");
+    let jobs_after = std::fs::read_dir(home.path().join("jobs")).map_or(0, Iterator::count);
+    assert_eq!(jobs_before, jobs_after, "a refused eval queued a job");
     assert_eq!(kiln(&["jobs", "wait", "j1-0000"]).status.code(), Some(3));
 }

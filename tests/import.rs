@@ -167,8 +167,9 @@ fn mismatched_or_unsafe_weights_are_refused_and_nothing_is_registered() {
         stderr(&bad_config)
     );
     let unknown_arch = import(home.path(), "tiny", wrong.to_str().expect("utf8"), "vit", "{}", false);
+    assert_eq!(unknown_arch.status.code(), Some(2));
     assert!(
-        stderr(&unknown_arch).contains("choose one of mlp, cnn, rnn, mf"),
+        stderr(&unknown_arch).contains("[possible values: mlp, cnn, rnn, mf]"),
         "{}",
         stderr(&unknown_arch)
     );

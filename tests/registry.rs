@@ -28,7 +28,7 @@ fn draft(registry: &Registry, payload: &[u8]) -> VersionDraft {
     let digest = registry.blobs().put_bytes(payload).expect("store blob");
     VersionDraft {
         architecture: Architecture {
-            name: "mlp".into(),
+            name: kiln_core::kinds::Arch::Mlp,
             config: serde_json::json!({"inputs": 4, "classes": 3}),
         },
         dataset: None,
@@ -235,7 +235,11 @@ fn sigkill_at_random_moments_never_leaves_a_half_written_entry() {
 /// Adds the paths of in-progress temp files under `dir` (left by a killed writer) to `seen`.
 fn collect_temp_files(dir: &Path, seen: &mut std::collections::HashSet<std::path::PathBuf>) {
     for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
-        if entry.file_name().to_string_lossy().starts_with(kiln_core::fsx::TEMP_PREFIX) {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(kiln_core::fsx::TEMP_PREFIX)
+        {
             seen.insert(entry.path());
         } else if entry.path().is_dir() {
             collect_temp_files(&entry.path(), seen);

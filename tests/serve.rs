@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 mod common;
-use common::{command, json, kiln, kilnd};
+use common::{command, json, kiln, kilnd, stderr};
 
 fn fixture(name: &str) -> String {
     let path: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/fixtures").join(name);
@@ -48,24 +48,8 @@ fn inference(home: &Path) -> String {
     format!("http://{}", address.trim())
 }
 
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into()
-}
-
 fn post(url: &str, body: impl Into<Vec<u8>>) -> (u16, Value) {
-    let mut resp = agent()
-        .post(url)
-        .header("Content-Type", "application/json")
-        .send(body.into())
-        .expect("request");
-    (
-        resp.status().as_u16(),
-        resp.body_mut().read_json().unwrap_or(Value::Null),
-    )
+    common::http_json("POST", url, None, Some(&body.into()))
 }
 
 /// Posts `length` bytes to `url` (`http://host:port/path`) from a plain socket and returns the
@@ -105,11 +89,7 @@ fn post_oversized(url: &str, length: usize) -> u16 {
 }
 
 fn get(url: &str) -> (u16, String) {
-    let mut resp = agent().get(url).call().expect("request");
-    (
-        resp.status().as_u16(),
-        resp.body_mut().read_to_string().unwrap_or_default(),
-    )
+    common::http("GET", url, None, None)
 }
 
 fn infer_body(shape: &[usize], datatype: &str, data: Value) -> String {
@@ -179,15 +159,16 @@ fn infer_equals_the_in_process_forward_and_bad_requests_get_4xx() {
     let mut body = header.clone().into_bytes();
     body.extend(ROW.iter().flat_map(|v| v.to_le_bytes()));
     let sent = Instant::now();
-    let mut resp = agent()
-        .post(&url)
-        .header("Inference-Header-Content-Length", header.len().to_string())
-        .send(body)
-        .expect("binary request");
+    let resp = common::exchange(
+        "POST",
+        &url,
+        &[("Inference-Header-Content-Length", header.len().to_string())],
+        Some(&body),
+    );
     let round_trip = sent.elapsed().as_secs_f64() * 1e3;
-    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(resp.status, 200);
     // Server-Timing: the queue wait and the forward pass, in ms, within the round trip.
-    let timing = resp.headers()["server-timing"].to_str().expect("header").to_owned();
+    let timing = resp.header("server-timing").expect("Server-Timing").to_owned();
     let durations: Vec<(&str, f64)> = timing
         .split(", ")
         .map(|metric| {
@@ -205,12 +186,12 @@ fn infer_equals_the_in_process_forward_and_bad_requests_get_4xx() {
         durations[0].1 + durations[1].1 <= round_trip,
         "{timing} in {round_trip} ms"
     );
-    let json_length: usize = resp.headers()["inference-header-content-length"]
-        .to_str()
+    let json_length: usize = resp
+        .header("inference-header-content-length")
         .expect("header")
         .parse()
         .expect("length");
-    let bytes = resp.body_mut().read_to_vec().expect("body");
+    let bytes = resp.body;
     let binary: Vec<f64> = bytes[json_length..]
         .chunks_exact(4)
         .map(|b| f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]])))
@@ -391,15 +372,36 @@ fn a_version_that_fails_to_load_leaves_the_old_one_serving() {
         "nothing before the first deploy: {unknown:?}"
     );
 
-    // Deleting the version being served is refused; another one goes.
-    let client = kiln_core::client::Client::from_home(home.path()).expect("client");
-    let served = client
-        .delete("/api/v1/models/tiny/versions/1?force=true")
-        .expect_err("served");
-    assert!(served.to_string().contains("being served"), "{served}");
-    let removed = client.delete("/api/v1/models/tiny/versions/2").expect("delete v2");
+    // The daemon is the single writer: the version being served cannot be removed, forced or
+    // not, and `production` cannot be moved off it or removed; another version goes.
+    let served = kiln(home.path(), &["models", "rm", "tiny@1", "--force"]);
+    assert_eq!(served.status.code(), Some(5), "{served:?}");
+    assert!(stderr(&served).contains("being served"), "{served:?}");
+    let moved = kiln(home.path(), &["models", "alias", "tiny@2", "production"]);
+    assert_eq!(moved.status.code(), Some(5), "{moved:?}");
+    let unaliased = kiln(home.path(), &["models", "unalias", "tiny", "production"]);
+    assert_eq!(unaliased.status.code(), Some(5), "{unaliased:?}");
+    let removed = json(&kiln(home.path(), &["models", "rm", "tiny@2", "--json"]));
     assert_eq!(removed["removed"], 2, "{removed}");
-    assert!(client.delete("/api/v1/models/tiny/versions/2").is_err(), "already gone");
+    assert_eq!(
+        kiln(home.path(), &["models", "rm", "tiny@2"]).status.code(),
+        Some(3),
+        "already gone"
+    );
+
+    // ... and after a daemon restart the endpoint still serves it.
+    assert!(kiln(home.path(), &["daemon", "stop"]).status.success());
+    assert!(kiln(home.path(), &["daemon", "start"]).status.success());
+    let url = format!("{}/v2/models/tiny/infer", inference(home.path()));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (code, answer) = loop {
+        let (code, answer) = post(&url, infer_body(&[1, 4], "FP32", json!([ROW])));
+        if code == 200 || Instant::now() > deadline {
+            break (code, answer);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!((code, answer["model_version"].clone()), (200, json!("1")), "{answer}");
 }
 
 #[test]
@@ -424,12 +426,8 @@ fn a_public_bind_needs_a_token_and_the_token_is_checked() {
     assert!(out.status.success(), "{out:?}");
     let url = format!("{}/v2/health/live", inference(home.path()));
     assert_eq!(get(&url).0, 401);
-    let mut resp = agent()
-        .get(&url)
-        .header("Authorization", format!("Bearer {token}"))
-        .call()
-        .expect("request");
-    assert_eq!(resp.status().as_u16(), 200, "{:?}", resp.body_mut().read_to_string());
+    let (code, body) = common::http("GET", &url, Some(token), None);
+    assert_eq!(code, 200, "{body}");
 }
 
 #[test]
@@ -451,25 +449,24 @@ fn a_test_request_from_the_dataset_shows_prediction_and_label() {
     );
     assert!(trained.status.success(), "{trained:?}");
     json(&kiln(home.path(), &["deploy", "xor", "--json"]));
-    let client = kiln_core::client::Client::from_home(home.path()).expect("client");
-    let answer = client
-        .post("/api/v1/deployments/xor/try", &json!({ "index": 3 }))
-        .expect("try");
-    assert_eq!(answer["version"], 1, "{answer}");
-    assert!(
-        answer["label"].is_string() && answer["prediction"].is_string(),
-        "{answer}"
-    );
-    assert_eq!(answer["probabilities"].as_array().map(Vec::len), Some(2), "{answer}");
-    let err = client
-        .post("/api/v1/deployments/nope/try", &json!({}))
-        .expect_err("not deployed");
+    let client = kiln_core::client::Blocking::new(home.path()).expect("client");
+    let xor: kiln_core::names::Name = "xor".parse().expect("name");
+    let answer = client.run(|c| c.try_sample(&xor, 3)).expect("try");
+    assert_eq!(answer.version, 1, "{answer:?}");
+    let kiln_core::api::TryOutcome::Class { probabilities, .. } = &answer.outcome else {
+        panic!("a classifier's answer: {answer:?}");
+    };
+    assert_eq!(probabilities.len(), 2, "{answer:?}");
+    let nope: kiln_core::names::Name = "nope".parse().expect("name");
+    let err = client.run(|c| c.try_sample(&nope, 0)).expect_err("not deployed");
     assert!(err.to_string().contains("not deployed"), "{err}");
 }
 
 #[test]
 fn a_request_past_its_timeout_gets_504_and_the_endpoint_keeps_serving() {
     let home = home_with_two_versions();
+    // Importing started a daemon with the default timeout: start one with 1 ms instead.
+    assert!(kiln(home.path(), &["daemon", "stop"]).status.success());
     let started = command(env!("CARGO_BIN_EXE_kiln"), home.path())
         .env("KILN_INFER_TIMEOUT_MS", "1")
         .args(["daemon", "start"])
@@ -481,7 +478,8 @@ fn a_request_past_its_timeout_gets_504_and_the_endpoint_keeps_serving() {
     let rows: Vec<[f32; 4]> = vec![ROW; 100_000];
     let url = format!("{}/v2/models/tiny/infer", inference(home.path()));
     let (code, answer) = post(&url, infer_body(&[100_000, 4], "FP32", json!(rows)));
-    assert_eq!(code, 504, "{answer}");
+    let shown: String = answer.to_string().chars().take(300).collect();
+    assert_eq!(code, 504, "{shown}");
     assert!(answer["error"].as_str().unwrap_or("").contains("1ms"), "{answer}");
     let (code, _) = get(&format!("{}/v2/health/live", inference(home.path())));
     assert_eq!(code, 200, "the endpoint keeps serving");

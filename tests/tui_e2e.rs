@@ -126,7 +126,7 @@ impl Console {
         let vars = [
             ("KILN_HOME", self.home.path().to_path_buf()),
             ("KILN_CONFIG_DIR", self.config.path().to_path_buf()),
-            ("KILN_KILND", common::kilnd_bin().into()),
+            ("KILN_KILND", common::kilnd_bin()),
         ];
         let mut line = String::from("env KILN_CONTROL_PORT=0 KILN_INFERENCE_BIND=127.0.0.1:0");
         for (name, value) in vars {

@@ -1,14 +1,18 @@
-//! `kiln daemon start|status|stop` and `kiln jobs ls|show|logs|wait|cancel`, over the
-//! control API.
+//! `kiln daemon start|status|stop`, and how every other command reaches kilnd: [`connect`]
+//! starts it (detached) when none answers and hands back the blocking client of the control
+//! API.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use clap::Subcommand;
-use serde_json::{Value, json};
+use serde::Serialize;
 
-use super::CliError;
-use kiln_core::client::{Client, ClientError};
+use super::error::{CliError, NOT_FOUND};
+use super::output::emit;
+use kiln_core::api::Health;
+use kiln_core::client::{Blocking, ClientError};
 use kiln_core::home::kiln_home;
 
 #[derive(Debug, Subcommand)]
@@ -21,134 +25,136 @@ pub enum DaemonCommand {
     Stop,
 }
 
-#[derive(Debug, Subcommand)]
-pub enum JobsCommand {
-    /// List jobs.
-    Ls,
-    /// Show one job's spec and status.
-    Show { id: String },
-    /// Print a job's worker log.
-    Logs {
-        id: String,
-        /// Keep printing new lines until the job ends.
-        #[arg(short, long)]
-        follow: bool,
-    },
-    /// Wait until a job ends. Exit code 0 succeeded, 1 failed, 6 cancelled.
-    Wait {
-        id: String,
-        /// Give up after this long (e.g. 90s, 10m); exit code 1.
-        #[arg(long)]
-        timeout: Option<humantime::Duration>,
-    },
-    /// Cancel a job (a running worker checkpoints first).
-    Cancel { id: String },
+/// How long a starting kilnd has to answer.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a stopping kilnd has to go.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+const POLL: Duration = Duration::from_millis(100);
+
+/// What `kiln daemon stop --json` prints.
+#[derive(Serialize)]
+struct Stopped {
+    stopped: u32,
 }
 
-impl From<ClientError> for CliError {
-    fn from(e: ClientError) -> Self {
-        let code = match &e {
-            ClientError::NotRunning { .. } => 3,
-            ClientError::Http { status: 404, .. } => 3,
-            ClientError::Http { status: 409, .. } => 5,
-            ClientError::Http {
-                status: 400 | 401 | 422,
-                ..
-            } => 2,
-            _ => 1,
-        };
-        Self {
-            code,
-            message: e.to_string(),
-        }
-    }
-}
-
-fn health(home: &Path) -> Result<Value, ClientError> {
-    Client::from_home(home)?.get("/api/v1/health")
-}
-
-pub fn run_daemon(cmd: &DaemonCommand, json_out: bool) -> Result<u8, CliError> {
+/// A blocking client for the daemon of `$KILN_HOME`, without starting anything.
+fn client() -> Result<Blocking, CliError> {
     let home = kiln_home()?;
+    Blocking::new(&home).map_err(|e| CliError::failure(format!("cannot start the client's runtime: {e}")))
+}
+
+/// A blocking client for the daemon of `$KILN_HOME`, starting kilnd first when none answers.
+pub fn connect() -> Result<Blocking, CliError> {
+    let client = client()?;
+    ensure_running(&client)?;
+    Ok(client)
+}
+
+pub fn run(cmd: &DaemonCommand, json: bool) -> Result<u8, CliError> {
+    let client = client()?;
+    let home = client.client().home().to_owned();
     match cmd {
         DaemonCommand::Start => {
-            let info = ensure_running(&home)?;
-            print(json_out, &info, || {
+            let info = ensure_running(&client)?;
+            emit(json, &info, || {
                 format!(
                     "kilnd {} runs at {} (log: {})",
-                    info["pid"],
+                    info.pid,
                     address(&home),
                     log_path(&home).display()
                 )
-            });
+            })?;
         }
         DaemonCommand::Status => {
-            let info = health(&home)?;
-            print(json_out, &info, || {
+            let info = client.run(|c| c.health()).map_err(not_running)?;
+            emit(json, &info, || {
                 format!(
                     "kilnd {} runs at {} for {}; supervising {} job(s)",
-                    info["pid"],
+                    info.pid,
                     address(&home),
                     home.display(),
-                    info["running_jobs"].as_array().map_or(0, Vec::len)
+                    info.running_jobs.len()
                 )
-            });
-        }
-        DaemonCommand::Stop => {
-            let info = health(&home)?;
-            let pid = info["pid"].as_i64().ok_or_else(|| CliError {
-                code: 1,
-                message: "kilnd did not report its pid".into(),
             })?;
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            let deadline = Instant::now() + Duration::from_secs(10);
-            let alive = || Path::new(&format!("/proc/{pid}")).exists() || health(&home).is_ok();
-            while alive() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            print(json_out, &json!({ "stopped": pid }), || format!("kilnd {pid} stopped"));
         }
+        DaemonCommand::Stop => stop(&client, json)?,
     }
     Ok(0)
 }
 
+/// No daemon answering is "not found" (exit code 3), whatever the socket said.
+fn not_running(e: ClientError) -> CliError {
+    if e.is_unreachable() {
+        CliError {
+            code: NOT_FOUND,
+            message: e.to_string(),
+        }
+    } else {
+        e.into()
+    }
+}
+
+/// Sends SIGTERM and waits (a while) for the process and its API to go.
+fn stop(client: &Blocking, json: bool) -> Result<(), CliError> {
+    let pid = client.run(|c| c.health()).map_err(not_running)?.pid;
+    let raw = i32::try_from(pid).map_err(|_| CliError::failure(format!("kilnd reported pid {pid}")))?;
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), nix::sys::signal::Signal::SIGTERM);
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    let alive = || Path::new(&format!("/proc/{pid}")).exists() || client.run(|c| c.health()).is_ok();
+    while alive() && Instant::now() < deadline {
+        std::thread::sleep(POLL);
+    }
+    emit(json, &Stopped { stopped: pid }, || format!("kilnd {pid} stopped"))
+}
+
 /// Returns the daemon's health, starting it detached first when none answers.
-pub fn ensure_running(home: &Path) -> Result<Value, CliError> {
-    if let Ok(info) = health(home) {
+fn ensure_running(client: &Blocking) -> Result<Health, CliError> {
+    if let Ok(info) = client.run(|c| c.health()) {
         return Ok(info);
     }
+    let home = client.client().home();
     let dir = home.join("daemon");
-    kiln_core::fsx::create_dir_durably(&dir).map_err(|e| CliError {
-        code: 1,
-        message: format!("cannot create {}: {e}", dir.display()),
-    })?;
+    kiln_core::fsx::create_dir_durably(&dir)
+        .map_err(|e| CliError::failure(format!("cannot create {}: {e}", dir.display())))?;
     let _ = std::fs::remove_file(dir.join("address"));
-    let mut kilnd = super::train::kilnd_command()?;
+    let mut kilnd = kilnd_command()?;
     kilnd.arg("--foreground");
-    kiln_core::jobs::spawn_detached(kilnd, home, &log_path(home)).map_err(|e| CliError {
-        code: 1,
-        message: format!("cannot start kilnd: {e}"),
-    })?;
-    let deadline = Instant::now() + Duration::from_secs(20);
+    kiln_core::jobs::spawn_detached(kilnd, home, &log_path(home))
+        .map_err(|e| CliError::failure(format!("cannot start kilnd: {e}")))?;
+    let deadline = Instant::now() + START_TIMEOUT;
     loop {
-        match health(home) {
+        match client.run(|c| c.health()) {
             Ok(info) => {
                 eprintln!("started kilnd (log: {})", log_path(home).display());
                 return Ok(info);
             }
-            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            Err(_) if Instant::now() < deadline => std::thread::sleep(POLL),
             Err(e) => {
                 let message = format!("kilnd did not come up: {e}; see {}", log_path(home).display());
-                return Err(CliError { code: 1, message });
+                return Err(CliError::failure(message));
             }
         }
     }
 }
 
-fn log_path(home: &Path) -> std::path::PathBuf {
+/// `kilnd`, from `KILN_KILND` or beside this executable.
+fn kilnd_command() -> Result<Command, CliError> {
+    if let Some(path) = std::env::var_os("KILN_KILND") {
+        return Ok(Command::new(path));
+    }
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.join("kilnd")));
+    match beside {
+        Some(path) if path.is_file() => Ok(Command::new(path)),
+        _ => Err(CliError::failure(
+            "kilnd (which links libtorch and runs the engine) is not installed next to kiln; \
+             build it with `cargo build --bin kilnd` or point KILN_KILND at it",
+        )),
+    }
+}
+
+fn log_path(home: &Path) -> PathBuf {
     home.join("daemon").join("daemon.log")
 }
 
@@ -157,105 +163,4 @@ fn address(home: &Path) -> String {
         .unwrap_or_default()
         .trim()
         .to_owned()
-}
-
-fn print(json_out: bool, doc: &Value, text: impl FnOnce() -> String) {
-    if json_out {
-        println!("{doc}")
-    } else {
-        println!("{}", text())
-    }
-}
-
-pub fn run_jobs(cmd: &JobsCommand, json_out: bool) -> Result<u8, CliError> {
-    let home = kiln_home()?;
-    ensure_running(&home)?;
-    let client = Client::from_home(&home)?;
-    match cmd {
-        JobsCommand::Ls => {
-            let list = client.get("/api/v1/jobs")?;
-            print(json_out, &list, || {
-                let rows: Vec<Vec<String>> = list["jobs"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|j| {
-                        let text = |v: &Value| v.as_str().map_or_else(|| v.to_string(), str::to_owned);
-                        vec![
-                            text(&j["id"]),
-                            text(&j["status"]["state"]),
-                            text(&j["spec"]["arch"]),
-                            text(&j["spec"]["data"]),
-                            text(&j["spec"]["model"]),
-                            j["status"]["step"].to_string(),
-                        ]
-                    })
-                    .collect();
-                super::table::render(&["JOB", "STATE", "ARCH", "DATA", "MODEL", "STEP"], &rows)
-                    .trim_end()
-                    .to_owned()
-            });
-        }
-        JobsCommand::Show { id } => {
-            let job = client.get(&format!("/api/v1/jobs/{id}"))?;
-            print(json_out, &job, || {
-                serde_json::to_string_pretty(&job).unwrap_or_default()
-            });
-        }
-        JobsCommand::Logs { id, follow } => return logs(&client, id, *follow),
-        JobsCommand::Wait { id, timeout } => return wait(&client, id, timeout.map(Into::into), json_out),
-        JobsCommand::Cancel { id } => {
-            let job = client.post(&format!("/api/v1/jobs/{id}/cancel"), &json!({}))?;
-            print(json_out, &job, || {
-                format!("cancelling job {id} (state was {})", job["status"]["state"])
-            });
-        }
-    }
-    Ok(0)
-}
-
-/// Prints the worker log; with `follow`, keeps polling until the job has ended and the log
-/// is drained.
-fn logs(client: &Client, id: &str, follow: bool) -> Result<u8, CliError> {
-    use std::io::Write;
-    let mut offset = 0;
-    loop {
-        let chunk = client.get(&format!("/api/v1/jobs/{id}/log?since={offset}"))?;
-        let text = chunk["text"].as_str().unwrap_or_default();
-        let next = chunk["next"].as_u64().unwrap_or(offset);
-        let mut out = std::io::stdout().lock();
-        let _ = out.write_all(text.as_bytes());
-        let _ = out.flush();
-        if next > offset {
-            offset = next;
-            continue;
-        }
-        if !follow {
-            return Ok(0);
-        }
-        let view = client.get(&format!("/api/v1/jobs/{id}"))?;
-        if view["status"]["state"]
-            .as_str()
-            .is_some_and(|s| matches!(s, "succeeded" | "failed" | "cancelled"))
-        {
-            let rest = client.get(&format!("/api/v1/jobs/{id}/log?since={offset}"))?;
-            let _ = out.write_all(rest["text"].as_str().unwrap_or_default().as_bytes());
-            return Ok(0);
-        }
-        drop(out);
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
-
-/// Waits for the job to end and exits with its state's code.
-fn wait(client: &Client, id: &str, timeout: Option<Duration>, json_out: bool) -> Result<u8, CliError> {
-    let (view, status) = super::train::wait_for_end(client, id, timeout.map(|t| Instant::now() + t))?;
-    print(json_out, &view, || {
-        format!(
-            "job {id} {}: {}",
-            view["status"]["state"].as_str().unwrap_or("?"),
-            status.message
-        )
-    });
-    Ok(super::train::exit_code(status.state))
 }

@@ -1,20 +1,29 @@
-//! The `kiln` command line: argument parsing, dispatch and exit codes.
+//! The `kiln` command line: argument parsing, dispatch and exit codes. Every command talks to
+//! kilnd through the one client of the control API (`kiln_core::client::Blocking`), starting
+//! the daemon first when none answers, and decodes the typed answers of `kiln_core::api`;
+//! `--json` prints those answers serialized as they are.
 //!
 //! Exit codes (also in `kiln --help`): 0 success, 1 failure, 2 bad input or usage,
 //! 3 not found, 4 corrupt data found, 5 refused (e.g. removing an aliased version),
 //! 6 job cancelled.
 
-pub mod daemon;
+mod daemon;
+mod error;
+mod follow;
+mod jobs;
 mod models;
+mod output;
 mod serving;
 mod table;
 mod train;
 
+use std::io::Write;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
+use clap_complete::Shell;
 
-use kiln_core::registry::RegistryError;
+pub use error::CliError;
 
 const EXIT_CODES: &str = "Exit codes: 0 success, 1 failure, 2 bad input or usage, 3 not found, \
 4 corrupt data found, 5 refused (e.g. removing a version an alias points at), 6 job cancelled.";
@@ -53,7 +62,7 @@ enum Command {
     Daemon(daemon::DaemonCommand),
     /// List, inspect, follow, wait for and cancel jobs through the daemon.
     #[command(subcommand)]
-    Jobs(daemon::JobsCommand),
+    Jobs(jobs::JobsCommand),
     /// Serve a version: load, warm up, switch atomically, move `production`.
     Deploy(serving::DeployArgs),
     /// Switch a model back to the version served before (or `--to` an earlier one).
@@ -62,51 +71,65 @@ enum Command {
     Deployments(serving::DeploymentsArgs),
     /// Send one request to the inference endpoint and print the outputs.
     Predict(serving::PredictArgs),
-}
-
-/// Error carrying the exit code it should end the process with.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct CliError {
-    pub code: u8,
-    pub message: String,
-}
-
-impl From<RegistryError> for CliError {
-    fn from(e: RegistryError) -> Self {
-        let code = match &e {
-            RegistryError::InvalidName(_) => 2,
-            e if e.is_not_found() => 3,
-            e if e.is_corruption() => 4,
-            RegistryError::AliasInUse { .. } => 5,
-            _ => 1,
-        };
-        Self {
-            code,
-            message: e.to_string(),
-        }
-    }
-}
-
-impl From<kiln_core::home::HomeError> for CliError {
-    fn from(e: kiln_core::home::HomeError) -> Self {
-        Self {
-            code: 1,
-            message: e.to_string(),
-        }
-    }
+    /// Print a shell completion script for kiln to stdout, e.g.
+    /// `kiln completions bash > ~/.local/share/bash-completion/completions/kiln`.
+    Completions {
+        /// The shell to complete in.
+        shell: Shell,
+    },
+    /// Print the kiln(1) manual page (roff) to stdout, e.g. `kiln man | man -l -`.
+    Man,
 }
 
 /// `kiln` alone: start kilnd when none answers (the console retries if that fails), then
 /// open the console.
 fn open_console(cli: &Cli) -> ExitCode {
-    if let Ok(home) = kiln_core::home::kiln_home() {
-        let _ = daemon::ensure_running(&home);
-    }
+    let _ = daemon::connect();
     crate::tui::main(crate::tui::Options {
         theme: cli.theme.clone(),
         readonly: cli.readonly,
     })
+}
+
+/// Runs one subcommand; `Ok` carries the exit code.
+fn run(command: &Command, json: bool) -> Result<u8, CliError> {
+    match command {
+        Command::Models(cmd) => models::run(cmd, json),
+        Command::Train(args) => train::train(args, json),
+        Command::Eval(args) => train::eval(args, json),
+        Command::Daemon(cmd) => daemon::run(cmd, json),
+        Command::Jobs(cmd) => jobs::run(cmd, json),
+        Command::Deploy(args) => serving::deploy(args, json),
+        Command::Rollback(args) => serving::rollback(args, json),
+        Command::Deployments(args) => serving::deployments(args, json),
+        Command::Predict(args) => serving::predict(args, json),
+        Command::Completions { shell } => write_out(&completion_script(*shell)),
+        Command::Man => write_out(&man_page()?),
+    }
+}
+
+/// The completion script for `shell`, generated from the same definitions that parse.
+fn completion_script(shell: Shell) -> Vec<u8> {
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "kiln", &mut out);
+    out
+}
+
+/// The kiln(1) roff page, generated from the same definitions that parse.
+fn man_page() -> Result<Vec<u8>, CliError> {
+    let mut out = Vec::new();
+    clap_mangen::Man::new(Cli::command())
+        .render(&mut out)
+        .map_err(|e| CliError::failure(format!("cannot render the manual page: {e}")))?;
+    Ok(out)
+}
+
+fn write_out(bytes: &[u8]) -> Result<u8, CliError> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)
+        .and_then(|()| out.flush())
+        .map_err(|e| CliError::failure(format!("cannot write to stdout: {e}")))?;
+    Ok(0)
 }
 
 /// Runs the CLI and maps the outcome to the documented exit codes.
@@ -115,25 +138,45 @@ pub fn main() -> ExitCode {
     let Some(command) = &cli.command else {
         return open_console(&cli);
     };
-    let result = match command {
-        Command::Models(cmd) => models::run(cmd, cli.json),
-        Command::Train(args) => train::train(args, cli.json),
-        Command::Eval(args) => train::eval(args, cli.json),
-        Command::Daemon(cmd) => daemon::run_daemon(cmd, cli.json),
-        Command::Jobs(cmd) => daemon::run_jobs(cmd, cli.json),
-        Command::Deploy(args) => serving::deploy(args, cli.json),
-        Command::Rollback(args) => serving::rollback(args, cli.json),
-        Command::Deployments(args) => serving::deployments(args, cli.json),
-        Command::Predict(args) => serving::predict(args, cli.json),
-    };
-    match result {
+    match run(command, cli.json) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            if cli.json {
-                println!("{}", serde_json::json!({ "error": e.message, "code": e.code }));
-            }
-            eprintln!("kiln: error: {}", e.message);
+            e.print(cli.json);
             ExitCode::from(e.code)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn completions_cover_every_subcommand() {
+        for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
+            let script = String::from_utf8(completion_script(shell)).unwrap_or_else(|e| panic!("{e}"));
+            for word in ["models", "train", "deploy", "completions", "verify"] {
+                assert!(script.contains(word), "{shell} completions lack {word}");
+            }
+        }
+        let bash = String::from_utf8(completion_script(Shell::Bash)).unwrap_or_default();
+        assert!(
+            bash.contains("mlp") && bash.contains("adamw"),
+            "possible values are completed"
+        );
+    }
+
+    #[test]
+    fn the_manual_page_is_roff_naming_the_subcommands() {
+        let page = String::from_utf8(man_page().unwrap_or_else(|e| panic!("{e}"))).unwrap_or_default();
+        assert!(page.starts_with(".ie") || page.contains(".TH kiln"), "{page}");
+        for word in ["models", "train", "eval", "daemon", "predict", "Exit codes"] {
+            assert!(page.contains(word), "the page lacks {word}");
         }
     }
 }

@@ -1,14 +1,18 @@
-//! `kiln models …`: list, show, import, alias, remove and verify registry entries.
+//! `kiln models …`: list, show, import, alias, remove and verify registry entries, all
+//! through kilnd's control API.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
-use serde_json::json;
 
-use super::{CliError, table};
-use kiln_core::home::kiln_home;
+use super::daemon::connect;
+use super::error::{CORRUPT, CliError, NOT_FOUND};
+use super::output::{emit, warn_problems};
+use super::table;
+use kiln_core::api::{ImportRequest, ModelDetail, ModelList, VerifyReport, VersionList, VersionManifest, VersionView};
+use kiln_core::client::{Blocking, Client};
+use kiln_core::kinds::Arch;
 use kiln_core::names::{ModelRef, Name, Selector};
-use kiln_core::registry::{Catalog, ModelDetail, ModelSummary, Problem, Registry, VersionManifest};
 
 #[derive(Debug, Subcommand)]
 pub enum ModelsCommand {
@@ -29,7 +33,7 @@ pub enum ModelsCommand {
         weights: PathBuf,
         /// Architecture: mlp, cnn, rnn or mf.
         #[arg(long)]
-        arch: String,
+        arch: Arch,
         /// JSON config of the architecture (a file, or inline JSON).
         #[arg(long)]
         config: String,
@@ -56,11 +60,11 @@ pub enum ModelsCommand {
 }
 
 pub fn run(cmd: &ModelsCommand, json: bool) -> Result<u8, CliError> {
-    let registry = Registry::open(&kiln_home()?)?;
+    let client = connect()?;
     match cmd {
-        ModelsCommand::Ls { versions: false, .. } => list_models(&registry, json),
-        ModelsCommand::Ls { versions: true, filter } => list_versions(&registry, filter.as_deref(), json),
-        ModelsCommand::Show { reference } => show(&registry, reference, json),
+        ModelsCommand::Ls { versions: false, .. } => list_models(&client, json),
+        ModelsCommand::Ls { versions: true, filter } => list_versions(&client, filter.as_deref(), json),
+        ModelsCommand::Show { reference } => show(&client, reference, json),
         ModelsCommand::Import {
             model,
             weights,
@@ -68,56 +72,46 @@ pub fn run(cmd: &ModelsCommand, json: bool) -> Result<u8, CliError> {
             config,
             pytorch_layout,
             task,
-        } => import(model, weights, arch, config, *pytorch_layout, task, json),
-        ModelsCommand::Alias { reference, alias } => set_alias(&registry, reference, alias, json),
+        } => {
+            let request = ImportRequest {
+                weights: weights_path(weights)?,
+                arch: *arch,
+                config: read_config(config)?,
+                pytorch_layout: *pytorch_layout,
+                task: task.clone(),
+                description: String::new(),
+            };
+            import(&client, model, &request, json)
+        }
+        ModelsCommand::Alias { reference, alias } => set_alias(&client, reference, alias, json),
         ModelsCommand::Unalias { model, alias } => {
-            let version = registry.remove_alias(&registry.lock()?, model, alias)?;
-            print_done(json, json!({ "model": model, "alias": alias, "was": version }), || {
-                format!("removed alias {model}@{alias} (was version {version})")
-            });
+            let removed = client.run(|c| c.remove_alias(model, alias))?;
+            let was = removed.was;
+            emit(json, &removed, || {
+                format!("removed alias {model}@{alias} (was version {was})")
+            })?;
             Ok(0)
         }
-        ModelsCommand::Rm { reference, force } => remove(&registry, reference, *force, json),
-        ModelsCommand::Verify => verify(&registry, json),
+        ModelsCommand::Rm { reference, force } => remove(&client, reference, *force, json),
+        ModelsCommand::Verify => verify(&client, json),
     }
 }
 
-fn print_done(json: bool, doc: serde_json::Value, text: impl FnOnce() -> String) {
-    if json {
-        println!("{doc}")
-    } else {
-        println!("{}", text())
+fn list_models(client: &Blocking, json: bool) -> Result<u8, CliError> {
+    let list = client.run(|c| c.models())?;
+    if !json {
+        warn_problems(&list.problems);
     }
+    emit(json, &list, || models_table(&list))?;
+    Ok(0)
 }
 
-fn warn_problems(problems: &[Problem]) {
-    for p in problems {
-        let model = p
-            .model
-            .as_deref()
-            .map(|m| format!(" of model '{m}'"))
-            .unwrap_or_default();
-        eprintln!(
-            "kiln: warning: skipped unreadable entry{model}: {} ({})",
-            p.path.display(),
-            p.reason
-        );
+fn models_table(list: &ModelList) -> String {
+    if list.models.is_empty() {
+        return "no models yet: `kiln models import` or `kiln train` adds one".to_owned();
     }
-}
-
-fn list_models(registry: &Registry, json: bool) -> Result<u8, CliError> {
-    let listing = registry.scan()?;
-    let summaries: Vec<ModelSummary> = listing.models.iter().map(ModelSummary::from).collect();
-    if json {
-        println!("{}", json!({ "models": summaries, "problems": listing.problems }));
-        return Ok(0);
-    }
-    warn_problems(&listing.problems);
-    if summaries.is_empty() {
-        println!("no models yet: `kiln models import` or `kiln train` adds one");
-        return Ok(0);
-    }
-    let rows: Vec<Vec<String>> = summaries
+    let rows: Vec<Vec<String>> = list
+        .models
         .iter()
         .map(|s| {
             let aliases: Vec<String> = s.aliases.iter().map(|(a, v)| format!("{a}→{v}")).collect();
@@ -131,24 +125,23 @@ fn list_models(registry: &Registry, json: bool) -> Result<u8, CliError> {
             ]
         })
         .collect();
-    print!(
-        "{}",
-        table::render(&["MODEL", "VERSIONS", "LATEST", "ALIASES", "TASK"], &rows)
-    );
+    table::render(&["MODEL", "VERSIONS", "LATEST", "ALIASES", "TASK"], &rows)
+        .trim_end()
+        .to_owned()
+}
+
+fn list_versions(client: &Blocking, filter: Option<&str>, json: bool) -> Result<u8, CliError> {
+    let list = client.run(|c| c.versions(filter.unwrap_or("")))?;
+    if !json {
+        warn_problems(&list.problems);
+    }
+    emit(json, &list, || versions_table(&list))?;
     Ok(0)
 }
 
-fn list_versions(registry: &Registry, filter: Option<&str>, json: bool) -> Result<u8, CliError> {
-    let listing = registry.scan()?;
-    let catalog = Catalog::from_listing(&listing);
-    let matches = catalog.filter(filter.unwrap_or(""));
-    let rows: Vec<_> = matches.iter().map(|&i| &catalog.rows()[i]).collect();
-    if json {
-        println!("{}", json!({ "versions": rows, "problems": listing.problems }));
-        return Ok(0);
-    }
-    warn_problems(&listing.problems);
-    let cells: Vec<Vec<String>> = rows
+fn versions_table(list: &VersionList) -> String {
+    let cells: Vec<Vec<String>> = list
+        .versions
         .iter()
         .map(|r| {
             let metric = r
@@ -158,7 +151,7 @@ fn list_versions(registry: &Registry, filter: Option<&str>, json: bool) -> Resul
                 .unwrap_or_default();
             vec![
                 format!("{}@{}", r.model, r.version),
-                r.architecture.clone(),
+                r.architecture.to_string(),
                 r.dataset.clone().unwrap_or_default(),
                 r.aliases.join(" "),
                 metric,
@@ -166,54 +159,43 @@ fn list_versions(registry: &Registry, filter: Option<&str>, json: bool) -> Resul
             ]
         })
         .collect();
-    print!(
-        "{}",
-        table::render(&["VERSION", "ARCH", "DATASET", "ALIASES", "METRIC", "CREATED"], &cells)
-    );
+    table::render(&["VERSION", "ARCH", "DATASET", "ALIASES", "METRIC", "CREATED"], &cells)
+        .trim_end()
+        .to_owned()
+}
+
+fn show(client: &Blocking, reference: &ModelRef, json: bool) -> Result<u8, CliError> {
+    if reference.selector == Selector::Latest {
+        let view = client.run(|c| c.model(&reference.model))?;
+        if !json {
+            warn_problems(&view.problems);
+        }
+        emit(json, &view, || describe_model(&view.model).trim_end().to_owned())?;
+        return Ok(0);
+    }
+    let view = client.run(|c| c.version(&reference.model, &reference.selector))?;
+    emit(json, &view, || describe_version_view(&view))?;
     Ok(0)
 }
 
-fn show(registry: &Registry, reference: &ModelRef, json: bool) -> Result<u8, CliError> {
-    if reference.selector == Selector::Latest {
-        let (detail, problems) = registry.model(&reference.model)?;
-        if json {
-            println!("{}", json!({ "model": detail, "problems": problems }));
-        } else {
-            warn_problems(&problems);
-            print!("{}", describe_model(&detail));
-        }
-        return Ok(0);
+/// A version with the aliases pointing at it and its evaluations.
+fn describe_version_view(view: &VersionView) -> String {
+    let mut out = describe_version(&view.version);
+    if !view.aliases.is_empty() {
+        let aliases: Vec<&str> = view.aliases.iter().map(Name::as_str).collect();
+        out.push_str(&format!("aliases       {}\n", aliases.join(" ")));
     }
-    let version = registry.resolve(reference)?;
-    let manifest = registry.version(&reference.model, version)?;
-    let aliases = registry.aliases(&reference.model)?;
-    let pointing: Vec<&Name> = aliases.iter().filter(|(_, v)| **v == version).map(|(a, _)| a).collect();
-    let evals = registry.evals(&reference.model, version)?;
-    if json {
-        println!(
-            "{}",
-            json!({ "version": manifest, "aliases": pointing, "evals": evals })
-        );
-        return Ok(0);
-    }
-    print!("{}", describe_version(&manifest));
-    if !pointing.is_empty() {
-        println!(
-            "aliases       {}",
-            pointing.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(" ")
-        );
-    }
-    for e in &evals {
+    for e in &view.evals {
         let figures: Vec<String> = e.metrics.iter().map(|(k, v)| format!("{k}={v:.4}")).collect();
-        println!(
-            "eval          {} {} ({}) {}",
+        out.push_str(&format!(
+            "eval          {} {} ({}) {}\n",
             e.created_at,
             e.dataset,
             e.split,
             figures.join(" ")
-        );
+        ));
     }
-    Ok(0)
+    out.trim_end().to_owned()
 }
 
 fn describe_model(detail: &ModelDetail) -> String {
@@ -239,7 +221,7 @@ fn describe_model(detail: &ModelDetail) -> String {
                 .unwrap_or_default();
             vec![
                 v.version.to_string(),
-                v.draft.architecture.name.clone(),
+                v.draft.architecture.name.to_string(),
                 aliases.join(" "),
                 parent,
                 v.created_at.clone(),
@@ -299,110 +281,156 @@ fn describe_version(m: &VersionManifest) -> String {
     out
 }
 
-fn set_alias(registry: &Registry, reference: &ModelRef, alias: &Name, json: bool) -> Result<u8, CliError> {
-    let version = registry.resolve(reference)?;
+/// The version `reference` names, as a number or an alias; the newest when it names none.
+async fn selected(client: &Client, reference: &ModelRef) -> Result<Selector, CliError> {
+    if reference.selector != Selector::Latest {
+        return Ok(reference.selector.clone());
+    }
+    let view = client.model(&reference.model).await?;
+    let latest = view.model.latest().ok_or_else(|| CliError {
+        code: NOT_FOUND,
+        message: format!("model '{}' has no versions", reference.model),
+    })?;
+    Ok(Selector::Version(latest.version))
+}
+
+fn set_alias(client: &Blocking, reference: &ModelRef, alias: &Name, json: bool) -> Result<u8, CliError> {
     let model = &reference.model;
-    registry.set_alias(&registry.lock()?, model, alias, version)?;
-    print_done(
-        json,
-        json!({ "model": model, "alias": alias, "version": version }),
-        || format!("{model}@{alias} → version {version}"),
-    );
+    let set = client.run(|c| async move {
+        let version = selected(c, reference).await?;
+        Ok::<_, CliError>(c.set_alias(model, alias, version).await?)
+    })?;
+    let version = set.version;
+    emit(json, &set, || format!("{model}@{alias} → version {version}"))?;
     Ok(0)
 }
 
-fn remove(registry: &Registry, reference: &ModelRef, force: bool, json: bool) -> Result<u8, CliError> {
+fn remove(client: &Blocking, reference: &ModelRef, force: bool, json: bool) -> Result<u8, CliError> {
     let Selector::Version(version) = reference.selector else {
-        return Err(CliError {
-            code: 2,
-            message: format!("name the version to remove by number, e.g. {}@3", reference.model),
-        });
+        return Err(CliError::bad_input(format!(
+            "name the version to remove by number, e.g. {}@3",
+            reference.model
+        )));
     };
     let model = &reference.model;
-    let dropped = registry.remove_version(&registry.lock()?, model, version, force)?;
-    print_done(
-        json,
-        json!({ "model": model, "removed": version, "aliases_removed": dropped }),
-        || {
-            let note = if dropped.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    " and alias {}",
-                    dropped.iter().map(Name::as_str).collect::<Vec<_>>().join(", ")
-                )
-            };
-            format!("removed {model}@{version}{note}")
-        },
-    );
+    let removed = client.run(|c| c.remove_version(model, version, force))?;
+    emit(json, &removed, || {
+        let note = if removed.aliases_removed.is_empty() {
+            String::new()
+        } else {
+            let names: Vec<&str> = removed.aliases_removed.iter().map(Name::as_str).collect();
+            format!(" and alias {}", names.join(", "))
+        };
+        format!("removed {model}@{version}{note}")
+    })?;
     Ok(0)
 }
 
-fn verify(registry: &Registry, json: bool) -> Result<u8, CliError> {
-    let (checked, blob_problems) = registry.blobs().verify_all()?;
-    let listing = registry.scan()?;
-    let mut missing = Vec::new();
-    for v in listing.models.iter().flat_map(|m| &m.versions) {
-        for (role, digest) in &v.draft.blobs {
-            if !registry.blobs().contains(digest) {
-                missing
-                    .push(json!({ "version": format!("{}@{}", v.model, v.version), "role": role, "digest": digest }));
-            }
-        }
-    }
-    let bad = blob_problems.len() + missing.len() + listing.problems.len();
-    if json {
-        let blobs: Vec<_> = blob_problems
-            .iter()
-            .map(|p| json!({ "path": p.path, "reason": p.reason }))
-            .collect();
-        println!(
-            "{}",
-            json!({ "blobs_checked": checked, "corrupt_blobs": blobs, "missing_blobs": missing, "problems": listing.problems, "ok": bad == 0 })
-        );
-    } else {
-        for p in &blob_problems {
-            println!("CORRUPT  {}: {}", p.path.display(), p.reason);
-        }
-        for m in &missing {
-            println!("MISSING  {} needs {} blob {}", m["version"], m["role"], m["digest"]);
-        }
-        for p in &listing.problems {
-            println!("UNREADABLE  {}: {}", p.path.display(), p.reason);
-        }
-        println!(
-            "checked {checked} blobs: {}",
-            if bad == 0 {
-                "all good".to_owned()
-            } else {
-                format!("{bad} problem(s)")
-            }
-        );
-    }
-    Ok(if bad == 0 { 0 } else { 4 })
+fn verify(client: &Blocking, json: bool) -> Result<u8, CliError> {
+    let report = client.run(|c| c.verify())?;
+    emit(json, &report, || verify_text(&report))?;
+    Ok(if report.ok { 0 } else { CORRUPT })
 }
 
-fn import(
-    model: &Name,
-    weights: &PathBuf,
-    arch: &str,
-    config: &str,
-    pytorch_layout: bool,
-    task: &str,
-    json: bool,
-) -> Result<u8, CliError> {
-    let mut cmd = super::train::kilnd_command()?;
-    cmd.arg("import")
-        .arg("--model")
-        .arg(model.as_str())
-        .arg("--weights")
-        .arg(weights);
-    cmd.args(["--arch", arch, "--config", config, "--task", task]);
-    if pytorch_layout {
-        cmd.arg("--pytorch-layout");
+fn verify_text(report: &VerifyReport) -> String {
+    let mut out = String::new();
+    for p in &report.corrupt_blobs {
+        out.push_str(&format!("CORRUPT  {}: {}\n", p.path.display(), p.reason));
     }
-    if json {
-        cmd.arg("--json");
+    for m in &report.missing_blobs {
+        out.push_str(&format!("MISSING  {} needs {} blob {}\n", m.version, m.role, m.digest));
     }
-    super::train::run_passthrough(cmd)
+    for p in &report.problems {
+        out.push_str(&format!("UNREADABLE  {}: {}\n", p.path.display(), p.reason));
+    }
+    let bad = report.corrupt_blobs.len() + report.missing_blobs.len() + report.problems.len();
+    let verdict = if bad == 0 {
+        "all good".to_owned()
+    } else {
+        format!("{bad} problem(s)")
+    };
+    out.push_str(&format!("checked {} blobs: {verdict}", report.blobs_checked));
+    out
+}
+
+/// The weights file as an absolute path: the daemon that reads it may run elsewhere.
+fn weights_path(weights: &Path) -> Result<PathBuf, CliError> {
+    std::fs::canonicalize(weights)
+        .map_err(|e| CliError::bad_input(format!("weights file {} does not exist ({e})", weights.display())))
+}
+
+/// `--config`: inline JSON (starting with `{`) or the path of a JSON file.
+fn read_config(config: &str) -> Result<serde_json::Value, CliError> {
+    let text = if config.trim_start().starts_with('{') {
+        config.to_owned()
+    } else {
+        std::fs::read_to_string(config)
+            .map_err(|e| CliError::failure(format!("cannot read config file {config}: {e}")))?
+    };
+    serde_json::from_str(&text).map_err(|e| CliError::bad_input(format!("config {config} is not valid JSON: {e}")))
+}
+
+fn import(client: &Blocking, model: &Name, request: &ImportRequest, json: bool) -> Result<u8, CliError> {
+    let manifest: VersionManifest = client.run(|c| c.import(model, request))?;
+    emit(json, &manifest, || {
+        let digest = manifest
+            .draft
+            .blobs
+            .get("weights")
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        format!(
+            "imported {}@{} ({}, weights {digest})",
+            manifest.model, manifest.version, manifest.draft.architecture.name
+        )
+    })?;
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake_daemon as fake;
+
+    #[test]
+    fn a_refused_removal_surfaces_the_daemons_message_with_exit_code_5() {
+        let message = r#"{"error":"m@2 is being served; deploy another version or roll back first"}"#;
+        let daemon = fake::answer_once("409 Conflict", message);
+        let reference: ModelRef = "m@2".parse().unwrap_or_else(|e| panic!("{e}"));
+        let refused = remove(&daemon.client(), &reference, true, false).expect_err("refused");
+        assert_eq!(refused.code, 5);
+        assert!(refused.message.contains("m@2 is being served"), "{}", refused.message);
+        assert_eq!(
+            daemon.request_line(),
+            "DELETE /api/v1/models/m/versions/2?force=true HTTP/1.1"
+        );
+    }
+
+    #[test]
+    fn a_damaged_registry_exits_with_code_4() {
+        let report = r#"{"blobs_checked":2,"corrupt_blobs":[{"path":"/h/b","reason":"hash"}],"missing_blobs":[],"problems":[],"ok":false}"#;
+        let daemon = fake::answer_once("200 OK", report);
+        assert_eq!(verify(&daemon.client(), true).ok(), Some(4));
+        assert_eq!(daemon.request_line(), "GET /api/v1/registry/verify HTTP/1.1");
+    }
+
+    #[test]
+    fn config_is_inline_json_or_a_file() {
+        let inline = read_config(r#" {"hidden": [8]}"#).map(|v| v["hidden"][0].clone());
+        assert_eq!(inline.ok(), Some(serde_json::json!(8)));
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let file = dir.path().join("config.json");
+        std::fs::write(&file, r#"{"classes": 3}"#).unwrap_or_else(|e| panic!("{e}"));
+        let from_file = read_config(&file.to_string_lossy()).map(|v| v["classes"].clone());
+        assert_eq!(from_file.ok(), Some(serde_json::json!(3)));
+        assert_eq!(read_config("{").map_err(|e| e.code).err(), Some(2));
+        assert_eq!(read_config("/no/such/config.json").map_err(|e| e.code).err(), Some(1));
+    }
+
+    #[test]
+    fn a_relative_weights_path_becomes_absolute_and_a_missing_one_is_refused() {
+        let here = weights_path(Path::new("Cargo.toml")).unwrap_or_else(|e| panic!("{e}"));
+        assert!(here.is_absolute() && here.ends_with("Cargo.toml"), "{}", here.display());
+        assert_eq!(weights_path(Path::new("no-such.pt")).map_err(|e| e.code).err(), Some(2));
+    }
 }

@@ -3,14 +3,17 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use clap::Args;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::CliError;
-use kiln_core::client::Client;
-use kiln_core::home::kiln_home;
+use super::daemon::connect;
+use super::error::{CliError, NOT_FOUND};
+use super::output::emit;
+use super::table;
+use kiln_core::api::kserve::{InferInput, InferRequest, InferResponse, ModelMetadata};
+use kiln_core::api::{Batching, DeployRequest, Deployments, Journal, JournalEntry, RollbackRequest};
+use kiln_core::client::{Blocking, Inference};
 use kiln_core::names::{ModelRef, Name, Selector};
 
 /// `kiln deploy` arguments.
@@ -57,176 +60,164 @@ pub struct PredictArgs {
     input: PathBuf,
 }
 
-fn failure(message: impl Into<String>) -> CliError {
-    CliError {
-        code: 1,
-        message: message.into(),
-    }
-}
-
-fn client() -> Result<(Client, PathBuf), CliError> {
-    let home = kiln_home()?;
-    super::daemon::ensure_running(&home)?;
-    Ok((Client::from_home(&home)?, home))
-}
-
-pub fn deploy(args: &DeployArgs, json_out: bool) -> Result<u8, CliError> {
-    let (client, _) = client()?;
-    let mut body = json!({ "model": args.reference.model });
-    match &args.reference.selector {
-        Selector::Version(n) => body["version"] = json!(n.to_string()),
-        Selector::Alias(alias) => body["version"] = json!(alias),
-        Selector::Latest => {}
-    }
-    if args.max_batch.is_some() || args.max_delay_us.is_some() || args.queue.is_some() {
-        body["batching"] = json!({
-            "max_batch": args.max_batch.unwrap_or(64),
-            "max_delay_us": args.max_delay_us.unwrap_or(2000),
-            "queue": args.queue.unwrap_or(256),
-        });
-    }
+pub fn deploy(args: &DeployArgs, json: bool) -> Result<u8, CliError> {
+    let client = connect()?;
+    let request = DeployRequest {
+        model: args.reference.model.clone(),
+        version: match &args.reference.selector {
+            Selector::Latest => None,
+            other => Some(other.clone()),
+        },
+        batching: batching(args),
+    };
     eprintln!("loading and warming up {}…", args.reference);
-    let entry = client.post("/api/v1/deployments", &body)?;
-    print_entry(&entry, json_out);
+    let entry = client.run(|c| c.deploy(&request))?;
+    print_entry(&entry, json)?;
     Ok(0)
 }
 
-pub fn rollback(args: &RollbackArgs, json_out: bool) -> Result<u8, CliError> {
-    let (client, _) = client()?;
-    let body = args.to.map_or_else(|| json!({}), |to| json!({ "to": to }));
-    let entry = client.post(&format!("/api/v1/deployments/{}/rollback", args.model), &body)?;
-    print_entry(&entry, json_out);
-    Ok(0)
-}
-
-fn print_entry(entry: &Value, json_out: bool) {
-    if json_out {
-        println!("{entry}");
-        return;
+/// The batching flags given, over the daemon's defaults for the rest; `None` when none is.
+fn batching(args: &DeployArgs) -> Option<Batching> {
+    if args.max_batch.is_none() && args.max_delay_us.is_none() && args.queue.is_none() {
+        return None;
     }
-    let was = entry["from"]
-        .as_u64()
-        .map_or_else(|| "nothing served before".to_owned(), |v| format!("was version {v}"));
-    println!(
-        "{}@{} is serving ({}; {was}); production → {}",
-        entry["model"].as_str().unwrap_or("?"),
-        entry["to"],
-        entry["action"].as_str().unwrap_or("?"),
-        entry["to"]
-    );
+    let defaults = Batching::default();
+    Some(Batching {
+        max_batch: args.max_batch.unwrap_or(defaults.max_batch),
+        max_delay_us: args.max_delay_us.unwrap_or(defaults.max_delay_us),
+        queue: args.queue.unwrap_or(defaults.queue),
+    })
 }
 
-pub fn deployments(args: &DeploymentsArgs, json_out: bool) -> Result<u8, CliError> {
-    let (client, _) = client()?;
-    let text = |v: &Value| v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+pub fn rollback(args: &RollbackArgs, json: bool) -> Result<u8, CliError> {
+    let client = connect()?;
+    let request = RollbackRequest { to: args.to };
+    let entry = client.run(|c| c.rollback(&args.model, &request))?;
+    print_entry(&entry, json)?;
+    Ok(0)
+}
+
+fn print_entry(entry: &JournalEntry, json: bool) -> Result<(), CliError> {
+    emit(json, entry, || {
+        let was = entry
+            .from
+            .map_or_else(|| "nothing served before".to_owned(), |v| format!("was version {v}"));
+        format!(
+            "{}@{} is serving ({}; {was}); production → {}",
+            entry.model, entry.to, entry.action, entry.to
+        )
+    })
+}
+
+pub fn deployments(args: &DeploymentsArgs, json: bool) -> Result<u8, CliError> {
+    let client = connect()?;
     if args.history {
-        let journal = client.get("/api/v1/deployments/journal")?;
-        if json_out {
-            println!("{journal}");
-            return Ok(0);
+        let journal = client.run(|c| c.journal(None))?;
+        emit(json, &journal, || journal_table(&journal))?;
+        return Ok(0);
+    }
+    let list = client.run(|c| c.deployments())?;
+    emit(json, &list, || deployments_table(&list))?;
+    if !json {
+        match (&list.inference_address, &list.inference_error) {
+            (Some(a), _) => println!("inference (KServe v2): http://{a}/v2/models/<model>/infer"),
+            (None, Some(e)) => eprintln!("inference is not available: {e}"),
+            (None, None) => {}
         }
-        let rows: Vec<Vec<String>> = journal["entries"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|e| {
-                let from = e["from"].as_u64().map_or("-".into(), |v| v.to_string());
-                vec![
-                    text(&e["time"]),
-                    text(&e["model"]),
-                    text(&e["action"]),
-                    from,
-                    e["to"].to_string(),
-                ]
-            })
-            .collect();
-        println!(
-            "{}",
-            super::table::render(&["TIME", "MODEL", "ACTION", "FROM", "TO"], &rows).trim_end()
-        );
-        return Ok(0);
+        for problem in &list.problems {
+            eprintln!("problem: {problem}");
+        }
     }
-    let list = client.get("/api/v1/deployments")?;
-    if json_out {
-        println!("{list}");
-        return Ok(0);
-    }
-    let ms = |v: &Value| v.as_f64().map_or("-".into(), |v| format!("{v:.2}"));
-    let rows: Vec<Vec<String>> = list["deployments"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|d| {
-            let s = &d["stats"];
+    Ok(0)
+}
+
+fn journal_table(journal: &Journal) -> String {
+    let rows: Vec<Vec<String>> = journal
+        .entries
+        .iter()
+        .map(|e| {
+            let from = e.from.map_or("-".into(), |v| v.to_string());
             vec![
-                text(&d["model"]),
-                d["version"].to_string(),
-                s["requests"].to_string(),
-                s["errors"].to_string(),
-                format!("{:.1}", s["req_per_s"].as_f64().unwrap_or(0.0)),
-                ms(&s["p50_ms"]),
-                ms(&s["p99_ms"]),
-                s["queue_depth"].to_string(),
-                text(&d["since"]),
+                e.time.clone(),
+                e.model.to_string(),
+                e.action.to_string(),
+                from,
+                e.to.to_string(),
+            ]
+        })
+        .collect();
+    table::render(&["TIME", "MODEL", "ACTION", "FROM", "TO"], &rows)
+        .trim_end()
+        .to_owned()
+}
+
+fn deployments_table(list: &Deployments) -> String {
+    let ms = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2}"));
+    let rows: Vec<Vec<String>> = list
+        .deployments
+        .iter()
+        .map(|d| {
+            let s = &d.stats;
+            vec![
+                d.model.to_string(),
+                d.version.to_string(),
+                s.requests.to_string(),
+                s.errors.to_string(),
+                format!("{:.1}", s.req_per_s),
+                ms(s.p50_ms),
+                ms(s.p99_ms),
+                s.queue_depth.to_string(),
+                d.since.clone(),
             ]
         })
         .collect();
     let headers = [
         "MODEL", "VERSION", "REQUESTS", "ERRORS", "REQ/S", "P50 MS", "P99 MS", "QUEUE", "SINCE",
     ];
-    println!("{}", super::table::render(&headers, &rows).trim_end());
-    match (&list["inference_address"], &list["inference_error"]) {
-        (Value::String(a), _) => println!("inference (KServe v2): http://{a}/v2/models/<model>/infer"),
-        (_, Value::String(e)) => eprintln!("inference is not available: {e}"),
-        _ => {}
-    }
-    for problem in list["problems"].as_array().into_iter().flatten() {
-        eprintln!("problem: {}", text(problem));
-    }
-    Ok(0)
+    table::render(&headers, &rows).trim_end().to_owned()
 }
 
 /// Sends one infer request and prints the outputs.
-pub fn predict(args: &PredictArgs, json_out: bool) -> Result<u8, CliError> {
-    let home = kiln_home()?;
-    super::daemon::ensure_running(&home)?;
-    let base = inference_base(&home)?;
+pub fn predict(args: &PredictArgs, json: bool) -> Result<u8, CliError> {
+    let client = connect()?;
+    let inference = Inference::new(client.client().home())?;
     let (model, version) = match args.reference.split_once('@') {
-        Some((m, v)) => (m.to_owned(), Some(v.to_owned())),
-        None => (args.reference.clone(), None),
-    };
-    let path = match &version {
-        Some(v) => format!("{base}/v2/models/{model}/versions/{v}"),
-        None => format!("{base}/v2/models/{model}"),
+        Some((m, v)) => (m, Some(v)),
+        None => (args.reference.as_str(), None),
     };
     let input = read_input(&args.input)?;
-    let request = if input.get("inputs").is_some() {
-        input
-    } else {
-        let metadata = call(ureq_agent().get(&path))?;
-        wrap(&metadata, input)?
-    };
-    let response = call_with_body(ureq_agent().post(format!("{path}/infer")), &request)?;
-    if json_out {
-        println!("{response}");
-    } else {
-        for output in response["outputs"].as_array().into_iter().flatten() {
-            println!(
-                "{} {} {}: {}",
-                output["name"].as_str().unwrap_or("?"),
-                output["datatype"].as_str().unwrap_or("?"),
-                output["shape"],
-                output["data"]
-            );
-        }
-    }
+    let response = infer(&client, &inference, model, version, input)?;
+    emit(json, &response, || outputs_text(&response))?;
     Ok(0)
 }
 
-fn inference_base(home: &Path) -> Result<String, CliError> {
-    let address = std::fs::read_to_string(home.join("daemon").join("inference_address"))
-        .map_err(|_| failure("kilnd is not serving inference (see `kiln deployments` for why)"))?;
-    Ok(format!("http://{}", address.trim()))
+/// A full infer request is sent as it is; bare data is wrapped as the model's single input.
+fn infer(
+    client: &Blocking,
+    inference: &Inference,
+    model: &str,
+    version: Option<&str>,
+    input: Value,
+) -> Result<InferResponse, CliError> {
+    let request = if input.get("inputs").is_some() {
+        serde_json::from_value(input).map_err(|e| CliError::bad_input(format!("not a KServe v2 infer request: {e}")))?
+    } else {
+        let metadata = client.block_on(inference.metadata(model, version))?;
+        wrap(&metadata, input)?
+    };
+    Ok(client.block_on(inference.infer(model, version, &request))?)
+}
+
+fn outputs_text(response: &InferResponse) -> String {
+    let lines: Vec<String> = response
+        .outputs
+        .iter()
+        .map(|o| {
+            let shape = serde_json::to_string(&o.shape).unwrap_or_default();
+            format!("{} {} {shape}: {}", o.name, o.datatype, o.data)
+        })
+        .collect();
+    lines.join("\n")
 }
 
 fn read_input(path: &Path) -> Result<Value, CliError> {
@@ -234,82 +225,83 @@ fn read_input(path: &Path) -> Result<Value, CliError> {
         let mut text = String::new();
         std::io::stdin()
             .read_to_string(&mut text)
-            .map_err(|e| failure(format!("cannot read stdin: {e}")))?;
+            .map_err(|e| CliError::failure(format!("cannot read stdin: {e}")))?;
         text
     } else {
         std::fs::read_to_string(path).map_err(|e| CliError {
-            code: 3,
+            code: NOT_FOUND,
             message: format!("cannot read {}: {e}", path.display()),
         })?
     };
-    serde_json::from_str(&text).map_err(|e| CliError {
-        code: 2,
-        message: format!("{} is not JSON: {e}", path.display()),
-    })
+    serde_json::from_str(&text).map_err(|e| CliError::bad_input(format!("{} is not JSON: {e}", path.display())))
 }
 
-/// Wraps bare data as the model's single input, with the shape of its nesting.
-fn wrap(metadata: &Value, data: Value) -> Result<Value, CliError> {
-    let input = &metadata["inputs"][0];
+/// Wraps bare data as the model's single input, with the shape of its nesting (and a batch
+/// of one when the data leaves the batch dimension out).
+fn wrap(metadata: &ModelMetadata, data: Value) -> Result<InferRequest, CliError> {
+    let input = metadata
+        .inputs
+        .first()
+        .ok_or_else(|| CliError::failure(format!("model {} declares no inputs", metadata.name)))?;
     let mut shape = Vec::new();
     let mut level = &data;
     while let Value::Array(items) = level {
-        shape.push(items.len());
+        shape.push(items.len() as u64);
         match items.first() {
             Some(first) => level = first,
             None => break,
         }
     }
-    let declared = input["shape"].as_array().map_or(0, Vec::len);
-    if shape.len() + 1 == declared {
+    if shape.len() + 1 == input.shape.len() {
         shape.insert(0, 1);
     }
-    Ok(json!({
-        "inputs": [{ "name": input["name"], "datatype": input["datatype"], "shape": shape, "data": data }]
-    }))
-}
-
-fn ureq_agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(60)))
-        .build()
-        .into()
-}
-
-fn with_token<B>(request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
-    match std::env::var("KILN_INFERENCE_TOKEN") {
-        Ok(token) if !token.trim().is_empty() => request.header("Authorization", format!("Bearer {}", token.trim())),
-        _ => request,
-    }
-}
-
-fn call(request: ureq::RequestBuilder<ureq::typestate::WithoutBody>) -> Result<Value, CliError> {
-    answer(with_token(request).call())
-}
-
-fn call_with_body(request: ureq::RequestBuilder<ureq::typestate::WithBody>, body: &Value) -> Result<Value, CliError> {
-    answer(
-        with_token(request)
-            .header("Content-Type", "application/json")
-            .send(body.to_string()),
-    )
-}
-
-fn answer(result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<Value, CliError> {
-    let mut response = result.map_err(|e| failure(format!("cannot reach the inference endpoint: {e}")))?;
-    let status = response.status().as_u16();
-    let body: Value = response.body_mut().read_json().unwrap_or(Value::Null);
-    if (200..300).contains(&status) {
-        return Ok(body);
-    }
-    let message = body["error"].as_str().unwrap_or("no error message").to_owned();
-    Err(CliError {
-        code: match status {
-            404 => 3,
-            400 | 413 | 422 => 2,
-            _ => 1,
-        },
-        message: format!("inference answered {status}: {message}"),
+    let input = InferInput {
+        name: input.name.clone(),
+        datatype: input.datatype.clone(),
+        shape,
+        data,
+    };
+    Ok(InferRequest {
+        id: None,
+        inputs: vec![input],
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kiln_core::api::kserve::TensorMetadata;
+
+    fn metadata(shape: Vec<i64>) -> ModelMetadata {
+        ModelMetadata {
+            name: "m".into(),
+            versions: vec!["1".into()],
+            platform: "kiln".into(),
+            inputs: vec![TensorMetadata {
+                name: "input".into(),
+                datatype: "FP32".into(),
+                shape,
+            }],
+            outputs: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn bare_data_takes_the_shape_of_its_nesting_and_a_batch_of_one() {
+        let one_row = wrap(&metadata(vec![-1, 4]), serde_json::json!([0.5, 1, 2, 3]));
+        let shapes = one_row.map(|r| (r.inputs[0].shape.clone(), r.inputs[0].name.clone()));
+        assert_eq!(shapes.ok(), Some((vec![1, 4], "input".to_owned())));
+        let batch = wrap(&metadata(vec![-1, 2]), serde_json::json!([[1, 2], [3, 4], [5, 6]]));
+        assert_eq!(batch.ok().map(|r| r.inputs[0].shape.clone()), Some(vec![3, 2]));
+        assert!(
+            wrap(
+                &ModelMetadata {
+                    inputs: Vec::new(),
+                    ..metadata(vec![])
+                },
+                Value::Null
+            )
+            .is_err()
+        );
+    }
 }

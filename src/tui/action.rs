@@ -6,7 +6,9 @@
 //! and `Rollback` open a confirm dialog holding a [`Pending`] operation, and only
 //! confirming it emits the request (STYLE: two steps for destructive actions).
 
-use super::client::Request;
+use super::request::Request;
+use kiln_core::jobs::JobId;
+use kiln_core::names::Name;
 
 macro_rules! actions {
     ($($variant:ident = $name:literal : $help:literal,)+) => {
@@ -113,20 +115,20 @@ impl Screen {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Pending {
     CancelJob {
-        id: String,
+        id: JobId,
     },
     Deploy {
-        model: String,
+        model: Name,
         version: u32,
         current: Option<u32>,
     },
     Rollback {
-        model: String,
+        model: Name,
         from: u32,
         to: Option<u32>,
     },
     DeleteVersion {
-        model: String,
+        model: Name,
         version: u32,
     },
 }

@@ -6,15 +6,18 @@
 //! tested without a terminal or a daemon. Key handling lives in `keys.rs`.
 
 use super::action::{Effect, Pending, Screen};
-use super::client::{ApiError, Request};
 use super::event::{DaemonMsg, Event};
 use super::form::LaunchForm;
 use super::keymap::Keymap;
+use super::request::Request;
 use super::state::gpu::GpuState;
 use super::state::jobs::JobsState;
 use super::state::models::ModelsState;
 use super::state::serving::ServingState;
 use super::theme::Theme;
+use kiln_core::api::{JobRequest, JobView, JournalEntry, MetricsChunk};
+use kiln_core::client::ClientError;
+use kiln_core::deploy::Action;
 use kiln_core::jobs::JobState;
 
 /// How the console is connected to kilnd.
@@ -179,7 +182,7 @@ impl App {
                 self.models.wanted()
             }
             DaemonMsg::Version(view) => {
-                let key = (view.version.model.to_string(), view.version.version);
+                let key = (view.version.model.clone(), view.version.version);
                 self.models.versions.insert(key, view);
                 self.models.wanted()
             }
@@ -193,7 +196,7 @@ impl App {
             }
             DaemonMsg::Job(job) => self.on_job(job),
             DaemonMsg::Submitted(job) => self.on_submitted(job),
-            DaemonMsg::Metrics { job, chunk } => self.on_metrics(&job, &chunk),
+            DaemonMsg::Metrics { chunk, pushed } => self.on_metrics(&chunk, pushed),
             DaemonMsg::Log { job, chunk } => {
                 self.jobs.add_log(&job, &chunk);
                 Vec::new()
@@ -203,9 +206,9 @@ impl App {
     }
 
     /// New metrics; the selected job's log tail follows them.
-    fn on_metrics(&mut self, job: &str, chunk: &super::api::MetricsChunk) -> Vec<Request> {
-        self.jobs.add_metrics(job, chunk);
-        let selected = self.jobs.current().is_some_and(|j| j.id == job);
+    fn on_metrics(&mut self, chunk: &MetricsChunk, pushed: bool) -> Vec<Request> {
+        self.jobs.add_metrics(chunk, pushed);
+        let selected = self.jobs.current().is_some_and(|j| j.id == chunk.job);
         if selected {
             self.jobs.wanted(false, true)
         } else {
@@ -229,23 +232,25 @@ impl App {
                 self.serving.set(d);
             }
             DaemonMsg::Journal(entries) => self.serving.set_journal(entries),
-            DaemonMsg::JournalEntry(entry) => {
-                let verb = if entry.action == "rollback" {
-                    "rolled back"
-                } else {
-                    "deployed"
-                };
-                self.say(format!("{verb} {}@{}", entry.model, entry.to));
-                self.serving.push_entry(entry);
-                return vec![Request::Deployments, Request::Models];
-            }
-            DaemonMsg::Tried { model, result } => self.serving.tried = Some((model, result)),
+            DaemonMsg::JournalEntry(entry) => return self.on_switched(entry),
+            DaemonMsg::Tried(result) => self.serving.tried = Some(result),
             _ => {}
         }
         Vec::new()
     }
 
-    fn on_job(&mut self, job: super::api::JobView) -> Vec<Request> {
+    /// A deploy or rollback happened: say so and refresh what it changed.
+    fn on_switched(&mut self, entry: JournalEntry) -> Vec<Request> {
+        let verb = match entry.action {
+            Action::Rollback => "rolled back",
+            Action::Deploy => "deployed",
+        };
+        self.say(format!("{verb} {}@{}", entry.model, entry.to));
+        self.serving.push_entry(entry);
+        vec![Request::Deployments, Request::Models]
+    }
+
+    fn on_job(&mut self, job: JobView) -> Vec<Request> {
         let finished_now = job.status.state == JobState::Succeeded
             && self
                 .jobs
@@ -266,12 +271,13 @@ impl App {
         out
     }
 
-    fn on_submitted(&mut self, job: super::api::JobView) -> Vec<Request> {
+    fn on_submitted(&mut self, job: JobView) -> Vec<Request> {
         let id = job.id.clone();
-        self.say(format!(
-            "queued job {id} ({} {} → {})",
-            job.spec.arch, job.spec.data, job.spec.model
-        ));
+        let what = match &job.spec.request {
+            JobRequest::Train(t) => format!("{} {} → {}", t.arch, t.data, t.model),
+            JobRequest::Eval(e) => format!("{} {} on {}", job.spec.request.kind(), e.reference, e.data),
+        };
+        self.say(format!("queued job {id} ({what})"));
         self.jobs.filter.clear();
         self.jobs.upsert(job);
         self.jobs.select_id(&id);
@@ -279,7 +285,7 @@ impl App {
         self.jobs.wanted(false, false)
     }
 
-    fn on_failure(&mut self, request: Request, error: ApiError) -> Vec<Request> {
+    fn on_failure(&mut self, request: Request, error: ClientError) -> Vec<Request> {
         let missing = error.is_not_found();
         match &request {
             Request::Metrics { job, .. } => self.jobs.request_failed(job, false),

@@ -4,12 +4,14 @@
 use ratatui::crossterm::event::{self as term, KeyEvent, KeyEventKind};
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::api::{
-    Deployments, EvalReport, JobView, JournalEntry, LogChunk, MetricsChunk, ModelDetailView, ModelList, TryResult,
-    VersionView,
+use super::request::Request;
+use kiln_core::api::{
+    self, Deployments, EvalReport, JobView, JournalEntry, LogChunk, MetricsChunk, ModelDetail, ModelList, Sample,
+    Telemetry, TryResult, VersionView,
 };
-use super::client::{ApiError, Request};
-use kiln_core::telemetry::{Sample, Telemetry};
+use kiln_core::client::ClientError;
+use kiln_core::jobs::JobId;
+use kiln_core::names::Digest;
 
 /// One thing that happened.
 #[derive(Debug, Clone)]
@@ -37,20 +39,21 @@ pub enum DaemonMsg {
     /// A polling tick, sent only while kilnd has no event stream.
     PollTick,
     Models(ModelList),
-    ModelDetail(ModelDetailView),
+    ModelDetail(ModelDetail),
     Version(VersionView),
     Report {
-        digest: String,
+        digest: Digest,
         report: EvalReport,
     },
     Jobs(Vec<JobView>),
     Job(JobView),
+    /// New metric lines: fetched history (`pushed: false`) or an SSE `metrics` event.
     Metrics {
-        job: String,
         chunk: MetricsChunk,
+        pushed: bool,
     },
     Log {
-        job: String,
+        job: JobId,
         chunk: LogChunk,
     },
     Telemetry(Telemetry),
@@ -66,15 +69,26 @@ pub enum DaemonMsg {
     /// A job we submitted was accepted.
     Submitted(JobView),
     /// Answer to a test request.
-    Tried {
-        model: String,
-        result: TryResult,
-    },
+    Tried(TryResult),
     /// A request failed.
     Failed {
         request: Request,
-        error: ApiError,
+        error: ClientError,
     },
+}
+
+impl From<api::Event> for DaemonMsg {
+    /// What an event of `GET /events` means to the console.
+    fn from(event: api::Event) -> Self {
+        match event {
+            api::Event::Job(job) => Self::Job(*job),
+            api::Event::Metrics(chunk) => Self::Metrics { chunk, pushed: true },
+            api::Event::Registry(_) => Self::RegistryChanged,
+            api::Event::Telemetry(sample) => Self::Sample(*sample),
+            api::Event::Deployment(entry) => Self::JournalEntry(*entry),
+            api::Event::Lagged(_) => Self::Lagged,
+        }
+    }
 }
 
 impl From<DaemonMsg> for Event {

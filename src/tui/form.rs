@@ -1,6 +1,7 @@
 //! The launch form: a training job (architecture, dataset, hyperparameters with defaults)
-//! or an evaluation of a version. [`LaunchForm::body`] is the one place that maps the form
-//! to the JSON the daemon's `POST /api/v1/jobs` takes.
+//! or an evaluation of a version. [`LaunchForm::request`] is the one place that maps the form
+//! to the typed [`JobRequest`] the daemon's `POST /api/v1/jobs` takes. The choice lists are
+//! the core's closed sets ([`Arch`], [`DatasetKind::BUILT_IN`], [`Optimizer`]).
 //!
 //! ```text
 //! ┌ Launch training ─────────────────────────┐
@@ -13,15 +14,17 @@
 //! └───────────────────────────────────────────┘
 //! ```
 
-use serde_json::{Value, json};
+use std::fmt::Display;
+use std::str::FromStr;
 
-/// Architectures the daemon's zoo builds.
-pub const ARCHS: [&str; 4] = ["mlp", "cnn", "rnn", "mf"];
-/// Built-in datasets.
-pub const DATASETS: [&str; 3] = ["fashion-mnist", "fortunes", "ratings-synth"];
-const OPTIMIZERS: [&str; 3] = ["adam", "adamw", "sgd"];
+use kiln_core::jobs::{EvalRequest, JobRequest, TrainRequest};
+use kiln_core::kinds::{Arch, DataSource, DatasetKind, Optimizer};
+use kiln_core::names::{ModelRef, Name};
+
 /// What the sample-limit field says when every training sample is used.
 const NO_LIMIT: &str = "all";
+/// The architecture the first-run job and an unfocused launch form start from.
+pub const FIRST_ARCH: Arch = Arch::Cnn;
 
 /// Training or evaluation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,9 +48,10 @@ pub struct Field {
 }
 
 impl Field {
-    fn choice(label: &'static str, options: &[&str], selected: &str) -> Self {
+    fn choice<T: Display>(label: &'static str, options: impl IntoIterator<Item = T>, selected: &T) -> Self {
+        let options: Vec<String> = options.into_iter().map(|o| o.to_string()).collect();
+        let selected = selected.to_string();
         let index = options.iter().position(|o| *o == selected).unwrap_or(0);
-        let options = options.iter().map(|s| (*s).to_owned()).collect();
         Self {
             label,
             value: FieldValue::Choice { options, index },
@@ -80,39 +84,29 @@ pub struct LaunchForm {
     name_edited: bool,
 }
 
-/// The dataset an architecture trains on by default.
-pub fn default_dataset(arch: &str) -> &'static str {
-    match arch {
-        "rnn" => "fortunes",
-        "mf" => "ratings-synth",
-        _ => "fashion-mnist",
-    }
+/// The default model name for an architecture and dataset: `fmnist-cnn`.
+pub fn default_model_name(arch: Arch, data: DatasetKind) -> String {
+    format!("{}-{arch}", data.short_name())
 }
 
-/// The default model name for an architecture and dataset: `fmnist-cnn`.
-pub fn default_model_name(arch: &str, data: &str) -> String {
-    let short = match data {
-        "fashion-mnist" => "fmnist",
-        "ratings-synth" => "ratings",
-        other => other,
-    };
-    format!("{short}-{arch}")
+fn all<T: clap::ValueEnum + Clone>() -> Vec<T> {
+    T::value_variants().to_vec()
 }
 
 impl LaunchForm {
     /// A training form with kiln's defaults for `arch`.
-    pub fn train(arch: &str) -> Self {
-        let data = default_dataset(arch);
+    pub fn train(arch: Arch) -> Self {
+        let data = arch.default_dataset();
         Self {
             kind: FormKind::Train,
             fields: vec![
-                Field::choice("architecture", &ARCHS, arch),
-                Field::choice("dataset", &DATASETS, data),
+                Field::choice("architecture", all::<Arch>(), &arch),
+                Field::choice("dataset", DatasetKind::BUILT_IN, &data),
                 Field::text("epochs", "2"),
                 Field::text("sample limit", NO_LIMIT),
                 Field::text("batch size", "64"),
                 Field::text("learning rate", "0.001"),
-                Field::choice("optimizer", &OPTIMIZERS, "adam"),
+                Field::choice("optimizer", all::<Optimizer>(), &Optimizer::Adam),
                 Field::text("model name", &default_model_name(arch, data)),
             ],
             focus: 0,
@@ -122,12 +116,12 @@ impl LaunchForm {
     }
 
     /// An evaluation form for `model_ref` (`model@version`).
-    pub fn eval(model_ref: &str, dataset: &str) -> Self {
+    pub fn eval(model_ref: &str, dataset: DatasetKind) -> Self {
         Self {
             kind: FormKind::Eval,
             fields: vec![
                 Field::text("version", model_ref),
-                Field::choice("dataset", &DATASETS, dataset),
+                Field::choice("dataset", DatasetKind::BUILT_IN, &dataset),
             ],
             focus: 0,
             error: None,
@@ -150,6 +144,11 @@ impl LaunchForm {
             .map_or("", Field::text_value)
     }
 
+    /// A choice field's value as the closed set it was built from.
+    fn chosen<T: FromStr<Err: Display>>(&self, label: &str) -> Result<T, String> {
+        self.value(label).parse().map_err(|e: T::Err| e.to_string())
+    }
+
     /// Moves the focus by `delta` fields, wrapping.
     pub fn move_focus(&mut self, delta: isize) {
         let n = self.fields.len() as isize;
@@ -168,13 +167,17 @@ impl LaunchForm {
         let n = options.len() as isize;
         *index = ((*index as isize + delta).rem_euclid(n)) as usize;
         let label = *label;
+        let Ok(arch) = self.chosen::<Arch>("architecture") else {
+            return;
+        };
         if label == "architecture" {
-            let arch = self.value("architecture").to_owned();
-            self.set_choice("dataset", default_dataset(&arch));
+            self.set_choice("dataset", &arch.default_dataset().to_string());
         }
-        if matches!(label, "architecture" | "dataset") && !self.name_edited {
-            let name = default_model_name(self.value("architecture"), self.value("dataset"));
-            self.set_text("model name", &name);
+        if matches!(label, "architecture" | "dataset")
+            && !self.name_edited
+            && let Ok(data) = self.chosen::<DatasetKind>("dataset")
+        {
+            self.set_text("model name", &default_model_name(arch, data));
         }
     }
 
@@ -216,96 +219,103 @@ impl LaunchForm {
         }
     }
 
-    /// The `POST /api/v1/jobs` body, or what is wrong with the form.
-    pub fn body(&self) -> Result<Value, String> {
+    /// The job to submit, or what is wrong with the form.
+    pub fn request(&self) -> Result<JobRequest, String> {
         match self.kind {
-            FormKind::Train => self.train_body(),
-            FormKind::Eval => {
-                let model_ref = self.value("version").trim();
-                if !model_ref.contains('@') {
-                    return Err("version must look like model@3".into());
-                }
-                Ok(json!({ "kind": "eval", "reference": model_ref, "data": self.value("dataset") }))
-            }
+            FormKind::Train => self.train_request().map(JobRequest::Train),
+            FormKind::Eval => self.eval_request().map(JobRequest::Eval),
         }
     }
 
-    fn train_body(&self) -> Result<Value, String> {
-        let number = |label: &str| -> Result<f64, String> {
-            let text = self.value(label).trim();
-            match text.parse::<f64>() {
-                Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
-                _ => Err(format!("{label} must be a positive number, not '{text}'")),
-            }
-        };
-        let whole = |label: &str| -> Result<u64, String> {
-            let v = number(label)?;
-            (v.fract() == 0.0)
-                .then_some(v as u64)
-                .ok_or_else(|| format!("{label} must be a whole number"))
-        };
-        let model = self.value("model name").trim();
-        if kiln_core::names::Name::new(model).is_err() {
-            return Err(format!("model name '{model}' must match [a-z0-9][a-z0-9._-]{{0,63}}"));
+    fn data(&self) -> Result<DataSource, String> {
+        let kind = self.chosen::<DatasetKind>("dataset")?;
+        DataSource::built_in(kind).ok_or_else(|| format!("{kind} is not a built-in dataset"))
+    }
+
+    fn eval_request(&self) -> Result<EvalRequest, String> {
+        let model_ref = self.value("version").trim();
+        if !model_ref.contains('@') {
+            return Err("version must look like model@3".into());
         }
+        Ok(EvalRequest {
+            reference: model_ref.parse::<ModelRef>().map_err(|e| e.to_string())?,
+            data: self.data()?,
+            data_path: None,
+            limit: None,
+        })
+    }
+
+    fn number(&self, label: &str) -> Result<f64, String> {
+        let text = self.value(label).trim();
+        match text.parse::<f64>() {
+            Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
+            _ => Err(format!("{label} must be a positive number, not '{text}'")),
+        }
+    }
+
+    fn whole(&self, label: &str) -> Result<usize, String> {
+        let v = self.number(label)?;
+        (v.fract() == 0.0 && v <= usize::MAX as f64)
+            .then_some(v as usize)
+            .ok_or_else(|| format!("{label} must be a whole number"))
+    }
+
+    fn train_request(&self) -> Result<TrainRequest, String> {
+        let model = self.value("model name").trim();
+        let model =
+            Name::new(model).map_err(|_| format!("model name '{model}' must match [a-z0-9][a-z0-9._-]{{0,63}}"))?;
         let limit = match self.value("sample limit").trim() {
             "" | NO_LIMIT => None,
-            _ => Some(whole("sample limit").map_err(|e| format!("{e}, or {NO_LIMIT}"))?),
+            _ => Some(self.whole("sample limit").map_err(|e| format!("{e}, or {NO_LIMIT}"))?),
         };
-        let mut body = json!({
-            "arch": self.value("architecture"),
-            "data": self.value("dataset"),
-            "epochs": whole("epochs")?,
-            "batch_size": whole("batch size")?,
-            "lr": number("learning rate")?,
-            "optimizer": self.value("optimizer"),
-            "seed": 42,
-            "model": model,
-        });
-        if let Some(limit) = limit {
-            body["limit"] = json!(limit);
-        }
-        Ok(body)
+        let mut request = TrainRequest::new(self.chosen("architecture")?, self.data()?, model);
+        request.epochs = self.whole("epochs")?;
+        request.batch_size = self.whole("batch size")?;
+        request.lr = self.number("learning rate")?;
+        request.optimizer = self.chosen("optimizer")?;
+        request.limit = limit;
+        Ok(request)
     }
 }
 
-/// The first-run job: a small CNN on Fashion-MNIST with the defaults.
-pub fn first_run_body() -> Value {
-    LaunchForm::train("cnn")
-        .body()
-        .unwrap_or_else(|_| json!({ "arch": "cnn", "data": "fashion-mnist" }))
+/// The first-run job: a small CNN on Fashion-MNIST with the form's defaults.
+pub fn first_run_request() -> Result<JobRequest, String> {
+    LaunchForm::train(FIRST_ARCH).request()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn train(form: &LaunchForm) -> Result<TrainRequest, String> {
+        match form.request()? {
+            JobRequest::Train(t) => Ok(t),
+            other => Err(format!("not a training request: {other:?}")),
+        }
+    }
+
     #[test]
     fn a_sample_limit_caps_the_training_set() {
-        let mut form = LaunchForm::train("mlp");
+        let mut form = LaunchForm::train(Arch::Mlp);
         form.focus = 3;
         assert_eq!(form.fields[3].label, "sample limit");
         for _ in 0..NO_LIMIT.len() {
             form.backspace();
         }
-        assert_eq!(
-            form.body().ok().and_then(|b| b.get("limit").cloned()),
-            None,
-            "empty: no limit"
-        );
+        assert_eq!(train(&form).map(|t| t.limit), Ok(None), "empty: no limit");
         "6000".chars().for_each(|c| form.type_char(c));
-        assert_eq!(form.body().ok().map(|b| b["limit"].clone()), Some(json!(6000)));
+        assert_eq!(train(&form).map(|t| t.limit), Ok(Some(6000)));
         form.type_char('.');
         form.type_char('5');
         assert_eq!(
-            form.body().err().as_deref(),
+            form.request().err().as_deref(),
             Some("sample limit must be a whole number, or all")
         );
     }
 
     #[test]
     fn defaults_follow_the_architecture_until_the_name_is_edited() {
-        let mut form = LaunchForm::train("cnn");
+        let mut form = LaunchForm::train(Arch::Cnn);
         assert_eq!(form.value("model name"), "fmnist-cnn");
         form.cycle(1); // cnn -> rnn
         assert_eq!(form.value("dataset"), "fortunes");
@@ -314,27 +324,64 @@ mod tests {
         form.type_char('2');
         form.focus = 0;
         form.cycle(1); // rnn -> mf
+        assert_eq!(form.value("dataset"), "ratings-synth");
         assert_eq!(form.value("model name"), "fortunes-rnn2");
     }
 
     #[test]
-    fn body_validates_and_maps_fields() {
-        let body = first_run_body();
-        assert_eq!(body["arch"], "cnn");
-        assert_eq!(body["data"], "fashion-mnist");
-        assert_eq!(body["epochs"], 2);
-        assert_eq!(body["batch_size"], 64);
-        assert_eq!(body["model"], "fmnist-cnn");
-        let mut form = LaunchForm::train("mlp");
+    fn the_form_builds_the_train_request_it_shows() {
+        let Ok(JobRequest::Train(first)) = first_run_request() else {
+            panic!("the first-run form must be valid");
+        };
+        let mut expected = TrainRequest::new(
+            Arch::Cnn,
+            DataSource::FashionMnist,
+            Name::new("fmnist-cnn").unwrap_or_else(|e| panic!("{e}")),
+        );
+        expected.epochs = 2;
+        assert_eq!(first, expected, "the form's defaults, and the request's for the rest");
+        assert_eq!(
+            (first.batch_size, first.lr, first.optimizer, first.limit),
+            (64, 1e-3, Optimizer::Adam, None)
+        );
+
+        let mut form = LaunchForm::train(Arch::Mlp);
+        form.focus = 6;
+        form.cycle(-1); // adam -> sgd
+        assert_eq!(
+            train(&form).map(|t| (t.arch, t.optimizer)),
+            Ok((Arch::Mlp, Optimizer::Sgd))
+        );
         form.focus = 2;
         form.backspace();
         form.type_char('x');
         assert_eq!(
-            form.body().err().as_deref(),
+            form.request().err().as_deref(),
             Some("epochs must be a positive number, not 'x'")
         );
-        assert_eq!(body.get("limit"), None, "'all' sends no limit");
-        let eval = LaunchForm::eval("fmnist-cnn@3", "fashion-mnist").body();
-        assert_eq!(eval.ok().map(|b| b["reference"].clone()), Some(json!("fmnist-cnn@3")));
+    }
+
+    #[test]
+    fn the_eval_form_builds_an_eval_request() {
+        let eval = LaunchForm::eval("fmnist-cnn@3", DatasetKind::Fortunes).request();
+        let Ok(JobRequest::Eval(eval)) = eval else {
+            panic!("expected an eval request, got {eval:?}");
+        };
+        assert_eq!(eval.reference.to_string(), "fmnist-cnn@3");
+        assert_eq!(eval.data, DataSource::Fortunes { categories: Vec::new() });
+        let bare = LaunchForm::eval("fmnist-cnn", DatasetKind::FashionMnist).request();
+        assert_eq!(bare.err().as_deref(), Some("version must look like model@3"));
+    }
+
+    #[test]
+    fn every_choice_comes_from_its_closed_set() {
+        let form = LaunchForm::train(Arch::Cnn);
+        let options = |label: &str| match form.fields.iter().find(|f| f.label == label).map(|f| &f.value) {
+            Some(FieldValue::Choice { options, .. }) => options.clone(),
+            other => panic!("{label} is not a choice: {other:?}"),
+        };
+        assert_eq!(options("architecture"), Arch::names());
+        assert_eq!(options("dataset"), ["fashion-mnist", "fortunes", "ratings-synth"]);
+        assert_eq!(options("optimizer"), Optimizer::names());
     }
 }

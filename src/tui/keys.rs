@@ -5,8 +5,8 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::action::{Action, Effect, Pending, Screen};
 use super::app::{App, Overlay};
-use super::client::Request;
 use super::form::LaunchForm;
+use super::request::Request;
 use super::state::models::ModelsFocus;
 
 /// Rows moved by page up / page down.
@@ -85,11 +85,11 @@ impl App {
     fn on_form_key(&mut self, mut form: LaunchForm, key: KeyEvent) -> Vec<Effect> {
         match key.code {
             KeyCode::Esc => return Vec::new(),
-            KeyCode::Enter => match form.body() {
-                Ok(body) => {
+            KeyCode::Enter => match form.request() {
+                Ok(job) => {
                     let what = form.title().trim_start_matches("Launch ").to_owned();
                     self.say(format!("launching {what}…"));
-                    return vec![Effect::Request(Request::SubmitJob(body))];
+                    return vec![Effect::Request(Request::SubmitJob(Box::new(job)))];
                 }
                 Err(e) => form.error = Some(e),
             },

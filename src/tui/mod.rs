@@ -8,21 +8,22 @@
 //! ```
 //!
 //! `kiln` with no subcommand runs [`main`]. The terminal is restored on every exit path,
-//! and on panic (ratatui's hook). Nothing here links libtorch; all data comes from kilnd.
+//! and on panic (ratatui's hook). Nothing here links libtorch; all data comes from kilnd, as
+//! the `kiln_core::api` types the daemon serves, held and rendered as they are.
 
 pub mod action;
-pub mod api;
 pub mod app;
 pub mod client;
 pub mod config;
+pub mod dialogs;
 pub mod event;
 pub mod form;
 pub mod keymap;
 mod keys;
 mod ops;
+pub mod request;
 pub mod screens;
 pub mod series;
-pub mod sse;
 pub mod state;
 pub mod theme;
 pub mod ui;
@@ -111,7 +112,7 @@ async fn event_loop(
     let (tx, mut rx): (UnboundedSender<Event>, UnboundedReceiver<Event>) = unbounded_channel();
     event::spawn_input(tx.clone());
     event::spawn_signals(tx.clone());
-    let client = DaemonClient::new(home);
+    let client = DaemonClient::new(&home);
     client.spawn_events(tx.clone());
     loop {
         if app.dirty {

@@ -4,8 +4,10 @@
 
 use super::action::{Effect, Pending, Screen};
 use super::app::{App, Overlay};
-use super::client::Request;
-use super::form::{LaunchForm, default_dataset, first_run_body};
+use super::form::{FIRST_ARCH, LaunchForm, first_run_request};
+use super::request::Request;
+use super::state::models::production;
+use kiln_core::kinds::{DataSource, DatasetKind};
 
 impl App {
     /// `false` (and says why) in read-only mode.
@@ -40,11 +42,7 @@ impl App {
             .iter()
             .find(|d| d.model == model)
             .map(|d| d.version)
-            .or_else(|| {
-                self.models
-                    .current_model()
-                    .and_then(|m| m.aliases.get("production").copied())
-            });
+            .or_else(|| self.models.current_model().and_then(|m| production(&m.aliases)));
         self.confirm(
             "deploy",
             Pending::Deploy {
@@ -122,9 +120,9 @@ impl App {
             let arch = on_models
                 .then(|| self.models.current_version())
                 .flatten()
-                .and_then(|(m, v)| self.models.manifest(&m, v).map(|x| x.draft.architecture.name.clone()))
-                .unwrap_or_else(|| "cnn".to_owned());
-            self.overlay = Some(Overlay::Form(LaunchForm::train(&arch)));
+                .and_then(|(m, v)| self.models.manifest(&m, v).map(|x| x.draft.architecture.name))
+                .unwrap_or(FIRST_ARCH);
+            self.overlay = Some(Overlay::Form(LaunchForm::train(arch)));
         }
         Vec::new()
     }
@@ -134,27 +132,38 @@ impl App {
             return Vec::new();
         }
         let selected = match self.screen {
-            Screen::Jobs => self.jobs.current().and_then(|j| j.status.version.clone()),
+            Screen::Jobs => self
+                .jobs
+                .current()
+                .and_then(|j| j.status.version.as_ref().map(ToString::to_string)),
             _ => self.models.current_version().map(|(m, v)| format!("{m}@{v}")),
         };
-        let dataset = self.models.current_version().and_then(|(m, v)| {
-            self.models
-                .manifest(&m, v)?
-                .draft
-                .dataset
-                .as_ref()
-                .map(|d| d.id.clone())
-        });
-        let dataset = dataset.unwrap_or_else(|| default_dataset("cnn").to_owned());
-        self.overlay = Some(Overlay::Form(LaunchForm::eval(&selected.unwrap_or_default(), &dataset)));
+        let dataset = self.selected_dataset().unwrap_or(FIRST_ARCH.default_dataset());
+        self.overlay = Some(Overlay::Form(LaunchForm::eval(&selected.unwrap_or_default(), dataset)));
         Vec::new()
+    }
+
+    /// The built-in dataset the selected version was trained on, if it was one.
+    fn selected_dataset(&self) -> Option<DatasetKind> {
+        let (m, v) = self.models.current_version()?;
+        let id = &self.models.manifest(&m, v)?.draft.dataset.as_ref()?.id;
+        let kind = id.parse::<DataSource>().ok()?.kind();
+        DatasetKind::BUILT_IN.contains(&kind).then_some(kind)
     }
 
     pub(super) fn train_first(&mut self) -> Vec<Effect> {
         if !self.allowed("training") {
             return Vec::new();
         }
-        self.say("launching a first cnn on Fashion-MNIST…");
-        vec![Effect::Request(Request::SubmitJob(first_run_body()))]
+        match first_run_request() {
+            Ok(job) => {
+                self.say("launching a first cnn on Fashion-MNIST…");
+                vec![Effect::Request(Request::SubmitJob(Box::new(job)))]
+            }
+            Err(e) => {
+                self.complain(format!("cannot launch the first run: {e}"));
+                Vec::new()
+            }
+        }
     }
 }

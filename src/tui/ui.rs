@@ -8,18 +8,17 @@
 //! └──────────────────────────────────────────────────────────────────────┘
 //!  ? help  : command  / filter  tab screen  q quit                [read-only]
 //! ```
-//! Dialogs (help, palette, confirm, launch form) are drawn over it by `widgets.rs`.
+//! Dialogs (help, palette, confirm, launch form) are drawn over it by `dialogs.rs`; the panels
+//! and placeholders screens share live in `widgets.rs`.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
-use ratatui::style::Style;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, BorderType, Paragraph};
+use ratatui::widgets::Paragraph;
 
 use super::action::{Action, Screen};
 use super::app::{App, Connection};
-use super::theme::Theme;
-use super::{screens, widgets};
+use super::{dialogs, screens};
 
 /// Draws one frame.
 pub fn render(frame: &mut Frame, app: &App) {
@@ -43,7 +42,7 @@ pub fn render(frame: &mut Frame, app: &App) {
     }
     render_status(frame, status, app);
     if let Some(overlay) = &app.overlay {
-        widgets::render_overlay(frame, frame.area(), app, overlay);
+        dialogs::render_overlay(frame, frame.area(), app, overlay);
     }
 }
 
@@ -128,32 +127,4 @@ fn short_name(action: Action) -> &'static str {
         Action::NextScreen => "screen",
         other => other.name(),
     }
-}
-
-/// A bordered panel; the focused one stands out.
-pub fn panel<'a>(title: impl Into<Line<'a>>, focused: bool, theme: &Theme) -> Block<'a> {
-    let border = if focused { theme.border_focus } else { theme.border };
-    Block::bordered()
-        .border_type(if focused { BorderType::Thick } else { BorderType::Plain })
-        .border_style(border)
-        .title(title)
-        .title_style(theme.title)
-}
-
-/// A centred one-paragraph placeholder (loading, empty, unavailable).
-pub fn placeholder(frame: &mut Frame, area: Rect, block: Block<'_>, text: &str, style: Style) {
-    let inner = block.inner(area);
-    frame.render_widget(block, area);
-    let width = usize::from(inner.width.max(1));
-    let lines: usize = text.lines().map(|l| l.chars().count().div_ceil(width).max(1)).sum();
-    let lines = u16::try_from(lines).unwrap_or(u16::MAX);
-    let [_, middle, _] =
-        Layout::vertical([Constraint::Fill(1), Constraint::Length(lines), Constraint::Fill(1)]).areas(inner);
-    frame.render_widget(
-        Paragraph::new(text.to_owned())
-            .style(style)
-            .centered()
-            .wrap(ratatui::widgets::Wrap { trim: true }),
-        middle,
-    );
 }

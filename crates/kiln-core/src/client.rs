@@ -1,95 +1,413 @@
-//! A small blocking client for the daemon's control API, used by the CLI. It finds the
-//! daemon through `$KILN_HOME/daemon/{address,token}`.
+//! The one client of kilnd's control API (reqwest, async), used by the console and — through
+//! [`Blocking`], on a small current-thread runtime — by the CLI. Every call decodes into the
+//! [`crate::api`] types the daemon encodes from.
+//!
+//! The daemon is found through `$KILN_HOME/daemon/{address,token}`, re-read for every request,
+//! so a restarted daemon (new port, new token) is picked up without a new client.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde_json::Value;
+use futures_util::{Stream, StreamExt};
+use reqwest::Method;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
-/// Why a control-API call did not succeed.
-#[derive(Debug, thiserror::Error)]
+use crate::api::{
+    AliasRemoved, AliasRequest, AliasSet, DeployRequest, Deployments, ErrorBody, Event, Health, ImportRequest, JobList,
+    JobRequest, JobView, Journal, JournalEntry, JournalQuery, LogChunk, MetricsChunk, ModelList, ModelView,
+    RemoveQuery, RollbackRequest, Since, Telemetry, TelemetryQuery, TryRequest, TryResult, VerifyReport, VersionFilter,
+    VersionList, VersionManifest, VersionRemoved, VersionView, kserve,
+};
+use crate::jobs::JobId;
+use crate::names::{Digest, Name, Selector};
+use crate::registry::EvalReport;
+
+/// Why a call did not succeed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ClientError {
-    #[error("no kilnd answers for {home}; start it with `kiln daemon start`")]
-    NotRunning { home: String },
+    #[error("no kilnd answers for {0}; start it with `kiln daemon start`")]
+    NotRunning(String),
     #[error("kilnd answered {status}: {message}")]
     Http { status: u16, message: String },
-    #[error("cannot talk to kilnd at {address}: {reason}")]
-    Transport { address: String, reason: String },
+    #[error("cannot talk to kilnd: {0}")]
+    Transport(String),
+    #[error("kilnd sent something unexpected: {0}")]
+    Decode(String),
 }
 
-/// A connection to the daemon of one `KILN_HOME`.
-pub struct Client {
+impl ClientError {
+    /// A 404: the thing (or, on an older daemon, the route) does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::Http { status: 404, .. })
+    }
+
+    /// No daemon answered at all (nothing listening, or no address on record).
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            Self::NotRunning(_) => true,
+            Self::Transport(reason) => reason.starts_with(CONNECTION_REFUSED),
+            _ => false,
+        }
+    }
+}
+
+const CONNECTION_REFUSED: &str = "connection refused";
+/// Long enough for a deploy's load and warm-up, or an import's forward pass.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Where one daemon listens and the token it wants.
+#[derive(Debug, Clone)]
+struct Endpoint {
     base: String,
     token: String,
-    agent: ureq::Agent,
+}
+
+/// A client of the daemon that owns one `KILN_HOME`. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    home: PathBuf,
 }
 
 impl Client {
-    /// Reads the daemon's address and token; does not contact it yet.
-    pub fn from_home(home: &Path) -> Result<Self, ClientError> {
-        let dir = home.join("daemon");
-        let not_running = || ClientError::NotRunning {
-            home: home.display().to_string(),
+    /// A client for the daemon of `home`; contacts nothing yet.
+    pub fn new(home: &Path) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            home: home.to_owned(),
+        }
+    }
+
+    /// The `KILN_HOME` this client talks about.
+    pub fn home(&self) -> &Path {
+        &self.home
+    }
+
+    fn endpoint(&self) -> Result<Endpoint, ClientError> {
+        let dir = self.home.join("daemon");
+        let read = |name: &str| std::fs::read_to_string(dir.join(name)).map(|s| s.trim().to_owned());
+        match (read("address"), read("token")) {
+            (Ok(address), Ok(token)) if !address.is_empty() => Ok(Endpoint {
+                base: format!("http://{address}{}", crate::api::PREFIX),
+                token,
+            }),
+            _ => Err(ClientError::NotRunning(self.home.display().to_string())),
+        }
+    }
+
+    fn request(&self, method: Method, path: &str) -> Result<reqwest::RequestBuilder, ClientError> {
+        let endpoint = self.endpoint()?;
+        Ok(self
+            .http
+            .request(method, format!("{}{path}", endpoint.base))
+            .bearer_auth(endpoint.token))
+    }
+
+    async fn send<T: DeserializeOwned>(&self, builder: reqwest::RequestBuilder) -> Result<T, ClientError> {
+        let bytes = self.send_raw(builder.timeout(REQUEST_TIMEOUT)).await?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    async fn send_raw(&self, builder: reqwest::RequestBuilder) -> Result<Vec<u8>, ClientError> {
+        let response = builder.send().await.map_err(transport)?;
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.map_err(transport)?;
+        if (200..300).contains(&status) {
+            return Ok(bytes.into());
+        }
+        let message = serde_json::from_slice::<ErrorBody>(&bytes)
+            .map(|b| b.error)
+            .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).trim().to_owned());
+        Err(ClientError::Http { status, message })
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.send(self.request(Method::GET, path)?).await
+    }
+
+    async fn get_with<T: DeserializeOwned>(&self, path: &str, query: &impl Serialize) -> Result<T, ClientError> {
+        self.send(self.request(Method::GET, path)?.query(query)).await
+    }
+
+    async fn post<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> Result<T, ClientError> {
+        self.send(self.request(Method::POST, path)?.json(body)).await
+    }
+
+    /// Who answers, for which home.
+    pub async fn health(&self) -> Result<Health, ClientError> {
+        self.get("/health").await
+    }
+
+    /// Every model, one line each.
+    pub async fn models(&self) -> Result<ModelList, ClientError> {
+        self.get("/models").await
+    }
+
+    /// Every version matching all words of `filter` (empty: every version).
+    pub async fn versions(&self, filter: &str) -> Result<VersionList, ClientError> {
+        let query = VersionFilter {
+            filter: filter.to_owned(),
         };
-        let address = std::fs::read_to_string(dir.join("address")).map_err(|_| not_running())?;
-        let token = std::fs::read_to_string(dir.join("token")).map_err(|_| not_running())?;
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(30)))
-            .build()
-            .into();
+        self.get_with("/versions", &query).await
+    }
+
+    /// One model with its versions.
+    pub async fn model(&self, model: &Name) -> Result<ModelView, ClientError> {
+        self.get(&format!("/models/{model}")).await
+    }
+
+    /// One version (by number or alias), its aliases and evals.
+    pub async fn version(&self, model: &Name, version: &Selector) -> Result<VersionView, ClientError> {
+        self.get(&format!("/models/{model}/versions/{version}")).await
+    }
+
+    /// Removes a version; `force` also drops the aliases pointing at it.
+    pub async fn remove_version(&self, model: &Name, version: u32, force: bool) -> Result<VersionRemoved, ClientError> {
+        let builder = self.request(Method::DELETE, &format!("/models/{model}/versions/{version}"))?;
+        self.send(builder.query(&RemoveQuery { force })).await
+    }
+
+    /// Points `alias` at `version`.
+    pub async fn set_alias(&self, model: &Name, alias: &Name, version: Selector) -> Result<AliasSet, ClientError> {
+        let builder = self.request(Method::PUT, &format!("/models/{model}/aliases/{alias}"))?;
+        self.send(builder.json(&AliasRequest { version })).await
+    }
+
+    /// Removes `alias`.
+    pub async fn remove_alias(&self, model: &Name, alias: &Name) -> Result<AliasRemoved, ClientError> {
+        self.send(self.request(Method::DELETE, &format!("/models/{model}/aliases/{alias}"))?)
+            .await
+    }
+
+    /// Imports external weights as a new version of `model`.
+    pub async fn import(&self, model: &Name, request: &ImportRequest) -> Result<VersionManifest, ClientError> {
+        self.post(&format!("/models/{model}/import"), request).await
+    }
+
+    /// Re-hashes every blob and checks every manifest.
+    pub async fn verify(&self) -> Result<VerifyReport, ClientError> {
+        self.get("/registry/verify").await
+    }
+
+    /// An evaluation report, from its blob.
+    pub async fn report(&self, digest: &Digest) -> Result<EvalReport, ClientError> {
+        self.get(&format!("/blobs/{digest}")).await
+    }
+
+    /// Every job, oldest first.
+    pub async fn jobs(&self) -> Result<JobList, ClientError> {
+        self.get("/jobs").await
+    }
+
+    /// One job.
+    pub async fn job(&self, id: &JobId) -> Result<JobView, ClientError> {
+        self.get(&format!("/jobs/{id}")).await
+    }
+
+    /// Queues a job; the daemon assigns its id.
+    pub async fn submit(&self, request: &JobRequest) -> Result<JobView, ClientError> {
+        self.post("/jobs", request).await
+    }
+
+    /// Cancels a job (a running worker checkpoints first).
+    pub async fn cancel(&self, id: &JobId) -> Result<JobView, ClientError> {
+        self.send(self.request(Method::POST, &format!("/jobs/{id}/cancel"))?)
+            .await
+    }
+
+    /// Metric lines after byte offset `since`.
+    pub async fn metrics(&self, id: &JobId, since: u64) -> Result<MetricsChunk, ClientError> {
+        self.get_with(&format!("/jobs/{id}/metrics"), &Since { since }).await
+    }
+
+    /// Worker log text after byte offset `since`.
+    pub async fn log(&self, id: &JobId, since: u64) -> Result<LogChunk, ClientError> {
+        self.get_with(&format!("/jobs/{id}/log"), &Since { since }).await
+    }
+
+    /// GPU state and the sample history (after `since_ms` when given).
+    pub async fn telemetry(&self, since_ms: Option<u64>) -> Result<Telemetry, ClientError> {
+        self.get_with("/telemetry", &TelemetryQuery { since_ms }).await
+    }
+
+    /// What is deployed, with live figures.
+    pub async fn deployments(&self) -> Result<Deployments, ClientError> {
+        self.get("/deployments").await
+    }
+
+    /// The deployment journal (its last `limit` entries when given).
+    pub async fn journal(&self, limit: Option<usize>) -> Result<Journal, ClientError> {
+        self.get_with("/deployments/journal", &JournalQuery { limit }).await
+    }
+
+    /// Loads, warms up and switches to a version.
+    pub async fn deploy(&self, request: &DeployRequest) -> Result<JournalEntry, ClientError> {
+        self.post("/deployments", request).await
+    }
+
+    /// Switches a model back.
+    pub async fn rollback(&self, model: &Name, request: &RollbackRequest) -> Result<JournalEntry, ClientError> {
+        self.post(&format!("/deployments/{model}/rollback"), request).await
+    }
+
+    /// Runs one dataset row through the deployed version.
+    pub async fn try_sample(&self, model: &Name, index: usize) -> Result<TryResult, ClientError> {
+        self.post(&format!("/deployments/{model}/try"), &TryRequest { index })
+            .await
+    }
+
+    /// The event stream. Ends when the daemon closes it; events this client does not know
+    /// (from a newer daemon) are skipped.
+    pub async fn events(&self) -> Result<impl Stream<Item = Result<Event, ClientError>> + use<>, ClientError> {
+        use eventsource_stream::Eventsource;
+        let response = self
+            .request(Method::GET, "/events")?
+            .header(reqwest::header::ACCEPT, "text/event-stream")
+            .send()
+            .await
+            .map_err(transport)?;
+        let status = response.status().as_u16();
+        if !(200..300).contains(&status) {
+            let message = "event stream refused".to_owned();
+            return Err(ClientError::Http { status, message });
+        }
+        Ok(response.bytes_stream().eventsource().filter_map(|item| async move {
+            match item {
+                Ok(sse) => Event::decode(&sse.event, &sse.data)
+                    .map_err(|e| ClientError::Decode(format!("{} event: {e}", sse.event)))
+                    .transpose(),
+                Err(e) => Some(Err(ClientError::Transport(e.to_string()))),
+            }
+        }))
+    }
+}
+
+/// The inference endpoint (KServe v2) of the daemon of one `KILN_HOME`, as `kiln predict`
+/// uses it: found through `$KILN_HOME/daemon/inference_address`, with `KILN_INFERENCE_TOKEN`
+/// as its bearer token when set.
+#[derive(Debug, Clone)]
+pub struct Inference {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+/// Why an inference call did not succeed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum InferenceError {
+    #[error("kilnd is not serving inference (see `kiln deployments` for why)")]
+    NotServing,
+    #[error("inference answered {status}: {message}")]
+    Http { status: u16, message: String },
+    #[error("cannot reach the inference endpoint: {0}")]
+    Transport(String),
+    #[error("the inference endpoint sent something unexpected: {0}")]
+    Decode(String),
+}
+
+impl Inference {
+    /// Reads where inference listens; contacts nothing yet.
+    pub fn new(home: &Path) -> Result<Self, InferenceError> {
+        let address = std::fs::read_to_string(home.join("daemon").join("inference_address"))
+            .map_err(|_| InferenceError::NotServing)?;
+        let token = std::env::var("KILN_INFERENCE_TOKEN")
+            .ok()
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty());
         Ok(Self {
+            http: reqwest::Client::new(),
             base: format!("http://{}", address.trim()),
-            token: token.trim().to_owned(),
-            agent,
+            token,
         })
     }
 
-    /// `GET path`, returning the JSON body of a 2xx answer.
-    pub fn get(&self, path: &str) -> Result<Value, ClientError> {
-        let request = self
-            .agent
-            .get(format!("{}{path}", self.base))
-            .header("Authorization", format!("Bearer {}", self.token));
-        self.finish(request.call())
-    }
-
-    /// `POST path` with a JSON body.
-    pub fn post(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
-        let request = self
-            .agent
-            .post(format!("{}{path}", self.base))
-            .header("Authorization", format!("Bearer {}", self.token))
-            .header("Content-Type", "application/json");
-        self.finish(request.send(body.to_string()))
-    }
-
-    /// `DELETE path`.
-    pub fn delete(&self, path: &str) -> Result<Value, ClientError> {
-        let request = self
-            .agent
-            .delete(format!("{}{path}", self.base))
-            .header("Authorization", format!("Bearer {}", self.token));
-        self.finish(request.call())
-    }
-
-    fn finish(&self, result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<Value, ClientError> {
-        let mut response = result.map_err(|e| match e {
-            ureq::Error::Io(_) | ureq::Error::ConnectionFailed => ClientError::NotRunning {
-                home: self.base.clone(),
-            },
-            other => ClientError::Transport {
-                address: self.base.clone(),
-                reason: other.to_string(),
-            },
-        })?;
-        let status = response.status().as_u16();
-        let body: Value = response.body_mut().read_json().unwrap_or(Value::Null);
-        if (200..300).contains(&status) {
-            Ok(body)
-        } else {
-            let message = body["error"].as_str().unwrap_or("no error message").to_owned();
-            Err(ClientError::Http { status, message })
+    fn path(model: &str, version: Option<&str>) -> String {
+        match version {
+            Some(v) => format!("/v2/models/{model}/versions/{v}"),
+            None => format!("/v2/models/{model}"),
         }
+    }
+
+    async fn send<T: DeserializeOwned>(&self, builder: reqwest::RequestBuilder) -> Result<T, InferenceError> {
+        let builder = match &self.token {
+            Some(token) => builder.bearer_auth(token),
+            None => builder,
+        };
+        let response = builder
+            .timeout(REQUEST_TIMEOUT)
+            .send()
+            .await
+            .map_err(|e| InferenceError::Transport(e.to_string()))?;
+        let status = response.status().as_u16();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| InferenceError::Transport(e.to_string()))?;
+        if !(200..300).contains(&status) {
+            let message = serde_json::from_slice::<ErrorBody>(&bytes)
+                .map(|b| b.error)
+                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).trim().to_owned());
+            return Err(InferenceError::Http { status, message });
+        }
+        serde_json::from_slice(&bytes).map_err(|e| InferenceError::Decode(e.to_string()))
+    }
+
+    /// The served model's metadata (its input and output tensors).
+    pub async fn metadata(&self, model: &str, version: Option<&str>) -> Result<kserve::ModelMetadata, InferenceError> {
+        let url = format!("{}{}", self.base, Self::path(model, version));
+        self.send(self.http.get(url)).await
+    }
+
+    /// One infer request with JSON tensors.
+    pub async fn infer(
+        &self,
+        model: &str,
+        version: Option<&str>,
+        request: &kserve::InferRequest,
+    ) -> Result<kserve::InferResponse, InferenceError> {
+        let url = format!("{}{}/infer", self.base, Self::path(model, version));
+        self.send(self.http.post(url).json(request)).await
+    }
+}
+
+/// The same clients for code that does not run async itself (the CLI): each call runs on a
+/// small current-thread runtime owned by this value.
+pub struct Blocking {
+    runtime: tokio::runtime::Runtime,
+    client: Client,
+}
+
+impl Blocking {
+    /// A blocking client for the daemon of `home`.
+    pub fn new(home: &Path) -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        Ok(Self {
+            runtime,
+            client: Client::new(home),
+        })
+    }
+
+    /// The async client, for [`Blocking::run`].
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Runs `call` (one or more requests) to completion: `blocking.run(|c| c.health())`.
+    pub fn run<'a, F: std::future::Future>(&'a self, call: impl FnOnce(&'a Client) -> F) -> F::Output {
+        self.runtime.block_on(call(&self.client))
+    }
+
+    /// Runs any future on this client's runtime (e.g. an [`Inference`] call).
+    pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.runtime.block_on(future)
+    }
+}
+
+fn transport(e: reqwest::Error) -> ClientError {
+    if e.is_connect() {
+        ClientError::Transport(format!("{CONNECTION_REFUSED} ({e})"))
+    } else {
+        ClientError::Transport(e.to_string())
     }
 }

@@ -14,12 +14,13 @@ use serde::{Deserialize, Serialize};
 use crate::names::Name;
 
 /// What a journal entry records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     Deploy,
     Rollback,
 }
+crate::kinds::word_enum!(Action, "journal action");
 
 /// Dynamic-batching settings of one deployment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -18,10 +18,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::fsx;
+use crate::kinds::{Arch, DataSource, DeviceName, MetricKind, Optimizer, Schedule};
 use crate::names::{ModelRef, Name, NameError};
 
 /// What a job does: train a new version, or evaluate a stored one.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum JobKind {
     #[default]
@@ -29,23 +30,23 @@ pub enum JobKind {
     Eval,
 }
 
-/// What a job should do. Training fields a client leaves out take the CLI's defaults.
+/// What a client asks the daemon to run (`POST /api/v1/jobs`). It carries no id: the daemon
+/// alone assigns one, and stores the request with it as the job's [`JobSpec`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct JobSpec {
-    pub id: JobId,
-    #[serde(default)]
-    pub kind: JobKind,
-    /// For eval jobs: the `model@version` to score.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reference: Option<String>,
-    /// `mlp`, `cnn`, `rnn` or `mf` (empty for eval jobs).
-    #[serde(default)]
-    pub arch: String,
-    /// Architecture config overrides (merged over what the data implies).
-    #[serde(default)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum JobRequest {
+    Train(TrainRequest),
+    Eval(EvalRequest),
+}
+
+/// Train a new version. Fields a client leaves out take the CLI's defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainRequest {
+    pub arch: Arch,
+    /// Architecture config overrides (merged over what the data implies), a JSON object.
+    #[serde(default = "empty_object")]
     pub config: serde_json::Value,
-    /// Dataset: `fashion-mnist`, `fortunes`, `ratings-synth`, `csv:<path>`.
-    pub data: String,
+    pub data: DataSource,
     /// Where the dataset's files are, when not the default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_path: Option<PathBuf>,
@@ -55,16 +56,15 @@ pub struct JobSpec {
     pub batch_size: usize,
     #[serde(default = "default_lr")]
     pub lr: f64,
-    #[serde(default = "default_optimizer")]
-    pub optimizer: String,
-    /// Learning-rate schedule: `cosine` (decay to 0 over the run) or `constant`.
-    #[serde(default = "default_schedule")]
-    pub schedule: String,
+    #[serde(default)]
+    pub optimizer: Optimizer,
+    #[serde(default)]
+    pub schedule: Schedule,
     #[serde(default = "default_seed")]
     pub seed: u64,
-    /// `cpu` or `cuda:N`; `None` picks CUDA when libtorch sees one.
+    /// `None` picks CUDA when libtorch sees one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub device: Option<String>,
+    pub device: Option<DeviceName>,
     /// Cap on training samples, for quick runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<usize>,
@@ -72,14 +72,27 @@ pub struct JobSpec {
     pub model: Name,
     /// Fine-tune from this version's weights (recorded as the parent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub from: Option<String>,
+    pub from: Option<ModelRef>,
     /// Continue this earlier job from its last checkpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resume: Option<JobId>,
 }
 
-fn default_schedule() -> String {
-    "cosine".to_owned()
+/// Score a stored version on a dataset and attach the report to it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalRequest {
+    /// The `model@version` (or alias) to score.
+    pub reference: ModelRef,
+    pub data: DataSource,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_path: Option<PathBuf>,
+    /// Score only the first N rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(Default::default())
 }
 
 fn default_epochs() -> usize {
@@ -94,23 +107,85 @@ fn default_lr() -> f64 {
     1e-3
 }
 
-fn default_optimizer() -> String {
-    "adam".to_owned()
-}
-
 fn default_seed() -> u64 {
     42
 }
 
-impl JobSpec {
-    /// The `--from` reference, parsed.
-    pub fn from_ref(&self) -> Result<Option<ModelRef>, NameError> {
-        self.from.as_deref().map(str::parse).transpose()
+impl TrainRequest {
+    /// A request with every default, to train `arch` on `data` as `model`.
+    pub fn new(arch: Arch, data: DataSource, model: Name) -> Self {
+        Self {
+            arch,
+            config: empty_object(),
+            data,
+            data_path: None,
+            epochs: default_epochs(),
+            batch_size: default_batch_size(),
+            lr: default_lr(),
+            optimizer: Optimizer::default(),
+            schedule: Schedule::default(),
+            seed: default_seed(),
+            device: None,
+            limit: None,
+            model,
+            from: None,
+            resume: None,
+        }
     }
 }
 
+impl JobRequest {
+    /// Training or evaluation.
+    pub fn kind(&self) -> JobKind {
+        match self {
+            Self::Train(_) => JobKind::Train,
+            Self::Eval(_) => JobKind::Eval,
+        }
+    }
+
+    /// The model the job belongs to: the one it registers or the one it scores.
+    pub fn model(&self) -> &Name {
+        match self {
+            Self::Train(t) => &t.model,
+            Self::Eval(e) => &e.reference.model,
+        }
+    }
+
+    /// The dataset it reads.
+    pub fn data(&self) -> &DataSource {
+        match self {
+            Self::Train(t) => &t.data,
+            Self::Eval(e) => &e.data,
+        }
+    }
+
+    /// The device asked for, if any (evaluations pick their own).
+    pub fn device(&self) -> Option<&DeviceName> {
+        match self {
+            Self::Train(t) => t.device.as_ref(),
+            Self::Eval(_) => None,
+        }
+    }
+
+    /// The training request, for a training job.
+    pub fn as_train(&self) -> Option<&TrainRequest> {
+        match self {
+            Self::Train(t) => Some(t),
+            Self::Eval(_) => None,
+        }
+    }
+}
+
+/// `spec.json`: a request with the id the daemon gave it, written once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobSpec {
+    pub id: JobId,
+    #[serde(flatten)]
+    pub request: JobRequest,
+}
+
 /// Where a job is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum JobState {
     Queued,
@@ -119,6 +194,9 @@ pub enum JobState {
     Failed,
     Cancelled,
 }
+
+crate::kinds::word_enum!(JobState, "job state");
+crate::kinds::word_enum!(JobKind, "job kind");
 
 impl JobState {
     /// Whether the job has ended.
@@ -149,17 +227,16 @@ pub struct JobStatus {
     /// Device the job runs on, e.g. `cpu` or `cuda:0`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,
-    /// `model@version` registered on success.
+    /// The version registered (training) or scored (evaluation) on success.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub version: Option<String>,
+    pub version: Option<ModelRef>,
     pub updated_at: String,
 }
 
 /// One line of `metrics.jsonl`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricRecord {
-    /// `train` (running averages, at least once a second) or `val` (end of each epoch).
-    pub kind: String,
+    pub kind: MetricKind,
     pub step: u64,
     pub epoch: usize,
     /// Seconds since the Unix epoch.
@@ -290,8 +367,8 @@ impl JobDir {
         self.path.join("result.json")
     }
 
-    /// An eval job's report, once written.
-    pub fn result(&self) -> Option<serde_json::Value> {
+    /// An eval job's report, once written and readable.
+    pub fn result<T: serde::de::DeserializeOwned>(&self) -> Option<T> {
         serde_json::from_slice(&fs::read(self.result_path()).ok()?).ok()
     }
 

@@ -4,12 +4,13 @@
 //! job folders, the deployment journal, telemetry samples, the control-API contract
 //! ([`api`]) and the one client that speaks it ([`client`]).
 
-
+pub mod api;
 pub mod client;
 pub mod deploy;
 pub mod fsx;
 pub mod home;
 pub mod jobs;
+pub mod kinds;
 pub mod names;
 pub mod registry;
 pub mod telemetry;

@@ -130,17 +130,26 @@ pub struct ModelRef {
     pub selector: Selector,
 }
 
+impl ModelRef {
+    /// `model@version`.
+    pub fn version(model: Name, version: u32) -> Self {
+        Self {
+            model,
+            selector: Selector::Version(version),
+        }
+    }
+}
+
 impl FromStr for ModelRef {
     type Err = NameError;
     fn from_str(s: &str) -> Result<Self, NameError> {
         let bad = || NameError::Reference(s.to_owned());
         let (model, selector) = match s.split_once('@') {
             None => (s, Selector::Latest),
-            Some((model, sel)) if sel.bytes().all(|b| b.is_ascii_digit()) && !sel.is_empty() => {
-                let n = sel.parse().map_err(|_| bad())?;
-                (model, Selector::Version(n))
-            }
-            Some((model, sel)) => (model, Selector::Alias(Name::new(sel)?)),
+            Some((model, sel)) => (
+                model,
+                Selector::parse(sel).map_err(|e| if matches!(e, NameError::Name(_)) { e } else { bad() })?,
+            ),
         };
         Ok(Self {
             model: Name::new(model)?,
@@ -156,6 +165,70 @@ impl fmt::Display for ModelRef {
             Selector::Alias(a) => write!(f, "{}@{a}", self.model),
             Selector::Latest => write!(f, "{}", self.model),
         }
+    }
+}
+
+impl Selector {
+    /// Parses what follows the `@`: digits are a version number, anything else an alias.
+    pub fn parse(text: &str) -> Result<Self, NameError> {
+        if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+            return text
+                .parse()
+                .map(Self::Version)
+                .map_err(|_| NameError::Reference(text.to_owned()));
+        }
+        Name::new(text).map(Self::Alias)
+    }
+}
+
+impl fmt::Display for Selector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Version(v) => write!(f, "{v}"),
+            Self::Alias(a) => write!(f, "{a}"),
+            Self::Latest => f.write_str("latest"),
+        }
+    }
+}
+
+/// On the wire a selector is what follows the `@`: `"3"` or `"production"` (a bare number
+/// is accepted too). The newest version is the field left out, never a string.
+impl Serialize for Selector {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Latest => Err(serde::ser::Error::custom(
+                "the newest version is written by leaving the field out",
+            )),
+            other => s.serialize_str(&other.to_string()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Selector {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Text {
+            Number(u32),
+            Text(String),
+        }
+        match Text::deserialize(d)? {
+            Text::Number(n) => Ok(Self::Version(n)),
+            Text::Text(s) => Self::parse(&s).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// On the wire a reference is its text, `model[@version|alias]`.
+impl Serialize for ModelRef {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for ModelRef {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
     }
 }
 

@@ -73,4 +73,7 @@ pub struct Telemetry {
     /// Seconds between samples.
     pub interval_s: f64,
     pub samples: Vec<Sample>,
+    /// The sampler's mean cost per sample, in microseconds.
+    #[serde(default)]
+    pub sample_cost_us: Option<f64>,
 }

@@ -13,7 +13,6 @@ use super::weights;
 #[derive(Debug)]
 pub struct LoadedModel {
     pub manifest: VersionManifest,
-    pub arch: ArchConfig,
     pub model: ZooModel,
     pub device: Device,
 }
@@ -21,8 +20,8 @@ pub struct LoadedModel {
 impl LoadedModel {
     /// Loads `model@version` onto `device`, verifying the weights blob on the way.
     pub fn from_registry(registry: &Registry, manifest: VersionManifest, device: Device) -> anyhow::Result<Self> {
-        let arch_name = &manifest.draft.architecture.name;
-        let arch = ArchConfig::from_json(arch_name, manifest.draft.architecture.config.clone())?;
+        let architecture = &manifest.draft.architecture;
+        let arch = ArchConfig::from_json(architecture.name, architecture.config.clone())?;
         let digest = manifest.draft.blobs.get("weights").ok_or_else(|| {
             anyhow::anyhow!(
                 "{}@{} has no weights blob in its manifest",
@@ -35,7 +34,6 @@ impl LoadedModel {
         weights::load_bytes(&mut model, bytes)?;
         Ok(Self {
             manifest,
-            arch,
             model,
             device,
         })
@@ -44,11 +42,11 @@ impl LoadedModel {
     /// Features one input row must have: flattened image, feature vector, token ids or
     /// `(user, item)`; `None` for variable-length token sequences.
     pub fn row_len(&self) -> Option<usize> {
-        match &self.arch {
-            ArchConfig::Mlp(c) => Some(c.inputs),
-            ArchConfig::Cnn(c) => Some(c.channels * c.height * c.width),
-            ArchConfig::Rnn(_) => None,
-            ArchConfig::Mf(_) => Some(2),
+        match &self.model {
+            ZooModel::Mlp(m) => Some(m.config.inputs),
+            ZooModel::Cnn(m) => m.config.input_len(),
+            ZooModel::Rnn(_) => None,
+            ZooModel::Mf(_) => Some(2),
         }
     }
 
@@ -68,7 +66,7 @@ impl LoadedModel {
         if let Some(expected) = self.row_len().filter(|&n| n != width) {
             return Err(format!(
                 "each row needs {expected} values for this {}, got {width}",
-                self.arch.name()
+                self.model.arch()
             ));
         }
         let flat: Vec<f32> = rows.iter().flatten().copied().collect();
@@ -78,31 +76,33 @@ impl LoadedModel {
     /// Runs `batch` rows of `width` values, given flattened row-major; checks integer inputs
     /// (token, user and item ids) against the model's tables first.
     pub fn forward_flat(&self, flat: Vec<f32>, batch: usize, width: usize) -> Result<Vec<Vec<f32>>, String> {
-        if flat.len() != batch * width || batch == 0 {
+        if batch.checked_mul(width) != Some(flat.len()) || batch == 0 {
             return Err(format!("{} values do not make {batch} rows of {width}", flat.len()));
         }
         let ints = |flat: &[f32]| {
             let ids: Vec<i64> = flat.iter().map(|v| *v as i64).collect();
             Tensor::<2, Int>::from_data(TensorData::new(ids, [batch, width]), &self.device)
         };
-        let out: Tensor<2> = match (&self.arch, &self.model) {
-            (ArchConfig::Mlp(_), ZooModel::Mlp(m)) => m.forward(Tensor::<2>::from_data(
+        let out: Tensor<2> = match &self.model {
+            ZooModel::Mlp(m) => m.forward(Tensor::<2>::from_data(
                 TensorData::new(flat, [batch, width]),
                 &self.device,
             )),
-            (ArchConfig::Cnn(c), ZooModel::Cnn(m)) => m.forward(Tensor::<4>::from_data(
-                TensorData::new(flat, [batch, c.channels, c.height, c.width]),
-                &self.device,
-            )),
-            (ArchConfig::Rnn(c), ZooModel::Rnn(m)) => {
-                check_ids(&flat, c.vocab, "token id")?;
+            ZooModel::Cnn(m) => {
+                let [channels, height, width] = m.input_shape();
+                m.forward(Tensor::<4>::from_data(
+                    TensorData::new(flat, [batch, channels, height, width]),
+                    &self.device,
+                ))
+            }
+            ZooModel::Rnn(m) => {
+                check_ids(&flat, m.config.vocab, "token id")?;
                 m.forward(ints(&flat))
             }
-            (ArchConfig::Mf(c), ZooModel::Mf(m)) => {
-                check_pairs(&flat, c.users, c.items)?;
+            ZooModel::Mf(m) => {
+                check_pairs(&flat, m.config.users, m.config.items)?;
                 m.forward(ints(&flat)).reshape([batch, 1])
             }
-            _ => return Err("model does not match its config".into()),
         };
         let values = out
             .into_data()

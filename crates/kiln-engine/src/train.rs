@@ -10,6 +10,7 @@ use std::time::Instant;
 use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig, momentum::MomentumConfig};
 use burn::tensor::Device;
 use kiln_core::jobs::MetricRecord;
+use kiln_core::kinds::{MetricKind, Optimizer, Schedule};
 
 use super::checkpoint::{Checkpoint, Position};
 use super::data::Split;
@@ -22,8 +23,7 @@ pub struct LoopSettings {
     pub epochs: usize,
     pub batch_size: usize,
     pub lr: f64,
-    /// `constant`, or `cosine`: decay from `lr` towards 0 over all steps of the run.
-    pub schedule: String,
+    pub schedule: Schedule,
     pub seed: u64,
 }
 
@@ -47,7 +47,7 @@ pub trait LoopSink {
 impl LoopSettings {
     /// The learning rate for `step` (1-based) of a run with `per_epoch` batches an epoch.
     pub fn lr_at(&self, step: u64, per_epoch: usize) -> f64 {
-        if self.schedule != "cosine" {
+        if self.schedule == Schedule::Constant {
             return self.lr;
         }
         let total = (self.epochs * per_epoch).max(1) as f64;
@@ -57,12 +57,11 @@ impl LoopSettings {
 }
 
 /// Builds the optimizer named in the job spec.
-pub fn optimizer(name: &str) -> Result<ModuleOptimizer, String> {
-    match name {
-        "adam" => Ok(AdamConfig::new().init()),
-        "adamw" => Ok(AdamWConfig::new().init()),
-        "sgd" => Ok(SgdConfig::new().with_momentum(Some(MomentumConfig::new())).init()),
-        other => Err(format!("unknown optimizer '{other}': choose adam, adamw or sgd")),
+pub fn optimizer(kind: Optimizer) -> ModuleOptimizer {
+    match kind {
+        Optimizer::Adam => AdamConfig::new().init(),
+        Optimizer::Adamw => AdamWConfig::new().init(),
+        Optimizer::Sgd => SgdConfig::new().with_momentum(Some(MomentumConfig::new())).init(),
     }
 }
 
@@ -169,7 +168,7 @@ pub fn evaluate<M: Task>(model: &M, data: &Split, batch_size: usize, device: &De
 fn val_record(score: &BatchScore, step: u64, epoch: usize, data: &Split) -> MetricRecord {
     let ratings = matches!(data.targets, super::data::Targets::Ratings(_));
     MetricRecord {
-        kind: "val".into(),
+        kind: MetricKind::Val,
         step,
         epoch,
         time: now(),
@@ -214,7 +213,7 @@ impl Window {
     fn record(&self, step: u64, epoch: usize, lr: f64) -> MetricRecord {
         let seconds = self.started.elapsed().as_secs_f64().max(1e-9);
         MetricRecord {
-            kind: "train".into(),
+            kind: MetricKind::Train,
             step,
             epoch,
             time: now(),

@@ -1,6 +1,6 @@
 //! Serving benchmark (DESIGN §7), on loopback, `cnn` (Fashion-MNIST shape) on CPU:
 //!
-//! * raw: the same version's in-process forward (`kilnd bench-serve`), libtorch defaults:
+//! * raw: the same version's forward, loaded in this process, libtorch defaults:
 //!   one-row latency and rows/s at batch 64;
 //! * kiln: `kilnd`'s KServe v2 endpoint with dynamic batching, the request data sent as JSON
 //!   and, separately, with the binary tensor extension (Triton's clients' default);
@@ -21,14 +21,23 @@
 //!
 //! Run: `scripts/bench serving`.
 
+#![allow(deprecated)] // burn-tch is deprecated upstream; kiln pins burn 0.22 on purpose.
+
 use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use burn::tensor::Device;
+use kiln_core::api::{Batching, DeployRequest, RollbackRequest};
+use kiln_core::client::Blocking;
 use kiln_core::jobs::JobDir;
-use serde_json::{Value, json};
+use kiln_core::names::{Name, Selector};
+use kiln_core::registry::Registry;
+use kiln_engine::data::SplitMix64;
+use kiln_engine::loaded::LoadedModel;
+use serde_json::json;
 use tokio::net::TcpStream;
 
 mod common;
@@ -69,6 +78,7 @@ struct Split {
 }
 
 fn main() {
+    kilnd::alloc::tune();
     let home = tempfile::tempdir().expect("tempdir");
     let home = home.path();
     // Both versions are trained before kilnd starts: its supervisor would otherwise also pick
@@ -79,6 +89,7 @@ fn main() {
     kilnd(home, &["export", "bench@1", "--out", weights.to_str().expect("utf8")]);
     let image: Vec<f32> = (0..784).map(|i| ((i * 37) % 255) as f32 / 255.0).collect();
 
+    let reference = Raw::load(home);
     let (kiln_server, url) = start_kiln(home);
     let json_body = Target::json(&url, &image);
     let binary_body = Target::binary(&url, &image);
@@ -92,10 +103,10 @@ fn main() {
         let mut rounds = Vec::new();
         let mut gapped = Vec::new();
         for round in 0..ROUNDS {
-            let (raw, _) = raw_forward(home, batch, 0);
+            let (raw, _) = reference.measure(batch, 0);
             if clients == 1 {
-                let (back_to_back, after_gap) = raw_forward(home, 1, IDLE_GAP_US);
-                gapped.push(after_gap.expect("bench-serve --gap-us figure") - back_to_back.p50);
+                let (back_to_back, after_gap) = reference.measure(1, IDLE_GAP_US);
+                gapped.push(after_gap.expect("a figure after the idle gap") - back_to_back.p50);
             }
             let json = runtime.block_on(load(&json_body, clients));
             let binary = runtime.block_on(load(&binary_body, clients));
@@ -190,19 +201,29 @@ fn verdict(met: bool) -> &'static str {
 
 /// Deploys the second version, then times `rollback` back to the first (load, warm-up, switch).
 fn time_rollback(home: &Path) {
-    let client = kiln_core::client::Client::from_home(home).expect("client");
-    client
-        .post("/api/v1/deployments", &json!({ "model": "bench", "version": "2" }))
-        .expect("deploy 2");
+    let client = Blocking::new(home).expect("client");
+    let second = deploy_request(2, None);
+    client.run(|c| c.deploy(&second)).expect("deploy 2");
+    let (model, back) = (bench_model(), RollbackRequest::default());
     let started = Instant::now();
-    let entry = client
-        .post("/api/v1/deployments/bench/rollback", &json!({}))
-        .expect("rollback");
-    assert_eq!(entry["to"], 1);
+    let entry = client.run(|c| c.rollback(&model, &back)).expect("rollback");
+    assert_eq!(entry.to, 1);
     println!(
         "rollback bench@2 → bench@1 (load, warm-up, switch): {:.0} ms (target <= 1000 ms)",
         started.elapsed().as_secs_f64() * 1e3
     );
+}
+
+fn bench_model() -> Name {
+    "bench".parse().expect("name")
+}
+
+fn deploy_request(version: u32, batching: Option<Batching>) -> DeployRequest {
+    DeployRequest {
+        model: bench_model(),
+        version: Some(Selector::Version(version)),
+        batching,
+    }
 }
 
 /// A quick real training, so the version is a normal registry entry.
@@ -235,16 +256,17 @@ fn start_kiln(home: &Path) -> (Server, String) {
     );
     let address = common::wait_for_file(&home.join("daemon/inference_address"));
     common::wait_for_file(&home.join("daemon/address"));
-    let client = kiln_core::client::Client::from_home(home).expect("client");
-    let mut deploy = json!({ "model": "bench", "version": "1" });
-    // KILN_BENCH_MAX_DELAY_US tries a batching delay other than the default 0.
-    if let Some(delay) = std::env::var("KILN_BENCH_MAX_DELAY_US")
+    let client = Blocking::new(home).expect("client");
+    // KILN_BENCH_MAX_DELAY_US tries a batching delay other than the daemon's default.
+    let batching = std::env::var("KILN_BENCH_MAX_DELAY_US")
         .ok()
         .and_then(|v| v.parse::<u64>().ok())
-    {
-        deploy["batching"] = json!({ "max_batch": 64, "max_delay_us": delay, "queue": 256 });
-    }
-    client.post("/api/v1/deployments", &deploy).expect("deploy");
+        .map(|max_delay_us| Batching {
+            max_delay_us,
+            ..Batching::default()
+        });
+    let first = deploy_request(1, batching);
+    client.run(|c| c.deploy(&first)).expect("deploy");
     (server, format!("http://{}/v2/models/bench/infer", address.trim()))
 }
 
@@ -325,33 +347,57 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
-/// One `kilnd bench-serve` round: rows/s and one-call latency at `batch` back to back, and with
-/// `gap_us` > 0 the p50 of the calls interleaved with them that each follow `gap_us` idle.
-fn raw_forward(home: &Path, batch: usize, gap_us: u64) -> (Load, Option<f64>) {
-    let (seconds, batch_arg, gap) = (SECONDS.to_string(), batch.to_string(), gap_us.to_string());
-    let out = kilnd(
-        home,
-        &[
-            "bench-serve",
-            "bench@1",
-            "--seconds",
-            &seconds,
-            "--batch",
-            &batch_arg,
-            "--gap-us",
-            &gap,
-        ],
-    );
-    let doc: Value = serde_json::from_slice(&out).expect("bench-serve JSON");
-    let figures = &doc[format!("batch_{batch}")];
-    let figure = |key: &str| figures[key].as_f64().expect("bench-serve figure");
-    let load = Load {
-        rate: figure("rows_per_s"),
-        p50: figure("p50_us"),
-        p99: figure("p99_us"),
-        split: None,
-    };
-    (load, figures["p50_after_gap_us"].as_f64())
+/// The reference: the same stored version's forward pass, loaded in this process with
+/// libtorch's defaults, called back to back on a fixed row.
+struct Raw {
+    loaded: LoadedModel,
+    row: Vec<f32>,
+}
+
+impl Raw {
+    fn load(home: &Path) -> Self {
+        let registry = Registry::open(home).expect("registry");
+        let manifest = registry.version(&bench_model(), 1).expect("bench@1");
+        let loaded = LoadedModel::from_registry(&registry, manifest, Device::libtorch()).expect("load bench@1");
+        let width = loaded.row_len().expect("the cnn takes fixed-width rows");
+        let mut rng = SplitMix64(1);
+        let row = (0..width).map(|_| rng.uniform() as f32).collect();
+        Self { loaded, row }
+    }
+
+    /// One round: rows/s (of forward time only) and one-call latency at `batch` back to back,
+    /// after a quarter second of untimed warm-up; with `gap_us` > 0 also the p50 of calls
+    /// interleaved with them that each follow `gap_us` idle, as a server's calls do.
+    fn measure(&self, batch: usize, gap_us: u64) -> (Load, Option<f64>) {
+        let width = self.row.len();
+        let flat: Vec<f32> = self.row.iter().copied().cycle().take(width * batch).collect();
+        let forward = || self.loaded.forward_flat(flat.clone(), batch, width).expect("forward");
+        let warm = Instant::now();
+        while warm.elapsed() < Duration::from_millis(250) {
+            forward();
+        }
+        let (mut latencies, mut after_gap) = (Vec::new(), Vec::new());
+        let gap = Duration::from_micros(gap_us);
+        let started = Instant::now();
+        while started.elapsed().as_secs_f64() < SECONDS {
+            let idle = !gap.is_zero() && latencies.len() > after_gap.len();
+            if idle {
+                std::thread::sleep(gap);
+            }
+            let t = Instant::now();
+            forward();
+            let micros = t.elapsed().as_secs_f64() * 1e6;
+            if idle { &mut after_gap } else { &mut latencies }.push(micros);
+        }
+        let seconds = latencies.iter().sum::<f64>() / 1e6;
+        let load = Load {
+            rate: (latencies.len() * batch) as f64 / seconds,
+            p50: quantile(latencies.clone(), 0.5),
+            p99: quantile(latencies, 0.99),
+            split: None,
+        };
+        (load, (!after_gap.is_empty()).then(|| quantile(after_gap, 0.5)))
+    }
 }
 
 /// Where to send, and the complete HTTP/1.1 request, built once.

@@ -6,13 +6,13 @@ use std::path::PathBuf;
 
 use anyhow::{anyhow, bail};
 use burn::tensor::Device;
+use kiln_core::kinds::DataSource;
 use kiln_core::names::ModelRef;
 use kiln_core::registry::{EvalRecord, EvalReport, Registry, now_rfc3339};
 
 use kiln_engine::data::{self, LoadOptions};
 use kiln_engine::eval;
 use kiln_engine::loaded::LoadedModel;
-use kiln_engine::model::ArchConfig;
 
 /// Arguments of `kilnd eval`.
 #[derive(Debug, clap::Args)]
@@ -21,7 +21,7 @@ pub struct EvalArgs {
     pub reference: ModelRef,
     /// Dataset: fashion-mnist, fortunes[:cat,…], ratings-synth or csv:<file>.
     #[arg(long)]
-    pub data: String,
+    pub data: DataSource,
     /// Folder holding the dataset's files, when not the default.
     #[arg(long)]
     pub data_path: Option<PathBuf>,
@@ -80,16 +80,10 @@ fn check_fits(loaded: &LoadedModel, split: &data::Split, classes: usize, id: &st
         bail!(
             "{id} rows have {} values but this {} expects {expected}",
             split.row_len,
-            loaded.arch.name()
+            loaded.model.arch()
         );
     }
-    let model_classes = match &loaded.arch {
-        ArchConfig::Mlp(c) => Some(c.classes),
-        ArchConfig::Cnn(c) => Some(c.classes),
-        ArchConfig::Rnn(c) => Some(c.classes),
-        ArchConfig::Mf(_) => None,
-    };
-    match model_classes {
+    match loaded.model.config().classes() {
         Some(n) if n != classes => bail!("{id} has {classes} classes but the model predicts {n}"),
         None if classes > 0 => bail!("{id} is a classification dataset; mf models need ratings"),
         _ => Ok(()),

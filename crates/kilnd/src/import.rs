@@ -10,8 +10,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, anyhow};
 use burn::tensor::Device;
+use kiln_core::kinds::Arch;
 use kiln_core::names::Name;
-use kiln_core::registry::{Architecture, ModelRecord, Registry, VersionDraft, VersionManifest, now_rfc3339};
+use kiln_core::registry::{ModelRecord, Registry, VersionDraft, VersionManifest, now_rfc3339};
 
 use kiln_engine::device::LIBTORCH_VERSION;
 use kiln_engine::model::ArchConfig;
@@ -26,9 +27,9 @@ pub struct ImportArgs {
     /// Weights file: .safetensors, .bpk (burn record) or .pt/.pth (PyTorch state dict).
     #[arg(long)]
     pub weights: PathBuf,
-    /// Architecture: mlp, cnn, rnn or mf.
+    /// Architecture.
     #[arg(long)]
-    pub arch: String,
+    pub arch: Arch,
     /// The architecture's JSON config, as a file path or inline JSON.
     #[arg(long)]
     pub config: String,
@@ -51,7 +52,7 @@ pub struct BadInput(pub String);
 /// Imports the weights and returns the new version's manifest.
 pub fn run(home: &std::path::Path, args: &ImportArgs) -> anyhow::Result<VersionManifest> {
     let config_json = read_config(&args.config)?;
-    let arch = ArchConfig::from_json(&args.arch, config_json).map_err(|e| BadInput(e.to_string()))?;
+    let arch = ArchConfig::from_json(args.arch, config_json).map_err(|e| BadInput(e.to_string()))?;
     if !args.weights.is_file() {
         return Err(BadInput(format!("weights file {} does not exist", args.weights.display())).into());
     }
@@ -59,7 +60,8 @@ pub fn run(home: &std::path::Path, args: &ImportArgs) -> anyhow::Result<VersionM
     let device = Device::libtorch();
     let mut model = arch.init(&device);
     weights::load_file(&mut model, &args.weights, format).map_err(|e| BadInput(e.to_string()))?;
-    arch.smoke_forward(&model, &device)
+    model
+        .smoke_forward(&device)
         .map_err(|e| BadInput(format!("{}: {e}", args.weights.display())))?;
     let bytes = weights::to_safetensors(&model)?;
 
@@ -81,10 +83,7 @@ pub fn run(home: &std::path::Path, args: &ImportArgs) -> anyhow::Result<VersionM
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let draft = VersionDraft {
-        architecture: Architecture {
-            name: arch.name().to_owned(),
-            config: arch.config_json(),
-        },
+        architecture: arch.architecture(),
         dataset: None,
         hyperparameters: Default::default(),
         seed: None,

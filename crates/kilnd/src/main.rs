@@ -1,13 +1,6 @@
 //! `kilnd`: kiln's daemon, its job workers and the engine. The only binary that links libtorch.
 
-mod alloc;
-mod bench;
-mod daemon;
-mod evaluate;
-mod import;
-mod predict;
-mod serve;
-mod worker;
+use kilnd::{alloc, daemon, evaluate, import, predict, worker};
 
 use std::process::ExitCode;
 
@@ -50,12 +43,6 @@ enum Command {
     Export(predict::ExportArgs),
     /// Score a stored version on a dataset and attach the report (what `kiln eval` runs).
     Eval(evaluate::EvalArgs),
-    /// Time the cnn training step (used by benches/train_vs_pytorch.rs).
-    #[command(hide = true)]
-    BenchTrain(bench::BenchArgs),
-    /// Time the raw forward of a stored version (used by benches/serving.rs).
-    #[command(hide = true)]
-    BenchServe(bench::ServeBenchArgs),
     /// Run one training job from its folder (started by `kiln train` or the daemon).
     Worker {
         /// The job id (its folder under $KILN_HOME/jobs).
@@ -93,8 +80,6 @@ fn main() -> ExitCode {
             }
             Ok(())
         }),
-        Some(Command::BenchTrain(args)) => bench::run(args).map(|doc| println!("{doc}")),
-        Some(Command::BenchServe(args)) => bench::serve(args).map(|doc| println!("{doc}")),
         Some(Command::Worker { job }) => {
             return match kiln_core::home::kiln_home()
                 .map_err(anyhow::Error::from)

@@ -9,9 +9,9 @@ use burn::tensor::Device;
 use kiln_core::names::ModelRef;
 use kiln_core::registry::Registry;
 
+use crate::import::BadInput;
 use kiln_engine::loaded::LoadedModel;
 use kiln_engine::weights;
-use crate::import::BadInput;
 
 /// Arguments of `kilnd predict`.
 #[derive(Debug, clap::Args)]

@@ -9,10 +9,12 @@ use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, anyhow, bail};
 use burn::tensor::Device;
-use kiln_core::jobs::{JobDir, JobId, JobKind, JobSpec, JobState, JobStatus, MetricRecord};
-use kiln_core::registry::{
-    Architecture, DatasetRef, ModelRecord, Registry, VersionDraft, VersionLink, VersionManifest, now_rfc3339,
+use kiln_core::jobs::{
+    EvalRequest, JobDir, JobId, JobKind, JobRequest, JobState, JobStatus, MetricRecord, TrainRequest,
 };
+use kiln_core::kinds::{Arch, DeviceName};
+use kiln_core::names::ModelRef;
+use kiln_core::registry::{DatasetRef, ModelRecord, Registry, VersionDraft, VersionLink, VersionManifest, now_rfc3339};
 
 use kiln_engine::checkpoint::{self, Checkpoint, Position};
 use kiln_engine::data::{self, DataShape, Dataset, LoadOptions};
@@ -31,7 +33,8 @@ pub fn run(home: &Path, id: &JobId) -> anyhow::Result<JobState> {
     // A training job turns SIGTERM into "checkpoint and stop"; the handler is in place before
     // the status says `running`, so a cancel sent as soon as it does is never lost. An eval
     // has nothing to checkpoint, so there a cancel just ends the process.
-    let eval = job.spec()?.kind == JobKind::Eval;
+    let spec = job.spec()?;
+    let eval = spec.request.kind() == JobKind::Eval;
     let stop = Arc::new(AtomicBool::new(false));
     if !eval {
         signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
@@ -43,17 +46,18 @@ pub fn run(home: &Path, id: &JobId) -> anyhow::Result<JobState> {
     status.pid_start = kiln_core::jobs::process_start_time(std::process::id());
     status.updated_at = now_rfc3339();
     job.write_status(&status)?;
-    if eval {
-        return run_eval(&job, status);
-    }
-    let outcome = execute(home, &job, &stop, &mut status);
+    let train = match spec.request {
+        JobRequest::Eval(request) => return run_eval(&job, &request, status),
+        JobRequest::Train(train) => train,
+    };
+    let outcome = execute(home, &job, train, &stop, &mut status);
     if let Ok(latest) = job.status() {
         status.step = latest.step;
         status.epoch = latest.epoch;
     }
     let (state, message) = match outcome {
         Ok(Outcome::Registered(m)) => {
-            status.version = Some(format!("{}@{}", m.model, m.version));
+            status.version = Some(ModelRef::version(m.model.clone(), m.version));
             (JobState::Succeeded, format!("registered {}@{}", m.model, m.version))
         }
         Ok(Outcome::Cancelled(p)) => {
@@ -80,26 +84,17 @@ pub fn run(home: &Path, id: &JobId) -> anyhow::Result<JobState> {
 }
 
 /// An eval job: score the version, attach the report, keep a copy as the job's result.
-fn run_eval(job: &JobDir, mut status: JobStatus) -> anyhow::Result<JobState> {
-    let spec = job.spec()?;
-    let outcome = spec
-        .reference
-        .as_deref()
-        .ok_or_else(|| anyhow!("eval job without a model reference"))
-        .and_then(|r| Ok(r.parse::<kiln_core::names::ModelRef>()?))
-        .and_then(|reference| {
-            let args = crate::evaluate::EvalArgs {
-                reference,
-                data: spec.data.clone(),
-                data_path: spec.data_path.clone(),
-                limit: spec.limit,
-            };
-            crate::evaluate::run(&args)
-        });
-    (status.state, status.message) = match outcome {
+fn run_eval(job: &JobDir, request: &EvalRequest, mut status: JobStatus) -> anyhow::Result<JobState> {
+    let args = crate::evaluate::EvalArgs {
+        reference: request.reference.clone(),
+        data: request.data.clone(),
+        data_path: request.data_path.clone(),
+        limit: request.limit,
+    };
+    (status.state, status.message) = match crate::evaluate::run(&args) {
         Ok(report) => {
             job.write_result(&report)?;
-            status.version = Some(format!("{}@{}", report.model, report.version));
+            status.version = Some(format!("{}@{}", report.model, report.version).parse()?);
             let figure = match (report.accuracy, report.rmse) {
                 (Some(acc), _) => format!("accuracy {acc:.4}"),
                 (None, Some(rmse)) => format!("rmse {rmse:.4}"),
@@ -126,7 +121,7 @@ enum Outcome {
 
 /// Everything resolved before the loop starts.
 struct Plan {
-    spec: JobSpec,
+    spec: TrainRequest,
     dataset: Dataset,
     arch: ArchConfig,
     device: Device,
@@ -135,9 +130,15 @@ struct Plan {
     resume: Option<checkpoint::Restored>,
 }
 
-fn execute(home: &Path, job: &JobDir, stop: &Arc<AtomicBool>, status: &mut JobStatus) -> anyhow::Result<Outcome> {
+fn execute(
+    home: &Path,
+    job: &JobDir,
+    spec: TrainRequest,
+    stop: &Arc<AtomicBool>,
+    status: &mut JobStatus,
+) -> anyhow::Result<Outcome> {
     let registry = Registry::open(home)?;
-    let plan = plan(home, &registry, job)?;
+    let plan = plan(home, &registry, spec)?;
     status.device = Some(plan.device_name.clone());
     job.write_status(status)?;
     plan.device.seed(plan.spec.seed);
@@ -150,13 +151,12 @@ fn execute(home: &Path, job: &JobDir, stop: &Arc<AtomicBool>, status: &mut JobSt
     }
 }
 
-fn plan(home: &Path, registry: &Registry, job: &JobDir) -> anyhow::Result<Plan> {
-    let spec = job.spec()?;
-    let (device, device_name) = pick_device(spec.device.as_deref())?;
+fn plan(home: &Path, registry: &Registry, spec: TrainRequest) -> anyhow::Result<Plan> {
+    let (device, device_name) = pick_device(spec.device)?;
     let device = device.autodiff();
-    let parent = match spec.from_ref()? {
+    let parent = match &spec.from {
         Some(reference) => {
-            let version = registry.resolve(&reference)?;
+            let version = registry.resolve(reference)?;
             let manifest = registry.version(&reference.model, version)?;
             let weights = manifest
                 .draft
@@ -181,7 +181,7 @@ fn plan(home: &Path, registry: &Registry, job: &JobDir) -> anyhow::Result<Plan> 
     let dataset = data::load(&spec.data, &options)?;
     let arch = arch_for(&spec, &dataset)?;
     if let Some((m, _)) = &parent
-        && (m.draft.architecture.name != arch.name() || m.draft.architecture.config != arch.config_json())
+        && m.draft.architecture != arch.architecture()
     {
         bail!(
             "cannot fine-tune from {}@{}: its architecture {} {} differs from this job's {} {}",
@@ -189,7 +189,7 @@ fn plan(home: &Path, registry: &Registry, job: &JobDir) -> anyhow::Result<Plan> 
             m.version,
             m.draft.architecture.name,
             m.draft.architecture.config,
-            arch.name(),
+            arch.arch(),
             arch.config_json()
         );
     }
@@ -209,19 +209,15 @@ fn plan(home: &Path, registry: &Registry, job: &JobDir) -> anyhow::Result<Plan> 
 }
 
 /// `cpu`, `cuda:N`, or (when unset) CUDA 0 if libtorch sees a GPU, else CPU.
-pub fn pick_device(requested: Option<&str>) -> anyhow::Result<(Device, String)> {
+pub fn pick_device(requested: Option<DeviceName>) -> anyhow::Result<(Device, String)> {
     let gpus = tch::Cuda::device_count();
     match requested {
-        Some("cpu") => Ok((Device::libtorch(), "cpu".into())),
-        Some(other) => {
-            let index: usize = other
-                .strip_prefix("cuda:")
-                .and_then(|n| n.parse().ok())
-                .ok_or_else(|| anyhow!("unknown device '{other}': use cpu or cuda:N"))?;
+        Some(DeviceName::Cpu) => Ok((Device::libtorch(), "cpu".into())),
+        Some(DeviceName::Cuda(index)) => {
             if index as i64 >= gpus {
-                bail!("device {other} requested but libtorch sees {gpus} CUDA device(s); use --device cpu");
+                bail!("device cuda:{index} requested but libtorch sees {gpus} CUDA device(s); use --device cpu");
             }
-            Ok((Device::libtorch_cuda(index), other.to_owned()))
+            Ok((Device::libtorch_cuda(index), format!("cuda:{index}")))
         }
         None if gpus > 0 => Ok((Device::libtorch_cuda(0), "cuda:0".into())),
         None => Ok((Device::libtorch(), "cpu".into())),
@@ -229,34 +225,33 @@ pub fn pick_device(requested: Option<&str>) -> anyhow::Result<(Device, String)> 
 }
 
 /// The architecture config: sizes implied by the data, then the user's overrides.
-pub fn arch_for(spec: &JobSpec, dataset: &Dataset) -> anyhow::Result<ArchConfig> {
+pub fn arch_for(spec: &TrainRequest, dataset: &Dataset) -> anyhow::Result<ArchConfig> {
     let classes = dataset.classes.len();
-    let implied = match (spec.arch.as_str(), &dataset.shape) {
+    let implied = match (spec.arch, &dataset.shape) {
         (
-            "mlp",
+            Arch::Mlp,
             DataShape::Image {
                 channels,
                 height,
                 width,
             },
         ) => serde_json::json!({ "inputs": channels * height * width, "classes": classes }),
-        ("mlp", DataShape::Features(n)) => serde_json::json!({ "inputs": n, "classes": classes }),
+        (Arch::Mlp, DataShape::Features(n)) => serde_json::json!({ "inputs": n, "classes": classes }),
         (
-            "cnn",
+            Arch::Cnn,
             DataShape::Image {
                 channels,
                 height,
                 width,
             },
         ) => serde_json::json!({ "channels": channels, "height": height, "width": width, "classes": classes }),
-        ("rnn", DataShape::Tokens { vocab, .. }) => serde_json::json!({ "vocab": vocab, "classes": classes }),
-        ("mf", DataShape::Pairs { users, items }) => serde_json::json!({ "users": users, "items": items }),
-        (arch @ ("mlp" | "cnn" | "rnn" | "mf"), shape) => bail!(
+        (Arch::Rnn, DataShape::Tokens { vocab, .. }) => serde_json::json!({ "vocab": vocab, "classes": classes }),
+        (Arch::Mf, DataShape::Pairs { users, items }) => serde_json::json!({ "users": users, "items": items }),
+        (arch, shape) => bail!(
             "{arch} cannot learn from {} ({shape:?}): {}",
             dataset.id,
             fitting_arch(shape)
         ),
-        (other, _) => bail!("unknown architecture '{other}': choose one of mlp, cnn, rnn, mf"),
     };
     let mut config = implied.clone();
     if let (Some(target), Some(overrides)) = (config.as_object_mut(), spec.config.as_object()) {
@@ -267,7 +262,7 @@ pub fn arch_for(spec: &JobSpec, dataset: &Dataset) -> anyhow::Result<ArchConfig>
             target.insert(key.clone(), value.clone());
         }
     }
-    Ok(ArchConfig::from_json(&spec.arch, config)?)
+    Ok(ArchConfig::from_json(spec.arch, config)?)
 }
 
 fn fitting_arch(shape: &DataShape) -> &'static str {
@@ -311,7 +306,7 @@ fn train_and_register<M: Task>(
     stop: &Arc<AtomicBool>,
 ) -> anyhow::Result<Outcome> {
     let spec = &plan.spec;
-    let mut optim = train::optimizer(&spec.optimizer).map_err(|e| anyhow!(e))?;
+    let mut optim = train::optimizer(spec.optimizer);
     let mut start = Position::default();
     if let Some((manifest, bytes)) = &plan.parent {
         let what = format!("{}@{}", manifest.model, manifest.version);
@@ -328,7 +323,7 @@ fn train_and_register<M: Task>(
         epochs: spec.epochs,
         batch_size: spec.batch_size,
         lr: spec.lr,
-        schedule: spec.schedule.clone(),
+        schedule: spec.schedule,
         seed: spec.seed,
     };
     let device = plan.device.clone();
@@ -409,10 +404,7 @@ fn register(
         hyperparameters.insert("resumed_from_job".into(), serde_json::json!(old));
     }
     let draft = VersionDraft {
-        architecture: Architecture {
-            name: plan.arch.name().to_owned(),
-            config: plan.arch.config_json(),
-        },
+        architecture: plan.arch.architecture(),
         dataset: Some(DatasetRef {
             id: plan.dataset.id.clone(),
             digest: Some(plan.dataset.digest.clone()),
@@ -434,7 +426,7 @@ fn register(
     let record = ModelRecord {
         name: spec.model.clone(),
         task: task_name(&plan.dataset.shape).into(),
-        description: format!("{} on {}", plan.arch.name(), plan.dataset.id),
+        description: format!("{} on {}", plan.arch.arch(), plan.dataset.id),
         created_at: now_rfc3339(),
         owner: None,
         license: None,

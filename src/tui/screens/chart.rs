@@ -20,6 +20,7 @@ use ratatui::widgets::{Axis, Block, Chart, Dataset, GraphType};
 use crate::tui::series::{Series, Zoom, y_bounds};
 use crate::tui::state::jobs::{ChartOptions, RunData};
 use crate::tui::theme::Theme;
+use kiln_core::jobs::JobId;
 
 /// One line to draw: its points and style.
 pub struct Trace {
@@ -144,7 +145,7 @@ pub fn run_range(run: &RunData, zoom: Zoom) -> Option<(f64, f64)> {
 /// Traces for one run (and an optional overlaid run) under the chart options.
 pub fn loss_traces(
     run: &RunData,
-    overlay: Option<(&str, &RunData)>,
+    overlay: Option<(&JobId, &RunData)>,
     opts: ChartOptions,
     range: (f64, f64),
     columns: usize,
@@ -167,6 +168,7 @@ pub fn loss_traces(
     traces.push(val);
     if let Some((id, other)) = overlay {
         let s = if opts.smoothing { &other.train_ema } else { &other.train };
+        let id = id.as_str();
         let short_id: String = id.chars().skip(id.chars().count().saturating_sub(10)).collect();
         traces.push(Trace::line(&short_id, env(s, Zoom::Full), theme.loss_overlay));
     }

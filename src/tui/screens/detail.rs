@@ -19,12 +19,12 @@ use ratatui::layout::{Constraint, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Row, Table, Wrap};
 
-use kiln_core::registry::VersionManifest;
-use crate::tui::api::{EvalReport, VersionView, short_time};
 use crate::tui::app::App;
 use crate::tui::state::models::ModelsFocus;
 use crate::tui::theme::Theme;
-use crate::tui::ui::{panel, placeholder};
+use crate::tui::widgets::{panel, placeholder, short_time};
+use kiln_core::api::{EvalReport, VersionManifest, VersionView};
+use kiln_core::names::Name;
 
 /// Draws the detail (or compare) pane.
 pub fn render(frame: &mut Frame, area: Rect, app: &App) {
@@ -91,7 +91,7 @@ fn detail_lines<'a>(app: &'a App, m: &'a VersionManifest) -> Vec<Line<'a>> {
             theme,
         ),
     ];
-    let lineage = state.lineage(m.model.as_str(), m.version, 5);
+    let lineage = state.lineage(&m.model, m.version, 5);
     let lineage = if lineage.is_empty() {
         "trained from scratch".to_owned()
     } else {
@@ -104,7 +104,7 @@ fn detail_lines<'a>(app: &'a App, m: &'a VersionManifest) -> Vec<Line<'a>> {
 
 fn eval_lines<'a>(app: &'a App, m: &VersionManifest) -> Vec<Line<'a>> {
     let (state, theme) = (&app.models, &app.theme);
-    let key = (m.model.to_string(), m.version);
+    let key = (m.model.clone(), m.version);
     let Some(view) = state.versions.get(&key) else {
         return vec![kv("eval", "loading…".into(), theme)];
     };
@@ -132,9 +132,9 @@ fn eval_lines<'a>(app: &'a App, m: &VersionManifest) -> Vec<Line<'a>> {
     lines
 }
 
-/// The newest full report for a version: inlined by the daemon, fetched as a blob, or the
-/// result of an evaluation job still in the job list.
-fn find_report<'a>(app: &'a App, view: &'a VersionView, key: &(String, u32)) -> Option<&'a EvalReport> {
+/// The newest full report for a version: fetched as a blob, or the result of an evaluation
+/// job still in the job list.
+fn find_report<'a>(app: &'a App, view: &'a VersionView, key: &(Name, u32)) -> Option<&'a EvalReport> {
     let state = &app.models;
     let from_blob = view.evals.iter().rev().find_map(|e| state.reports.get(&e.report));
     let from_jobs = || {
@@ -143,9 +143,9 @@ fn find_report<'a>(app: &'a App, view: &'a VersionView, key: &(String, u32)) -> 
             .iter()
             .flatten()
             .filter_map(|j| j.result.as_ref())
-            .find(|r| r.model == key.0 && r.version == key.1)
+            .find(|r| r.model == key.0.as_str() && r.version == key.1)
     };
-    view.reports.last().or(from_blob).or_else(from_jobs)
+    from_blob.or_else(from_jobs)
 }
 
 /// Headline figures of a report, then its matrix.
@@ -285,7 +285,7 @@ type Field = dyn Fn(&VersionManifest) -> Option<String>;
 pub fn compare_rows(a: &VersionManifest, b: &VersionManifest) -> Vec<(String, String, String)> {
     let text = |m: &VersionManifest, f: &Field| f(m).unwrap_or("-".into());
     let fixed: [(&str, &Field); 5] = [
-        ("arch", &|m| Some(m.draft.architecture.name.clone())),
+        ("arch", &|m| Some(m.draft.architecture.name.to_string())),
         ("dataset", &|m| m.draft.dataset.as_ref().map(|d| d.id.clone())),
         ("device", &|m| m.draft.device.clone()),
         ("parent", &|m| {

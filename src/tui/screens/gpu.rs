@@ -19,11 +19,11 @@ use ratatui::text::Line;
 use ratatui::widgets::{Block, Paragraph};
 
 use super::chart::{Axes, Trace, render_traces};
-use kiln_core::telemetry::{GpuAvailability, GpuProcess, GpuSample, Sample};
 use crate::tui::app::App;
 use crate::tui::state::gpu::GpuState;
 use crate::tui::theme::Theme;
-use crate::tui::ui::{panel, placeholder};
+use crate::tui::widgets::{panel, placeholder};
+use kiln_core::telemetry::{GpuAvailability, GpuProcess, GpuSample, Sample};
 
 /// Rows for the host section.
 const HOST_ROWS: u16 = 7;

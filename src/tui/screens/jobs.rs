@@ -19,11 +19,12 @@ use ratatui::text::Line;
 use ratatui::widgets::{Paragraph, Row, Table, TableState};
 
 use super::chart::{Axes, Trace, loss_traces, render_traces, run_range, short};
-use crate::tui::api::JobView;
 use crate::tui::app::App;
 use crate::tui::series::Zoom;
-use crate::tui::state::jobs::{RunData, format_duration, progress};
-use crate::tui::ui::{panel, placeholder};
+use crate::tui::state::jobs::{RunData, arch_or_kind, format_duration, progress, subject};
+use crate::tui::widgets::{panel, placeholder};
+use kiln_core::api::{JobRequest, JobView};
+use kiln_core::jobs::{JobId, JobState};
 
 /// Rows of the body the job list takes at most.
 const LIST_MAX: u16 = 10;
@@ -94,27 +95,22 @@ fn job_row<'a>(app: &App, j: &JobView) -> Row<'a> {
     let theme = &app.theme;
     let run = app.jobs.runs.get(&j.id);
     let (fraction, eta) = progress(j, run);
-    let state_style = match j.state_name() {
-        "running" => theme.active,
-        "succeeded" => theme.ok,
-        "failed" => theme.error,
-        _ => theme.warn,
+    let state_style = match j.status.state {
+        JobState::Running => theme.active,
+        JobState::Succeeded => theme.ok,
+        JobState::Failed => theme.error,
+        JobState::Queued | JobState::Cancelled => theme.warn,
     };
-    let overlay = if app.jobs.overlay.as_deref() == Some(j.id.as_str()) {
+    let overlay = if app.jobs.overlay.as_ref() == Some(&j.id) {
         "◆"
     } else {
         " "
     };
-    let arch = if j.is_eval() {
-        "eval".to_owned()
-    } else {
-        j.spec.arch.clone()
-    };
     Row::new(vec![
         Line::raw(format!("{overlay}{}", j.id)),
-        Line::styled(j.state_name(), state_style),
-        Line::raw(j.spec.reference.clone().unwrap_or_else(|| j.spec.model.clone())),
-        Line::raw(arch),
+        Line::styled(j.status.state.to_string(), state_style),
+        Line::raw(subject(j)),
+        Line::raw(arch_or_kind(j)),
         Line::raw(bar(fraction, 6)),
         Line::raw(eta.map_or("-".to_owned(), format_duration)),
         Line::raw(run.and_then(RunData::samples_per_sec).map_or("-".to_owned(), short)),
@@ -138,7 +134,7 @@ fn render_chart(frame: &mut Frame, area: Rect, app: &App) {
     let Some(job) = jobs.current() else { return };
     let title = chart_title(&job.id, opts);
     let block = panel(title, false, theme);
-    if job.is_eval() {
+    if let JobRequest::Eval(_) = job.spec.request {
         render_eval(frame, area, app, job);
         return;
     }
@@ -157,8 +153,8 @@ fn render_chart(frame: &mut Frame, area: Rect, app: &App) {
     };
     let overlay = jobs
         .overlay
-        .as_deref()
-        .filter(|o| *o != job.id)
+        .as_ref()
+        .filter(|o| **o != job.id)
         .and_then(|o| jobs.runs.get(o).map(|r| (o, r)));
     let Some(range) = run_range(run, opts.zoom) else { return };
     let range = match (overlay, opts.zoom) {
@@ -174,7 +170,7 @@ fn render_chart(frame: &mut Frame, area: Rect, app: &App) {
 }
 
 /// ` loss · <job> · ema · log-y · recent · step → `: the toggles that are on.
-fn chart_title(job: &str, opts: crate::tui::state::jobs::ChartOptions) -> String {
+fn chart_title(job: &JobId, opts: crate::tui::state::jobs::ChartOptions) -> String {
     let mut title = format!(" loss · {job} ");
     for (on, text) in [
         (opts.smoothing, "ema"),
@@ -205,10 +201,7 @@ fn legend(traces: &[Trace]) -> Line<'static> {
 /// An evaluation job has no loss curve: its report takes the chart's place.
 fn render_eval(frame: &mut Frame, area: Rect, app: &App, job: &JobView) {
     let theme = &app.theme;
-    let title = format!(
-        " evaluation · {} ",
-        job.spec.reference.as_deref().unwrap_or(job.id.as_str())
-    );
+    let title = format!(" evaluation · {} ", subject(job));
     let block = panel(title, false, theme);
     match &job.result {
         Some(report) => {

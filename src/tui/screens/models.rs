@@ -19,10 +19,11 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Row, Table, TableState, Wrap};
 
 use super::detail;
-use crate::tui::api::{ModelRow, short_time};
 use crate::tui::app::{App, Connection};
-use crate::tui::state::models::{ModelsFocus, ModelsState};
-use crate::tui::ui::{panel, placeholder};
+use crate::tui::state::models::{ModelsFocus, ModelsState, production};
+use crate::tui::widgets::{month_day, panel, placeholder};
+use kiln_core::api::ModelSummary;
+use kiln_core::names::Name;
 
 /// Share of the body the models table takes.
 const MODELS_PCT: u16 = 40;
@@ -99,16 +100,16 @@ const MODEL_WIDTHS: [Constraint; 6] = [
     Constraint::Length(11),
 ];
 
-fn model_row<'a>(state: &ModelsState, m: &ModelRow) -> Row<'a> {
-    let version = |v: &u32| format!("v{v}");
+fn model_row<'a>(state: &ModelsState, m: &ModelSummary) -> Row<'a> {
+    let version = |v: u32| format!("v{v}");
     let best = state
         .best_metric(&m.name)
         .map_or("-".to_owned(), |(k, v)| format!("{} {v:.3}", metric_abbrev(&k)));
     Row::new(vec![
-        m.name.clone(),
+        m.name.to_string(),
         m.task.clone(),
-        m.latest.as_ref().map_or("-".to_owned(), version),
-        m.aliases.get("production").map_or("-".to_owned(), version),
+        m.latest.map_or("-".to_owned(), version),
+        production(&m.aliases).map_or("-".to_owned(), version),
         best,
         state.updated(&m.name).map_or("-".to_owned(), month_day),
     ])
@@ -147,7 +148,7 @@ const VERSION_WIDTHS: [Constraint; 4] = [
 ];
 
 /// One version: number (`*` when marked for compare), aliases, headline metric, date.
-fn version_row<'a>(app: &App, model: &str, v: u32) -> Row<'a> {
+fn version_row<'a>(app: &App, model: &Name, v: u32) -> Row<'a> {
     let (state, theme) = (&app.models, &app.theme);
     let manifest = state.manifest(model, v);
     let marked = state.compare.as_ref().is_some_and(|(m, x)| m == model && *x == v);
@@ -218,11 +219,4 @@ pub fn metric_abbrev(key: &str) -> &str {
         "val_rmse" => "rmse",
         other => other.get(..4).unwrap_or(other),
     }
-}
-
-/// `11-29 16:40` from RFC 3339.
-pub fn month_day(rfc3339: &str) -> String {
-    short_time(rfc3339)
-        .get(5..)
-        .map_or_else(|| rfc3339.to_owned(), str::to_owned)
 }

@@ -16,12 +16,12 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::Line;
 use ratatui::widgets::{Paragraph, Row, Table, TableState};
 
-use super::models::month_day;
 use crate::tui::action::Action;
-use crate::tui::api::{Deployment, JournalEntry, TryResult};
 use crate::tui::app::App;
 use crate::tui::theme::Theme;
-use crate::tui::ui::{panel, placeholder};
+use crate::tui::widgets::{month_day, panel, placeholder};
+use kiln_core::api::{DeploymentView, JournalEntry, TryOutcome, TryResult};
+use kiln_core::deploy::Action as Switch;
 
 /// Share of the body the deployments table takes.
 const TABLE_PCT: u16 = 45;
@@ -94,14 +94,14 @@ const DEPLOYMENT_WIDTHS: [Constraint; 8] = [
     Constraint::Length(5),
 ];
 
-fn deployment_row<'a>(x: &Deployment, theme: &Theme) -> Row<'a> {
+fn deployment_row<'a>(x: &DeploymentView, theme: &Theme) -> Row<'a> {
     let s = &x.stats;
     let errors = Line::styled(
         s.errors.to_string(),
         if s.errors > 0 { theme.error } else { theme.base },
     );
     Row::new(vec![
-        Line::raw(x.model.clone()),
+        Line::raw(x.model.to_string()),
         Line::raw(format!("v{}", x.version)),
         Line::raw(month_day(&x.since)),
         Line::raw(format!("{:.1}", s.req_per_s)),
@@ -136,67 +136,71 @@ fn render_journal(frame: &mut Frame, area: Rect, app: &App) {
 /// `11-29 16:40 fmnist-cnn v2→v3 deploy (reason)`; rollbacks stand out.
 fn journal_line<'a>(e: &JournalEntry, theme: &Theme) -> Line<'a> {
     let from = e.from.map_or("–".to_owned(), |v| format!("v{v}"));
-    let style = if e.action == "rollback" { theme.warn } else { theme.base };
-    let reason = if e.reason.is_empty() || e.reason == e.action {
+    let style = match e.action {
+        Switch::Rollback => theme.warn,
+        Switch::Deploy => theme.base,
+    };
+    let action = e.action.to_string();
+    let reason = if e.reason.is_empty() || e.reason == action {
         String::new()
     } else {
         format!(" ({})", e.reason)
     };
     let time = month_day(&e.time);
-    Line::styled(
-        format!("{time} {} {from}→v{} {}{reason}", e.model, e.to, e.action),
-        style,
-    )
+    Line::styled(format!("{time} {} {from}→v{} {action}{reason}", e.model, e.to), style)
 }
 
 fn render_try(frame: &mut Frame, area: Rect, app: &App) {
     let (state, theme) = (&app.serving, &app.theme);
     let title = format!(" Test request ({}) ", app.keymap.hint(Action::TryRequest));
-    let Some((model, result)) = &state.tried else {
+    let Some(result) = &state.tried else {
         let text = "send a dataset sample to the selected deployment and compare the prediction with the true label";
         placeholder(frame, area, panel(title, false, theme), text, theme.muted);
         return;
     };
-    let lines = try_lines(model, result, state.next_sample.saturating_sub(1), theme);
+    let lines = try_lines(result, theme);
     frame.render_widget(Paragraph::new(lines).block(panel(title, false, theme)), area);
 }
 
-fn label_text(v: &serde_json::Value, classes: &[String]) -> String {
-    match v {
-        serde_json::Value::Number(n) => n
-            .as_u64()
-            .and_then(|i| classes.get(i as usize).cloned())
-            .unwrap_or_else(|| n.to_string()),
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Null => "-".to_owned(),
-        other => other.to_string(),
+/// The sample, the prediction beside the truth, and a classifier's three likeliest classes.
+fn try_lines<'a>(r: &TryResult, theme: &'a Theme) -> Vec<Line<'a>> {
+    let head = Line::styled(format!("{}@{} · sample #{}", r.model, r.version, r.index), theme.muted);
+    match &r.outcome {
+        TryOutcome::Class {
+            prediction,
+            label,
+            correct,
+            probabilities,
+            classes,
+        } => {
+            let mut lines = vec![
+                head,
+                Line::raw(format!("predicted:  {prediction}")),
+                Line::styled(
+                    format!("true label: {label} {}", if *correct { "✓" } else { "✗" }),
+                    if *correct { theme.ok } else { theme.error },
+                ),
+            ];
+            lines.extend(top_classes(probabilities, classes, theme));
+            lines
+        }
+        TryOutcome::Rating { prediction, label } => vec![
+            head,
+            Line::raw(format!("predicted:  {prediction:.2}")),
+            Line::raw(format!("true rating: {label:.2}")),
+            Line::styled(format!("  off by {:.2}", (prediction - label).abs()), theme.muted),
+        ],
     }
 }
 
-fn try_lines<'a>(model: &str, r: &TryResult, sample: u64, theme: &'a Theme) -> Vec<Line<'a>> {
-    let predicted = label_text(&r.prediction, &r.classes);
-    let truth = label_text(&r.label, &r.classes);
-    let correct = r.correct.unwrap_or(predicted == truth);
-    let mut lines = vec![
-        Line::styled(
-            format!(
-                "{model}{} · sample #{}",
-                r.version.map_or(String::new(), |v| format!("@{v}")),
-                r.index.unwrap_or(sample)
-            ),
-            theme.muted,
-        ),
-        Line::raw(format!("predicted:  {predicted}")),
-        Line::styled(
-            format!("true label: {truth} {}", if correct { "✓" } else { "✗" }),
-            if correct { theme.ok } else { theme.error },
-        ),
-    ];
-    let mut top: Vec<(usize, f64)> = r.probabilities.iter().copied().enumerate().collect();
+fn top_classes<'a>(probabilities: &[f32], classes: &[String], theme: &'a Theme) -> Vec<Line<'a>> {
+    let mut top: Vec<(usize, f32)> = probabilities.iter().copied().enumerate().collect();
     top.sort_by(|a, b| b.1.total_cmp(&a.1));
-    for (i, p) in top.into_iter().take(3) {
-        let name = r.classes.get(i).cloned().unwrap_or_else(|| i.to_string());
-        lines.push(Line::styled(format!("  {name:<14} {p:.3}"), theme.muted));
-    }
-    lines
+    top.into_iter()
+        .take(3)
+        .map(|(i, p)| {
+            let name = classes.get(i).cloned().unwrap_or_else(|| i.to_string());
+            Line::styled(format!("  {name:<14} {p:.3}"), theme.muted)
+        })
+        .collect()
 }

@@ -7,10 +7,11 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use kiln_core::jobs::MetricRecord;
-use crate::tui::api::{JobView, LogChunk, MetricsChunk};
-use crate::tui::client::Request;
+use crate::tui::request::Request;
 use crate::tui::series::{Ema, Series, Zoom};
+use kiln_core::api::{JobRequest, JobView, LogChunk, MetricsChunk};
+use kiln_core::jobs::{JobId, JobState, MetricRecord};
+use kiln_core::kinds::MetricKind;
 
 /// Lines of log kept per run.
 pub const LOG_LINES: usize = 400;
@@ -24,7 +25,7 @@ pub struct RunData {
     pub train_ema: Series,
     pub val: Series,
     ema: Ema,
-    last_step: HashMap<String, u64>,
+    last_step: HashMap<MetricKind, u64>,
     pub next: u64,
     pub first_time: Option<f64>,
     pub last_train: Option<MetricRecord>,
@@ -69,7 +70,7 @@ impl RunData {
             if last.is_some_and(|s| r.step <= s) {
                 continue;
             }
-            self.last_step.insert(r.kind.clone(), r.step);
+            self.last_step.insert(r.kind, r.step);
             self.first_time.get_or_insert(r.time);
             self.add_record(r);
         }
@@ -127,14 +128,35 @@ pub struct ChartOptions {
 pub struct JobsState {
     /// `None` until the first answer; newest first.
     pub jobs: Option<Vec<JobView>>,
-    pub runs: HashMap<String, RunData>,
+    pub runs: HashMap<JobId, RunData>,
     pub selected: usize,
     pub filter: String,
     pub chart: ChartOptions,
-    pub overlay: Option<String>,
+    pub overlay: Option<JobId>,
     /// The daemon has no log route (404).
     pub log_unavailable: bool,
-    inflight: HashSet<(String, bool)>,
+    inflight: HashSet<(JobId, bool)>,
+}
+
+/// What a job produces or scores, as the list shows it: `fmnist-cnn` or `fmnist-cnn@3`.
+pub fn subject(job: &JobView) -> String {
+    match &job.spec.request {
+        JobRequest::Train(t) => t.model.to_string(),
+        JobRequest::Eval(e) => e.reference.to_string(),
+    }
+}
+
+/// The architecture a job trains, or its kind (`eval`) for an evaluation.
+pub fn arch_or_kind(job: &JobView) -> String {
+    match &job.spec.request {
+        JobRequest::Train(t) => t.arch.to_string(),
+        request @ JobRequest::Eval(_) => request.kind().to_string(),
+    }
+}
+
+/// Epochs a training job runs (0 for an evaluation).
+fn epochs(job: &JobView) -> usize {
+    job.spec.request.as_train().map_or(0, |t| t.epochs)
 }
 
 impl JobsState {
@@ -149,10 +171,10 @@ impl JobsState {
                 let hay = format!(
                     "{} {} {} {} {}",
                     j.id,
-                    j.state_name(),
-                    j.spec.model,
-                    j.spec.arch,
-                    j.spec.data
+                    j.status.state,
+                    subject(j),
+                    arch_or_kind(j),
+                    j.spec.request.data()
                 );
                 terms.iter().all(|t| hay.to_lowercase().contains(t))
             })
@@ -187,13 +209,13 @@ impl JobsState {
     }
 
     /// Selects the job with `id` when visible.
-    pub fn select_id(&mut self, id: &str) {
-        if let Some(i) = self.visible().iter().position(|j| j.id == id) {
+    pub fn select_id(&mut self, id: &JobId) {
+        if let Some(i) = self.visible().iter().position(|j| &j.id == id) {
             self.selected = i;
         }
     }
 
-    fn reselect(&mut self, keep: Option<String>) {
+    fn reselect(&mut self, keep: Option<JobId>) {
         if let Some(id) = keep {
             self.select_id(&id);
         }
@@ -206,11 +228,11 @@ impl JobsState {
         self.selected = (self.selected as isize + delta).clamp(0, n.saturating_sub(1) as isize) as usize;
     }
 
-    /// Folds a metrics chunk into its run.
-    pub fn add_metrics(&mut self, job: &str, chunk: &MetricsChunk) {
-        let pushed = chunk.job.is_some();
+    /// Folds a metrics chunk into its run: fetched history, or `pushed` by the event stream.
+    pub fn add_metrics(&mut self, chunk: &MetricsChunk, pushed: bool) {
+        let job = &chunk.job;
         if !pushed {
-            self.inflight.remove(&(job.to_owned(), false));
+            self.inflight.remove(&(job.clone(), false));
         }
         // A pushed (SSE) chunk only extends a history already fetched over HTTP: kept
         // earlier, its later steps would make the older records look like repeats. Runs
@@ -218,29 +240,29 @@ impl JobsState {
         if pushed && !self.runs.get(job).is_some_and(|r| r.metrics_loaded) {
             return;
         }
-        let run = self.runs.entry(job.to_owned()).or_default();
+        let run = self.runs.entry(job.clone()).or_default();
         run.add_records(&chunk.records);
         run.metrics_loaded = true;
         run.next = run.next.max(chunk.next);
     }
 
     /// Folds log text into its run.
-    pub fn add_log(&mut self, job: &str, chunk: &LogChunk) {
-        self.inflight.remove(&(job.to_owned(), true));
-        let run = self.runs.entry(job.to_owned()).or_default();
+    pub fn add_log(&mut self, job: &JobId, chunk: &LogChunk) {
+        self.inflight.remove(&(job.clone(), true));
+        let run = self.runs.entry(job.clone()).or_default();
         run.log_loaded = true;
         run.add_log(chunk);
     }
 
     /// A request for `job` failed: allow asking again.
-    pub fn request_failed(&mut self, job: &str, log: bool) {
-        self.inflight.remove(&(job.to_owned(), log));
+    pub fn request_failed(&mut self, job: &JobId, log: bool) {
+        self.inflight.remove(&(job.clone(), log));
     }
 
     /// Metrics and log requests the selected and overlaid runs need: whatever was never
     /// loaded, plus fresh metrics / log of an active job when `follow_*` asks for them.
     pub fn wanted(&mut self, follow_metrics: bool, follow_log: bool) -> Vec<Request> {
-        let mut ids: Vec<(String, bool)> = self
+        let mut ids: Vec<(JobId, bool)> = self
             .current()
             .map(|j| (j.id.clone(), j.is_active()))
             .into_iter()
@@ -283,12 +305,12 @@ impl JobsState {
 /// lag); the total comes from the status's `total_steps`, else from the steps of the first
 /// epoch once validation has run, else whole epochs are counted.
 pub fn progress(job: &JobView, run: Option<&RunData>) -> (f64, Option<f64>) {
-    if job.status.state == kiln_core::jobs::JobState::Succeeded {
+    if job.status.state == JobState::Succeeded {
         return (1.0, None);
     }
     let last = run.and_then(|r| r.last_train.as_ref());
     let step = last.map_or(0, |r| r.step).max(job.status.step) as f64;
-    let epochs = job.spec.epochs.max(1) as f64;
+    let epochs = epochs(job).max(1) as f64;
     let total = job
         .status
         .total_steps

@@ -8,9 +8,18 @@
 
 use std::collections::HashMap;
 
-use kiln_core::registry::VersionManifest;
-use crate::tui::api::{EvalReport, ModelDetailView, ModelList, ModelRow, VersionView};
-use crate::tui::client::Request;
+use crate::tui::request::Request;
+use kiln_core::api::{EvalReport, ModelDetail, ModelList, ModelSummary, VersionManifest, VersionView};
+use kiln_core::names::{Digest, Name};
+use kiln_core::registry::Aliases;
+
+/// The alias a deployment moves and the models table shows.
+const PRODUCTION: &str = "production";
+
+/// The version the `production` alias points at.
+pub fn production(aliases: &Aliases) -> Option<u32> {
+    aliases.iter().find(|(a, _)| a.as_str() == PRODUCTION).map(|(_, v)| *v)
+}
 
 /// Which pane has the keyboard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -41,9 +50,9 @@ pub struct Visible {
 pub struct ModelsState {
     /// `None` until the first answer.
     pub list: Option<ModelList>,
-    pub details: HashMap<String, ModelDetailView>,
-    pub versions: HashMap<(String, u32), VersionView>,
-    pub reports: HashMap<String, EvalReport>,
+    pub details: HashMap<Name, ModelDetail>,
+    pub versions: HashMap<(Name, u32), VersionView>,
+    pub reports: HashMap<Digest, EvalReport>,
     /// The daemon does not serve report blobs (`/api/v1/blobs/…` answered 404).
     pub reports_unavailable: bool,
     pub focus: ModelsFocus,
@@ -51,14 +60,14 @@ pub struct ModelsState {
     pub visible: Vec<Visible>,
     pub selected_model: usize,
     pub selected_version: usize,
-    pub compare: Option<(String, u32)>,
+    pub compare: Option<(Name, u32)>,
     index: Vec<IndexRow>,
 }
 
 impl ModelsState {
     /// Takes a fresh model list; returns the detail requests to send.
     pub fn set_list(&mut self, list: ModelList) -> Vec<Request> {
-        let names: Vec<String> = list.models.iter().map(|m| m.name.clone()).collect();
+        let names: Vec<Name> = list.models.iter().map(|m| m.name.clone()).collect();
         self.details.retain(|name, _| names.contains(name));
         // Evaluations may have been attached since: fetch versions again as they are viewed.
         self.versions.clear();
@@ -68,13 +77,13 @@ impl ModelsState {
     }
 
     /// Takes one model's versions.
-    pub fn set_detail(&mut self, detail: ModelDetailView) {
+    pub fn set_detail(&mut self, detail: ModelDetail) {
         self.details.insert(detail.record.name.clone(), detail);
         self.rebuild_index();
     }
 
     /// Forgets a model the daemon no longer knows.
-    pub fn drop_detail(&mut self, model: &str) {
+    pub fn drop_detail(&mut self, model: &Name) {
         self.details.remove(model);
         self.rebuild_index();
     }
@@ -87,7 +96,7 @@ impl ModelsState {
     }
 
     /// The model rows, in list order.
-    pub fn rows(&self) -> &[ModelRow] {
+    pub fn rows(&self) -> &[ModelSummary] {
         self.list.as_ref().map_or(&[], |l| l.models.as_slice())
     }
 
@@ -165,19 +174,19 @@ impl ModelsState {
     }
 
     /// The selected model's row.
-    pub fn current_model(&self) -> Option<&ModelRow> {
+    pub fn current_model(&self) -> Option<&ModelSummary> {
         self.rows().get(self.visible.get(self.selected_model)?.model)
     }
 
     /// The selected version as `(model, version)`.
-    pub fn current_version(&self) -> Option<(String, u32)> {
+    pub fn current_version(&self) -> Option<(Name, u32)> {
         let visible = self.visible.get(self.selected_model)?;
         let version = *visible.versions.get(self.selected_version)?;
         Some((self.rows().get(visible.model)?.name.clone(), version))
     }
 
     /// A manifest from the cached model details.
-    pub fn manifest(&self, model: &str, version: u32) -> Option<&VersionManifest> {
+    pub fn manifest(&self, model: &Name, version: u32) -> Option<&VersionManifest> {
         self.details.get(model)?.versions.iter().find(|v| v.version == version)
     }
 
@@ -212,7 +221,7 @@ impl ModelsState {
                 Some(view) if !self.reports_unavailable => wanted.extend(
                     view.evals
                         .iter()
-                        .filter(|e| !e.report.is_empty() && !self.reports.contains_key(&e.report))
+                        .filter(|e| !self.reports.contains_key(&e.report))
                         .map(|e| Request::Report(e.report.clone())),
                 ),
                 Some(_) => {}
@@ -234,7 +243,7 @@ impl ModelsState {
     }
 
     /// The best headline metric over a model's versions: highest accuracy, else lowest RMSE.
-    pub fn best_metric(&self, model: &str) -> Option<(String, f64)> {
+    pub fn best_metric(&self, model: &Name) -> Option<(String, f64)> {
         let detail = self.details.get(model)?;
         let best = |key: &str, higher: bool| {
             detail
@@ -251,12 +260,12 @@ impl ModelsState {
     }
 
     /// When the model last got a version.
-    pub fn updated(&self, model: &str) -> Option<&str> {
+    pub fn updated(&self, model: &Name) -> Option<&str> {
         Some(self.details.get(model)?.versions.last()?.created_at.as_str())
     }
 
     /// The parent chain of a version, nearest first (at most `limit` links).
-    pub fn lineage(&self, model: &str, version: u32, limit: usize) -> Vec<String> {
+    pub fn lineage(&self, model: &Name, version: u32, limit: usize) -> Vec<String> {
         let mut chain = Vec::new();
         let mut link = self.manifest(model, version).and_then(|m| m.draft.parent.clone());
         while let Some(parent) = link.take() {
@@ -266,14 +275,14 @@ impl ModelsState {
             }
             chain.push(format!("{}@{}", parent.model, parent.version));
             link = self
-                .manifest(parent.model.as_str(), parent.version)
+                .manifest(&parent.model, parent.version)
                 .and_then(|m| m.draft.parent.clone());
         }
         chain
     }
 }
 
-fn haystack(v: &VersionManifest, aliases: &std::collections::BTreeMap<String, u32>, task: &str) -> String {
+fn haystack(v: &VersionManifest, aliases: &Aliases, task: &str) -> String {
     let tags: Vec<&str> = aliases
         .iter()
         .filter(|(_, n)| **n == v.version)

@@ -3,7 +3,8 @@
 
 use std::collections::VecDeque;
 
-use crate::tui::api::{Deployment, Deployments, JournalEntry, TryResult};
+use kiln_core::api::{DeploymentView, Deployments, JournalEntry, TryResult};
+use kiln_core::names::Name;
 
 /// Journal entries kept.
 pub const JOURNAL: usize = 100;
@@ -18,10 +19,10 @@ pub struct ServingState {
     pub selected: usize,
     /// The daemon has no deployments route (404): serving is not available.
     pub unavailable: bool,
-    /// The last test request: model, and what came back.
-    pub tried: Option<(String, TryResult)>,
+    /// What the last test request brought back.
+    pub tried: Option<TryResult>,
     /// Next dataset sample to send.
-    pub next_sample: u64,
+    pub next_sample: usize,
     /// A deployments request is on its way (the 1 Hz refresh skips a tick then).
     pub fetching: bool,
 }
@@ -50,12 +51,12 @@ impl ServingState {
     }
 
     /// The deployments, in the daemon's order.
-    pub fn rows(&self) -> &[Deployment] {
+    pub fn rows(&self) -> &[DeploymentView] {
         self.deployments.as_ref().map_or(&[], |d| d.deployments.as_slice())
     }
 
     /// The selected deployment.
-    pub fn current(&self) -> Option<&Deployment> {
+    pub fn current(&self) -> Option<&DeploymentView> {
         self.rows().get(self.selected)
     }
 
@@ -66,7 +67,7 @@ impl ServingState {
     }
 
     /// The version `model` ran before its current one, from the journal.
-    pub fn previous_version(&self, model: &str) -> Option<u32> {
-        self.journal.iter().find(|e| e.model == model).and_then(|e| e.from)
+    pub fn previous_version(&self, model: &Name) -> Option<u32> {
+        self.journal.iter().find(|e| &e.model == model).and_then(|e| e.from)
     }
 }

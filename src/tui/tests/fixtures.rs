@@ -1,14 +1,26 @@
-//! Daemon answers as the console receives them, for the update and snapshot tests.
+//! Daemon answers as the console receives them, for the update and snapshot tests: the
+//! JSON the daemon sends, decoded strictly into the `kiln_core::api` types.
 
 use serde_json::{Value, json};
 
 use crate::tui::event::DaemonMsg;
+use kiln_core::api::{ModelView, TryResult};
+use kiln_core::jobs::JobId;
+use kiln_core::names::Name;
 
-fn decode<T: serde::de::DeserializeOwned>(v: Value) -> T {
+pub fn decode<T: serde::de::DeserializeOwned>(v: Value) -> T {
     match serde_json::from_value(v) {
         Ok(t) => t,
         Err(e) => panic!("fixture does not decode: {e}"),
     }
+}
+
+pub fn name(text: &str) -> Name {
+    Name::new(text).unwrap_or_else(|e| panic!("{e}"))
+}
+
+pub fn job_id(text: &str) -> JobId {
+    text.parse().unwrap_or_else(|e| panic!("{e}"))
 }
 
 pub fn manifest(model: &str, version: u32, accuracy: f64, parent: Option<u32>) -> Value {
@@ -40,18 +52,24 @@ pub fn models() -> DaemonMsg {
 }
 
 pub fn detail() -> DaemonMsg {
-    DaemonMsg::ModelDetail(decode(json!({
+    let view: ModelView = decode(json!({ "model": {
         "record": { "name": "fmnist-cnn", "task": "image-classification", "created_at": "2026-11-29T10:00:00Z" },
         "versions": [manifest("fmnist-cnn", 1, 0.871, None), manifest("fmnist-cnn", 2, 0.902, Some(1)),
                      manifest("fmnist-cnn", 3, 0.912, Some(2))],
         "aliases": { "production": 2 },
-    })))
+    }, "problems": [] }));
+    DaemonMsg::ModelDetail(view.model)
+}
+
+/// A report digest the fixtures use.
+pub fn digest() -> String {
+    format!("sha256:{}", "aa".repeat(32))
 }
 
 pub fn version3() -> DaemonMsg {
     DaemonMsg::Version(decode(json!({
         "version": manifest("fmnist-cnn", 3, 0.912, Some(2)),
-        "evals": [{ "report": "sha256:aa", "dataset": "fashion-mnist", "split": "test",
+        "evals": [{ "report": digest(), "dataset": "fashion-mnist", "split": "test",
                     "created_at": "2026-11-29T13:50:00Z", "metrics": { "accuracy": 0.912, "macro_f1": 0.91 } }],
     })))
 }
@@ -59,11 +77,13 @@ pub fn version3() -> DaemonMsg {
 pub fn report() -> DaemonMsg {
     let classes = ["T-shirt", "Trouser", "Pullover"];
     DaemonMsg::Report {
-        digest: "sha256:aa".into(),
+        digest: decode(json!(digest())),
         report: decode(json!({
+            "model": "fmnist-cnn", "version": 3, "device": "cpu",
             "dataset": "fashion-mnist", "split": "test", "rows": 300, "accuracy": 0.912, "macro_f1": 0.91,
             "per_class": classes.iter().map(|c| json!({"class": c, "precision": 0.9, "recall": 0.91, "f1": 0.905, "support": 100})).collect::<Vec<_>>(),
             "confusion_matrix": [[91, 2, 7], [1, 98, 1], [9, 0, 91]],
+            "mean_latency_ms_per_sample": 0.05, "created_at": "2026-11-29T13:50:00Z",
         })),
     }
 }
@@ -71,8 +91,8 @@ pub fn report() -> DaemonMsg {
 pub fn job(id: &str, state: &str, step: u64, epoch: usize) -> Value {
     json!({
         "id": id,
-        "spec": { "id": id, "arch": "cnn", "data": "fashion-mnist", "epochs": 2, "batch_size": 64, "lr": 0.001,
-                  "optimizer": "adam", "seed": 42, "model": "fmnist-cnn" },
+        "spec": { "id": id, "kind": "train", "arch": "cnn", "data": "fashion-mnist", "epochs": 2, "batch_size": 64,
+                  "lr": 0.001, "optimizer": "adam", "seed": 42, "model": "fmnist-cnn" },
         "status": { "state": state, "step": step, "epoch": epoch, "updated_at": "2026-11-29T16:00:00Z" },
     })
 }
@@ -80,13 +100,14 @@ pub fn job(id: &str, state: &str, step: u64, epoch: usize) -> Value {
 pub fn eval_job() -> Value {
     json!({
         "id": "j1764440000-e001",
-        "spec": { "kind": "eval", "reference": "fmnist-cnn@1", "data": "fashion-mnist" },
+        "spec": { "id": "j1764440000-e001", "kind": "eval", "reference": "fmnist-cnn@1", "data": "fashion-mnist" },
         "status": { "state": "succeeded", "step": 10, "epoch": 0, "updated_at": "2026-11-29T16:00:00Z" },
         "result": { "model": "fmnist-cnn", "version": 1, "dataset": "fashion-mnist", "split": "test", "rows": 300,
-                    "accuracy": 0.871, "macro_f1": 0.86,
+                    "device": "cpu", "accuracy": 0.871, "macro_f1": 0.86,
                     "per_class": [{"class": "Coat", "precision": 0.8, "recall": 0.9, "f1": 0.85, "support": 150},
                                   {"class": "Bag", "precision": 0.9, "recall": 0.8, "f1": 0.85, "support": 150}],
-                    "confusion_matrix": [[135, 15], [24, 126]] },
+                    "confusion_matrix": [[135, 15], [24, 126]],
+                    "mean_latency_ms_per_sample": 0.05, "created_at": "2026-11-29T16:00:00Z" },
     })
 }
 
@@ -107,14 +128,14 @@ pub fn metrics(job: &str, n: u64) -> DaemonMsg {
         .collect();
     records.push(json!({ "kind": "val", "step": 938, "epoch": 1, "time": 1047.0, "val_loss": 0.42, "accuracy": 0.85 }));
     DaemonMsg::Metrics {
-        job: job.into(),
-        chunk: decode(json!({ "records": records, "next": 4096 })),
+        chunk: decode(json!({ "job": job, "records": records, "next": 4096 })),
+        pushed: false,
     }
 }
 
 pub fn log(job: &str) -> DaemonMsg {
     DaemonMsg::Log {
-        job: job.into(),
+        job: job_id(job),
         chunk: decode(
             json!({ "text": "loading fashion-mnist (60000 rows)\ndevice cpu, 16 threads\nepoch 1: val_loss 0.420 accuracy 0.850\n", "next": 120 }),
         ),
@@ -150,8 +171,9 @@ pub fn telemetry(gpu: bool) -> DaemonMsg {
 
 pub fn deployments() -> DaemonMsg {
     DaemonMsg::Deployments(decode(json!({
-        "inference_address": "127.0.0.1:8000",
+        "inference_address": "127.0.0.1:8000", "ready": true, "problems": [],
         "deployments": [{ "model": "fmnist-cnn", "version": 3, "since": "2026-11-29T16:40:00Z",
+                          "batching": { "max_batch": 64, "max_delay_us": 2000, "queue": 256 },
                           "stats": { "requests": 1200, "errors": 0, "req_per_s": 120.5, "p50_ms": 0.41, "p99_ms": 1.9, "queue_depth": 0 } }],
     })))
 }
@@ -164,11 +186,10 @@ pub fn journal() -> DaemonMsg {
 }
 
 pub fn tried() -> DaemonMsg {
-    DaemonMsg::Tried {
-        model: "fmnist-cnn".into(),
-        result: decode(
-            json!({ "index": 4, "prediction": 2, "label": 2, "classes": ["T-shirt", "Trouser", "Pullover"],
-                               "probabilities": [0.01, 0.02, 0.97] }),
-        ),
-    }
+    let result: TryResult = decode(json!({
+        "model": "fmnist-cnn", "version": 3, "dataset": "fashion-mnist", "split": "test", "index": 4,
+        "prediction": "Pullover", "label": "Pullover", "correct": true,
+        "classes": ["T-shirt", "Trouser", "Pullover"], "probabilities": [0.01, 0.02, 0.97],
+    }));
+    DaemonMsg::Tried(result)
 }

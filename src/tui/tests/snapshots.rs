@@ -7,9 +7,12 @@ use serde_json::json;
 
 use super::{app, draw, feed, fixtures, key, keys, populated};
 use crate::tui::app::Overlay;
-use crate::tui::client::{ApiError, Request};
 use crate::tui::event::DaemonMsg;
 use crate::tui::form::LaunchForm;
+use crate::tui::request::Request;
+use kiln_core::api::{Deployments, JobView, VersionView};
+use kiln_core::client::ClientError;
+use kiln_core::kinds::Arch;
 
 #[test]
 fn snapshot_models_first_run_80x24() {
@@ -106,7 +109,7 @@ fn snapshot_jobs_smoothed_log_y_with_overlay_120x36() {
 #[test]
 fn snapshot_jobs_eval_result_80x24() {
     let mut app = populated();
-    let job = serde_json::from_value(fixtures::eval_job()).unwrap_or_else(|e| panic!("{e}"));
+    let job: JobView = fixtures::decode(fixtures::eval_job());
     feed(&mut app, vec![DaemonMsg::Job(job)]);
     key(&mut app, KeyCode::Char('2'));
     key(&mut app, KeyCode::Char('g'));
@@ -117,9 +120,9 @@ fn snapshot_jobs_eval_result_80x24() {
 #[test]
 fn eval_job_results_fill_the_version_detail() {
     let mut app = populated();
-    let job = serde_json::from_value(fixtures::eval_job()).unwrap_or_else(|e| panic!("{e}"));
+    let job: JobView = fixtures::decode(fixtures::eval_job());
     let version1 = fixtures::manifest("fmnist-cnn", 1, 0.871, None);
-    let view = serde_json::from_value(json!({ "version": version1, "evals": [] })).unwrap_or_else(|e| panic!("{e}"));
+    let view: VersionView = fixtures::decode(json!({ "version": version1, "evals": [] }));
     feed(&mut app, vec![DaemonMsg::Job(job), DaemonMsg::Version(view)]);
     key(&mut app, KeyCode::Enter);
     key(&mut app, KeyCode::Char('G'));
@@ -165,8 +168,12 @@ fn snapshot_serving_80x24() {
 #[test]
 fn snapshot_serving_empty_80x24() {
     let mut app = app();
-    let none = serde_json::from_value(json!({ "inference_address": "127.0.0.1:8000", "deployments": [] }));
-    feed(&mut app, vec![DaemonMsg::Deployments(none.unwrap_or_default())]);
+    let none = Deployments {
+        inference_address: Some("127.0.0.1:8000".into()),
+        ready: true,
+        ..Deployments::default()
+    };
+    feed(&mut app, vec![DaemonMsg::Deployments(none)]);
     key(&mut app, KeyCode::Char('4'));
     assert_snapshot!(draw(&app, 80, 24));
 }
@@ -174,7 +181,7 @@ fn snapshot_serving_empty_80x24() {
 #[test]
 fn snapshot_serving_unavailable_80x24() {
     let mut app = app();
-    let error = ApiError::Http {
+    let error = ClientError::Http {
         status: 404,
         message: "no such route".into(),
     };
@@ -216,7 +223,7 @@ fn snapshot_dialog_confirm_rollback_80x24() {
 fn snapshot_dialog_launch_form_with_error_80x24() {
     let mut app = populated();
     key(&mut app, KeyCode::Char('2'));
-    app.overlay = Some(Overlay::Form(LaunchForm::train("rnn")));
+    app.overlay = Some(Overlay::Form(LaunchForm::train(Arch::Rnn)));
     key(&mut app, KeyCode::Down);
     key(&mut app, KeyCode::Down);
     keys(&mut app, "x");

@@ -2,12 +2,16 @@
 
 use ratatui::crossterm::event::KeyCode;
 
+use super::fixtures::{job_id, name};
 use super::{app, feed, fixtures, key, keys, populated};
 use crate::tui::action::{Effect, Pending, Screen};
 use crate::tui::app::{Connection, Overlay};
-use crate::tui::client::{ApiError, Request};
 use crate::tui::event::DaemonMsg;
+use crate::tui::request::Request;
 use crate::tui::state::models::ModelsFocus;
+use kiln_core::api::{self, JobView, MetricsChunk};
+use kiln_core::client::ClientError;
+use kiln_core::kinds::{Arch, DataSource};
 
 #[test]
 fn number_keys_and_tab_switch_screens() {
@@ -30,7 +34,7 @@ fn cancel_goes_through_a_confirm_dialog() {
         "nothing is sent before confirming"
     );
     let pending = Pending::CancelJob {
-        id: "j1764434400-ab12".into(),
+        id: job_id("j1764434400-ab12"),
     };
     assert_eq!(app.overlay, Some(Overlay::Confirm(pending)));
     assert!(key(&mut app, KeyCode::Esc).is_empty());
@@ -39,7 +43,7 @@ fn cancel_goes_through_a_confirm_dialog() {
     let effects = key(&mut app, KeyCode::Enter);
     assert_eq!(
         effects,
-        vec![Effect::Request(Request::CancelJob("j1764434400-ab12".into()))]
+        vec![Effect::Request(Request::CancelJob(job_id("j1764434400-ab12")))]
     );
 }
 
@@ -65,7 +69,7 @@ fn deploy_asks_with_the_version_it_replaces() {
     assert_eq!(app.models.focus, ModelsFocus::Versions);
     key(&mut app, KeyCode::Char('d'));
     let expected = Pending::Deploy {
-        model: "fmnist-cnn".into(),
+        model: name("fmnist-cnn"),
         version: 3,
         current: Some(3),
     };
@@ -74,7 +78,7 @@ fn deploy_asks_with_the_version_it_replaces() {
     assert_eq!(
         effects,
         vec![Effect::Request(Request::Deploy {
-            model: "fmnist-cnn".into(),
+            model: name("fmnist-cnn"),
             version: 3
         })]
     );
@@ -86,7 +90,7 @@ fn delete_asks_first_and_only_then_sends_the_request() {
     key(&mut app, KeyCode::Enter);
     key(&mut app, KeyCode::Char('x'));
     let expected = Pending::DeleteVersion {
-        model: "fmnist-cnn".into(),
+        model: name("fmnist-cnn"),
         version: 3,
     };
     assert_eq!(app.overlay, Some(Overlay::Confirm(expected)));
@@ -97,7 +101,7 @@ fn delete_asks_first_and_only_then_sends_the_request() {
     assert_eq!(
         effects,
         vec![Effect::Request(Request::DeleteVersion {
-            model: "fmnist-cnn".into(),
+            model: name("fmnist-cnn"),
             version: 3
         })]
     );
@@ -140,18 +144,15 @@ fn first_run_trains_a_cnn_and_jumps_to_jobs() {
     feed(&mut app, vec![DaemonMsg::Models(Default::default())]);
     assert!(app.models.is_empty_registry());
     let effects = key(&mut app, KeyCode::Enter);
-    let [Effect::Request(Request::SubmitJob(body))] = effects.as_slice() else {
+    let [Effect::Request(Request::SubmitJob(job))] = effects.as_slice() else {
         panic!("expected one submit, got {effects:?}");
     };
-    assert_eq!(
-        (body["arch"].as_str(), body["data"].as_str()),
-        (Some("cnn"), Some("fashion-mnist"))
-    );
-    let job = serde_json::from_value(fixtures::job("j1764434999-beef", "queued", 0, 0));
-    feed(
-        &mut app,
-        vec![DaemonMsg::Submitted(job.unwrap_or_else(|e| panic!("{e}")))],
-    );
+    let Some(train) = job.as_train() else {
+        panic!("the first run trains: {job:?}");
+    };
+    assert_eq!((train.arch, &train.data), (Arch::Cnn, &DataSource::FashionMnist));
+    let job: JobView = fixtures::decode(fixtures::job("j1764434999-beef", "queued", 0, 0));
+    feed(&mut app, vec![DaemonMsg::Submitted(job)]);
     assert_eq!(app.screen, Screen::Jobs);
     assert_eq!(app.jobs.current().map(|j| j.id.as_str()), Some("j1764434999-beef"));
 }
@@ -171,15 +172,16 @@ fn reconnect_refetches_and_a_disconnect_only_sets_the_banner() {
 #[test]
 fn overlapping_metrics_are_not_counted_twice() {
     let mut app = populated();
-    let before = app.jobs.runs.get("j1764434400-ab12").map(|r| r.train.len());
+    let id = job_id("j1764434400-ab12");
+    let before = app.jobs.runs.get(&id).map(|r| r.train.len());
     feed(&mut app, vec![fixtures::metrics("j1764434400-ab12", 70)]);
-    assert_eq!(app.jobs.runs.get("j1764434400-ab12").map(|r| r.train.len()), before);
+    assert_eq!(app.jobs.runs.get(&id).map(|r| r.train.len()), before);
 }
 
 #[test]
 fn missing_routes_become_states_not_errors() {
     let mut app = populated();
-    let not_found = ApiError::Http {
+    let not_found = ClientError::Http {
         status: 404,
         message: "no such route".into(),
     };
@@ -214,7 +216,10 @@ fn launch_form_validates_before_sending() {
     assert!(form.error.as_deref().unwrap_or_default().contains("model name"));
     keys(&mut app, "mine");
     let effects = key(&mut app, KeyCode::Enter);
-    assert!(matches!(effects.as_slice(), [Effect::Request(Request::SubmitJob(b))] if b["model"] == "mine"));
+    assert!(
+        matches!(effects.as_slice(), [Effect::Request(Request::SubmitJob(j))] if j.model().as_str() == "mine"),
+        "{effects:?}"
+    );
 }
 
 #[test]
@@ -232,25 +237,40 @@ fn help_text_wraps_on_words() {
 #[test]
 fn pushed_metrics_wait_for_the_fetched_history() {
     let mut app = populated();
-    let job = "j1764430000-0001";
+    let job = job_id("j1764430000-0001");
     let chunk = |from: u64, to: u64, pushed: bool| {
         let records: Vec<serde_json::Value> = (from..to)
             .map(|s| serde_json::json!({ "kind": "train", "step": s, "epoch": 0, "time": s as f64, "train_loss": 1.0 }))
             .collect();
-        let mut doc = serde_json::json!({ "records": records, "next": to * 10 });
-        if pushed {
-            doc["job"] = serde_json::json!(job);
-        }
-        DaemonMsg::Metrics {
-            job: job.into(),
-            chunk: serde_json::from_value(doc).unwrap_or_default(),
-        }
+        let chunk: MetricsChunk =
+            fixtures::decode(serde_json::json!({ "job": job, "records": records, "next": to * 10 }));
+        DaemonMsg::Metrics { chunk, pushed }
     };
     feed(&mut app, vec![chunk(50, 60, true)]);
     assert!(
-        !app.jobs.runs.contains_key(job),
+        !app.jobs.runs.contains_key(&job),
         "a pushed chunk before the history is not kept"
     );
     feed(&mut app, vec![chunk(1, 55, false), chunk(55, 70, true)]);
-    assert_eq!(app.jobs.runs.get(job).map(|r| r.train.len()), Some(69));
+    assert_eq!(app.jobs.runs.get(&job).map(|r| r.train.len()), Some(69));
+}
+
+#[test]
+fn stream_events_become_the_messages_update_handles() {
+    let mut app = populated();
+    let lagged = DaemonMsg::from(api::Event::Lagged(api::Lagged { missed: 3 }));
+    let effects = feed(&mut app, vec![lagged]);
+    assert!(
+        effects.contains(&Effect::Request(Request::Models)),
+        "lagged refetches: {effects:?}"
+    );
+    let entry: api::JournalEntry = fixtures::decode(serde_json::json!({
+        "time": "2026-11-29T17:00:00Z", "model": "fmnist-cnn", "from": 3, "to": 2, "action": "rollback",
+    }));
+    feed(&mut app, vec![DaemonMsg::from(api::Event::Deployment(Box::new(entry)))]);
+    assert_eq!(
+        app.message.as_ref().map(|m| m.text.as_str()),
+        Some("rolled back fmnist-cnn@2")
+    );
+    assert_eq!(app.serving.previous_version(&name("fmnist-cnn")), Some(3));
 }

@@ -4,17 +4,18 @@
 //! whitespace-separated terms must all occur in it (`cnn prod` finds cnn versions that
 //! carry the `production` alias).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::Listing;
+use crate::kinds::Arch;
 use crate::names::Name;
 
 /// One version as the console and `kiln models ls --versions` show it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VersionRow {
     pub model: Name,
     pub version: u32,
-    pub architecture: String,
+    pub architecture: Arch,
     pub dataset: Option<String>,
     pub aliases: Vec<String>,
     pub created_at: String,
@@ -51,7 +52,7 @@ impl Catalog {
                 rows.push(VersionRow {
                     model: v.model.clone(),
                     version: v.version,
-                    architecture: v.draft.architecture.name.clone(),
+                    architecture: v.draft.architecture.name,
                     dataset,
                     aliases,
                     created_at: v.created_at.clone(),

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::kinds::Arch;
 use crate::names::{Digest, Name};
 
 /// `models/<model>/model.json`.
@@ -26,8 +27,8 @@ pub struct ModelRecord {
 /// The architecture a version's weights belong to, with the config that rebuilds it exactly.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Architecture {
-    /// Zoo name: `mlp`, `cnn`, `rnn` or `mf`.
-    pub name: String,
+    /// The zoo architecture.
+    pub name: Arch,
     /// The architecture's own serde config.
     pub config: serde_json::Value,
 }

@@ -4,14 +4,14 @@ use std::fs;
 use std::io;
 use std::path::PathBuf;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Aliases, ModelRecord, Registry, RegistryError, Result, VersionManifest, join_or_none, read_json};
 use crate::fsx;
 use crate::names::{ModelRef, Name, Selector};
 
 /// A registry entry that could not be read, and why. Reported, then skipped.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Problem {
     /// The model the entry belongs to, when known.
     pub model: Option<String>,
@@ -20,7 +20,7 @@ pub struct Problem {
 }
 
 /// One model with every readable version.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelDetail {
     pub record: ModelRecord,
     /// Readable versions, oldest first.
@@ -45,7 +45,7 @@ impl ModelDetail {
 }
 
 /// Short per-model line for `kiln models ls`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelSummary {
     pub name: Name,
     pub task: String,

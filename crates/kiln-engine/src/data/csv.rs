@@ -5,6 +5,15 @@ use std::path::Path;
 
 use super::{DataError, DataShape, Dataset, Inputs, LoadOptions, Split, Targets};
 
+/// The error for a CSV file that is not there.
+pub fn missing(path: &Path) -> DataError {
+    DataError::Missing {
+        id: format!("csv:{}", path.display()),
+        path: path.to_owned(),
+        hint: "check the file name (a relative path is read from the directory kiln ran in)".into(),
+    }
+}
+
 pub fn load(path: &Path, options: &LoadOptions<'_>) -> Result<Dataset, DataError> {
     let malformed = |reason: String| DataError::Malformed {
         path: path.to_owned(),
@@ -12,11 +21,7 @@ pub fn load(path: &Path, options: &LoadOptions<'_>) -> Result<Dataset, DataError
         reason,
     };
     let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => DataError::Missing {
-            id: format!("csv:{}", path.display()),
-            path: path.to_owned(),
-            hint: "check the file name".into(),
-        },
+        std::io::ErrorKind::NotFound => missing(path),
         _ => malformed(e.to_string()),
     })?;
     let mut lines = text.lines().filter(|l| !l.trim().is_empty());

@@ -24,10 +24,9 @@ const CLASSES: [&str; 10] = [
 ];
 const SIDE: usize = 28;
 
-pub fn load(options: &LoadOptions<'_>) -> Result<Dataset, DataError> {
-    let dir = options
-        .path
-        .map_or_else(|| PathBuf::from(DEFAULT_DIR), Path::to_path_buf);
+/// The four IDX files under `path` (or the Debian package's folder), all present.
+pub fn files(path: Option<&Path>) -> Result<[PathBuf; 4], DataError> {
+    let dir = path.map_or_else(|| PathBuf::from(DEFAULT_DIR), Path::to_path_buf);
     let file = |name: &str| dir.join(format!("{name}.gz"));
     let files = [
         "train-images-idx3-ubyte",
@@ -43,6 +42,12 @@ pub fn load(options: &LoadOptions<'_>) -> Result<Dataset, DataError> {
             hint: "install it with `sudo apt-get install dataset-fashion-mnist`, or pass --data-path <folder with the IDX .gz files>".into(),
         });
     }
+    Ok(files)
+}
+
+pub fn load(options: &LoadOptions<'_>) -> Result<Dataset, DataError> {
+    let files = files(options.path)?;
+    let dir = files[0].parent().map(Path::to_path_buf).unwrap_or_default();
     let full = read_split(&files[0], &files[1])?;
     let test = read_split(&files[2], &files[3])?;
     let (train, val) = full.shuffle_split(1.0 / 12.0, options.seed);

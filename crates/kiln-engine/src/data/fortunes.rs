@@ -65,10 +65,10 @@ fn words(text: &str) -> Vec<String> {
         .collect()
 }
 
-pub fn load(categories: Option<&str>, options: &LoadOptions<'_>) -> Result<Dataset, DataError> {
-    let dir = options
-        .path
-        .map_or_else(|| PathBuf::from(DEFAULT_DIR), Path::to_path_buf);
+/// The category files under `path` (or the Debian package's folder): the named ones, each
+/// present, or (none named) every category with enough quotes.
+pub fn categories(path: Option<&Path>, wanted: &[String]) -> Result<Vec<(String, PathBuf)>, DataError> {
+    let dir = path.map_or_else(|| PathBuf::from(DEFAULT_DIR), Path::to_path_buf);
     if !dir.is_dir() {
         return Err(DataError::Missing {
             id: "fortunes".into(),
@@ -77,7 +77,11 @@ pub fn load(categories: Option<&str>, options: &LoadOptions<'_>) -> Result<Datas
                 .into(),
         });
     }
-    let files = pick_categories(&dir, categories)?;
+    pick_categories(&dir, wanted)
+}
+
+pub fn load(wanted: &[String], options: &LoadOptions<'_>) -> Result<Dataset, DataError> {
+    let files = categories(options.path, wanted)?;
     let mut quotes = Vec::new();
     let mut labels = Vec::new();
     for (label, (_, path)) in files.iter().enumerate() {
@@ -105,14 +109,16 @@ pub fn load(categories: Option<&str>, options: &LoadOptions<'_>) -> Result<Datas
     };
     let paths: Vec<PathBuf> = files.iter().map(|(_, p)| p.clone()).collect();
     let digest = super::digest_files(&paths).map_err(|e| DataError::Malformed {
-        path: dir.clone(),
+        path: options
+            .path
+            .map_or_else(|| PathBuf::from(DEFAULT_DIR), Path::to_path_buf),
         what: "fortune files",
         reason: e.to_string(),
     })?;
-    let id = match categories {
-        Some(c) => format!("fortunes:{c}"),
-        None => "fortunes".to_owned(),
-    };
+    let id = kiln_core::kinds::DataSource::Fortunes {
+        categories: wanted.to_vec(),
+    }
+    .to_string();
     Ok(Dataset {
         id,
         digest,
@@ -129,10 +135,10 @@ pub fn load(categories: Option<&str>, options: &LoadOptions<'_>) -> Result<Datas
 }
 
 /// (category, file) pairs, sorted by name.
-fn pick_categories(dir: &Path, wanted: Option<&str>) -> Result<Vec<(String, PathBuf)>, DataError> {
-    if let Some(list) = wanted {
+fn pick_categories(dir: &Path, wanted: &[String]) -> Result<Vec<(String, PathBuf)>, DataError> {
+    if !wanted.is_empty() {
         let mut out = Vec::new();
-        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        for name in wanted {
             let valid = kiln_core::names::Name::new(name).is_ok();
             let path = dir.join(name);
             if !valid || !path.is_file() {
@@ -143,7 +149,7 @@ fn pick_categories(dir: &Path, wanted: Option<&str>) -> Result<Vec<(String, Path
                     hint,
                 });
             }
-            out.push((name.to_owned(), path));
+            out.push((name.clone(), path));
         }
         out.sort();
         return Ok(out);

@@ -11,6 +11,7 @@ mod split;
 
 use std::path::{Path, PathBuf};
 
+use kiln_core::kinds::DataSource;
 use kiln_core::names::Digest;
 
 pub use fortunes::Vocab;
@@ -70,8 +71,6 @@ pub struct Dataset {
 pub enum DataError {
     #[error("dataset {id} not found at {}: {hint}", path.display())]
     Missing { id: String, path: PathBuf, hint: String },
-    #[error("unknown dataset '{0}': use fashion-mnist, fortunes[:cat,…], ratings-synth or csv:<file>")]
-    Unknown(String),
     #[error("{} is not valid {what}: {reason}", path.display())]
     Malformed {
         path: PathBuf,
@@ -92,20 +91,30 @@ pub struct LoadOptions<'a> {
     pub vocab: Option<&'a Vocab>,
 }
 
-/// Loads dataset `name` (`fashion-mnist`, `fortunes[:a,b]`, `ratings-synth`, `csv:<file>`).
-pub fn load(name: &str, options: &LoadOptions<'_>) -> Result<Dataset, DataError> {
-    let mut dataset = match name.split_once(':') {
-        _ if name == "fashion-mnist" => fmnist::load(options)?,
-        _ if name == "ratings-synth" => ratings::load(options)?,
-        _ if name == "fortunes" => fortunes::load(None, options)?,
-        Some(("fortunes", cats)) => fortunes::load(Some(cats), options)?,
-        Some(("csv", file)) => csv::load(Path::new(file), options)?,
-        _ => return Err(DataError::Unknown(name.to_owned())),
+/// Whether `source` can be loaded from `path` (or its default place), without reading it:
+/// what a job submission checks so a missing dataset is refused before anything queues.
+pub fn check_available(source: &DataSource, path: Option<&Path>) -> Result<(), DataError> {
+    match source {
+        DataSource::FashionMnist => fmnist::files(path).map(drop),
+        DataSource::Fortunes { categories } => fortunes::categories(path, categories).map(drop),
+        DataSource::RatingsSynth => Ok(()),
+        DataSource::Csv { path } if path.is_file() => Ok(()),
+        DataSource::Csv { path } => Err(csv::missing(path)),
+    }
+}
+
+/// Loads `source`.
+pub fn load(source: &DataSource, options: &LoadOptions<'_>) -> Result<Dataset, DataError> {
+    let mut dataset = match source {
+        DataSource::FashionMnist => fmnist::load(options)?,
+        DataSource::RatingsSynth => ratings::load(options)?,
+        DataSource::Fortunes { categories } => fortunes::load(categories, options)?,
+        DataSource::Csv { path } => csv::load(path, options)?,
     };
     if let Some(limit) = options.limit {
         dataset.train.truncate(limit);
     }
-    if dataset.train.len() == 0 || dataset.val.len() == 0 {
+    if dataset.train.is_empty() || dataset.val.is_empty() {
         let reason = format!(
             "{} training and {} validation rows",
             dataset.train.len(),
@@ -132,7 +141,7 @@ pub fn permutation(n: usize, seed: u64) -> Vec<usize> {
     let mut order: Vec<usize> = (0..n).collect();
     let mut rng = SplitMix64(seed ^ 0x6b69_6c6e);
     for i in (1..n).rev() {
-        let j = (rng.next() % (i as u64 + 1)) as usize;
+        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
         order.swap(i, j);
     }
     order
@@ -143,7 +152,7 @@ pub fn permutation(n: usize, seed: u64) -> Vec<usize> {
 pub struct SplitMix64(pub u64);
 
 impl SplitMix64 {
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -153,7 +162,7 @@ impl SplitMix64 {
 
     /// Uniform in [0, 1).
     pub fn uniform(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
     /// Standard normal (Box-Muller).

@@ -27,11 +27,17 @@ pub struct Split {
 }
 
 impl Split {
+    /// Rows in the split.
     pub fn len(&self) -> usize {
         match &self.targets {
             Targets::Classes(t) => t.len(),
             Targets::Ratings(t) => t.len(),
         }
+    }
+
+    /// Whether the split has no rows.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Keeps the first `n` rows.

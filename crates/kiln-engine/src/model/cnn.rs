@@ -49,14 +49,42 @@ impl CnnConfig {
             return Some(reason);
         }
         let (h, w) = self.feature_size();
-        (h == 0 || w == 0).then(|| {
-            format!(
+        if h == 0 || w == 0 {
+            return Some(format!(
                 "{}×{} input is too small for {} pooling stages",
                 self.height,
                 self.width,
                 self.conv_channels.len()
-            )
-        })
+            ));
+        }
+        super::too_large(self.parameters())
+    }
+
+    /// Features entering the hidden layer, or `None` past `usize`.
+    fn flat_features(&self) -> Option<usize> {
+        let (h, w) = self.feature_size();
+        let last = self.conv_channels.last().copied().unwrap_or(self.channels);
+        last.checked_mul(h)?.checked_mul(w)
+    }
+
+    /// Values of one input image, or `None` past `usize`.
+    pub fn input_len(&self) -> Option<usize> {
+        self.channels.checked_mul(self.height)?.checked_mul(self.width)
+    }
+
+    /// Weights and biases, or `None` past `u64`.
+    fn parameters(&self) -> Option<u64> {
+        self.input_len()?;
+        let mut sum = 0u64;
+        let mut inputs = self.channels as u64;
+        for &out in &self.conv_channels {
+            let out = out as u64;
+            sum = sum.checked_add(inputs.checked_mul(out)?.checked_mul(9)?.checked_add(out)?)?;
+            inputs = out;
+        }
+        let (flat, hidden, classes) = (self.flat_features()? as u64, self.hidden as u64, self.classes as u64);
+        sum = sum.checked_add(flat.checked_mul(hidden)?.checked_add(hidden)?)?;
+        sum.checked_add(hidden.checked_mul(classes)?.checked_add(classes)?)
     }
 
     /// Height and width after all pooling stages.
@@ -79,7 +107,7 @@ impl CnnConfig {
         }
         let (h, w) = self.feature_size();
         Cnn {
-            shape: [self.channels, self.height, self.width],
+            config: self.clone(),
             convs,
             pool: MaxPool2dConfig::new([2, 2]).init(),
             activation: Relu::new(),
@@ -92,9 +120,9 @@ impl CnnConfig {
 /// A small image classifier.
 #[derive(Module, Debug)]
 pub struct Cnn {
-    /// Input `[channels, height, width]`, kept so flat rows can be reshaped.
+    /// The shape it was built from (flat rows are reshaped to its input).
     #[module(skip)]
-    shape: [usize; 3],
+    pub config: CnnConfig,
     convs: Vec<Conv2d>,
     pool: MaxPool2d,
     activation: Relu,
@@ -105,7 +133,7 @@ pub struct Cnn {
 impl Cnn {
     /// `[channels, height, width]` of one input image.
     pub fn input_shape(&self) -> [usize; 3] {
-        self.shape
+        [self.config.channels, self.config.height, self.config.width]
     }
 
     /// `[batch, channels, height, width]` → logits `[batch, classes]`.

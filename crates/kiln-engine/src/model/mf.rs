@@ -23,6 +23,13 @@ fn default_factors() -> usize {
 impl MfConfig {
     pub(super) fn check(&self) -> Option<String> {
         super::zero_sizes(&[("users", self.users), ("items", self.items), ("factors", self.factors)])
+            .or_else(|| super::too_large(self.parameters()))
+    }
+
+    /// Factors and biases, or `None` past `u64`.
+    fn parameters(&self) -> Option<u64> {
+        let rows = (self.users as u64).checked_add(self.items as u64)?;
+        rows.checked_mul((self.factors as u64).checked_add(1)?)?.checked_add(1)
     }
 
     /// A freshly initialised model with small random factors and zero biases.
@@ -38,6 +45,7 @@ impl MfConfig {
                 .init(device)
         };
         Mf {
+            config: self.clone(),
             users: factors(self.users),
             items: factors(self.items),
             user_bias: bias(self.users),
@@ -50,6 +58,9 @@ impl MfConfig {
 /// A biased matrix-factorisation recommender.
 #[derive(Module, Debug)]
 pub struct Mf {
+    /// The sizes it was built from.
+    #[module(skip)]
+    pub config: MfConfig,
     users: Embedding,
     items: Embedding,
     user_bias: Embedding,

@@ -25,7 +25,18 @@ impl MlpConfig {
     pub(super) fn check(&self) -> Option<String> {
         let mut sizes = vec![("inputs", self.inputs), ("classes", self.classes)];
         sizes.extend(self.hidden.iter().map(|h| ("hidden", *h)));
-        super::zero_sizes(&sizes)
+        super::zero_sizes(&sizes).or_else(|| super::too_large(self.parameters()))
+    }
+
+    /// Weights and biases, or `None` past `u64`.
+    fn parameters(&self) -> Option<u64> {
+        let mut widths = vec![self.inputs];
+        widths.extend(&self.hidden);
+        widths.push(self.classes);
+        widths.windows(2).try_fold(0u64, |sum, pair| {
+            let (from, to) = (pair[0] as u64, pair[1] as u64);
+            sum.checked_add(from.checked_mul(to)?.checked_add(to)?)
+        })
     }
 
     /// A freshly initialised model.
@@ -37,6 +48,7 @@ impl MlpConfig {
             width = h;
         }
         Mlp {
+            config: self.clone(),
             hidden,
             activation: Relu::new(),
             output: LinearConfig::new(width, self.classes).init(device),
@@ -47,6 +59,9 @@ impl MlpConfig {
 /// Linear → ReLU layers, then a linear classifier producing logits.
 #[derive(Module, Debug)]
 pub struct Mlp {
+    /// The sizes it was built from.
+    #[module(skip)]
+    pub config: MlpConfig,
     hidden: Vec<Linear>,
     activation: Relu,
     output: Linear,

@@ -12,6 +12,7 @@ pub use mlp::{Mlp, MlpConfig};
 pub use rnn::{Rnn, RnnConfig};
 
 use burn::tensor::Device;
+use kiln_core::kinds::Arch;
 use serde::{Deserialize, Serialize};
 
 /// A zoo architecture and its configuration.
@@ -24,7 +25,8 @@ pub enum ArchConfig {
     Mf(MfConfig),
 }
 
-/// A built model of any zoo architecture.
+/// A built model of any zoo architecture; each carries the config it was built from, so
+/// a model and its config can never disagree.
 // A handful exist per process (one per job or deployment), so variant size does not matter.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
@@ -37,40 +39,39 @@ pub enum ZooModel {
 
 /// A configuration that cannot describe a model.
 #[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("unknown architecture '{0}': choose one of mlp, cnn, rnn, mf")]
-    UnknownArch(String),
-    #[error("invalid {arch} config: {reason}")]
-    Invalid { arch: &'static str, reason: String },
+#[error("invalid {arch} config: {reason}")]
+pub struct ConfigError {
+    pub arch: Arch,
+    pub reason: String,
 }
 
+/// Past this many weights a config is refused before anything is allocated (16 GiB of f32).
+const MAX_PARAMETERS: u64 = 1 << 32;
+
 impl ArchConfig {
-    /// Parses the config of architecture `arch` from JSON, filling defaults and checking sizes.
-    pub fn from_json(arch: &str, config: serde_json::Value) -> Result<Self, ConfigError> {
-        let invalid = |arch: &'static str| {
-            move |e: serde_json::Error| ConfigError::Invalid {
-                arch,
-                reason: e.to_string(),
-            }
+    /// Parses the config of `arch` from JSON, filling defaults and checking sizes.
+    pub fn from_json(arch: Arch, config: serde_json::Value) -> Result<Self, ConfigError> {
+        let invalid = |e: serde_json::Error| ConfigError {
+            arch,
+            reason: e.to_string(),
         };
         let parsed = match arch {
-            "mlp" => Self::Mlp(serde_json::from_value(config).map_err(invalid("mlp"))?),
-            "cnn" => Self::Cnn(serde_json::from_value(config).map_err(invalid("cnn"))?),
-            "rnn" => Self::Rnn(serde_json::from_value(config).map_err(invalid("rnn"))?),
-            "mf" => Self::Mf(serde_json::from_value(config).map_err(invalid("mf"))?),
-            other => return Err(ConfigError::UnknownArch(other.to_owned())),
+            Arch::Mlp => Self::Mlp(serde_json::from_value(config).map_err(invalid)?),
+            Arch::Cnn => Self::Cnn(serde_json::from_value(config).map_err(invalid)?),
+            Arch::Rnn => Self::Rnn(serde_json::from_value(config).map_err(invalid)?),
+            Arch::Mf => Self::Mf(serde_json::from_value(config).map_err(invalid)?),
         };
         parsed.validate()?;
         Ok(parsed)
     }
 
-    /// The zoo name (`mlp`, `cnn`, `rnn`, `mf`).
-    pub fn name(&self) -> &'static str {
+    /// The architecture.
+    pub fn arch(&self) -> Arch {
         match self {
-            Self::Mlp(_) => "mlp",
-            Self::Cnn(_) => "cnn",
-            Self::Rnn(_) => "rnn",
-            Self::Mf(_) => "mf",
+            Self::Mlp(_) => Arch::Mlp,
+            Self::Cnn(_) => Arch::Cnn,
+            Self::Rnn(_) => Arch::Rnn,
+            Self::Mf(_) => Arch::Mf,
         }
     }
 
@@ -85,6 +86,24 @@ impl ArchConfig {
         value.unwrap_or(serde_json::Value::Null)
     }
 
+    /// The manifest's record of it.
+    pub fn architecture(&self) -> kiln_core::registry::Architecture {
+        kiln_core::registry::Architecture {
+            name: self.arch(),
+            config: self.config_json(),
+        }
+    }
+
+    /// Classes a classifier predicts; `None` for the rating regressor.
+    pub fn classes(&self) -> Option<usize> {
+        match self {
+            Self::Mlp(c) => Some(c.classes),
+            Self::Cnn(c) => Some(c.classes),
+            Self::Rnn(c) => Some(c.classes),
+            Self::Mf(_) => None,
+        }
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         let reason = match self {
             Self::Mlp(c) => c.check(),
@@ -93,8 +112,8 @@ impl ArchConfig {
             Self::Mf(c) => c.check(),
         };
         match reason {
-            Some(reason) => Err(ConfigError::Invalid {
-                arch: self.name(),
+            Some(reason) => Err(ConfigError {
+                arch: self.arch(),
                 reason,
             }),
             None => Ok(()),
@@ -118,19 +137,51 @@ fn zero_sizes(fields: &[(&str, usize)]) -> Option<String> {
     (!zero.is_empty()).then(|| format!("{} must be at least 1", zero.join(", ")))
 }
 
-impl ArchConfig {
+/// Returns `Some(reason)` when a model would hold more than [`MAX_PARAMETERS`] weights (or
+/// its count overflowed: `None`).
+fn too_large(parameters: Option<u64>) -> Option<String> {
+    match parameters {
+        Some(n) if n <= MAX_PARAMETERS => None,
+        Some(n) => Some(format!(
+            "{n} parameters is more than the {MAX_PARAMETERS} kiln builds; use smaller sizes"
+        )),
+        None => Some("the sizes overflow: use smaller sizes".to_owned()),
+    }
+}
+
+impl ZooModel {
+    /// The config this model was built from.
+    pub fn config(&self) -> ArchConfig {
+        match self {
+            Self::Mlp(m) => ArchConfig::Mlp(m.config.clone()),
+            Self::Cnn(m) => ArchConfig::Cnn(m.config.clone()),
+            Self::Rnn(m) => ArchConfig::Rnn(m.config.clone()),
+            Self::Mf(m) => ArchConfig::Mf(m.config.clone()),
+        }
+    }
+
+    /// The architecture.
+    pub fn arch(&self) -> Arch {
+        match self {
+            Self::Mlp(_) => Arch::Mlp,
+            Self::Cnn(_) => Arch::Cnn,
+            Self::Rnn(_) => Arch::Rnn,
+            Self::Mf(_) => Arch::Mf,
+        }
+    }
+
     /// Runs one forward pass on a zero batch of two and checks the output is finite, proving
     /// the weights fit and compute.
-    pub fn smoke_forward(&self, model: &ZooModel, device: &Device) -> Result<(), String> {
+    pub fn smoke_forward(&self, device: &Device) -> Result<(), String> {
         use burn::tensor::{Int, Tensor};
-        let output: Vec<f32> = match (self, model) {
-            (Self::Mlp(c), ZooModel::Mlp(m)) => flat(m.forward(Tensor::zeros([2, c.inputs], device))),
-            (Self::Cnn(c), ZooModel::Cnn(m)) => {
-                flat(m.forward(Tensor::zeros([2, c.channels, c.height, c.width], device)))
+        let output: Vec<f32> = match self {
+            Self::Mlp(m) => flat(m.forward(Tensor::zeros([2, m.config.inputs], device))),
+            Self::Cnn(m) => {
+                let [channels, height, width] = m.input_shape();
+                flat(m.forward(Tensor::zeros([2, channels, height, width], device)))
             }
-            (Self::Rnn(_), ZooModel::Rnn(m)) => flat(m.forward(Tensor::<2, Int>::ones([2, 4], device))),
-            (Self::Mf(_), ZooModel::Mf(m)) => flat(m.forward(Tensor::<2, Int>::zeros([2, 2], device))),
-            _ => return Err(format!("model does not match its {} config", self.name())),
+            Self::Rnn(m) => flat(m.forward(Tensor::<2, Int>::ones([2, 4], device))),
+            Self::Mf(m) => flat(m.forward(Tensor::<2, Int>::zeros([2, 2], device))),
         };
         match output.iter().all(|v| v.is_finite()) {
             true => Ok(()),
@@ -141,4 +192,21 @@ impl ArchConfig {
 
 fn flat<const D: usize>(tensor: burn::tensor::Tensor<D>) -> Vec<f32> {
     tensor.into_data().try_to_vec::<f32>().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_that_overflow_or_outgrow_memory_are_refused_before_anything_is_built() {
+        let huge = serde_json::json!({ "inputs": usize::MAX, "hidden": [usize::MAX], "classes": 2 });
+        let err = ArchConfig::from_json(Arch::Mlp, huge).expect_err("overflow");
+        assert!(err.to_string().contains("overflow"), "{err}");
+        let big = serde_json::json!({ "height": 1 << 20, "width": 1 << 20, "classes": 10 });
+        let err = ArchConfig::from_json(Arch::Cnn, big).expect_err("too large");
+        assert!(err.to_string().contains("parameters"), "{err}");
+        let ok = serde_json::json!({ "height": 28, "width": 28, "classes": 10 });
+        assert!(ArchConfig::from_json(Arch::Cnn, ok).is_ok());
+    }
 }

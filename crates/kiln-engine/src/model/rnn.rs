@@ -43,6 +43,26 @@ impl RnnConfig {
             ("embed", self.embed),
             ("hidden", self.hidden),
         ])
+        .or_else(|| super::too_large(self.parameters()))
+    }
+
+    /// Weights and biases (an LSTM's four gates; a GRU has fewer), or `None` past `u64`.
+    fn parameters(&self) -> Option<u64> {
+        let (vocab, embed, hidden, classes) = (
+            self.vocab as u64,
+            self.embed as u64,
+            self.hidden as u64,
+            self.classes as u64,
+        );
+        let gates = embed
+            .checked_add(hidden)?
+            .checked_add(2)?
+            .checked_mul(hidden)?
+            .checked_mul(4)?;
+        vocab
+            .checked_mul(embed)?
+            .checked_add(gates)?
+            .checked_add(hidden.checked_mul(classes)?.checked_add(classes)?)
     }
 
     /// A freshly initialised model.
@@ -52,6 +72,7 @@ impl RnnConfig {
             RnnCell::Gru => (None, Some(GruConfig::new(self.embed, self.hidden, true).init(device))),
         };
         Rnn {
+            config: self.clone(),
             embedding: EmbeddingConfig::new(self.vocab, self.embed).init(device),
             lstm,
             gru,
@@ -63,6 +84,9 @@ impl RnnConfig {
 /// A sequence classifier.
 #[derive(Module, Debug)]
 pub struct Rnn {
+    /// The sizes it was built from.
+    #[module(skip)]
+    pub config: RnnConfig,
     embedding: Embedding,
     lstm: Option<Lstm>,
     gru: Option<Gru>,

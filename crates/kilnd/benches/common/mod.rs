@@ -5,31 +5,20 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use kiln_core::jobs::{JobId, JobKind, JobSpec};
-use serde_json::json;
+use kiln_core::jobs::{JobId, JobRequest, JobSpec, TrainRequest};
+use kiln_core::kinds::{Arch, DataSource, DeviceName};
 
 /// One epoch of the default `cnn` on the first `limit` Fashion-MNIST images, on CPU, as model
 /// `bench`.
 pub fn cnn_job(limit: usize, seed: u64) -> JobSpec {
+    let mut train = TrainRequest::new(Arch::Cnn, DataSource::FashionMnist, "bench".parse().expect("name"));
+    train.epochs = 1;
+    train.seed = seed;
+    train.device = Some(DeviceName::Cpu);
+    train.limit = Some(limit);
     JobSpec {
         id: JobId::generate(),
-        kind: JobKind::Train,
-        reference: None,
-        arch: "cnn".into(),
-        config: json!({}),
-        data: "fashion-mnist".into(),
-        data_path: None,
-        epochs: 1,
-        batch_size: 64,
-        lr: 1e-3,
-        optimizer: "adam".into(),
-        schedule: "cosine".into(),
-        seed,
-        device: Some("cpu".into()),
-        limit: Some(limit),
-        model: "bench".parse().expect("name"),
-        from: None,
-        resume: None,
+        request: JobRequest::Train(train),
     }
 }
 

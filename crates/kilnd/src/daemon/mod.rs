@@ -11,9 +11,8 @@
 //! ```
 
 mod api;
-pub mod events;
-mod supervisor;
-mod telemetry;
+pub mod supervisor;
+pub mod telemetry;
 
 use std::io::Read;
 use std::net::SocketAddr;
@@ -26,8 +25,12 @@ use anyhow::{Context, anyhow, bail};
 use axum::serve::ListenerExt;
 use kiln_core::deploy::Batching;
 
+use crate::events::Hub;
 use crate::serve::{Limits, Server};
 pub use supervisor::Supervisor;
+
+/// How often the supervisor looks at live jobs.
+const TICK: Duration = Duration::from_millis(250);
 
 /// The inference listener's settings (DESIGN §4–§6).
 #[derive(Debug, clap::Args)]
@@ -58,7 +61,7 @@ pub struct ServingArgs {
     pub max_body_bytes: usize,
     /// Device for serving: cpu or cuda:N (default: cuda:0 when libtorch sees one).
     #[arg(long)]
-    pub serve_device: Option<String>,
+    pub serve_device: Option<kiln_core::kinds::DeviceName>,
     /// Forward-pass instances per deployment on the CPU: a lead (all intra-op threads while it
     /// serves alone) plus single-threaded helpers that take requests while it is busy
     /// (default: 1 + the number of cores; 1: the lead alone). A GPU deployment always runs one.
@@ -90,26 +93,13 @@ impl ServingArgs {
     }
 }
 
-/// Compares secrets without leaking where they differ through timing.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// The token of an `Authorization: Bearer <token>` header, if the request has one.
-pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
-    headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-}
-
 /// Shared by every request handler.
 #[derive(Clone)]
 pub struct AppState {
     pub home: PathBuf,
     pub token: Arc<String>,
     pub supervisor: Arc<Supervisor>,
-    pub hub: events::Hub,
+    pub hub: Hub,
     pub telemetry: Arc<telemetry::TelemetryStore>,
     pub server: Arc<Server>,
 }
@@ -144,7 +134,7 @@ pub fn run(home: &Path, port: u16, jobs_per_device: usize, serving: &ServingArgs
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let (device, _) = crate::worker::pick_device(serving.serve_device.as_deref())?;
+    let (device, _) = crate::worker::pick_device(serving.serve_device)?;
     // Read libtorch's thread count before serving instances start setting their own.
     kiln_engine::device::intra_op_threads();
     let limits = Limits {
@@ -190,7 +180,7 @@ async fn serve(home: &Path, dir: &Path, config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
     let addr = listener.local_addr()?;
-    let hub = events::Hub::new(1024);
+    let hub = Hub::new(1024);
     let supervisor = Arc::new(Supervisor::new(home, config.jobs_per_device, hub.clone()));
     let server = Arc::new(Server::new(
         home.to_owned(),
@@ -200,7 +190,6 @@ async fn serve(home: &Path, dir: &Path, config: Config) -> anyhow::Result<()> {
         hub.clone(),
     ));
     start_inference(server.clone(), config.inference_bind, dir).await;
-    supervisor.adopt_existing();
     let watched = supervisor.clone();
     let telemetry = telemetry::start(hub.clone(), move || watched.worker_pids());
     let state = AppState {
@@ -218,12 +207,13 @@ async fn serve(home: &Path, dir: &Path, config: Config) -> anyhow::Result<()> {
         env!("CARGO_PKG_VERSION"),
         home.display()
     );
+    // Every 250 ms while a job is queued or running; asleep while none is.
     let ticker = tokio::spawn(async move {
-        let mut interval = tokio::time::interval(std::time::Duration::from_millis(250));
         loop {
-            interval.tick().await;
+            supervisor.idle().await;
             let s = supervisor.clone();
             let _ = tokio::task::spawn_blocking(move || s.tick()).await;
+            tokio::time::sleep(TICK).await;
         }
     });
     let hub = state.hub.clone();

@@ -3,21 +3,26 @@
 //! died without a final status ended, and re-adopts workers that outlived a daemon restart
 //! (matched by pid and process start time, so a reused pid is not mistaken for one).
 //!
-//! Each tick it also publishes what changed: job states and new metric lines (`job`,
-//! `metrics` events) and, once a second, whether the registry changed (`registry`).
+//! It keeps an index of the live jobs (queued or running) in memory and looks only at those:
+//! a finished job's folder is read once (at start-up, or when it ends) and its view kept, so
+//! a tick costs the same with ten thousand finished jobs on disk as with none. With no live
+//! job the ticker sleeps until a submission wakes it.
+//!
+//! Each tick publishes what changed: job states and new metric lines (`job`, `metrics`
+//! events), and a `registry` event when a job that registered or scored a version ends.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use kiln_core::jobs::{self, JobDir, JobError, JobId, JobSpec, JobState, JobStatus};
+use kiln_core::api::{Event, JobView, MetricsChunk, RegistryChanged};
+use kiln_core::jobs::{self, JobDir, JobError, JobId, JobKind, JobRequest, JobSpec, JobState, JobStatus};
 use kiln_core::registry::now_rfc3339;
-use serde_json::{Value, json};
-
-use super::events::Hub;
 use kiln_engine::device::SPIN_COUNT_SET_BY_KILND;
+
+use crate::events::Hub;
 
 /// A worker this daemon is responsible for.
 enum Worker {
@@ -27,84 +32,175 @@ enum Worker {
     Adopted { pid: u32, start: Option<u64> },
 }
 
+impl Worker {
+    fn pid(&self) -> u32 {
+        match self {
+            Self::Child(child) => child.id(),
+            Self::Adopted { pid, .. } => *pid,
+        }
+    }
+
+    /// How the process ended, once it has.
+    fn ended(&mut self) -> Option<String> {
+        match self {
+            Self::Child(child) => match child.try_wait() {
+                Ok(Some(exit)) => Some(match exit.signal() {
+                    Some(sig) => format!("was killed by signal {sig}"),
+                    None => format!("exited with code {}", exit.code().unwrap_or(-1)),
+                }),
+                _ => None,
+            },
+            Self::Adopted { pid, start } => {
+                (!alive(*pid, *start)).then(|| "ended (exit status unknown: adopted after a daemon restart)".to_owned())
+            }
+        }
+    }
+}
+
+/// A queued or running job, as the supervisor tracks it.
+struct Live {
+    dir: JobDir,
+    /// The device it runs on (`auto` when it lets the worker choose): the concurrency key.
+    device: String,
+    worker: Option<Worker>,
+    /// Asked to cancel: a worker that then dies without a status was cancelled, not failed.
+    cancelling: bool,
+    /// The status as last published, and how far its metrics were sent.
+    published: Option<JobStatus>,
+    metrics_offset: u64,
+}
+
+/// Everything the supervisor knows, behind one lock.
+#[derive(Default)]
+struct Jobs {
+    live: BTreeMap<JobId, Live>,
+    /// Views of ended jobs, each read once.
+    ended: BTreeMap<JobId, Arc<JobView>>,
+}
+
 pub struct Supervisor {
     home: PathBuf,
     per_device: usize,
-    running: Mutex<HashMap<JobId, (Worker, String)>>,
-    /// Jobs asked to cancel: a worker that then dies without a status was cancelled, not failed.
-    cancelling: Mutex<HashSet<JobId>>,
+    jobs: Mutex<Jobs>,
     hub: Hub,
-    watch: Mutex<Watch>,
-}
-
-/// What the last tick saw, to publish only changes.
-#[derive(Default)]
-struct Watch {
-    /// Per job: its status as last published, and how far its metrics were sent.
-    jobs: HashMap<JobId, (String, u64)>,
-    registry: Option<u64>,
-    ticks: u64,
+    /// Woken when a job is submitted, so an idle ticker can sleep.
+    wake: tokio::sync::Notify,
 }
 
 impl Supervisor {
+    /// A supervisor for `home`, indexing the jobs already there (each ended one read once) and
+    /// re-adopting live workers of jobs marked running.
     pub fn new(home: &Path, per_device: usize, hub: Hub) -> Self {
-        Self {
+        let supervisor = Self {
             home: home.to_owned(),
             per_device: per_device.max(1),
-            running: Mutex::new(HashMap::new()),
-            cancelling: Mutex::new(HashSet::new()),
+            jobs: Mutex::new(Jobs::default()),
             hub,
-            watch: Mutex::new(Watch::default()),
-        }
+            wake: tokio::sync::Notify::new(),
+        };
+        supervisor.index_existing();
+        supervisor
     }
 
-    /// Writes a new job folder; the next tick starts it when its device has room.
-    pub fn submit(&self, spec: &JobSpec) -> Result<JobDir, JobError> {
-        JobDir::create(&self.home, spec)
+    fn lock(&self) -> MutexGuard<'_, Jobs> {
+        self.jobs.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Re-adopts live workers of jobs marked running; fails those whose worker is gone.
-    pub fn adopt_existing(&self) {
-        for job in jobs::list(&self.home) {
-            let Ok(status) = job.status() else { continue };
-            if status.state != JobState::Running {
+    fn index_existing(&self) {
+        let mut jobs = self.lock();
+        for dir in jobs::list(&self.home) {
+            let (Ok(spec), Ok(status)) = (dir.spec(), dir.status()) else {
                 continue;
-            }
-            match status.pid {
-                Some(pid) if alive(pid, status.pid_start) => {
-                    let device = job.spec().ok().and_then(|s| s.device).unwrap_or_else(|| "auto".into());
-                    self.lock().insert(
-                        job.id.clone(),
-                        (
-                            Worker::Adopted {
-                                pid,
-                                start: status.pid_start,
-                            },
-                            device,
-                        ),
-                    );
+            };
+            if status.state == JobState::Running {
+                let adopted = status
+                    .pid
+                    .filter(|&pid| alive(pid, status.pid_start))
+                    .map(|pid| Worker::Adopted {
+                        pid,
+                        start: status.pid_start,
+                    });
+                if adopted.is_none() {
+                    finish_unknown(&dir, "its worker was gone when the daemon restarted");
                 }
-                _ => finish_unknown(&job, "its worker was gone when the daemon restarted"),
+                jobs.live.insert(dir.id.clone(), Live::new(dir, &spec, adopted));
+            } else if status.state == JobState::Queued {
+                jobs.live.insert(dir.id.clone(), Live::new(dir, &spec, None));
+            } else if let Ok(view) = view_of(&dir, spec, status) {
+                jobs.ended.insert(view.id.clone(), Arc::new(view));
             }
         }
+    }
+
+    /// Writes a new job folder under a fresh id; the next tick starts it when its device has
+    /// room.
+    pub fn submit(&self, request: JobRequest) -> Result<JobView, JobError> {
+        let spec = JobSpec {
+            id: self.fresh_id(),
+            request,
+        };
+        let dir = JobDir::create(&self.home, &spec)?;
+        let view = view_of(&dir, spec.clone(), dir.status()?)?;
+        self.lock().live.insert(dir.id.clone(), Live::new(dir, &spec, None));
+        self.wake.notify_one();
+        Ok(view)
+    }
+
+    /// An id no job has, time-ordered.
+    fn fresh_id(&self) -> JobId {
+        loop {
+            let id = JobId::generate();
+            if !JobDir::new(&self.home, id.clone()).path.exists() {
+                return id;
+            }
+        }
+    }
+
+    /// Every job, oldest first.
+    pub fn list(&self) -> Vec<JobView> {
+        let (live, ended): (Vec<JobDir>, Vec<Arc<JobView>>) = {
+            let jobs = self.lock();
+            (
+                jobs.live.values().map(|l| l.dir.clone()).collect(),
+                jobs.ended.values().cloned().collect(),
+            )
+        };
+        let mut views: Vec<JobView> = ended.iter().map(|v| (**v).clone()).collect();
+        views.extend(live.iter().filter_map(|dir| read_view(dir).ok()));
+        views.sort_by(|a, b| a.id.cmp(&b.id));
+        views
+    }
+
+    /// One job.
+    pub fn get(&self, id: &JobId) -> Result<JobView, JobError> {
+        if let Some(view) = self.lock().ended.get(id) {
+            return Ok((**view).clone());
+        }
+        read_view(&JobDir::open(&self.home, id)?)
+    }
+
+    /// Whether `id` names a training job that left a checkpoint to resume from.
+    pub fn resumable(&self, id: &JobId) -> Result<bool, JobError> {
+        let view = self.get(id)?;
+        let dir = JobDir::new(&self.home, id.clone());
+        Ok(view.spec.request.kind() == JobKind::Train && dir.checkpoints().join("state.json").is_file())
     }
 
     /// Cancels a job: SIGTERM to a running worker (it checkpoints first), or straight to
     /// `cancelled` for a queued one.
-    pub fn cancel(&self, job: &JobDir) -> Result<JobStatus, JobError> {
-        let mut status = job.status()?;
-        match status.state {
-            JobState::Queued => {
+    pub fn cancel(&self, id: &JobId) -> Result<JobView, JobError> {
+        let dir = JobDir::open(&self.home, id)?;
+        let mut jobs = self.lock();
+        let mut status = dir.status()?;
+        match (status.state, jobs.live.get_mut(id)) {
+            (JobState::Queued, _) => {
                 status.state = JobState::Cancelled;
                 status.message = "cancelled before it started".into();
                 status.updated_at = now_rfc3339();
-                job.write_status(&status)?;
+                dir.write_status(&status)?;
             }
-            JobState::Running => {
-                self.cancelling
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(job.id.clone());
+            (JobState::Running, Some(live)) => {
+                live.cancelling = true;
                 if let Some(pid) = status.pid {
                     let pid = nix::unistd::Pid::from_raw(pid as i32);
                     let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
@@ -112,138 +208,142 @@ impl Supervisor {
             }
             _ => {}
         }
-        Ok(status)
+        drop(jobs);
+        self.wake.notify_one();
+        read_view(&dir)
     }
 
-    /// One supervision pass: reap ended workers, then start queued jobs with room.
+    /// Waits until there is work: returns at once while any job is live, else when a job is
+    /// submitted.
+    pub async fn idle(&self) {
+        let notified = self.wake.notified();
+        if self.lock().live.is_empty() {
+            notified.await;
+        }
+    }
+
+    /// One supervision pass over the live jobs: reap ended workers, publish changes, move
+    /// ended jobs to the index, start queued jobs with room.
     pub fn tick(&self) {
-        self.reap();
-        let jobs = jobs::list(&self.home);
-        self.start_queued(&jobs);
-        self.publish_changes(&jobs);
-    }
-
-    /// Publishes job status changes and new metric lines; once a second, registry changes.
-    fn publish_changes(&self, jobs: &[JobDir]) {
-        let mut watch = self.watch.lock().unwrap_or_else(|p| p.into_inner());
-        for job in jobs {
-            let Ok(status) = job.status() else { continue };
-            let text = serde_json::to_string(&status).unwrap_or_default();
-            if status.state.is_final() && !watch.jobs.contains_key(&job.id) {
-                // Ended before this daemon looked: nothing to stream.
-                let end = std::fs::metadata(job.metrics_path()).map_or(0, |m| m.len());
-                watch.jobs.insert(job.id.clone(), (text, end));
-                continue;
-            }
-            let (seen, offset) = watch.jobs.entry(job.id.clone()).or_insert_with(|| (String::new(), 0));
-            if *seen == text && status.state.is_final() {
-                continue;
-            }
-            if let Ok((records, next)) = job.metrics_since(*offset)
-                && !records.is_empty()
-            {
-                *offset = next;
-                self.hub
-                    .publish("metrics", &json!({ "job": job.id, "records": records, "next": next }));
-            }
-            if *seen != text {
-                *seen = text;
-                if let Ok(view) = job_view(job) {
-                    self.hub.publish("job", &view);
-                }
+        let mut jobs = self.lock();
+        let mut ended = Vec::new();
+        for (id, live) in jobs.live.iter_mut() {
+            live.reap();
+            if let Some(view) = self.publish_changes(live) {
+                ended.push((id.clone(), view));
             }
         }
-        watch.ticks += 1;
-        if watch.ticks % 4 == 1 {
-            let fingerprint = registry_fingerprint(&self.home);
-            if watch.registry.is_some_and(|old| old != fingerprint) {
-                self.hub.publish("registry", &json!({ "at": now_rfc3339() }));
+        for (id, view) in ended {
+            jobs.live.remove(&id);
+            if view.status.state == JobState::Succeeded {
+                self.hub
+                    .publish(&Event::Registry(RegistryChanged { at: now_rfc3339() }));
             }
-            watch.registry = Some(fingerprint);
+            jobs.ended.insert(id, Arc::new(view));
+        }
+        self.start_queued(&mut jobs);
+    }
+
+    /// Publishes a live job's new metric lines and status change; returns its final view
+    /// once it has ended.
+    fn publish_changes(&self, live: &mut Live) -> Option<JobView> {
+        let status = live.dir.status().ok()?;
+        if let Ok((records, next)) = live.dir.metrics_since(live.metrics_offset)
+            && !records.is_empty()
+        {
+            live.metrics_offset = next;
+            let job = live.dir.id.clone();
+            self.hub.publish(&Event::Metrics(MetricsChunk { job, records, next }));
+        }
+        if live.published.as_ref() == Some(&status) {
+            return None;
+        }
+        live.published = Some(status.clone());
+        let view = read_view(&live.dir).ok()?;
+        self.hub.publish(&Event::Job(Box::new(view.clone())));
+        status.state.is_final().then_some(view)
+    }
+
+    fn start_queued(&self, jobs: &mut Jobs) {
+        let mut busy: HashMap<String, usize> = HashMap::new();
+        for live in jobs.live.values().filter(|l| l.worker.is_some()) {
+            *busy.entry(live.device.clone()).or_default() += 1;
+        }
+        for live in jobs.live.values_mut().filter(|l| l.worker.is_none()) {
+            let queued = live.dir.status().is_ok_and(|s| s.state == JobState::Queued);
+            let running = busy.entry(live.device.clone()).or_default();
+            if !queued || *running >= self.per_device {
+                continue;
+            }
+            match kilnd_for_children().and_then(|kilnd| jobs::spawn_worker(kilnd, &self.home, &live.dir)) {
+                Ok(child) => {
+                    live.worker = Some(Worker::Child(child));
+                    *running += 1;
+                }
+                Err(e) => finish_unknown(&live.dir, &format!("could not start its worker: {e}")),
+            }
         }
     }
 
     /// Worker pid → job, for telemetry.
     pub fn worker_pids(&self) -> HashMap<u32, JobId> {
         self.lock()
+            .live
             .iter()
-            .map(|(id, (worker, _))| {
-                let pid = match worker {
-                    Worker::Child(child) => child.id(),
-                    Worker::Adopted { pid, .. } => *pid,
-                };
-                (pid, id.clone())
-            })
+            .filter_map(|(id, live)| Some((live.worker.as_ref()?.pid(), id.clone())))
             .collect()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<JobId, (Worker, String)>> {
-        self.running.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn reap(&self) {
-        let mut running = self.lock();
-        let mut ended = Vec::new();
-        for (id, (worker, _)) in running.iter_mut() {
-            let how = match worker {
-                Worker::Child(child) => match child.try_wait() {
-                    Ok(Some(exit)) => Some(match exit.signal() {
-                        Some(sig) => format!("was killed by signal {sig}"),
-                        None => format!("exited with code {}", exit.code().unwrap_or(-1)),
-                    }),
-                    _ => None,
-                },
-                Worker::Adopted { pid, start } => (!alive(*pid, *start))
-                    .then(|| "ended (exit status unknown: adopted after a daemon restart)".to_owned()),
-            };
-            if let Some(how) = how {
-                ended.push((id.clone(), how));
-            }
-        }
-        for (id, how) in ended {
-            running.remove(&id);
-            let cancelled = self.cancelling.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
-            let job = JobDir::new(&self.home, id);
-            if cancelled {
-                finish_as(&job, JobState::Cancelled, &format!("cancelled; the worker {how}"));
-            } else {
-                finish_unknown(&job, &format!("the worker {how}"));
-            }
-        }
-    }
-
-    fn start_queued(&self, jobs: &[JobDir]) {
-        for job in jobs {
-            let Ok(status) = job.status() else { continue };
-            if status.state != JobState::Queued {
-                continue;
-            }
-            let device = job.spec().ok().and_then(|s| s.device).unwrap_or_else(|| "auto".into());
-            let busy = self.lock().values().filter(|(_, d)| *d == device).count();
-            if busy >= self.per_device {
-                continue;
-            }
-            let kilnd = std::env::current_exe().map(|exe| {
-                let mut kilnd = Command::new(exe);
-                // Training keeps libgomp's default spin unless the operator set one.
-                if std::env::var_os(SPIN_COUNT_SET_BY_KILND).is_some() {
-                    kilnd.env_remove("GOMP_SPINCOUNT").env_remove(SPIN_COUNT_SET_BY_KILND);
-                }
-                kilnd
-            });
-            match kilnd.and_then(|kilnd| jobs::spawn_worker(kilnd, &self.home, job)) {
-                Ok(child) => {
-                    self.lock().insert(job.id.clone(), (Worker::Child(child), device));
-                }
-                Err(e) => finish_unknown(job, &format!("could not start its worker: {e}")),
-            }
-        }
     }
 
     /// Ids of the jobs whose workers this daemon watches.
     pub fn running_ids(&self) -> Vec<JobId> {
-        self.lock().keys().cloned().collect()
+        self.lock()
+            .live
+            .iter()
+            .filter(|(_, live)| live.worker.is_some())
+            .map(|(id, _)| id.clone())
+            .collect()
     }
+}
+
+impl Live {
+    fn new(dir: JobDir, spec: &JobSpec, worker: Option<Worker>) -> Self {
+        let device = spec
+            .request
+            .device()
+            .map_or_else(|| "auto".to_owned(), ToString::to_string);
+        Self {
+            dir,
+            device,
+            worker,
+            cancelling: false,
+            published: None,
+            metrics_offset: 0,
+        }
+    }
+
+    /// Records how the worker ended when it has, unless it wrote its own final status.
+    fn reap(&mut self) {
+        let Some(how) = self.worker.as_mut().and_then(Worker::ended) else {
+            return;
+        };
+        self.worker = None;
+        if self.cancelling {
+            finish_as(&self.dir, JobState::Cancelled, &format!("cancelled; the worker {how}"));
+        } else {
+            finish_unknown(&self.dir, &format!("the worker {how}"));
+        }
+    }
+}
+
+/// `kilnd` itself, for the processes the daemon starts (workers, imports). They keep
+/// libgomp's default spin unless the operator set one: the daemon's own short spin suits
+/// serving, not training.
+pub(crate) fn kilnd_for_children() -> std::io::Result<Command> {
+    let mut kilnd = Command::new(std::env::current_exe()?);
+    if std::env::var_os(SPIN_COUNT_SET_BY_KILND).is_some() {
+        kilnd.env_remove("GOMP_SPINCOUNT").env_remove(SPIN_COUNT_SET_BY_KILND);
+    }
+    Ok(kilnd)
 }
 
 /// Whether `pid` is alive and (when known) started at `start`.
@@ -261,35 +361,23 @@ fn is_zombie(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
-/// The job as the API shows it: id, spec, status, and an eval job's result.
-pub fn job_view(job: &JobDir) -> Result<Value, JobError> {
-    let mut view = json!({ "id": job.id, "spec": job.spec()?, "status": job.status()? });
-    if let Some(result) = job.result() {
-        view["result"] = result;
-    }
-    Ok(view)
+/// The job as the API shows it, read from its folder.
+fn read_view(dir: &JobDir) -> Result<JobView, JobError> {
+    view_of(dir, dir.spec()?, dir.status()?)
 }
 
-/// Changes whenever a model, version, alias or eval report is added, moved or removed: each
-/// of those renames an entry into one of these folders, which updates its mtime.
-fn registry_fingerprint(home: &Path) -> u64 {
-    use std::hash::{DefaultHasher, Hash, Hasher};
-    let mut hasher = DefaultHasher::new();
-    let models = home.join("registry").join("models");
-    let mut stamp = |path: &Path| {
-        if let Ok(modified) = std::fs::metadata(path).and_then(|m| m.modified()) {
-            path.hash(&mut hasher);
-            modified.hash(&mut hasher);
-        }
+fn view_of(dir: &JobDir, spec: JobSpec, status: JobStatus) -> Result<JobView, JobError> {
+    let result = if spec.request.kind() == JobKind::Eval {
+        dir.result()
+    } else {
+        None
     };
-    stamp(&models);
-    for entry in std::fs::read_dir(&models).into_iter().flatten().flatten() {
-        let dir = entry.path();
-        stamp(&dir);
-        stamp(&dir.join("versions"));
-        stamp(&dir.join("evals"));
-    }
-    hasher.finish()
+    Ok(JobView {
+        id: dir.id.clone(),
+        spec,
+        status,
+        result,
+    })
 }
 
 /// Ends a job whose worker is gone with `state` and `message`, unless it already ended.
@@ -307,10 +395,6 @@ fn finish_as(job: &JobDir, state: JobState, message: &str) {
 /// Marks a job failed when its worker ended without writing a final status, with the last
 /// lines of its log.
 fn finish_unknown(job: &JobDir, how: &str) {
-    let Ok(status) = job.status() else { return };
-    if status.state.is_final() {
-        return;
-    }
     let log = std::fs::read_to_string(job.log_path()).unwrap_or_default();
     let tail: Vec<&str> = log.lines().rev().take(5).collect();
     let tail: Vec<&str> = tail.into_iter().rev().collect();

@@ -16,7 +16,7 @@ use nvml_wrapper::enum_wrappers::device::TemperatureSensor;
 use nvml_wrapper::enums::device::UsedGpuMemory;
 use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 
-use super::events::Hub;
+use crate::events::Hub;
 
 /// Samples kept: ten minutes at 1 Hz.
 pub const HISTORY: usize = 600;
@@ -43,6 +43,7 @@ impl TelemetryStore {
             gpu: self.gpu.clone(),
             interval_s: INTERVAL.as_secs_f64(),
             samples,
+            sample_cost_us: Some(self.mean_sample_cost_us()),
         }
     }
 
@@ -213,7 +214,9 @@ pub fn start(hub: Hub, workers: impl Fn() -> HashMap<u32, JobId> + Send + 'stati
                 cost.0 += took;
                 cost.1 += 1;
             }
-            hub.publish("telemetry", &sample);
+            if hub.has_listeners() {
+                hub.publish(&kiln_core::api::Event::Telemetry(Box::new(sample.clone())));
+            }
             {
                 let mut history = shared.history.lock().unwrap_or_else(|p| p.into_inner());
                 if history.len() == HISTORY {

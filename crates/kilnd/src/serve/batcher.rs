@@ -112,7 +112,7 @@ impl Deployment {
         instances: usize,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Self> {
-        let signature = Signature::of(&loaded.arch);
+        let signature = Signature::of(&loaded.model.config());
         warm_up(&loaded, &signature)?;
         let (model, version) = (loaded.manifest.model.clone(), loaded.manifest.version);
         let forward: Forward = Box::new(move |flat, rows, width| loaded.forward_flat(flat, rows, width));

@@ -16,18 +16,19 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::{Value, json};
+use kiln_core::api::ErrorBody;
+use kiln_core::api::kserve::{Live, ModelMetadata, ModelReady, Ready, ServerMetadata, TensorMetadata};
 
 use super::Server;
 use super::batcher::{Deployment, Refused, Timing};
-use super::tensor::{InferRequest, TensorSpec};
+use super::tensor::{InferRequest, TensorSpec, argmax, softmax};
 
 /// An error answer in the protocol's shape.
 struct InferError(StatusCode, String);
 
 impl IntoResponse for InferError {
     fn into_response(self) -> Response {
-        (self.0, Json(json!({ "error": self.1 }))).into_response()
+        (self.0, Json(ErrorBody { error: self.1 })).into_response()
     }
 }
 
@@ -39,7 +40,7 @@ pub fn router(server: Arc<Server>) -> Router {
     let body_limit = server.limits.body_bytes;
     Router::new()
         .route("/v2", get(server_metadata))
-        .route("/v2/health/live", get(|| async { Json(json!({ "live": true })) }))
+        .route("/v2/health/live", get(|| async { Json(Live { live: true }) }))
         .route("/v2/health/ready", get(server_ready))
         .route("/v2/models/{model}", get(model_metadata))
         .route("/v2/models/{model}/ready", get(model_ready))
@@ -59,9 +60,7 @@ async fn require_token(State(server): State<Arc<Server>>, request: Request, next
     let Some(token) = &server.token else {
         return next.run(request).await;
     };
-    if crate::daemon::bearer(request.headers())
-        .is_some_and(|p| crate::daemon::constant_time_eq(p.as_bytes(), token.as_bytes()))
-    {
+    if crate::auth::carries(request.headers(), token) {
         next.run(request).await
     } else {
         InferError(
@@ -72,20 +71,22 @@ async fn require_token(State(server): State<Arc<Server>>, request: Request, next
     }
 }
 
-async fn server_metadata() -> Json<Value> {
-    Json(json!({
-        "name": "kiln",
-        "version": env!("CARGO_PKG_VERSION"),
-        "extensions": ["binary_tensor_data"],
-    }))
+async fn server_metadata() -> Json<ServerMetadata> {
+    Json(ServerMetadata {
+        name: "kiln".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        extensions: vec!["binary_tensor_data".into()],
+    })
 }
 
 async fn server_ready(State(server): State<Arc<Server>>) -> Response {
-    if server.is_ready() {
-        Json(json!({ "ready": true })).into_response()
+    let ready = server.is_ready();
+    let code = if ready {
+        StatusCode::OK
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "ready": false }))).into_response()
-    }
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(Ready { ready })).into_response()
 }
 
 /// The deployment for `model` (and `version`, when named).
@@ -108,40 +109,51 @@ fn find(server: &Server, model: &str, version: Option<&str>) -> Result<Arc<Deplo
     }
 }
 
-fn metadata(d: &Deployment) -> Json<Value> {
-    Json(json!({
-        "name": d.model,
-        "versions": [d.version.to_string()],
-        "platform": "kiln_libtorch",
-        "inputs": [d.signature.input],
-        "outputs": d.signature.outputs,
-    }))
+fn metadata(d: &Deployment) -> Json<ModelMetadata> {
+    let tensor = |spec: &TensorSpec| TensorMetadata {
+        name: spec.name.into(),
+        datatype: spec.datatype.name().into(),
+        shape: spec.shape.clone(),
+    };
+    Json(ModelMetadata {
+        name: d.model.to_string(),
+        versions: vec![d.version.to_string()],
+        platform: "kiln_libtorch".into(),
+        inputs: vec![tensor(&d.signature.input)],
+        outputs: d.signature.outputs.iter().map(tensor).collect(),
+    })
 }
 
-async fn model_metadata(State(s): State<Arc<Server>>, Path(model): Path<String>) -> Result<Json<Value>, InferError> {
-    let deployment = find(&s, &model, None)?;
-    Ok(metadata(&deployment))
+async fn model_metadata(
+    State(s): State<Arc<Server>>,
+    Path(model): Path<String>,
+) -> Result<Json<ModelMetadata>, InferError> {
+    Ok(metadata(&*find(&s, &model, None)?))
 }
 
 async fn model_metadata_v(
     State(s): State<Arc<Server>>,
     Path((model, version)): Path<(String, String)>,
-) -> Result<Json<Value>, InferError> {
-    let deployment = find(&s, &model, Some(&version))?;
-    Ok(metadata(&deployment))
+) -> Result<Json<ModelMetadata>, InferError> {
+    Ok(metadata(&*find(&s, &model, Some(&version))?))
 }
 
-async fn model_ready(State(s): State<Arc<Server>>, Path(model): Path<String>) -> Result<Json<Value>, InferError> {
-    let d = find(&s, &model, None)?;
-    Ok(Json(json!({ "name": d.model, "ready": true })))
+fn ready(d: &Deployment) -> Json<ModelReady> {
+    Json(ModelReady {
+        name: d.model.to_string(),
+        ready: true,
+    })
+}
+
+async fn model_ready(State(s): State<Arc<Server>>, Path(model): Path<String>) -> Result<Json<ModelReady>, InferError> {
+    Ok(ready(&*find(&s, &model, None)?))
 }
 
 async fn model_ready_v(
     State(s): State<Arc<Server>>,
     Path((model, version)): Path<(String, String)>,
-) -> Result<Json<Value>, InferError> {
-    let d = find(&s, &model, Some(&version))?;
-    Ok(Json(json!({ "name": d.model, "ready": true })))
+) -> Result<Json<ModelReady>, InferError> {
+    Ok(ready(&*find(&s, &model, Some(&version))?))
 }
 
 async fn infer(
@@ -398,26 +410,7 @@ fn output_values(d: &Deployment, spec: &TensorSpec, rows: &[Vec<f32>]) -> (Vec<u
     }
 }
 
-pub fn softmax(logits: &[f32]) -> Vec<f32> {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let exps: Vec<f32> = logits.iter().map(|v| (v - max).exp()).collect();
-    let sum: f32 = exps.iter().sum();
-    exps.into_iter().map(|e| e / sum).collect()
-}
-
-pub fn argmax(values: &[f32]) -> usize {
-    values
-        .iter()
-        .enumerate()
-        .max_by(|a, b| a.1.total_cmp(b.1))
-        .map_or(0, |(i, _)| i)
-}
-
 async fn metrics(State(server): State<Arc<Server>>) -> Response {
     let text = server.metrics.render(&server.queues());
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        text,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, super::metrics::CONTENT_TYPE)], text).into_response()
 }

@@ -31,9 +31,9 @@ use kiln_core::deploy::{self, Action, Batching, DeploymentView, JournalEntry};
 use kiln_core::names::Name;
 use kiln_core::registry::{Registry, RegistryError, now_rfc3339};
 
-use crate::daemon::events::Hub;
-use kiln_engine::loaded::LoadedModel;
+use crate::events::Hub;
 use batcher::Deployment;
+use kiln_engine::loaded::LoadedModel;
 use metrics::Metrics;
 
 /// Limits every inference request is held to.
@@ -167,7 +167,8 @@ impl Server {
             .unwrap_or_else(|p| p.into_inner())
             .insert(model.clone(), Arc::new(deployment));
         self.move_production(&registry, model, version);
-        self.hub.publish("deployment", &entry);
+        self.hub
+            .publish(&kiln_core::api::Event::Deployment(Box::new(entry.clone())));
         Ok(entry)
     }
 

@@ -4,18 +4,20 @@
 
 use std::time::Instant;
 
+use kiln_core::api::{TryOutcome, TryResult};
+use kiln_core::kinds::DataSource;
+use kiln_core::names::Name;
 use kiln_core::registry::{Registry, RegistryError};
-use serde_json::{Value, json};
 
 use super::batcher::Refused;
-use super::tensor::Rows;
+use super::tensor::{Rows, argmax, softmax};
 use super::{DeployError, Server};
 use kiln_engine::data::{self, Inputs, LoadOptions, Targets};
 
 /// Runs row `index` (modulo the split's size) through the deployment serving `model`.
-pub fn try_sample(server: &Server, model: &str, index: usize) -> Result<Value, DeployError> {
+pub fn try_sample(server: &Server, model: &Name, index: usize) -> Result<TryResult, DeployError> {
     let refused = |m: String| DeployError::Refused(m);
-    let deployment = server.get(model).ok_or_else(|| {
+    let deployment = server.get(model.as_str()).ok_or_else(|| {
         refused(format!(
             "{model} is not deployed; `kiln deploy {model}@<version>` first"
         ))
@@ -39,12 +41,16 @@ pub fn try_sample(server: &Server, model: &str, index: usize) -> Result<Value, D
         limit: None,
         vocab: vocab.as_ref(),
     };
-    let data = data::load(&dataset.id, &options).map_err(|e| failed(e.into()))?;
+    let source: DataSource = dataset
+        .id
+        .parse()
+        .map_err(|e| refused(format!("{model}@{} was trained on {e}", deployment.version)))?;
+    let data = data::load(&source, &options).map_err(|e| failed(e.into()))?;
     let (split_name, split) = match data.test {
         Some(test) => ("test", test),
         None => ("validation", data.val),
     };
-    if split.len() == 0 {
+    if split.is_empty() {
         return Err(refused(format!("the {split_name} split of {} is empty", dataset.id)));
     }
     let row = index % split.len();
@@ -69,26 +75,30 @@ pub fn try_sample(server: &Server, model: &str, index: usize) -> Result<Value, D
         .map_err(|_| failed(anyhow::anyhow!("the batcher dropped the request")))?
         .map_err(|e| failed(anyhow::anyhow!(e)))?;
     let logits = output.rows.into_iter().next().unwrap_or_default();
-    let mut doc = json!({
-        "model": deployment.model, "version": deployment.version,
-        "dataset": dataset.id, "split": split_name, "index": row,
-    });
-    match &split.targets {
+    let outcome = match &split.targets {
         Targets::Classes(truth) => {
-            let probabilities = super::http::softmax(&logits);
-            let predicted = super::http::argmax(&logits);
+            let predicted = argmax(&logits);
             let name = |i: usize| data.classes.get(i).cloned().unwrap_or_else(|| i.to_string());
             let label = truth[row] as usize;
-            doc["prediction"] = json!(name(predicted));
-            doc["label"] = json!(name(label));
-            doc["correct"] = json!(predicted == label);
-            doc["probabilities"] = json!(probabilities);
-            doc["classes"] = json!(data.classes);
+            TryOutcome::Class {
+                prediction: name(predicted),
+                label: name(label),
+                correct: predicted == label,
+                probabilities: softmax(&logits),
+                classes: data.classes.clone(),
+            }
         }
-        Targets::Ratings(truth) => {
-            doc["prediction"] = json!(logits.first());
-            doc["label"] = json!(truth[row]);
-        }
-    }
-    Ok(doc)
+        Targets::Ratings(truth) => TryOutcome::Rating {
+            prediction: logits.first().copied().unwrap_or(f32::NAN),
+            label: truth[row],
+        },
+    };
+    Ok(TryResult {
+        model: deployment.model.clone(),
+        version: deployment.version,
+        dataset: dataset.id.clone(),
+        split: split_name.into(),
+        index: row,
+        outcome,
+    })
 }

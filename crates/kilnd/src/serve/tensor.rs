@@ -118,7 +118,8 @@ impl Signature {
             ));
         }
         self.check_shape(&input.shape)?;
-        let count: usize = input.shape.iter().map(|&d| d as usize).product();
+        let (batch, width) = self.extent(&input.shape)?;
+        let count = batch * width;
         let values = match (input.data.take(), binary_size(&input.parameters)) {
             (Some(data), None) => data.0,
             (None, Some(size)) => decode_binary(binary, size, self.input.datatype)?,
@@ -133,13 +134,27 @@ impl Signature {
                 input.shape
             ));
         }
-        self.check_values(&values, input.shape[1..].iter().product::<i64>() as usize)?;
-        let batch = input.shape[0] as usize;
-        Ok(Rows {
-            batch,
-            width: count / batch.max(1),
-            values,
-        })
+        self.check_values(&values, width)?;
+        Ok(Rows { batch, width, values })
+    }
+
+    /// Rows and values per row of a shape that passed [`Self::check_shape`], in checked
+    /// arithmetic: a client's shape may multiply past any size (`[2^32, 2^32]`).
+    fn extent(&self, shape: &[i64]) -> Result<(usize, usize), String> {
+        let too_big = || {
+            format!(
+                "input '{}' has shape {shape:?}, more values than any request may carry",
+                self.input.name
+            )
+        };
+        let dim = |d: i64| usize::try_from(d).map_err(|_| too_big());
+        let (first, rest) = shape.split_first().ok_or_else(too_big)?;
+        let width = rest
+            .iter()
+            .try_fold(1usize, |acc, &d| acc.checked_mul(dim(d)?).ok_or_else(too_big))?;
+        let batch = dim(*first)?;
+        batch.checked_mul(width).ok_or_else(too_big)?;
+        Ok((batch, width))
     }
 
     fn check_shape(&self, shape: &[i64]) -> Result<(), String> {
@@ -255,6 +270,23 @@ impl InferRequest {
     }
 }
 
+/// Class probabilities from logits (numerically stable).
+pub fn softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exps: Vec<f32> = logits.iter().map(|v| (v - max).exp()).collect();
+    let sum: f32 = exps.iter().sum();
+    exps.into_iter().map(|e| e / sum).collect()
+}
+
+/// The index of the largest value (the predicted class).
+pub fn argmax(values: &[f32]) -> usize {
+    values
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map_or(0, |(i, _)| i)
+}
+
 fn binary_size(parameters: &Option<Map<String, Value>>) -> Option<usize> {
     parameters
         .as_ref()?
@@ -338,5 +370,29 @@ mod tests {
         let flat: Flat = serde_json::from_str("[1, 2, 3.5, 4]").expect("flat");
         assert_eq!(nested.0, flat.0);
         assert!(serde_json::from_str::<Flat>(r#"[1, "two"]"#).is_err());
+    }
+
+    #[test]
+    fn shapes_that_multiply_past_any_size_are_refused_by_validation() {
+        let config = serde_json::json!({ "vocab": 10, "classes": 2 });
+        let arch = ArchConfig::from_json(kiln_core::kinds::Arch::Rnn, config).expect("config");
+        let signature = Signature::of(&arch);
+        for shape in [
+            "[4294967296, 4294967296]",
+            "[9223372036854775807, 3]",
+            "[1, 9223372036854775807, 2]",
+        ] {
+            let body = format!(r#"{{"inputs": [{{"name": "tokens", "datatype": "INT64", "shape": {shape}}}]}}"#);
+            let mut request: InferRequest = serde_json::from_str(&body).expect("request");
+            let err = signature.rows(&mut request, &[]).expect_err(shape);
+            assert!(
+                err.contains("more values than any request may carry") || err.contains("expects"),
+                "{shape}: {err}"
+            );
+        }
+        let body = r#"{"inputs": [{"name": "tokens", "datatype": "INT64", "shape": [4294967296, 4294967296]}]}"#;
+        let mut request: InferRequest = serde_json::from_str(body).expect("request");
+        let err = signature.rows(&mut request, &[]).expect_err("overflow");
+        assert!(err.contains("more values than any request may carry"), "{err}");
     }
 }

@@ -1,22 +1,14 @@
 //! The event hub behind `GET /api/v1/events`: one broadcast channel that the supervisor, the
-//! registry watcher, the telemetry sampler and the deployer publish into, served to each
-//! client as Server-Sent Events.
-//!
-//! | event        | data                                              |
-//! | ------------ | ------------------------------------------------- |
-//! | `job`        | the job view `{id, spec, status}` on each change   |
-//! | `metrics`    | `{job, records, next}`: new metric lines           |
-//! | `registry`   | `{at}`: models, versions, aliases or evals changed |
-//! | `telemetry`  | one telemetry `Sample`, 1 Hz                       |
-//! | `deployment` | a deployment journal entry                         |
-//! | `lagged`     | `{missed}`: this client fell behind; refetch       |
+//! control API's registry mutations, the telemetry sampler and the deployer publish
+//! [`Event`]s into, served to each client as Server-Sent Events (the event names and bodies
+//! are `kiln_core::api::Event`'s).
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::response::sse::{Event, KeepAlive, Sse};
-use serde::Serialize;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use kiln_core::api::{Event, Lagged};
 use tokio::sync::{broadcast, watch};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
@@ -39,7 +31,7 @@ pub struct Hub {
 
 /// A stream item: an event to send, or the daemon stopping.
 enum Item {
-    Send(Event),
+    Send(SseEvent),
     Stop,
 }
 
@@ -57,27 +49,37 @@ impl Hub {
         self.closing.send_replace(true);
     }
 
-    /// Sends `data` as event `name` to every connected client (none connected is fine).
-    pub fn publish(&self, name: &'static str, data: &impl Serialize) {
+    /// Sends `event` to every connected client (none connected is fine).
+    pub fn publish(&self, event: &Event) {
         if self.sender.receiver_count() == 0 {
             return;
         }
-        if let Ok(text) = serde_json::to_string(data) {
+        if let Ok(text) = event.data() {
             let _ = self.sender.send(Published {
-                name,
+                name: event.name(),
                 data: text.into(),
             });
         }
     }
 
+    /// Whether any client is listening.
+    pub fn has_listeners(&self) -> bool {
+        self.sender.receiver_count() > 0
+    }
+
     /// A new client's stream, with keep-alive comments every 15 s.
-    pub fn stream(&self) -> Sse<impl tokio_stream::Stream<Item = Result<Event, Infallible>> + Send + 'static + use<>> {
+    pub fn stream(
+        &self,
+    ) -> Sse<impl tokio_stream::Stream<Item = Result<SseEvent, Infallible>> + Send + 'static + use<>> {
         let events = BroadcastStream::new(self.sender.subscribe()).map(|item| {
             Item::Send(match item {
-                Ok(event) => Event::default().event(event.name).data(&*event.data),
-                Err(BroadcastStreamRecvError::Lagged(missed)) => Event::default()
-                    .event("lagged")
-                    .data(serde_json::json!({ "missed": missed }).to_string()),
+                Ok(event) => SseEvent::default().event(event.name).data(&*event.data),
+                Err(BroadcastStreamRecvError::Lagged(missed)) => {
+                    let lagged = Event::Lagged(Lagged { missed });
+                    SseEvent::default()
+                        .event(lagged.name())
+                        .data(lagged.data().unwrap_or_default())
+                }
             })
         });
         let stop = WatchStream::new(self.closing.subscribe())

@@ -1,0 +1,146 @@
+//! Job routes. A submission is checked before anything queues: the architecture and every
+//! other closed set are typed (an unknown one does not even decode), and the dataset must be
+//! installed, the version to evaluate or fine-tune from must exist, the job to resume must
+//! have left a checkpoint. Only then does the daemon assign an id and write the job folder.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use kiln_core::api::{EvalRequest, JobList, JobRequest, JobView, LogChunk, MetricsChunk, Since, TrainRequest};
+use kiln_core::jobs::{JobDir, JobId};
+use kiln_core::kinds::DeviceName;
+use kiln_core::names::ModelRef;
+use kiln_engine::data::{self, DataError};
+
+use super::{ApiError, AppState, Body, Query, blocking, registry};
+
+pub async fn list(State(state): State<AppState>) -> Result<Json<JobList>, ApiError> {
+    let supervisor = state.supervisor.clone();
+    blocking(move || {
+        Ok(Json(JobList {
+            jobs: supervisor.list(),
+        }))
+    })
+    .await
+}
+
+fn job_id(id: &str) -> Result<JobId, ApiError> {
+    Ok(id.parse()?)
+}
+
+pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<JobView>, ApiError> {
+    Ok(Json(state.supervisor.get(&job_id(&id)?)?))
+}
+
+/// Queues a job after checking it can run; answers 201 with its view.
+pub async fn create(
+    State(state): State<AppState>,
+    Body(request): Body<JobRequest>,
+) -> Result<(StatusCode, Json<JobView>), ApiError> {
+    let checking = state.clone();
+    let request = blocking(move || check(&checking, request)).await?;
+    Ok((StatusCode::CREATED, Json(state.supervisor.submit(request)?)))
+}
+
+fn check(state: &AppState, request: JobRequest) -> Result<JobRequest, ApiError> {
+    match &request {
+        JobRequest::Train(train) => check_train(state, train)?,
+        JobRequest::Eval(eval) => check_eval(state, eval)?,
+    }
+    Ok(request)
+}
+
+fn check_train(state: &AppState, t: &TrainRequest) -> Result<(), ApiError> {
+    if t.epochs == 0 || t.batch_size == 0 || !(t.lr.is_finite() && t.lr > 0.0) || t.limit == Some(0) {
+        return Err(ApiError::unprocessable(
+            "epochs, batch_size and limit must be at least 1 and lr a number above 0",
+        ));
+    }
+    if !t.config.is_object() {
+        return Err(ApiError::unprocessable(format!(
+            "config must be a JSON object of {} settings, e.g. {{\"hidden\": 64}}, not {}",
+            t.arch, t.config
+        )));
+    }
+    if let Some(DeviceName::Cuda(index)) = t.device {
+        let gpus = tch::Cuda::device_count();
+        if index as i64 >= gpus {
+            return Err(ApiError::unprocessable(format!(
+                "device cuda:{index} requested but libtorch sees {gpus} CUDA device(s); use --device cpu"
+            )));
+        }
+    }
+    if let Some(old) = &t.resume
+        && !state.supervisor.resumable(old)?
+    {
+        return Err(ApiError::conflict(format!(
+            "job {old} left no training checkpoint to resume from"
+        )));
+    }
+    if let Some(parent) = &t.from {
+        exists(state, parent)?;
+    }
+    available(&t.data, t.data_path.as_deref())
+}
+
+fn check_eval(state: &AppState, e: &EvalRequest) -> Result<(), ApiError> {
+    if e.limit == Some(0) {
+        return Err(ApiError::unprocessable("limit must be at least 1"));
+    }
+    exists(state, &e.reference)?;
+    available(&e.data, e.data_path.as_deref())
+}
+
+/// The version a reference names exists (404 naming the versions there are, if not).
+fn exists(state: &AppState, reference: &ModelRef) -> Result<(), ApiError> {
+    registry(state)?.resolve(reference)?;
+    Ok(())
+}
+
+/// The dataset is installed where the job will look (404 saying how to install it, if not).
+fn available(source: &kiln_core::kinds::DataSource, path: Option<&std::path::Path>) -> Result<(), ApiError> {
+    data::check_available(source, path).map_err(|e| match e {
+        DataError::Missing { .. } => ApiError::not_found(e.to_string()),
+        other => ApiError::unprocessable(other.to_string()),
+    })
+}
+
+pub async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<JobView>, ApiError> {
+    Ok(Json(state.supervisor.cancel(&job_id(&id)?)?))
+}
+
+fn open(state: &AppState, id: &str) -> Result<JobDir, ApiError> {
+    Ok(JobDir::open(&state.home, &job_id(id)?)?)
+}
+
+/// Metric lines after byte offset `since`; `next` is the offset to ask for next time.
+pub async fn metrics(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<Since>,
+) -> Result<Json<MetricsChunk>, ApiError> {
+    let job = open(&state, &id)?;
+    blocking(move || {
+        let (records, next) = job.metrics_since(q.since)?;
+        Ok(Json(MetricsChunk {
+            job: job.id,
+            records,
+            next,
+        }))
+    })
+    .await
+}
+
+/// Worker log text after byte offset `since` (up to 256 KiB per call).
+pub async fn log(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<Since>,
+) -> Result<Json<LogChunk>, ApiError> {
+    let job = open(&state, &id)?;
+    blocking(move || {
+        let (text, next) = job.log_since(q.since, 256 << 10)?;
+        Ok(Json(LogChunk { text, next }))
+    })
+    .await
+}

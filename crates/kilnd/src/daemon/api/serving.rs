@@ -1,0 +1,84 @@
+//! Deployment routes: what serves, deploy, rollback, the journal, and a test request on one
+//! row of the deployed version's own dataset.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use kiln_core::api::{
+    DeployRequest, Deployments, Journal, JournalEntry, JournalQuery, RollbackRequest, TryRequest, TryResult,
+};
+use kiln_core::deploy::Action;
+use kiln_core::names::{ModelRef, Name, Selector};
+
+use super::{ApiError, AppState, Body, Query, blocking, registry};
+
+/// Deployments in force with live figures, where inference listens, and restore problems.
+pub async fn list(State(state): State<AppState>) -> Json<Deployments> {
+    let server = &state.server;
+    let listener = server.listener.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let problems = server.problems.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    Json(Deployments {
+        inference_address: listener.as_ref().ok().cloned(),
+        inference_error: listener.err(),
+        ready: server.is_ready(),
+        deployments: server.views(),
+        problems,
+    })
+}
+
+/// The journal, newest last (the last `limit` entries when given).
+pub async fn journal(State(state): State<AppState>, Query(q): Query<JournalQuery>) -> Result<Json<Journal>, ApiError> {
+    let home = state.home.clone();
+    blocking(move || {
+        let (mut entries, problems) =
+            kiln_core::deploy::read(&home).map_err(|e| ApiError::internal(format!("cannot read the journal: {e}")))?;
+        let skip = q.limit.map_or(0, |n| entries.len().saturating_sub(n));
+        entries.drain(..skip);
+        Ok(Json(Journal { entries, problems }))
+    })
+    .await
+}
+
+/// Load, warm up, switch.
+pub async fn deploy(
+    State(state): State<AppState>,
+    Body(body): Body<DeployRequest>,
+) -> Result<Json<JournalEntry>, ApiError> {
+    let reference = ModelRef {
+        model: body.model,
+        selector: body.version.unwrap_or(Selector::Latest),
+    };
+    let version = registry(&state)?.resolve(&reference)?;
+    let server = state.server.clone();
+    blocking(move || {
+        Ok(Json(server.deploy(
+            &reference.model,
+            version,
+            body.batching,
+            Action::Deploy,
+            "deploy",
+        )?))
+    })
+    .await
+}
+
+/// Back to the version before the one in force, or to `to`.
+pub async fn rollback(
+    State(state): State<AppState>,
+    Path(model): Path<String>,
+    Body(body): Body<RollbackRequest>,
+) -> Result<Json<JournalEntry>, ApiError> {
+    let model = Name::new(&model)?;
+    let server = state.server.clone();
+    blocking(move || Ok(Json(server.rollback(&model, body.to)?))).await
+}
+
+/// One row of the deployed version's dataset through the live endpoint.
+pub async fn try_sample(
+    State(state): State<AppState>,
+    Path(model): Path<String>,
+    Body(body): Body<TryRequest>,
+) -> Result<Json<TryResult>, ApiError> {
+    let model = Name::new(&model)?;
+    let server = state.server.clone();
+    blocking(move || Ok(Json(crate::serve::sample::try_sample(&server, &model, body.index)?))).await
+}

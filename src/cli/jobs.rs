@@ -1,0 +1,153 @@
+//! `kiln jobs ls|show|logs|wait|cancel` over the control API, and waiting for a job's end
+//! (shared with `kiln eval`).
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use clap::Subcommand;
+
+use super::daemon::connect;
+use super::error::{CANCELLED, CliError, FAILURE};
+use super::output::emit;
+use super::table;
+use kiln_core::api::{JobRequest, JobView};
+use kiln_core::client::Blocking;
+use kiln_core::jobs::{JobId, JobState};
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// List jobs.
+    Ls,
+    /// Show one job's spec and status.
+    Show { id: JobId },
+    /// Print a job's worker log.
+    Logs {
+        id: JobId,
+        /// Keep printing new lines until the job ends.
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// Wait until a job ends. Exit code 0 succeeded, 1 failed, 6 cancelled.
+    Wait {
+        id: JobId,
+        /// Give up after this long (e.g. 90s, 10m); exit code 1.
+        #[arg(long)]
+        timeout: Option<humantime::Duration>,
+    },
+    /// Cancel a job (a running worker checkpoints first).
+    Cancel { id: JobId },
+}
+
+/// How often a job is polled while waiting or following.
+pub const POLL: Duration = Duration::from_millis(250);
+/// How often a followed log is polled.
+const LOG_POLL: Duration = Duration::from_millis(300);
+
+pub fn run(cmd: &JobsCommand, json: bool) -> Result<u8, CliError> {
+    let client = connect()?;
+    match cmd {
+        JobsCommand::Ls => {
+            let list = client.run(|c| c.jobs())?;
+            emit(json, &list, || list_table(&list.jobs))?;
+        }
+        JobsCommand::Show { id } => {
+            let job = client.run(|c| c.job(id))?;
+            emit(json, &job, || serde_json::to_string_pretty(&job).unwrap_or_default())?;
+        }
+        JobsCommand::Logs { id, follow } => return logs(&client, id, *follow),
+        JobsCommand::Wait { id, timeout } => return wait(&client, id, timeout.map(Into::into), json),
+        JobsCommand::Cancel { id } => {
+            let job = client.run(|c| c.cancel(id))?;
+            emit(json, &job, || {
+                format!("cancelling job {id} (state was {})", job.status.state)
+            })?;
+        }
+    }
+    Ok(0)
+}
+
+fn list_table(jobs: &[JobView]) -> String {
+    let rows: Vec<Vec<String>> = jobs
+        .iter()
+        .map(|j| {
+            let (what, model) = match &j.spec.request {
+                JobRequest::Train(t) => (t.arch.to_string(), t.model.to_string()),
+                JobRequest::Eval(e) => (j.spec.request.kind().to_string(), e.reference.to_string()),
+            };
+            vec![
+                j.id.to_string(),
+                j.status.state.to_string(),
+                what,
+                j.spec.request.data().to_string(),
+                model,
+                j.status.step.to_string(),
+            ]
+        })
+        .collect();
+    table::render(&["JOB", "STATE", "ARCH", "DATA", "MODEL", "STEP"], &rows)
+        .trim_end()
+        .to_owned()
+}
+
+/// Prints the worker log; with `follow`, keeps polling until the job has ended and the log
+/// is drained.
+fn logs(client: &Blocking, id: &JobId, follow: bool) -> Result<u8, CliError> {
+    let mut offset = 0;
+    loop {
+        let chunk = client.run(|c| c.log(id, offset))?;
+        print_now(&chunk.text);
+        if chunk.next > offset {
+            offset = chunk.next;
+            continue;
+        }
+        if !follow {
+            return Ok(0);
+        }
+        if client.run(|c| c.job(id))?.status.state.is_final() {
+            print_now(&client.run(|c| c.log(id, offset))?.text);
+            return Ok(0);
+        }
+        std::thread::sleep(LOG_POLL);
+    }
+}
+
+fn print_now(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
+/// Waits for the job to end and exits with its state's code.
+fn wait(client: &Blocking, id: &JobId, timeout: Option<Duration>, json: bool) -> Result<u8, CliError> {
+    let view = wait_for_end(client, id, timeout.map(|t| Instant::now() + t))?;
+    let status = &view.status;
+    emit(json, &view, || format!("job {id} {}: {}", status.state, status.message))?;
+    Ok(exit_code(status.state))
+}
+
+/// Waits, without printing, until the job ends (or `deadline` passes: an error); returns its
+/// final view.
+pub fn wait_for_end(client: &Blocking, id: &JobId, deadline: Option<Instant>) -> Result<JobView, CliError> {
+    loop {
+        let view = client.run(|c| c.job(id))?;
+        if view.status.state.is_final() {
+            return Ok(view);
+        }
+        if deadline.is_some_and(|d| Instant::now() > d) {
+            return Err(CliError::failure(format!(
+                "job {id} is still {} after the timeout",
+                view.status.state
+            )));
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// Exit code for a job's final state: 0 succeeded, 6 cancelled, 1 otherwise.
+pub fn exit_code(state: JobState) -> u8 {
+    match state {
+        JobState::Succeeded => 0,
+        JobState::Cancelled => CANCELLED,
+        _ => FAILURE,
+    }
+}

@@ -1,0 +1,47 @@
+//! What the console asks of kilnd: one [`Request`] per control-API call, typed with the
+//! core's names and ids. `update` returns them as effects; `client.rs` carries them out and
+//! answers with a `DaemonMsg`.
+
+use kiln_core::jobs::{JobId, JobRequest};
+use kiln_core::names::{Digest, Name};
+
+/// Something the console asks of the daemon.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    Models,
+    Model(Name),
+    Version(Name, u32),
+    /// An evaluation report blob, by digest.
+    Report(Digest),
+    Jobs,
+    Metrics {
+        job: JobId,
+        since: u64,
+    },
+    Log {
+        job: JobId,
+        since: u64,
+    },
+    Telemetry,
+    Deployments,
+    Journal,
+    /// A training or evaluation job (boxed: it is much larger than every other request).
+    SubmitJob(Box<JobRequest>),
+    CancelJob(JobId),
+    Deploy {
+        model: Name,
+        version: u32,
+    },
+    Rollback {
+        model: Name,
+        to: Option<u32>,
+    },
+    Try {
+        model: Name,
+        index: usize,
+    },
+    DeleteVersion {
+        model: Name,
+        version: u32,
+    },
+}
