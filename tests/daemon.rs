@@ -80,6 +80,8 @@ fn spin_count(pid: u32) -> Option<String> {
         .find_map(|v| v.strip_prefix("GOMP_SPINCOUNT=").map(str::to_owned))
 }
 
+/// Polls the job until its state is one of `want`. Jobs waited on for `running` are sized
+/// to run for seconds, many polls long, so that state cannot slip by between two polls.
 fn wait_state(d: &Daemon, id: &str, want: &[&str]) -> Value {
     let deadline = Instant::now() + Duration::from_secs(240);
     loop {
@@ -88,7 +90,7 @@ fn wait_state(d: &Daemon, id: &str, want: &[&str]) -> Value {
             return job;
         }
         assert!(Instant::now() < deadline, "job never reached {want:?}: {job}");
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -134,7 +136,7 @@ fn a_submitted_job_trains_registers_and_survives_a_daemon_restart() {
     let home = tempfile::tempdir().expect("tempdir");
     let data = csv(home.path());
     let mut d = start(home.path());
-    let spec = json!({"kind": "train", "arch": "mlp", "data": format!("csv:{}", data.display()), "epochs": 60, "batch_size": 32,
+    let spec = json!({"kind": "train", "arch": "mlp", "data": format!("csv:{}", data.display()), "epochs": 100, "batch_size": 8,
         "lr": 0.01, "optimizer": "adam", "seed": 1, "model": "xor"});
     let (code, job) = post(&d, "/api/v1/jobs", &spec.to_string());
     assert_eq!(code, 201, "{job}");
@@ -283,7 +285,8 @@ fn the_event_stream_follows_a_job_to_success_and_telemetry_reports_the_host() {
     let d = start(home.path());
     let events = subscribe(&d);
     std::thread::sleep(Duration::from_millis(300));
-    let quick = json!({"kind": "train", "arch": "mlp", "data": format!("csv:{}", data.display()), "epochs": 40, "batch_size": 32,
+    // Seconds of training: its running state spans many supervisor ticks.
+    let quick = json!({"kind": "train", "arch": "mlp", "data": format!("csv:{}", data.display()), "epochs": 100, "batch_size": 8,
         "model": "xor"});
     let (code, job) = post(&d, "/api/v1/jobs", &quick.to_string());
     assert_eq!(code, 201, "{job}");

@@ -321,18 +321,19 @@ fn queued_job(screen: &str) -> Option<String> {
     Some(id.to_owned())
 }
 
-/// Fills the launch form for a 1-epoch mlp on `limit` Fashion-MNIST samples and sends it;
-/// returns the job id the status line reports.
-fn launch_training(console: &mut Console, limit: &str) -> String {
+/// Fills the launch form for an mlp on Fashion-MNIST, `epochs` epochs over `limit` samples
+/// (`all` leaves the form's default), and sends it; returns the job id the status line reports.
+fn launch_training(console: &mut Console, epochs: &str, limit: &str) -> String {
     console.press(&["n"]);
     console.wait_for_text("the launch form", &["Launch training", "architecture", "sample limit"]);
     console.press(&["Left"]);
     console.wait_for_text("mlp chosen in the form", &["◀ mlp ▶", MODEL]);
     console.press(&["Down", "Down", "BSpace"]);
-    console.type_text("1");
-    console.wait_for("epochs set to 1", REACT, |s| {
+    console.type_text(epochs);
+    let typed = format!("{epochs}▏");
+    console.wait_for("the epochs typed", REACT, |s| {
         s.lines()
-            .any(|l| l.contains("epochs") && l.contains("1▏"))
+            .any(|l| l.contains("epochs") && l.contains(&typed))
             .then_some(())
     });
     console.press(&["Down", "BSpace", "BSpace", "BSpace"]);
@@ -420,8 +421,10 @@ fn train_watch_deploy_query_and_roll_back_from_the_console() {
         &["Welcome to kiln", "● live", "1 Models"],
     );
 
-    // 1. A short training from the launch form.
-    let first = launch_training(&mut console, "20000");
+    // 1. A training from the launch form, long enough (3 epochs of the 55,000 training
+    //    images: seconds even on a fast machine, with a metric line at least every second)
+    //    that its running state cannot be skipped between two reads of the screen.
+    let first = launch_training(&mut console, "3", "all");
 
     // 2. Its loss curve grows on the jobs screen until it succeeds.
     let (p1, step1) = console.wait_for("the first job running, with a loss curve", TRAIN, |s| {
@@ -454,7 +457,7 @@ fn train_watch_deploy_query_and_roll_back_from_the_console() {
     // 5. A second version deployed over the first, then rolled back to it.
     console.press(&["2"]);
     console.wait_for_text("the jobs screen", &[&first, "Jobs (1)"]);
-    let second = launch_training(&mut console, "3000");
+    let second = launch_training(&mut console, "1", "3000");
     console.wait_for("the second job to succeed", TRAIN, |s| {
         (job_row(s, &second)? == ("succeeded".to_owned(), 100)).then_some(())
     });

@@ -48,7 +48,8 @@ pub enum ModelsCommand {
     Alias { reference: ModelRef, alias: Name },
     /// Remove an alias from a model.
     Unalias { model: Name, alias: Name },
-    /// Remove a version; refuses one an alias points at unless --force.
+    /// Remove a version; refuses one an alias points at unless --force, and always the version
+    /// being served (roll back or deploy another version first).
     Rm {
         reference: ModelRef,
         /// Also remove the aliases pointing at the version.
