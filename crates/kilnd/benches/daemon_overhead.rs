@@ -196,14 +196,17 @@ fn stream_events(address: &str, token: &str) -> std::sync::mpsc::Receiver<()> {
     rx
 }
 
-/// User + system CPU seconds of process `pid` so far.
+/// CPU seconds process `pid` has run so far, to the nanosecond: the sum over its threads
+/// of `/proc/<pid>/task/<tid>/schedstat`'s time on CPU (clock-tick figures in `stat` are
+/// 10 ms coarse, too coarse for a daemon at rest). Threads that already ended are not
+/// counted, so it is a lower bound.
 fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-    let ticks: f64 = fields
-        .get(11..13)
-        .map_or(0.0, |f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum());
-    ticks / 100.0
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten();
+    let nanos: u64 = tasks
+        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
+        .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    nanos as f64 / 1e9
 }
 
 fn median(values: &mut [f64]) -> f64 {
