@@ -373,18 +373,7 @@ fn read_config(config: &str) -> Result<serde_json::Value, CliError> {
 
 fn import(client: &Blocking, model: &Name, request: &ImportRequest, json: bool) -> Result<u8, CliError> {
     let manifest: VersionManifest = client.run(|c| c.import(model, request))?;
-    emit(json, &manifest, || {
-        let digest = manifest
-            .draft
-            .blobs
-            .get("weights")
-            .map(ToString::to_string)
-            .unwrap_or_default();
-        format!(
-            "imported {}@{} ({}, weights {digest})",
-            manifest.model, manifest.version, manifest.draft.architecture.name
-        )
-    })?;
+    emit(json, &manifest, || manifest.imported_line())?;
     Ok(0)
 }
 

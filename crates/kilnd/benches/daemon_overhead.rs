@@ -12,7 +12,7 @@
 //! Run: `scripts/bench daemon_overhead`.
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kiln_core::api::Telemetry;
@@ -89,26 +89,11 @@ fn main() {
 /// kilnd's CPU share of one core while it sits idle for [`IDLE`], after a settling second.
 fn idle_daemon_cpu_pct() -> f64 {
     let home = tempfile::tempdir().expect("tempdir");
-    let daemon = start_daemon(home.path());
+    let daemon = common::start_kilnd(home.path());
     std::thread::sleep(Duration::from_secs(1));
     let before = cpu_seconds(daemon.0.id());
     std::thread::sleep(IDLE);
     (cpu_seconds(daemon.0.id()) - before) / IDLE.as_secs_f64() * 100.0
-}
-
-/// `kilnd --foreground` on `home`, once its control API is up.
-fn start_daemon(home: &std::path::Path) -> Daemon {
-    let daemon = Daemon(
-        Command::new(env!("CARGO_BIN_EXE_kilnd"))
-            .env("KILN_HOME", home)
-            .env("KILN_INFERENCE_BIND", "127.0.0.1:0")
-            .args(["--foreground", "--port", "0"])
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start kilnd"),
-    );
-    common::wait_for_file(&home.join("daemon/address"));
-    daemon
 }
 
 /// Steps per second between the first and last `train` metric lines (so start-up and the
@@ -133,19 +118,10 @@ fn bare_worker() -> f64 {
     steps_per_sec(&job)
 }
 
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Runs the job through a daemon with an event client attached; returns steps/s and extras.
 fn through_daemon() -> (f64, Extra) {
     let home = tempfile::tempdir().expect("tempdir");
-    let daemon = start_daemon(home.path());
+    let daemon = common::start_kilnd(home.path());
     let address = std::fs::read_to_string(home.path().join("daemon/address")).expect("address");
     let token = std::fs::read_to_string(home.path().join("daemon/token")).expect("token");
     let events = stream_events(address.trim(), token.trim());
@@ -201,7 +177,10 @@ fn stream_events(address: &str, token: &str) -> std::sync::mpsc::Receiver<()> {
 /// 10 ms coarse, too coarse for a daemon at rest). Threads that already ended are not
 /// counted, so it is a lower bound.
 fn cpu_seconds(pid: u32) -> f64 {
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten();
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten();
     let nanos: u64 = tasks
         .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
         .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())

@@ -29,7 +29,7 @@
 use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use burn::tensor::Device;
@@ -44,6 +44,7 @@ use serde_json::json;
 use tokio::net::TcpStream;
 
 mod common;
+use common::Process;
 
 const ROUNDS: usize = 7;
 /// Seconds each round measures one side (after WARM_UP).
@@ -53,15 +54,6 @@ const CLIENTS: [usize; 3] = [1, 8, 64];
 /// Idle time before every other call of the second raw one-row measurement: about one request's
 /// round trip outside the forward at 1 client.
 const IDLE_GAP_US: u64 = 300;
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// req/s, p50 µs, p99 µs of one load run.
 #[derive(Debug, Clone, Copy)]
@@ -252,18 +244,9 @@ fn kilnd(home: &Path, args: &[&str]) -> Vec<u8> {
     out.stdout
 }
 
-fn start_kiln(home: &Path) -> (Server, String) {
-    let server = Server(
-        Command::new(env!("CARGO_BIN_EXE_kilnd"))
-            .env("KILN_HOME", home)
-            .env("KILN_INFERENCE_BIND", "127.0.0.1:0")
-            .args(["--foreground", "--port", "0"])
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start kilnd"),
-    );
+fn start_kiln(home: &Path) -> (Process, String) {
+    let server = common::start_kilnd(home);
     let address = common::wait_for_file(&home.join("daemon/inference_address"));
-    common::wait_for_file(&home.join("daemon/address"));
     let client = Blocking::new(home).expect("client");
     // KILN_BENCH_MAX_DELAY_US tries a batching delay other than the daemon's default.
     let batching = std::env::var("KILN_BENCH_MAX_DELAY_US")
@@ -278,7 +261,7 @@ fn start_kiln(home: &Path) -> (Server, String) {
     (server, format!("http://{}/v2/models/bench/infer", address.trim()))
 }
 
-fn start_fastapi(weights: &Path) -> Result<(Server, String), String> {
+fn start_fastapi(weights: &Path) -> Result<(Process, String), String> {
     let python = venv()?;
     let port = free_port();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/serving_fastapi.py");
@@ -292,7 +275,7 @@ fn start_fastapi(weights: &Path) -> Result<(Server, String), String> {
     if let Some(site) = torch_site() {
         cmd.env("PYTHONPATH", site);
     }
-    let server = Server(cmd.spawn().map_err(|e| format!("cannot start python: {e}"))?);
+    let server = Process(cmd.spawn().map_err(|e| format!("cannot start python: {e}"))?);
     let deadline = Instant::now() + Duration::from_secs(60);
     while !answers_ready(port) {
         if Instant::now() > deadline {

@@ -116,16 +116,7 @@ fn run_import(args: &import::ImportArgs, json: bool) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string(&manifest)?);
     } else {
-        let digest = manifest
-            .draft
-            .blobs
-            .get("weights")
-            .map(ToString::to_string)
-            .unwrap_or_default();
-        println!(
-            "imported {}@{} ({}, weights {digest})",
-            manifest.model, manifest.version, manifest.draft.architecture.name
-        );
+        println!("{}", manifest.imported_line());
     }
     Ok(())
 }

@@ -87,6 +87,22 @@ pub struct VersionManifest {
     pub draft: VersionDraft,
 }
 
+impl VersionManifest {
+    /// One line on an imported version: `imported m@3 (mlp, weights sha256:…)`.
+    pub fn imported_line(&self) -> String {
+        let weights = self
+            .draft
+            .blobs
+            .get("weights")
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        format!(
+            "imported {}@{} ({}, weights {weights})",
+            self.model, self.version, self.draft.architecture.name
+        )
+    }
+}
+
 /// `models/<model>/aliases.json`: alias → version number.
 pub type Aliases = BTreeMap<Name, u32>;
 

@@ -162,12 +162,7 @@ impl ZooModel {
 
     /// The architecture.
     pub fn arch(&self) -> Arch {
-        match self {
-            Self::Mlp(_) => Arch::Mlp,
-            Self::Cnn(_) => Arch::Cnn,
-            Self::Rnn(_) => Arch::Rnn,
-            Self::Mf(_) => Arch::Mf,
-        }
+        self.config().arch()
     }
 
     /// Runs one forward pass on a zero batch of two and checks the output is finite, proving

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each bench uses a different subset
 
 use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kiln_core::jobs::{JobId, JobRequest, JobSpec, TrainRequest};
@@ -32,4 +33,30 @@ pub fn wait_for_file(path: &Path) -> String {
         assert!(Instant::now() < deadline, "{} never appeared", path.display());
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// A child process killed and reaped when dropped (a server a benchmark started).
+pub struct Process(pub Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `kilnd --foreground` on `home` with both listeners on free ports, once its control API
+/// is up.
+pub fn start_kilnd(home: &Path) -> Process {
+    let daemon = Process(
+        Command::new(env!("CARGO_BIN_EXE_kilnd"))
+            .env("KILN_HOME", home)
+            .env("KILN_INFERENCE_BIND", "127.0.0.1:0")
+            .args(["--foreground", "--port", "0"])
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start kilnd"),
+    );
+    wait_for_file(&home.join("daemon/address"));
+    daemon
 }
