@@ -8,7 +8,10 @@ use std::fs;
 use std::path::Path;
 
 fn main() {
-    println!("cargo:rerun-if-changed=build.rs");
+    // Relative to the package being built: this one path names the script from both
+    // packages that use it (a bare `build.rs` would name a file kilnd does not have, and
+    // cargo would rebuild kilnd on every run).
+    println!("cargo:rerun-if-changed=../kiln-engine/build.rs");
     // torch-sys (links = "tch") publishes its libtorch lib folder to direct dependents.
     let Ok(lib) = env::var("DEP_TCH_LIBTORCH_LIB") else {
         println!("cargo:rustc-env=KILN_LIBTORCH_VERSION=unknown");
