@@ -110,16 +110,10 @@ impl Client {
     }
 
     async fn send_raw(&self, builder: reqwest::RequestBuilder) -> Result<Vec<u8>, ClientError> {
-        let response = builder.send().await.map_err(transport)?;
-        let status = response.status().as_u16();
-        let bytes = response.bytes().await.map_err(transport)?;
-        if (200..300).contains(&status) {
-            return Ok(bytes.into());
-        }
-        let message = serde_json::from_slice::<ErrorBody>(&bytes)
-            .map(|b| b.error)
-            .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).trim().to_owned());
-        Err(ClientError::Http { status, message })
+        exchange(builder)
+            .await
+            .map_err(transport)?
+            .map_err(|(status, message)| ClientError::Http { status, message })
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
@@ -334,22 +328,10 @@ impl Inference {
             Some(token) => builder.bearer_auth(token),
             None => builder,
         };
-        let response = builder
-            .timeout(REQUEST_TIMEOUT)
-            .send()
+        let bytes = exchange(builder.timeout(REQUEST_TIMEOUT))
             .await
-            .map_err(|e| InferenceError::Transport(e.to_string()))?;
-        let status = response.status().as_u16();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| InferenceError::Transport(e.to_string()))?;
-        if !(200..300).contains(&status) {
-            let message = serde_json::from_slice::<ErrorBody>(&bytes)
-                .map(|b| b.error)
-                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).trim().to_owned());
-            return Err(InferenceError::Http { status, message });
-        }
+            .map_err(|e| InferenceError::Transport(e.to_string()))?
+            .map_err(|(status, message)| InferenceError::Http { status, message })?;
         serde_json::from_slice(&bytes).map_err(|e| InferenceError::Decode(e.to_string()))
     }
 
@@ -402,6 +384,21 @@ impl Blocking {
     pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
         self.runtime.block_on(future)
     }
+}
+
+/// Sends a request: the body of a 2xx answer, or the status and the error message (the
+/// `ErrorBody`'s, else the body's text) of any other; the outer error is the transport's.
+async fn exchange(builder: reqwest::RequestBuilder) -> Result<Result<Vec<u8>, (u16, String)>, reqwest::Error> {
+    let response = builder.send().await?;
+    let status = response.status().as_u16();
+    let bytes = response.bytes().await?;
+    if (200..300).contains(&status) {
+        return Ok(Ok(bytes.into()));
+    }
+    let message = serde_json::from_slice::<ErrorBody>(&bytes)
+        .map(|b| b.error)
+        .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).trim().to_owned());
+    Ok(Err((status, message)))
 }
 
 fn transport(e: reqwest::Error) -> ClientError {

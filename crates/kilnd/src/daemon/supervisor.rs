@@ -60,6 +60,8 @@ impl Worker {
 /// A queued or running job, as the supervisor tracks it.
 struct Live {
     dir: JobDir,
+    /// Written once when the job was created: read once, kept.
+    spec: JobSpec,
     /// The device it runs on (`auto` when it lets the worker choose): the concurrency key.
     device: String,
     worker: Option<Worker>,
@@ -123,11 +125,11 @@ impl Supervisor {
                 if adopted.is_none() {
                     finish_unknown(&dir, "its worker was gone when the daemon restarted");
                 }
-                jobs.live.insert(dir.id.clone(), Live::new(dir, &spec, adopted));
+                jobs.live.insert(dir.id.clone(), Live::new(dir, spec, adopted));
             } else if status.state == JobState::Queued {
-                jobs.live.insert(dir.id.clone(), Live::new(dir, &spec, None));
-            } else if let Ok(view) = view_of(&dir, spec, status) {
-                jobs.ended.insert(view.id.clone(), Arc::new(view));
+                jobs.live.insert(dir.id.clone(), Live::new(dir, spec, None));
+            } else {
+                jobs.ended.insert(dir.id.clone(), Arc::new(view_of(&dir, spec, status)));
             }
         }
     }
@@ -140,8 +142,8 @@ impl Supervisor {
             request,
         };
         let dir = JobDir::create(&self.home, &spec)?;
-        let view = view_of(&dir, spec.clone(), dir.status()?)?;
-        self.lock().live.insert(dir.id.clone(), Live::new(dir, &spec, None));
+        let view = view_of(&dir, spec.clone(), dir.status()?);
+        self.lock().live.insert(dir.id.clone(), Live::new(dir, spec, None));
         self.wake.notify_one();
         Ok(view)
     }
@@ -158,15 +160,18 @@ impl Supervisor {
 
     /// Every job, oldest first.
     pub fn list(&self) -> Vec<JobView> {
-        let (live, ended): (Vec<JobDir>, Vec<Arc<JobView>>) = {
+        let (live, ended): (Vec<(JobDir, JobSpec)>, Vec<Arc<JobView>>) = {
             let jobs = self.lock();
             (
-                jobs.live.values().map(|l| l.dir.clone()).collect(),
+                jobs.live.values().map(|l| (l.dir.clone(), l.spec.clone())).collect(),
                 jobs.ended.values().cloned().collect(),
             )
         };
         let mut views: Vec<JobView> = ended.iter().map(|v| (**v).clone()).collect();
-        views.extend(live.iter().filter_map(|dir| read_view(dir).ok()));
+        views.extend(
+            live.into_iter()
+                .filter_map(|(dir, spec)| Some(view_of(&dir, spec, dir.status().ok()?))),
+        );
         views.sort_by(|a, b| a.id.cmp(&b.id));
         views
     }
@@ -259,7 +264,7 @@ impl Supervisor {
             return None;
         }
         live.published = Some(status.clone());
-        let view = read_view(&live.dir).ok()?;
+        let view = view_of(&live.dir, live.spec.clone(), status.clone());
         self.hub.publish(&Event::Job(Box::new(view.clone())));
         status.state.is_final().then_some(view)
     }
@@ -270,7 +275,8 @@ impl Supervisor {
             *busy.entry(live.device.clone()).or_default() += 1;
         }
         for live in jobs.live.values_mut().filter(|l| l.worker.is_none()) {
-            let queued = live.dir.status().is_ok_and(|s| s.state == JobState::Queued);
+            // The status this tick's publish_changes just read.
+            let queued = live.published.as_ref().is_some_and(|s| s.state == JobState::Queued);
             let running = busy.entry(live.device.clone()).or_default();
             if !queued || *running >= self.per_device {
                 continue;
@@ -306,13 +312,14 @@ impl Supervisor {
 }
 
 impl Live {
-    fn new(dir: JobDir, spec: &JobSpec, worker: Option<Worker>) -> Self {
+    fn new(dir: JobDir, spec: JobSpec, worker: Option<Worker>) -> Self {
         let device = spec
             .request
             .device()
             .map_or_else(|| "auto".to_owned(), ToString::to_string);
         Self {
             dir,
+            spec,
             device,
             worker,
             cancelling: false,
@@ -363,21 +370,21 @@ fn is_zombie(pid: u32) -> bool {
 
 /// The job as the API shows it, read from its folder.
 fn read_view(dir: &JobDir) -> Result<JobView, JobError> {
-    view_of(dir, dir.spec()?, dir.status()?)
+    Ok(view_of(dir, dir.spec()?, dir.status()?))
 }
 
-fn view_of(dir: &JobDir, spec: JobSpec, status: JobStatus) -> Result<JobView, JobError> {
+fn view_of(dir: &JobDir, spec: JobSpec, status: JobStatus) -> JobView {
     let result = if spec.request.kind() == JobKind::Eval {
         dir.result()
     } else {
         None
     };
-    Ok(JobView {
+    JobView {
         id: dir.id.clone(),
         spec,
         status,
         result,
-    })
+    }
 }
 
 /// Ends a job whose worker is gone with `state` and `message`, unless it already ended.
