@@ -1,16 +1,14 @@
 //! `kiln models import` and `kilnd` end to end with real libtorch: PyTorch state dicts,
 //! safetensors and burn records become registry versions that compute what PyTorch computed.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 mod common;
 use common::{json, kiln, kilnd, stderr};
 
 const MLP_CONFIG: &str = r#"{"inputs": 4, "hidden": [8], "classes": 3}"#;
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/fixtures").join(name)
-}
+use common::fixture;
 
 /// `kiln models import <model> <file> --arch <arch> --config <config> [--json]`.
 fn import(home: &Path, model: &str, file: &str, arch: &str, config: &str, json: bool) -> std::process::Output {

@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -14,8 +14,7 @@ mod common;
 use common::{command, json, kiln, kilnd, stderr};
 
 fn fixture(name: &str) -> String {
-    let path: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/fixtures").join(name);
-    path.to_str().expect("utf8").to_owned()
+    common::fixture(name).to_str().expect("utf8").to_owned()
 }
 
 const ROW: [f32; 4] = [0.5, -1.0, 2.0, 0.25];

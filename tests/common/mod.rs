@@ -9,6 +9,16 @@ use serde_json::Value;
 
 /// The `kilnd` binary of this build: the workspace puts it beside `kiln` (`scripts/test` builds
 /// both; `cargo test -p kiln` alone does not build the daemon's package).
+/// A file under `assets/fixtures`. The checkout comes from cargo's run-time
+/// `CARGO_MANIFEST_DIR`: checkouts that share a build cache can share a test binary, whose
+/// compile-time path may name another checkout.
+#[allow(dead_code)] // not every test binary reads fixtures
+pub fn fixture(name: &str) -> PathBuf {
+    let root =
+        std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    root.join("assets/fixtures").join(name)
+}
+
 pub fn kilnd_bin() -> PathBuf {
     let kiln = Path::new(env!("CARGO_BIN_EXE_kiln"));
     let kilnd = kiln.with_file_name("kilnd");

@@ -2,8 +2,10 @@
 
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
-use burn::nn::{Linear, LinearConfig, PaddingConfig2d, Relu};
+use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
+
+use crate::ops;
 use serde::{Deserialize, Serialize};
 
 /// Shape of a [`Cnn`]; the input size comes from the data.
@@ -110,7 +112,6 @@ impl CnnConfig {
             config: self.clone(),
             convs,
             pool: MaxPool2dConfig::new([2, 2]).init(),
-            activation: Relu::new(),
             hidden: LinearConfig::new(inputs * h * w, self.hidden).init(device),
             output: LinearConfig::new(self.hidden, self.classes).init(device),
         }
@@ -125,7 +126,6 @@ pub struct Cnn {
     pub config: CnnConfig,
     convs: Vec<Conv2d>,
     pool: MaxPool2d,
-    activation: Relu,
     hidden: Linear,
     output: Linear,
 }
@@ -138,10 +138,52 @@ impl Cnn {
 
     /// `[batch, channels, height, width]` → logits `[batch, classes]`.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        let x = self.convs.iter().fold(images, |x, conv| {
-            self.pool.forward(self.activation.forward(conv.forward(x)))
-        });
+        // conv → ReLU → max-pool, computed as conv → max-pool → ReLU: the same function with
+        // the same gradients (ReLU is monotone, so it commutes with a max, ties included),
+        // with the ReLU and its backward on a quarter of the values.
+        let x = self
+            .convs
+            .iter()
+            .fold(images, |x, conv| ops::relu(self.pool.forward(ops::conv2d(conv, x))));
         let x = x.flatten::<2>(1, 3);
-        self.output.forward(self.activation.forward(self.hidden.forward(x)))
+        self.output.forward(ops::relu(self.hidden.forward(x)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::tests::{autodiff, normal, same_as_burn};
+    use burn::tensor::activation::relu;
+
+    impl Cnn {
+        /// The same layers as burn-nn computes them, in the written order: conv → ReLU → max-pool.
+        fn forward_burn(&self, images: Tensor<4>) -> Tensor<2> {
+            let x = self
+                .convs
+                .iter()
+                .fold(images, |x, conv| self.pool.forward(relu(conv.forward(x))));
+            self.output.forward(relu(self.hidden.forward(x.flatten::<2>(1, 3))))
+        }
+    }
+
+    #[test]
+    fn the_cnn_on_libtorch_kernels_matches_burns_layers() {
+        let device = autodiff();
+        device.seed(7);
+        let config = CnnConfig {
+            channels: 2,
+            height: 8,
+            width: 8,
+            classes: 3,
+            conv_channels: vec![3, 4],
+            hidden: 5,
+        };
+        let cnn = config.init(&device);
+        // Normal inputs: about one pooling window in sixteen is all negative, so the ties
+        // between ReLU's zeros that max-pool breaks are exercised too.
+        let images = normal([4, 2, 8, 8], &device).require_grad();
+        let weights = normal([4, 3], &device);
+        same_as_burn(&cnn, &images, &weights, Cnn::forward, Cnn::forward_burn);
     }
 }

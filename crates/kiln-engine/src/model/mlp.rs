@@ -1,7 +1,9 @@
 //! `mlp`: a multi-layer perceptron for tabular rows or flattened images.
 
-use burn::nn::{Linear, LinearConfig, Relu};
+use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
+
+use crate::ops;
 use serde::{Deserialize, Serialize};
 
 /// Sizes of an [`Mlp`]. Tensor names: `hidden.<i>.{weight,bias}`, `output.{weight,bias}`.
@@ -50,7 +52,6 @@ impl MlpConfig {
         Mlp {
             config: self.clone(),
             hidden,
-            activation: Relu::new(),
             output: LinearConfig::new(width, self.classes).init(device),
         }
     }
@@ -63,17 +64,13 @@ pub struct Mlp {
     #[module(skip)]
     pub config: MlpConfig,
     hidden: Vec<Linear>,
-    activation: Relu,
     output: Linear,
 }
 
 impl Mlp {
     /// `[batch, inputs]` → logits `[batch, classes]`.
     pub fn forward(&self, input: Tensor<2>) -> Tensor<2> {
-        let x = self
-            .hidden
-            .iter()
-            .fold(input, |x, layer| self.activation.forward(layer.forward(x)));
+        let x = self.hidden.iter().fold(input, |x, layer| ops::relu(layer.forward(x)));
         self.output.forward(x)
     }
 }

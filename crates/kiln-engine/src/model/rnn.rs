@@ -1,7 +1,10 @@
-//! `rnn`: token embedding → LSTM or GRU → linear classifier over the last hidden state.
+//! `rnn`: token embedding → LSTM or GRU → linear classifier over the last hidden state. The
+//! recurrence runs as libtorch's fused `lstm`/`gru` ([`crate::ops`]).
 
 use burn::nn::{Embedding, EmbeddingConfig, Gru, GruConfig, Linear, LinearConfig, Lstm, LstmConfig};
 use burn::prelude::*;
+
+use crate::ops;
 use serde::{Deserialize, Serialize};
 
 /// Which recurrent cell an [`Rnn`] uses.
@@ -98,8 +101,8 @@ impl Rnn {
     pub fn forward(&self, tokens: Tensor<2, Int>) -> Tensor<2> {
         let x = self.embedding.forward(tokens);
         let states = match (&self.lstm, &self.gru) {
-            (Some(lstm), _) => lstm.forward(x, None).0,
-            (None, Some(gru)) => gru.forward(x, None),
+            (Some(lstm), _) => ops::lstm(lstm, x),
+            (None, Some(gru)) => ops::gru(gru, x),
             (None, None) => x,
         };
         let [batch, steps, hidden] = states.dims();
