@@ -210,30 +210,56 @@ fn mf_recovers_planted_ratings_close_to_the_noise_floor() {
 
 #[test]
 fn same_seed_same_metrics() {
-    let home = tempfile::tempdir().expect("tempdir");
-    let args = [
-        "mlp",
-        "--data",
-        "fashion-mnist",
-        "--limit",
-        "1500",
-        "--epochs",
-        "1",
-        "--config",
-        r#"{"hidden": [32]}"#,
-        "--seed",
-        "5",
+    // One model per kind of layer: linear + ReLU, conv + max-pool (libtorch's convolution
+    // backward, channels-last), and the fused LSTM and GRU.
+    let runs: [&[&str]; 4] = [
+        &[
+            "mlp",
+            "--data",
+            "fashion-mnist",
+            "--limit",
+            "1500",
+            "--config",
+            r#"{"hidden": [32]}"#,
+        ],
+        &[
+            "cnn",
+            "--data",
+            "fashion-mnist",
+            "--limit",
+            "600",
+            "--config",
+            r#"{"conv_channels": [4, 8], "hidden": 16}"#,
+        ],
+        &[
+            "rnn",
+            "--data",
+            "fortunes:computers,people",
+            "--config",
+            r#"{"embed": 16, "hidden": 16}"#,
+        ],
+        &[
+            "rnn",
+            "--data",
+            "fortunes:computers,people",
+            "--config",
+            r#"{"embed": 16, "hidden": 16, "cell": "gru"}"#,
+        ],
     ];
-    let first = train(home.path(), &args);
-    let second = train(home.path(), &args);
-    let a = show(home.path(), first["version"].as_str().expect("version"));
-    let b = show(home.path(), second["version"].as_str().expect("version"));
-    for key in ["val_loss", "val_accuracy", "train_loss"] {
-        let (x, y) = (
-            a["metrics"][key].as_f64().expect(key),
-            b["metrics"][key].as_f64().expect(key),
-        );
-        assert!((x - y).abs() < 1e-5, "{key}: {x} vs {y}");
+    let home = tempfile::tempdir().expect("tempdir");
+    for run in runs {
+        let args = [run, &["--epochs", "1", "--seed", "5"]].concat();
+        let first = train(home.path(), &args);
+        let second = train(home.path(), &args);
+        let a = show(home.path(), first["version"].as_str().expect("version"));
+        let b = show(home.path(), second["version"].as_str().expect("version"));
+        for key in ["val_loss", "val_accuracy", "train_loss"] {
+            let (x, y) = (
+                a["metrics"][key].as_f64().expect(key),
+                b["metrics"][key].as_f64().expect(key),
+            );
+            assert!((x - y).abs() < 1e-5, "{run:?} {key}: {x} vs {y}");
+        }
     }
 }
 

@@ -1,5 +1,6 @@
-// The two libtorch entry points kiln needs that tch does not wrap (see src/ops/ffi.rs):
-// aten::convolution_backward, and autograd's grad() with explicit output gradients. Tensors
+// The libtorch entry points kiln needs that tch does not wrap (see src/ops/ffi.rs):
+// aten::convolution_backward, autograd's grad() with explicit output gradients, and the
+// single-kernel Adam/AdamW step (aten::_fused_adam_, _fused_adamw_). Tensors
 // cross as `at::Tensor*` exactly as in tch's own C API (torch-sys/libtch/torch_api.h), so tch
 // owns and frees every tensor returned here. Errors come back as a malloc'd message, never as
 // a C++ exception unwinding into Rust.
@@ -68,6 +69,28 @@ char *kiln_autograd_grad(const at::Tensor *const *outputs, const at::Tensor *con
     auto result = torch::autograd::grad(outs, ins, gouts, /*retain_graph=*/false,
                                         /*create_graph=*/false, /*allow_unused=*/true);
     for (int i = 0; i < n_inputs; ++i) grads[i] = give(result[i]);
+    return nullptr;
+  } catch (const std::exception &e) {
+    return error_message(e.what());
+  }
+}
+
+// One Adam (or, `decoupled`, AdamW) step of one parameter, in place on `param`, `exp_avg` and
+// `exp_avg_sq` (contiguous, unshared); `step` holds the step number counting this one.
+char *kiln_fused_adam(const at::Tensor *param, const at::Tensor *grad, const at::Tensor *exp_avg,
+                      const at::Tensor *exp_avg_sq, const at::Tensor *step, double lr,
+                      double beta1, double beta2, double weight_decay, double eps,
+                      int decoupled) {
+  try {
+    std::vector<at::Tensor> params{*param}, grads{*grad}, avgs{*exp_avg}, sqs{*exp_avg_sq},
+        steps{*step}, none;
+    if (decoupled) {
+      at::_fused_adamw_(params, grads, avgs, sqs, none, steps, lr, beta1, beta2, weight_decay,
+                        eps, /*amsgrad=*/false, /*maximize=*/false);
+    } else {
+      at::_fused_adam_(params, grads, avgs, sqs, none, steps, lr, beta1, beta2, weight_decay,
+                       eps, /*amsgrad=*/false, /*maximize=*/false);
+    }
     return nullptr;
   } catch (const std::exception &e) {
     return error_message(e.what());

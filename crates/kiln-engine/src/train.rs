@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig, momentum::MomentumConfig};
+use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig, momentum::MomentumConfig};
 use burn::tensor::Device;
 use kiln_core::jobs::MetricRecord;
 use kiln_core::kinds::{MetricKind, Optimizer, Schedule};
@@ -15,7 +15,7 @@ use kiln_core::kinds::{MetricKind, Optimizer, Schedule};
 use super::checkpoint::{Checkpoint, Position};
 use super::data::Split;
 use super::task::{self, BatchScore, Task};
-use super::weights;
+use super::{ops, weights};
 
 /// Settings of one run of the loop.
 #[derive(Debug, Clone)]
@@ -59,8 +59,9 @@ impl LoopSettings {
 /// Builds the optimizer named in the job spec.
 pub fn optimizer(kind: Optimizer) -> ModuleOptimizer {
     match kind {
-        Optimizer::Adam => AdamConfig::new().init(),
-        Optimizer::Adamw => AdamWConfig::new().init(),
+        // burn's Adam/AdamW (same defaults, same state), stepped by libtorch's fused kernel.
+        Optimizer::Adam => ModuleOptimizer::from(ops::FusedAdam::new()),
+        Optimizer::Adamw => ModuleOptimizer::from(ops::FusedAdamW::new()),
         Optimizer::Sgd => SgdConfig::new().with_momentum(Some(MomentumConfig::new())).init(),
     }
 }

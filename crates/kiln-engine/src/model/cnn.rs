@@ -153,7 +153,7 @@ impl Cnn {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::tests::{autodiff, normal, same_as_burn};
+    use crate::ops::tests::{autodiff, normal, same_as_burn, seed};
     use burn::tensor::activation::relu;
 
     impl Cnn {
@@ -171,6 +171,7 @@ mod tests {
     fn the_cnn_on_libtorch_kernels_matches_burns_layers() {
         let device = autodiff();
         device.seed(7);
+        seed(7);
         let config = CnnConfig {
             channels: 2,
             height: 8,

@@ -37,7 +37,64 @@ unsafe extern "C" {
         grads: *mut *mut C_tensor,
     ) -> *mut c_char;
 
+    fn kiln_fused_adam(
+        param: *const C_tensor,
+        grad: *const C_tensor,
+        exp_avg: *const C_tensor,
+        exp_avg_sq: *const C_tensor,
+        step: *const C_tensor,
+        lr: f64,
+        beta1: f64,
+        beta2: f64,
+        weight_decay: f64,
+        eps: f64,
+        decoupled: c_int,
+    ) -> *mut c_char;
+
     fn free(ptr: *mut c_void);
+}
+
+/// Adam's settings for [`fused_adam`].
+#[derive(Debug, Clone, Copy)]
+pub struct AdamSettings {
+    pub lr: f64,
+    pub beta_1: f64,
+    pub beta_2: f64,
+    pub epsilon: f64,
+    pub weight_decay: f64,
+    /// AdamW: weight decay applied to the parameter, not added to the gradient.
+    pub decoupled: bool,
+}
+
+/// libtorch's single-kernel Adam step (`aten::_fused_adam_`/`_fused_adamw_`), in place on
+/// `param`, `exp_avg` and `exp_avg_sq`, which must be contiguous and held by no one else;
+/// `step` is the step number including this one (a one-value float tensor).
+pub fn fused_adam(
+    param: &Tensor,
+    grad: &Tensor,
+    exp_avg: &Tensor,
+    exp_avg_sq: &Tensor,
+    step: &Tensor,
+    settings: AdamSettings,
+) -> Result<(), String> {
+    // SAFETY: five live tch handles borrowed for the call; the kernel writes only into the
+    // storage of param, exp_avg and exp_avg_sq, which the caller owns exclusively.
+    let error = unsafe {
+        kiln_fused_adam(
+            param.as_ptr(),
+            grad.as_ptr(),
+            exp_avg.as_ptr(),
+            exp_avg_sq.as_ptr(),
+            step.as_ptr(),
+            settings.lr,
+            settings.beta_1,
+            settings.beta_2,
+            settings.weight_decay,
+            settings.epsilon,
+            c_int::from(settings.decoupled),
+        )
+    };
+    check(error)
 }
 
 /// Which gradients of a convolution to compute.

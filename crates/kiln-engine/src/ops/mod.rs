@@ -6,7 +6,8 @@
 //! small kernel chain per step. Each op here registers its own `Backward` on
 //! `Autodiff<LibTorch>` (burn's extension point for custom differentiable ops) and calls the
 //! kernel PyTorch itself would: `threshold_backward`, `aten::convolution_backward`, and the
-//! fused `lstm`/`gru` with libtorch's autograd for their gradients (cuDNN on a GPU). A tensor
+//! fused `lstm`/`gru` with libtorch's autograd for their gradients (cuDNN on a GPU); and Adam's
+//! step is libtorch's single fused kernel (optimizers are not autodiff ops). A tensor
 //! on another backend, or with gradient checkpointing, takes burn's own op instead, which is
 //! also the reference the tests compare every gradient with.
 //!
@@ -16,11 +17,13 @@
 // burn-tch is deprecated upstream; kiln pins burn 0.22 on purpose.
 #![allow(deprecated)]
 
+mod adam;
 mod conv;
 mod ffi;
 mod relu;
 mod rnn;
 
+pub use adam::{FusedAdam, FusedAdamW};
 pub use conv::conv2d;
 pub use relu::relu;
 pub use rnn::{gru, lstm};
