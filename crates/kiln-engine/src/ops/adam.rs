@@ -129,48 +129,32 @@ fn step<const D: usize, S>(
     (plain(param), Some(wrap(momentum)))
 }
 
-impl Optimizer for FusedAdam {
-    type State<const D: usize> = AdamState<D>;
+/// The `Optimizer` impl of one variant: the fused step with burn's state type, and burn's
+/// optimizer for a parameter off LibTorch.
+macro_rules! fused_optimizer {
+    ($name:ident, $burn:ty, $state:ident, decoupled: $decoupled:expr) => {
+        impl Optimizer for $name {
+            type State<const D: usize> = $state<D>;
 
-    fn step<const D: usize>(
-        &self,
-        lr: LearningRate,
-        tensor: Tensor<D>,
-        grad: Tensor<D>,
-        state: Option<Self::State<D>>,
-    ) -> (Tensor<D>, Option<Self::State<D>>) {
-        let burn = |t, g, m: Option<_>| self.fallback.step(lr, t, g, m.map(AdamState::new));
-        step(
-            settings(lr, false),
-            tensor,
-            grad,
-            state.map(|s| s.momentum),
-            burn,
-            AdamState::new,
-        )
-    }
+            fn step<const D: usize>(
+                &self,
+                lr: LearningRate,
+                tensor: Tensor<D>,
+                grad: Tensor<D>,
+                state: Option<Self::State<D>>,
+            ) -> (Tensor<D>, Option<Self::State<D>>) {
+                let wrap = |momentum| $state { momentum };
+                let burn = |t, g, m: Option<_>| self.fallback.step(lr, t, g, m.map(wrap));
+                let momentum = state.map(|s| s.momentum);
+                step(settings(lr, $decoupled), tensor, grad, momentum, burn, wrap)
+            }
 
-    fn to_device<const D: usize>(state: Self::State<D>, device: &Device) -> Self::State<D> {
-        <burn::optim::Adam as Optimizer>::to_device(state, device)
-    }
+            fn to_device<const D: usize>(state: Self::State<D>, device: &Device) -> Self::State<D> {
+                <$burn as Optimizer>::to_device(state, device)
+            }
+        }
+    };
 }
 
-impl Optimizer for FusedAdamW {
-    type State<const D: usize> = AdamWState<D>;
-
-    fn step<const D: usize>(
-        &self,
-        lr: LearningRate,
-        tensor: Tensor<D>,
-        grad: Tensor<D>,
-        state: Option<Self::State<D>>,
-    ) -> (Tensor<D>, Option<Self::State<D>>) {
-        let wrap = |momentum| AdamWState { momentum };
-        let burn = |t, g, m: Option<_>| self.fallback.step(lr, t, g, m.map(wrap));
-        step(settings(lr, true), tensor, grad, state.map(|s| s.momentum), burn, wrap)
-    }
-
-    fn to_device<const D: usize>(state: Self::State<D>, device: &Device) -> Self::State<D> {
-        <AdamW as Optimizer>::to_device(state, device)
-    }
-}
+fused_optimizer!(FusedAdam, burn::optim::Adam, AdamState, decoupled: false);
+fused_optimizer!(FusedAdamW, AdamW, AdamWState, decoupled: true);

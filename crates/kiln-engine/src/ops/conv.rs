@@ -35,9 +35,14 @@ impl Backward<LibTorch, 3> for Conv2dBackward {
             weight: weight_node.is_some(),
             bias: bias_node.is_some(),
         };
-        let [grad_input, grad_weight, grad_bias] =
-            ffi::conv2d_backward(&grad.tensor, &input.laid_out, &weight.laid_out, geometry, wanted)
-                .unwrap_or_else(|e| panic!("libtorch convolution backward failed: {e}"));
+        let [grad_input, grad_weight, grad_bias] = ffi::conv2d_backward(
+            &grad.tensor,
+            &input.laid_out.tensor,
+            &weight.laid_out.tensor,
+            geometry,
+            wanted,
+        )
+        .unwrap_or_else(|e| panic!("libtorch convolution backward failed: {e}"));
         // The parameter's own (row-major) layout, whatever layout the kernel computed in.
         let grad_weight = grad_weight.map(|g| g.contiguous());
         let computed = [grad_input, grad_weight, grad_bias];
@@ -68,31 +73,14 @@ fn symmetric_padding(conv: &Conv2d) -> Option<[usize; 2]> {
 /// overwrites it in place while the backward pass needs it.
 #[derive(Debug, Clone)]
 struct Operand {
-    laid_out: TchTensorHandle,
+    laid_out: TchTensor,
     _held: TchTensor,
-}
-
-/// A tch tensor that is `Clone` (a shallow copy: same storage) for backward state.
-#[derive(Debug)]
-struct TchTensorHandle(tch::Tensor);
-
-impl Clone for TchTensorHandle {
-    fn clone(&self) -> Self {
-        Self(self.0.shallow_clone())
-    }
-}
-
-impl std::ops::Deref for TchTensorHandle {
-    type Target = tch::Tensor;
-    fn deref(&self) -> &tch::Tensor {
-        &self.0
-    }
 }
 
 impl Operand {
     fn new(tensor: TchTensor) -> Self {
         Self {
-            laid_out: TchTensorHandle(laid_out(&tensor.tensor)),
+            laid_out: TchTensor::new(laid_out(&tensor.tensor)),
             _held: tensor,
         }
     }
@@ -131,7 +119,7 @@ pub fn conv2d(conv: &Conv2d, input: Tensor<4>) -> Tensor<4> {
         stride: i64s(conv.stride),
         padding: i64s(padding),
         dilation: i64s(conv.dilation),
-        groups: i64s([conv.groups])[0],
+        groups: i64::try_from(conv.groups).unwrap_or(i64::MAX),
     };
     match [lower(input), lower(conv.weight.val()), lower(bias.val())] {
         [Lowered::Autodiff(x), Lowered::Autodiff(w), Lowered::Autodiff(b)] => {
@@ -142,7 +130,7 @@ pub fn conv2d(conv: &Conv2d, input: Tensor<4>) -> Tensor<4> {
             let output = match prepared {
                 OpsKind::Tracked(prep) => {
                     let (x, w) = (Operand::new(x.into_primitive()), Operand::new(w.into_primitive()));
-                    let output = forward(&x.laid_out, &w.laid_out, b.primitive(), geometry);
+                    let output = forward(&x.laid_out.tensor, &w.laid_out.tensor, b.primitive(), geometry);
                     prep.finish((x, w, geometry), output)
                 }
                 OpsKind::UnTracked(prep) => {
