@@ -103,6 +103,7 @@ fn populate(registry: &Registry) -> Result<(), Box<dyn std::error::Error>> {
                 device: Some("cpu".into()),
                 source: None,
                 libtorch_version: Some("2.9.0".into()),
+                study: None,
             };
             registry.add_version(&lock, &name, draft)?;
         }

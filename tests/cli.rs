@@ -44,6 +44,7 @@ fn seed(home: &Path, model: &str, versions: u32) {
             device: None,
             source: None,
             libtorch_version: None,
+            study: None,
         };
         registry.add_version(&lock, &name, draft).expect("version");
     }

@@ -2,56 +2,12 @@
 //! submitted, supervised and re-adopted across a daemon restart.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 mod common;
-use common::command;
-
-struct Daemon {
-    child: Child,
-    base: String,
-    token: String,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(home: &Path) -> Daemon {
-    start_with(home, &[])
-}
-
-fn start_with(home: &Path, env: &[(&str, &str)]) -> Daemon {
-    let dir = home.join("daemon");
-    let _ = std::fs::remove_file(dir.join("address"));
-    let child = command(common::kilnd_bin(), home)
-        .envs(env.iter().copied())
-        .args(["--foreground", "--port", "0"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start kilnd");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let address = loop {
-        if let Ok(a) = std::fs::read_to_string(dir.join("address")) {
-            break a;
-        }
-        assert!(Instant::now() < deadline, "daemon never wrote its address");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let token = std::fs::read_to_string(dir.join("token")).expect("token");
-    Daemon {
-        child,
-        base: format!("http://{}", address.trim()),
-        token: token.trim().to_owned(),
-    }
-}
+use common::{Daemon, command, start, start_with};
 
 fn get(d: &Daemon, path: &str, token: Option<&str>) -> (u16, Value) {
     common::http_json("GET", &format!("{}{path}", d.base), token, None)

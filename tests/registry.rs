@@ -41,6 +41,7 @@ fn draft(registry: &Registry, payload: &[u8]) -> VersionDraft {
         device: Some("cpu".into()),
         source: None,
         libtorch_version: None,
+        study: None,
     }
 }
 

@@ -488,3 +488,36 @@ fn train_watch_deploy_query_and_roll_back_from_the_console() {
     console.check(status == 0, &format!("kiln exited with status {status}"));
     eprintln!("console end to end: {:.1}s", started.elapsed().as_secs_f64());
 }
+
+#[test]
+fn launch_watch_and_promote_a_study_from_the_console() {
+    let mut console = Console::open();
+    console.wait_for_text("the console with a live event stream", &["● live", "5 Studies"]);
+    let spec = console.home.path().join("study.toml");
+    std::fs::write(&spec, common::asha_study("tui-study")).expect("write the spec");
+
+    console.press(&["5"]);
+    console.wait_for_text("the empty studies screen", &["no studies yet"]);
+    console.press(&["n"]);
+    console.wait_for_text("the new-study dialog", &["New study", "spec file"]);
+    console.type_text(spec.to_str().expect("utf-8 temp path"));
+    console.press(&["Enter"]);
+    console.wait_for_text("the study running in the list", &["tui-study", "running"]);
+    console.wait_for("trials running in the table", TRAIN, |s| {
+        s.contains(" running ").then_some(())
+    });
+    let screen = console.wait_for("the study to complete", Duration::from_secs(240), |s| {
+        s.contains("completed 6/6").then(|| s.to_owned())
+    });
+    console.check(screen.contains("pruned@e"), "no pruned trial shown in the trials table");
+
+    // Promote the selected trial (the first, a good lr) through the confirm dialog.
+    console.press(&["Enter"]);
+    console.press(&["p"]);
+    console.wait_for_text("the promote confirm dialog", &["Confirm"]);
+    console.press(&["Enter"]);
+    console.wait_for_text("the promotion reported", &["registered tui-study@1"]);
+    console.press(&["q"]);
+    let status = console.exit_status();
+    console.check(status == 0, &format!("kiln exited with status {status}"));
+}

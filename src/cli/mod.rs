@@ -14,6 +14,7 @@ mod jobs;
 mod models;
 mod output;
 mod serving;
+mod studies;
 mod table;
 mod train;
 
@@ -57,6 +58,12 @@ enum Command {
     Train(train::TrainArgs),
     /// Evaluate a version on a dataset as a daemon job and attach the report to it.
     Eval(train::EvalArgs),
+    /// Run a hyperparameter study from a spec file: trials as daemon jobs, early stopping,
+    /// progress until it ends (Ctrl-C leaves it running; --detach returns at once).
+    Tune(studies::TuneArgs),
+    /// List, inspect, stop, resume hyperparameter studies and promote a trial to a version.
+    #[command(subcommand)]
+    Studies(studies::StudiesCommand),
     /// Start, inspect or stop the kilnd daemon.
     #[command(subcommand)]
     Daemon(daemon::DaemonCommand),
@@ -97,6 +104,8 @@ fn run(command: &Command, json: bool) -> Result<u8, CliError> {
         Command::Models(cmd) => models::run(cmd, json),
         Command::Train(args) => train::train(args, json),
         Command::Eval(args) => train::eval(args, json),
+        Command::Tune(args) => studies::tune(args, json),
+        Command::Studies(cmd) => studies::run(cmd, json),
         Command::Daemon(cmd) => daemon::run(cmd, json),
         Command::Jobs(cmd) => jobs::run(cmd, json),
         Command::Deploy(args) => serving::deploy(args, json),

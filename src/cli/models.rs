@@ -261,6 +261,12 @@ fn describe_version(m: &VersionManifest) -> String {
             "parent",
             d.parent.as_ref().map(|p| format!("{}@{}", p.model, p.version)),
         ),
+        (
+            "study",
+            d.study
+                .as_ref()
+                .map(|s| format!("{} trial {} (job {}, epoch {})", s.study, s.trial, s.job, s.epoch)),
+        ),
         ("seed", d.seed.map(|s| s.to_string())),
         ("job", d.job_id.clone()),
         ("device", d.device.clone()),

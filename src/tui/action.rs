@@ -2,8 +2,9 @@
 //! loop to do in return ([`Effect`]).
 //!
 //! Actions are imperative and carry no data: the selection in the current screen says what
-//! they apply to. Destructive work is never an action of its own: `CancelJob`, `Deploy`
-//! and `Rollback` open a confirm dialog holding a [`Pending`] operation, and only
+//! they apply to, and a few keys mean the nearest thing on each screen (`c` cancels a job
+//! and stops a study). Destructive work is never an action of its own: `CancelJob`, `Deploy`,
+//! `Rollback` and `Promote` open a confirm dialog holding a [`Pending`] operation, and only
 //! confirming it emits the request (STYLE: two steps for destructive actions).
 
 use super::request::Request;
@@ -43,15 +44,16 @@ macro_rules! actions {
 actions! {
     Quit = "quit": "quit kiln (jobs and deployments keep running in kilnd)",
     Help = "help": "show this help",
-    Palette = "palette": "command palette (:models :jobs :gpu :serving :theme NAME :q)",
+    Palette = "palette": "command palette (:models :jobs :gpu :serving :studies :theme NAME :q)",
     Filter = "filter": "filter the current list",
     Back = "back": "close the dialog / leave the pane / clear the filter",
-    NextScreen = "next-screen": "next screen",
+    NextScreen = "next-screen": "next screen (studies: switch between the study list and the trials)",
     PrevScreen = "prev-screen": "previous screen",
     ShowModels = "models": "models screen",
     ShowJobs = "jobs": "jobs screen",
     ShowGpu = "gpu": "GPU screen",
     ShowServing = "serving": "serving screen",
+    ShowStudies = "studies": "hyperparameter studies screen",
     Up = "up": "move up",
     Down = "down": "move down",
     PageUp = "page-up": "move up a page",
@@ -64,13 +66,14 @@ actions! {
     Refresh = "refresh": "refetch everything from kilnd",
     MarkCompare = "compare": "models: mark this version to compare with the selected one",
     Deploy = "deploy": "models: deploy the selected version (asks first)",
-    Rollback = "rollback": "serving: roll the selected deployment back (asks first)",
+    Rollback = "rollback": "serving: roll the selected deployment back (asks first); studies: resume the selected stopped study",
     TryRequest = "try": "serving: send a test request from a dataset sample",
-    NewTraining = "new-training": "launch a training job (form)",
+    NewTraining = "new-training": "launch a training job (form); studies: start a study from a spec file",
     NewEval = "new-eval": "evaluate the selected version (form)",
-    CancelJob = "cancel-job": "jobs: cancel the selected job (asks first)",
+    CancelJob = "cancel-job": "jobs: cancel the selected job; studies: stop the selected study (both ask first)",
+    Promote = "promote": "studies: register the selected trial's best checkpoint as a version (asks first)",
     DeleteVersion = "delete": "models: delete the selected version and its aliases (asks first)",
-    ToggleSmoothing = "smoothing": "jobs: EMA smoothing of the loss curve on/off",
+    ToggleSmoothing = "smoothing": "jobs: EMA smoothing of the loss curve on/off; studies: sort trials by number / best first",
     ToggleLogY = "log-y": "jobs: logarithmic loss axis on/off",
     ToggleZoom = "zoom": "jobs: recent / full history",
     Overlay = "overlay": "jobs: overlay the selected run on the chart (again: clear)",
@@ -84,11 +87,18 @@ pub enum Screen {
     Jobs,
     Gpu,
     Serving,
+    Studies,
 }
 
 impl Screen {
     /// Screens in tab order.
-    pub const ALL: [Screen; 4] = [Screen::Models, Screen::Jobs, Screen::Gpu, Screen::Serving];
+    pub const ALL: [Screen; 5] = [
+        Screen::Models,
+        Screen::Jobs,
+        Screen::Gpu,
+        Screen::Serving,
+        Screen::Studies,
+    ];
 
     /// The tab title.
     pub fn title(self) -> &'static str {
@@ -97,6 +107,7 @@ impl Screen {
             Screen::Jobs => "Jobs",
             Screen::Gpu => "GPU",
             Screen::Serving => "Serving",
+            Screen::Studies => "Studies",
         }
     }
 
@@ -131,6 +142,15 @@ pub enum Pending {
         model: Name,
         version: u32,
     },
+    StopStudy {
+        study: Name,
+        running: usize,
+    },
+    Promote {
+        study: Name,
+        trial: u32,
+        model: Name,
+    },
 }
 
 impl Pending {
@@ -151,6 +171,14 @@ impl Pending {
             Pending::DeleteVersion { model, version } => {
                 format!("Delete {model}@{version}? Its manifest and any aliases on it are removed for good.")
             }
+            Pending::StopStudy { study, running: 0 } => format!("Stop study {study}? No new trials start."),
+            Pending::StopStudy { study, running } => format!(
+                "Stop study {study}? No new trials start, and its {running} running trial{} cancelled with a checkpoint.",
+                if *running == 1 { " is" } else { "s are" }
+            ),
+            Pending::Promote { study, trial, model } => {
+                format!("Register trial {trial} of {study} (its best epoch) as a new version of {model}?")
+            }
         }
     }
 
@@ -161,6 +189,8 @@ impl Pending {
             Pending::Deploy { model, version, .. } => Request::Deploy { model, version },
             Pending::Rollback { model, to, .. } => Request::Rollback { model, to },
             Pending::DeleteVersion { model, version } => Request::DeleteVersion { model, version },
+            Pending::StopStudy { study, .. } => Request::StopStudy(study),
+            Pending::Promote { study, trial, .. } => Request::Promote { study, trial },
         }
     }
 }

@@ -5,7 +5,7 @@
 //! requests to kilnd, a theme to load, quitting. It never blocks and never does I/O, so it is
 //! tested without a terminal or a daemon. Key handling lives in `keys.rs`.
 
-use super::action::{Effect, Pending, Screen};
+use super::action::{Action, Effect, Pending, Screen};
 use super::event::{DaemonMsg, Event};
 use super::form::LaunchForm;
 use super::keymap::Keymap;
@@ -14,10 +14,11 @@ use super::state::gpu::GpuState;
 use super::state::jobs::JobsState;
 use super::state::models::ModelsState;
 use super::state::serving::ServingState;
+use super::state::studies::StudiesState;
 use super::theme::Theme;
-use kiln_core::api::{JobRequest, JobView, JournalEntry, MetricsChunk};
+use kiln_core::api::{JobRequest, JobView, JournalEntry, MetricsChunk, StudyView};
 use kiln_core::client::ClientError;
-use kiln_core::deploy::Action;
+use kiln_core::deploy::Action as Switch;
 use kiln_core::jobs::JobState;
 
 /// How the console is connected to kilnd.
@@ -37,10 +38,14 @@ pub enum Connection {
 /// A modal layer over the screen.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Overlay {
-    Help { scroll: u16 },
+    Help {
+        scroll: u16,
+    },
     Palette(String),
     Confirm(Pending),
     Form(LaunchForm),
+    /// The path of a study spec being typed (`n` on the studies screen).
+    SpecPath(String),
 }
 
 /// A line for the status bar.
@@ -66,6 +71,7 @@ pub struct App {
     pub jobs: JobsState,
     pub gpu: GpuState,
     pub serving: ServingState,
+    pub studies: StudiesState,
     /// Something changed since the last frame.
     pub dirty: bool,
 }
@@ -86,6 +92,7 @@ impl App {
             jobs: JobsState::default(),
             gpu: GpuState::default(),
             serving: ServingState::default(),
+            studies: StudiesState::default(),
             dirty: true,
         }
     }
@@ -135,9 +142,22 @@ impl App {
             Request::Telemetry,
             Request::Deployments,
             Request::Journal,
+            Request::Studies,
         ];
         out.extend(self.jobs.wanted(true, false));
         out
+    }
+
+    /// The selected trial's metrics, while the studies screen shows its loss curve: its
+    /// history once, and (`follow`) new records of a running trial.
+    pub fn trial_wanted(&mut self, follow: bool) -> Vec<Request> {
+        if self.screen != Screen::Studies {
+            return Vec::new();
+        }
+        let Some((job, active)) = self.studies.trial_job() else {
+            return Vec::new();
+        };
+        self.jobs.want_metrics(&job, active, follow).into_iter().collect()
     }
 
     fn on_daemon(&mut self, msg: DaemonMsg) -> Vec<Request> {
@@ -166,7 +186,11 @@ impl App {
         if self.screen == Screen::Serving && !self.serving.unavailable {
             out.push(Request::Deployments);
         }
+        if self.screen == Screen::Studies && !self.studies.unavailable {
+            out.push(Request::Studies);
+        }
         out.extend(self.jobs.wanted(true, true));
+        out.extend(self.trial_wanted(true));
         out
     }
 
@@ -234,16 +258,52 @@ impl App {
             DaemonMsg::Journal(entries) => self.serving.set_journal(entries),
             DaemonMsg::JournalEntry(entry) => return self.on_switched(entry),
             DaemonMsg::Tried(result) => self.serving.tried = Some(result),
-            _ => {}
+            other => return self.on_study(other),
         }
         Vec::new()
+    }
+
+    /// Study answers and events; the selected trial's curve follows the selection.
+    fn on_study(&mut self, msg: DaemonMsg) -> Vec<Request> {
+        match msg {
+            DaemonMsg::Studies(list) => self.studies.set_list(list),
+            DaemonMsg::Study(study) => self.studies.upsert(*study),
+            DaemonMsg::StudyChanged { request, study } => self.on_study_changed(&request, *study),
+            DaemonMsg::Promoted { study, trial, version } => {
+                let (model, v) = (&version.model, version.version);
+                self.say(format!("registered {model}@{v} (trial {trial} of {study})"));
+                return vec![Request::Models];
+            }
+            DaemonMsg::NotSent { reason, .. } => self.complain(reason),
+            _ => {}
+        }
+        self.trial_wanted(false)
+    }
+
+    /// Our own create / stop / resume went through: show the study and say what happened.
+    fn on_study_changed(&mut self, request: &Request, study: StudyView) {
+        let name = study.name().clone();
+        let text = match request {
+            Request::CreateStudy { .. } => format!(
+                "started study {name}: {} trials, {} sampler, early stop {}",
+                study.spec.budget.trials, study.spec.sampler, study.spec.early_stop
+            ),
+            Request::StopStudy(_) => format!(
+                "stopped study {name}; {} resumes it",
+                self.keymap.hint(Action::Rollback)
+            ),
+            _ => format!("resumed study {name}"),
+        };
+        self.say(text);
+        self.studies.upsert(study);
+        self.studies.select_name(&name);
     }
 
     /// A deploy or rollback happened: say so and refresh what it changed.
     fn on_switched(&mut self, entry: JournalEntry) -> Vec<Request> {
         let verb = match entry.action {
-            Action::Rollback => "rolled back",
-            Action::Deploy => "deployed",
+            Switch::Rollback => "rolled back",
+            Switch::Deploy => "deployed",
         };
         self.say(format!("{verb} {}@{}", entry.model, entry.to));
         self.serving.push_entry(entry);
@@ -311,8 +371,26 @@ impl App {
                 self.complain("this kilnd cannot send test requests yet (no POST /api/v1/deployments/{m}/try)")
             }
             Request::Try { model, .. } => self.complain(format!("test request to {model} failed: {error}")),
-            _ => {}
+            _ => self.on_study_failure(&request, &error),
         }
         Vec::new()
+    }
+
+    fn on_study_failure(&mut self, request: &Request, error: &ClientError) {
+        // kilnd's message says what is wrong (a 422 names the spec's line); its status adds nothing.
+        let reason = match error {
+            ClientError::Http { message, .. } => message.clone(),
+            other => other.to_string(),
+        };
+        match request {
+            Request::Studies => self.studies.unavailable |= error.is_not_found(),
+            Request::CreateStudy { .. } => self.complain(format!("study not started: {reason}")),
+            Request::StopStudy(study) => self.complain(format!("stopping {study} failed: {reason}")),
+            Request::ResumeStudy(study) => self.complain(format!("resuming {study} failed: {reason}")),
+            Request::Promote { study, trial } => {
+                self.complain(format!("promoting trial {trial} of {study} failed: {reason}"))
+            }
+            _ => {}
+        }
     }
 }

@@ -14,7 +14,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use super::event::{DaemonMsg, Event};
 use super::request::Request;
-use kiln_core::api::{DeployRequest, RollbackRequest};
+use kiln_core::api::{DeployRequest, PromoteRequest, RollbackRequest, StudyCreate};
 use kiln_core::client::{Client, ClientError};
 use kiln_core::names::Selector;
 
@@ -81,6 +81,10 @@ impl DaemonClient {
             Request::Telemetry => DaemonMsg::Telemetry(c.telemetry(None).await?),
             Request::Deployments => DaemonMsg::Deployments(c.deployments().await?),
             Request::Journal => DaemonMsg::Journal(c.journal(Some(JOURNAL_LIMIT)).await?.entries),
+            Request::Studies => DaemonMsg::Studies(c.studies().await?),
+            Request::CreateStudy { path } => return self.create_study(request, path).await,
+            Request::StopStudy(s) => changed(request, c.stop_study(s).await?),
+            Request::ResumeStudy(s) => changed(request, c.resume_study(s).await?),
             _ => self.execute_mutation(request).await?,
         })
     }
@@ -106,8 +110,35 @@ impl DaemonClient {
                 DaemonMsg::RegistryChanged
             }
             Request::Try { model, index } => DaemonMsg::Tried(c.try_sample(model, *index).await?),
+            Request::Promote { study, trial } => {
+                let promote = PromoteRequest { trial: Some(*trial) };
+                DaemonMsg::Promoted {
+                    study: study.clone(),
+                    trial: *trial,
+                    version: Box::new(c.promote_trial(study, &promote).await?),
+                }
+            }
             other => return Err(ClientError::Decode(format!("{other:?} is not a mutation"))),
         })
+    }
+
+    /// Reads a study spec from this machine and asks kilnd to start it; a file that cannot be
+    /// read never reaches kilnd.
+    async fn create_study(&self, request: &Request, path: &Path) -> Result<DaemonMsg, ClientError> {
+        let source = match std::fs::read_to_string(path) {
+            Ok(source) => source,
+            Err(e) => {
+                return Ok(DaemonMsg::NotSent {
+                    request: request.clone(),
+                    reason: format!("cannot read {}: {e}", path.display()),
+                });
+            }
+        };
+        let file = path
+            .file_name()
+            .map_or_else(|| "study.toml".to_owned(), |f| f.to_string_lossy().into_owned());
+        let study = self.client.create_study(&StudyCreate { source, file }).await?;
+        Ok(changed(request, study))
     }
 
     /// Keeps the event stream open for the life of the console, reconnecting with backoff.
@@ -176,6 +207,13 @@ impl DaemonClient {
     }
 }
 
+fn changed(request: &Request, study: kiln_core::api::StudyView) -> DaemonMsg {
+    DaemonMsg::StudyChanged {
+        request: request.clone(),
+        study: Box::new(study),
+    }
+}
+
 fn silence() -> ClientError {
     ClientError::Transport(format!("no word from kilnd for {}s", STREAM_SILENCE.as_secs()))
 }
@@ -222,6 +260,37 @@ mod tests {
             "{msgs:?}"
         );
         assert_eq!(daemon.request_line(), "GET /api/v1/events HTTP/1.1");
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_spec_never_reaches_kilnd() {
+        let home = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let path = home.path().join("missing.toml");
+        let request = Request::CreateStudy { path: path.clone() };
+        let answer = DaemonClient::new(home.path()).execute(&request).await;
+        let Ok(DaemonMsg::NotSent { reason, .. }) = answer else {
+            panic!("expected NotSent, got {answer:?}");
+        };
+        assert!(
+            reason.starts_with(&format!("cannot read {}", path.display())),
+            "{reason}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_spec_is_posted_and_a_422_comes_back_with_its_message() {
+        let message = r#"{"error":"lr.toml line 9: parameter `lr`: bad range"}"#;
+        let daemon = fake_daemon::answer_once("422 Unprocessable Entity", message);
+        let path = daemon.home.path().join("lr.toml");
+        std::fs::write(&path, "name = \"x\"\n").unwrap_or_else(|e| panic!("write: {e}"));
+        let request = Request::CreateStudy { path };
+        let answer = DaemonClient::new(daemon.home.path()).execute(&request).await;
+        let expected = ClientError::Http {
+            status: 422,
+            message: "lr.toml line 9: parameter `lr`: bad range".into(),
+        };
+        assert_eq!(answer.err(), Some(expected));
+        assert_eq!(daemon.request_line(), "POST /api/v1/studies HTTP/1.1");
     }
 
     #[tokio::test]

@@ -1,5 +1,5 @@
 //! The dialogs drawn over a screen: help (generated from the live keymap), the `:` command
-//! palette, the confirm dialog and the launch form.
+//! palette, the confirm dialog, the launch form and the study-spec path input.
 //!
 //! ```text
 //!        ┌ Confirm ──────────────────────────────┐
@@ -26,6 +26,7 @@ pub fn render_overlay(frame: &mut Frame, area: Rect, app: &App, overlay: &Overla
         Overlay::Palette(text) => render_palette(frame, area, &app.theme, text),
         Overlay::Confirm(pending) => render_confirm(frame, area, &app.theme, pending),
         Overlay::Form(form) => render_form(frame, area, &app.theme, form),
+        Overlay::SpecPath(text) => render_spec_path(frame, area, &app.theme, text),
     }
 }
 
@@ -85,9 +86,27 @@ fn render_palette(frame: &mut Frame, area: Rect, theme: &Theme, text: &str) {
     frame.render_widget(Clear, rect);
     let lines = vec![
         Line::from(vec![Span::styled(":", theme.key), Span::raw(format!("{text}▏"))]),
-        Line::styled("models jobs gpu serving train theme NAME help q", theme.muted),
+        Line::styled("models jobs gpu serving studies train theme NAME help q", theme.muted),
     ];
     frame.render_widget(Paragraph::new(lines).block(dialog("Command", theme)), rect);
+}
+
+/// `n` on the studies screen: the path of a spec to start (read by the console, checked by kilnd).
+fn render_spec_path(frame: &mut Frame, area: Rect, theme: &Theme, text: &str) {
+    let rect = popup(frame, area, 64, 5);
+    let lines = vec![
+        Line::from(vec![
+            Span::styled("spec file ", theme.muted),
+            Span::raw(format!("{text}▏")),
+        ]),
+        Line::from(vec![
+            Span::styled("enter", theme.key),
+            Span::raw(" start the study · "),
+            Span::styled("esc", theme.key),
+            Span::raw(" cancel"),
+        ]),
+    ];
+    frame.render_widget(Paragraph::new(lines).block(dialog("New study", theme)), rect);
 }
 
 fn render_confirm(frame: &mut Frame, area: Rect, theme: &Theme, pending: &Pending) {

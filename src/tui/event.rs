@@ -7,11 +7,12 @@ use tokio::sync::mpsc::UnboundedSender;
 use super::request::Request;
 use kiln_core::api::{
     self, Deployments, EvalReport, JobView, JournalEntry, LogChunk, MetricsChunk, ModelDetail, ModelList, Sample,
-    Telemetry, TryResult, VersionView,
+    StudyList, StudyView, Telemetry, TryResult, VersionView,
 };
 use kiln_core::client::ClientError;
 use kiln_core::jobs::JobId;
-use kiln_core::names::Digest;
+use kiln_core::names::{Digest, Name};
+use kiln_core::registry::VersionManifest;
 
 /// One thing that happened.
 #[derive(Debug, Clone)]
@@ -66,6 +67,21 @@ pub enum DaemonMsg {
     RegistryChanged,
     /// The event stream dropped events: refetch everything.
     Lagged,
+    /// A study or one of its trials changed (SSE `study`).
+    Study(Box<StudyView>),
+    /// Every study kilnd could read.
+    Studies(StudyList),
+    /// kilnd carried out our create / stop / resume (`request`): the study as it now stands.
+    StudyChanged {
+        request: Request,
+        study: Box<StudyView>,
+    },
+    /// A trial's best checkpoint was registered as `version`.
+    Promoted {
+        study: Name,
+        trial: u32,
+        version: Box<VersionManifest>,
+    },
     /// A job we submitted was accepted.
     Submitted(JobView),
     /// Answer to a test request.
@@ -74,6 +90,11 @@ pub enum DaemonMsg {
     Failed {
         request: Request,
         error: ClientError,
+    },
+    /// A request never reached kilnd: its input could not be read here (why).
+    NotSent {
+        request: Request,
+        reason: String,
     },
 }
 
@@ -86,6 +107,7 @@ impl From<api::Event> for DaemonMsg {
             api::Event::Registry(_) => Self::RegistryChanged,
             api::Event::Telemetry(sample) => Self::Sample(*sample),
             api::Event::Deployment(entry) => Self::JournalEntry(*entry),
+            api::Event::Study(study) => Self::Study(study),
             api::Event::Lagged(_) => Self::Lagged,
         }
     }

@@ -8,6 +8,7 @@ use super::app::{App, Overlay};
 use super::form::LaunchForm;
 use super::request::Request;
 use super::state::models::ModelsFocus;
+use super::state::studies::StudiesFocus;
 
 /// Rows moved by page up / page down.
 const PAGE: isize = 10;
@@ -48,7 +49,29 @@ impl App {
             Overlay::Palette(text) => self.on_palette_key(text, key),
             Overlay::Confirm(pending) => self.on_confirm_key(pending, key),
             Overlay::Form(form) => self.on_form_key(form, key),
+            Overlay::SpecPath(text) => self.on_spec_path_key(text, key),
         }
+    }
+
+    /// Typing a study spec's path; enter hands it to the request runner, which reads it.
+    fn on_spec_path_key(&mut self, mut text: String, key: KeyEvent) -> Vec<Effect> {
+        match key.code {
+            KeyCode::Esc => return Vec::new(),
+            KeyCode::Enter if text.trim().is_empty() => self.complain("type the path of a study spec (.toml)"),
+            KeyCode::Enter => {
+                let path = text.trim();
+                self.say(format!("starting the study in {path}…"));
+                let path = path.into();
+                return vec![Effect::Request(Request::CreateStudy { path })];
+            }
+            KeyCode::Backspace => {
+                text.pop();
+            }
+            KeyCode::Char(c) if !key.modifiers.contains(KeyModifiers::CONTROL) => text.push(c),
+            _ => {}
+        }
+        self.overlay = Some(Overlay::SpecPath(text));
+        Vec::new()
     }
 
     fn on_confirm_key(&mut self, pending: Pending, key: KeyEvent) -> Vec<Effect> {
@@ -134,7 +157,7 @@ impl App {
                 self.jobs.filter = text.to_owned();
                 self.jobs.selected = 0;
             }
-            Screen::Gpu | Screen::Serving => {}
+            Screen::Gpu | Screen::Serving | Screen::Studies => {}
         }
     }
 
@@ -147,8 +170,9 @@ impl App {
             "jobs" | "j" => self.apply(Action::ShowJobs),
             "gpu" | "g" => self.apply(Action::ShowGpu),
             "serving" | "s" | "deployments" => self.apply(Action::ShowServing),
+            "studies" | "study" | "tune" => self.apply(Action::ShowStudies),
             "help" => self.apply(Action::Help),
-            "train" => self.apply(Action::NewTraining),
+            "train" => self.new_training(),
             "theme" if arg.is_empty() => {
                 self.say(format!(
                     "theme {} (:theme dark|light|high-contrast|NAME)",
@@ -159,7 +183,7 @@ impl App {
             "theme" => vec![Effect::LoadTheme(arg.to_owned())],
             _ => {
                 self.complain(format!(
-                    "unknown command ':{command}' (try :models :jobs :gpu :serving :theme NAME :q)"
+                    "unknown command ':{command}' (try :models :jobs :gpu :serving :studies :theme NAME :q)"
                 ));
                 Vec::new()
             }
@@ -177,12 +201,15 @@ impl App {
                 Vec::new()
             }
             Action::Back => self.back(),
+            // The studies screen has two panes and no left/right to spare: tab moves between them.
+            Action::NextScreen if self.screen == Screen::Studies => self.focus(1),
             Action::NextScreen => self.show(self.screen.cycle(1)),
             Action::PrevScreen => self.show(self.screen.cycle(-1)),
             Action::ShowModels => self.show(Screen::Models),
             Action::ShowJobs => self.show(Screen::Jobs),
             Action::ShowGpu => self.show(Screen::Gpu),
             Action::ShowServing => self.show(Screen::Serving),
+            Action::ShowStudies => self.show(Screen::Studies),
             Action::Up => self.move_selection(-1),
             Action::Down => self.move_selection(1),
             Action::PageUp => self.move_selection(-PAGE),
@@ -195,6 +222,11 @@ impl App {
     }
 
     fn apply_screen_action(&mut self, action: Action) -> Vec<Effect> {
+        if self.screen == Screen::Studies
+            && let Some(effects) = self.apply_studies_action(action)
+        {
+            return effects;
+        }
         match action {
             Action::Select => self.select(),
             Action::FocusNext => self.focus(1),
@@ -212,6 +244,10 @@ impl App {
             Action::NewTraining => self.new_training(),
             Action::NewEval => self.new_eval(),
             Action::CancelJob => self.cancel_job(),
+            Action::Promote => {
+                self.complain("select a trial on the studies screen (5) and press promote there");
+                Vec::new()
+            }
             Action::ToggleSmoothing => toggle(&mut self.jobs.chart.smoothing),
             Action::ToggleLogY => toggle(&mut self.jobs.chart.log_y),
             Action::ToggleZoom => {
@@ -230,6 +266,22 @@ impl App {
             }
             _ => Vec::new(),
         }
+    }
+
+    /// What the shared keys mean on the studies screen (`None`: the same as elsewhere).
+    fn apply_studies_action(&mut self, action: Action) -> Option<Vec<Effect>> {
+        Some(match action {
+            Action::ToggleSmoothing => {
+                let order = self.studies.toggle_sort();
+                self.say(format!("trials {order}"));
+                requests(self.trial_wanted(false))
+            }
+            Action::Promote => self.promote_trial(),
+            Action::CancelJob => self.stop_study(),
+            Action::Rollback => self.resume_study(),
+            Action::NewTraining => self.new_study(),
+            _ => return None,
+        })
     }
 
     fn open(&mut self, overlay: Overlay) -> Vec<Effect> {
@@ -254,6 +306,7 @@ impl App {
                 out.push(Effect::Request(Request::Deployments));
                 out.push(Effect::Request(Request::Journal));
             }
+            Screen::Studies => out.push(Effect::Request(Request::Studies)),
             _ => {}
         }
         out
@@ -263,6 +316,7 @@ impl App {
         match self.screen {
             Screen::Models => requests(self.models.wanted()),
             Screen::Jobs => requests(self.jobs.wanted(false, false)),
+            Screen::Studies => requests(self.trial_wanted(false)),
             _ => Vec::new(),
         }
     }
@@ -275,6 +329,7 @@ impl App {
                     _ => ModelsFocus::Models,
                 };
             }
+            Screen::Studies if self.studies.focus == StudiesFocus::Trials => self.studies.toggle_focus(),
             _ if !self.current_filter().is_empty() => self.set_filter(""),
             Screen::Models if self.models.compare.is_some() => self.models.compare = None,
             _ => {}
@@ -287,19 +342,24 @@ impl App {
             Screen::Models => self.models.move_selection(delta),
             Screen::Jobs => self.jobs.move_selection(delta),
             Screen::Serving => self.serving.move_selection(delta),
+            Screen::Studies => self.studies.move_selection(delta),
             Screen::Gpu => {}
         }
         self.wanted_here()
     }
 
     fn focus(&mut self, delta: i8) -> Vec<Effect> {
-        if self.screen == Screen::Models {
-            self.models.focus = match (self.models.focus, delta > 0) {
-                (ModelsFocus::Models, true) => ModelsFocus::Versions,
-                (ModelsFocus::Versions, true) | (ModelsFocus::Detail, true) => ModelsFocus::Detail,
-                (ModelsFocus::Detail, false) => ModelsFocus::Versions,
-                (_, false) => ModelsFocus::Models,
-            };
+        match self.screen {
+            Screen::Models => {
+                self.models.focus = match (self.models.focus, delta > 0) {
+                    (ModelsFocus::Models, true) => ModelsFocus::Versions,
+                    (ModelsFocus::Versions, true) | (ModelsFocus::Detail, true) => ModelsFocus::Detail,
+                    (ModelsFocus::Detail, false) => ModelsFocus::Versions,
+                    (_, false) => ModelsFocus::Models,
+                };
+            }
+            Screen::Studies => self.studies.toggle_focus(),
+            _ => {}
         }
         self.wanted_here()
     }
@@ -311,6 +371,7 @@ impl App {
         match self.screen {
             Screen::Models => self.focus(1),
             Screen::Serving => self.try_request(),
+            Screen::Studies if self.studies.focus == StudiesFocus::Studies => self.focus(1),
             _ => Vec::new(),
         }
     }

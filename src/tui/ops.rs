@@ -1,6 +1,7 @@
 //! Operations that change something in kilnd. Each checks read-only mode first; the
-//! destructive ones (cancel, deploy, rollback, delete) only open a confirm dialog holding a
-//! [`Pending`] operation, which the dialog turns into a request once confirmed.
+//! destructive ones (cancel, deploy, rollback, delete, stopping a study, promoting a trial)
+//! only open a confirm dialog holding a [`Pending`] operation, which the dialog turns into a
+//! request once confirmed.
 
 use super::action::{Effect, Pending, Screen};
 use super::app::{App, Overlay};
@@ -8,6 +9,7 @@ use super::form::{FIRST_ARCH, LaunchForm, first_run_request};
 use super::request::Request;
 use super::state::models::production;
 use kiln_core::kinds::{DataSource, DatasetKind};
+use kiln_core::study::{StudyState, TrialState};
 
 impl App {
     /// `false` (and says why) in read-only mode.
@@ -165,5 +167,56 @@ impl App {
                 Vec::new()
             }
         }
+    }
+
+    pub(super) fn stop_study(&mut self) -> Vec<Effect> {
+        let Some(study) = self.studies.current().filter(|s| s.state == StudyState::Running) else {
+            self.complain("select a running study to stop");
+            return Vec::new();
+        };
+        let pending = Pending::StopStudy {
+            study: study.name().clone(),
+            running: study.count(TrialState::Running),
+        };
+        self.confirm("stopping a study", pending)
+    }
+
+    pub(super) fn resume_study(&mut self) -> Vec<Effect> {
+        let Some(study) = self.studies.current().filter(|s| s.state == StudyState::Stopped) else {
+            self.complain("select a stopped study to resume");
+            return Vec::new();
+        };
+        let name = study.name().clone();
+        if !self.allowed("resuming a study") {
+            return Vec::new();
+        }
+        self.say(format!("resuming {name}…"));
+        vec![Effect::Request(Request::ResumeStudy(name))]
+    }
+
+    /// Asks to register the selected trial's best checkpoint (a trial never validated has none).
+    pub(super) fn promote_trial(&mut self) -> Vec<Effect> {
+        let (Some(study), Some(trial)) = (self.studies.current(), self.studies.current_trial()) else {
+            self.complain("select a trial to promote (tab moves to the trials)");
+            return Vec::new();
+        };
+        if trial.values.is_empty() {
+            let text = format!("trial {} has no validated epoch yet: nothing to promote", trial.number);
+            self.complain(text);
+            return Vec::new();
+        }
+        let pending = Pending::Promote {
+            study: study.name().clone(),
+            trial: trial.number,
+            model: study.spec.base.model.clone(),
+        };
+        self.confirm("promoting a trial", pending)
+    }
+
+    pub(super) fn new_study(&mut self) -> Vec<Effect> {
+        if self.allowed("starting a study") {
+            self.overlay = Some(Overlay::SpecPath(String::new()));
+        }
+        Vec::new()
     }
 }

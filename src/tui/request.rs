@@ -2,6 +2,8 @@
 //! core's names and ids. `update` returns them as effects; `client.rs` carries them out and
 //! answers with a `DaemonMsg`.
 
+use std::path::PathBuf;
+
 use kiln_core::jobs::{JobId, JobRequest};
 use kiln_core::names::{Digest, Name};
 
@@ -43,5 +45,18 @@ pub enum Request {
     DeleteVersion {
         model: Name,
         version: u32,
+    },
+    /// Every study (`GET /studies`).
+    Studies,
+    /// Start the study whose spec is in this file; the runner reads it, `update` never does.
+    CreateStudy {
+        path: PathBuf,
+    },
+    StopStudy(Name),
+    ResumeStudy(Name),
+    /// Register a trial's best checkpoint as a version.
+    Promote {
+        study: Name,
+        trial: u32,
     },
 }

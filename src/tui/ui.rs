@@ -1,14 +1,14 @@
 //! Drawing the whole console from `&App` (render only borrows state).
 //!
 //! ```text
-//!  kiln  1 Models  2 Jobs  3 GPU  4 Serving                       ● live
+//!  kiln  1 Models  2 Jobs  3 GPU  4 Serving  5 Studies            ● live
 //!  kilnd unreachable: connection refused — retrying (data may be stale)   ← only when down
 //! ┌──────────────────────────────────────────────────────────────────────┐
 //! │                         the current screen                           │
 //! └──────────────────────────────────────────────────────────────────────┘
 //!  ? help  : command  / filter  tab screen  q quit                [read-only]
 //! ```
-//! Dialogs (help, palette, confirm, launch form) are drawn over it by `dialogs.rs`; the panels
+//! Dialogs (help, palette, confirm, launch form, spec path) are drawn over it by `dialogs.rs`; the panels
 //! and placeholders screens share live in `widgets.rs`.
 
 use ratatui::Frame;
@@ -39,6 +39,7 @@ pub fn render(frame: &mut Frame, app: &App) {
         Screen::Jobs => screens::jobs::render(frame, body, app),
         Screen::Gpu => screens::gpu::render(frame, body, app),
         Screen::Serving => screens::serving::render(frame, body, app),
+        Screen::Studies => screens::studies::render(frame, body, app),
     }
     render_status(frame, status, app);
     if let Some(overlay) = &app.overlay {
@@ -94,28 +95,56 @@ fn render_status(frame: &mut Frame, area: Rect, app: &App) {
 
 /// Key hints for the current screen, from the live keymap.
 fn hints(app: &App) -> Line<'static> {
-    let mut actions = vec![Action::Help, Action::Palette, Action::Filter];
+    let mut actions = vec![Action::Help, Action::Palette];
     actions.extend(match app.screen {
-        Screen::Models => vec![Action::Select, Action::Deploy, Action::MarkCompare, Action::NewTraining],
+        Screen::Models => vec![
+            Action::Filter,
+            Action::Select,
+            Action::Deploy,
+            Action::MarkCompare,
+            Action::NewTraining,
+        ],
         Screen::Jobs => vec![
+            Action::Filter,
             Action::NewTraining,
             Action::CancelJob,
             Action::ToggleSmoothing,
             Action::ToggleLogY,
         ],
-        Screen::Gpu => vec![Action::NextScreen],
-        Screen::Serving => vec![Action::TryRequest, Action::Rollback],
+        Screen::Gpu => vec![Action::Filter, Action::NextScreen],
+        Screen::Serving => vec![Action::Filter, Action::TryRequest, Action::Rollback],
+        Screen::Studies => vec![
+            Action::NextScreen,
+            Action::ToggleSmoothing,
+            Action::Promote,
+            Action::CancelJob,
+            Action::NewTraining,
+        ],
     });
     actions.push(Action::Quit);
     let mut spans = vec![Span::raw(" ")];
     for a in actions {
         spans.push(Span::styled(app.keymap.hint(a), app.theme.key));
-        spans.push(Span::styled(format!(" {}  ", short_name(a)), app.theme.status));
+        spans.push(Span::styled(
+            format!(" {}  ", short_name(app.screen, a)),
+            app.theme.status,
+        ));
     }
     Line::from(spans)
 }
 
-fn short_name(action: Action) -> &'static str {
+/// What a key does on `screen`, in a word or two.
+fn short_name(screen: Screen, action: Action) -> &'static str {
+    match (screen, action) {
+        (Screen::Studies, Action::NextScreen) => "pane",
+        (Screen::Studies, Action::ToggleSmoothing) => "sort",
+        (Screen::Studies, Action::CancelJob) => "stop",
+        (Screen::Studies, Action::NewTraining) => "new study",
+        (_, other) => short_action(other),
+    }
+}
+
+fn short_action(action: Action) -> &'static str {
     match action {
         Action::Palette => "command",
         Action::Select => "open",

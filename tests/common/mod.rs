@@ -3,7 +3,8 @@
 #![allow(dead_code)] // each test file uses a different subset
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -166,4 +167,69 @@ pub fn http(method: &str, url: &str, token: Option<&str>, body: Option<&[u8]>) -
 pub fn http_json(method: &str, url: &str, token: Option<&str>, body: Option<&[u8]>) -> (u16, Value) {
     let (code, text) = http(method, url, token, body);
     (code, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// A `kilnd --foreground` child on a free port, killed when dropped.
+pub struct Daemon {
+    pub child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    pub token: String,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts a daemon for `home` and waits for its address.
+pub fn start(home: &Path) -> Daemon {
+    start_with(home, &[])
+}
+
+/// [`start`] with extra environment variables.
+pub fn start_with(home: &Path, env: &[(&str, &str)]) -> Daemon {
+    let dir = home.join("daemon");
+    let _ = std::fs::remove_file(dir.join("address"));
+    let child = command(kilnd_bin(), home)
+        .envs(env.iter().copied())
+        .args(["--foreground", "--port", "0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start kilnd");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let address = loop {
+        if let Ok(a) = std::fs::read_to_string(dir.join("address")) {
+            break a;
+        }
+        assert!(Instant::now() < deadline, "daemon never wrote its address");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let token = std::fs::read_to_string(dir.join("token")).expect("token");
+    Daemon {
+        child,
+        base: format!("http://{}", address.trim()),
+        token: token.trim().to_owned(),
+    }
+}
+
+/// A study that ASHA must prune, named `name`: a grid of six trials, two at a time, whose
+/// hopeless learning rates reach the first rung after a good one has. Four epochs of 10,000
+/// Fashion-MNIST images: about a second an epoch with the cores split in two, so the daemon
+/// sees every epoch while the trial still runs.
+pub fn asha_study(name: &str) -> String {
+    format!(
+        r#"name = "{name}"
+base = {{ arch = "mlp", data = "fashion-mnist", epochs = 4, limit = 10000, config = {{ hidden = [64] }} }}
+objective = {{ metric = "val_accuracy", direction = "maximize" }}
+budget = {{ trials = 6, concurrent = 2 }}
+sampler = "grid"
+early_stop = {{ rule = "asha", min_epochs = 1, reduction_factor = 3 }}
+[params]
+lr = {{ choice = [3e-3, 1e-6, 3e-3, 1e-6, 1e-6, 1e-6] }}
+"#
+    )
 }

@@ -16,8 +16,9 @@ use serde::de::DeserializeOwned;
 use crate::api::{
     AliasRemoved, AliasRequest, AliasSet, DeployRequest, Deployments, ErrorBody, Event, Health, ImportRequest, JobList,
     JobRequest, JobView, Journal, JournalEntry, JournalQuery, LogChunk, MetricsChunk, ModelList, ModelView,
-    RemoveQuery, RollbackRequest, Since, Telemetry, TelemetryQuery, TryRequest, TryResult, VerifyReport, VersionFilter,
-    VersionList, VersionManifest, VersionRemoved, VersionView, kserve,
+    PromoteRequest, RemoveQuery, RollbackRequest, Since, StudyCreate, StudyList, StudyView, Telemetry, TelemetryQuery,
+    TryRequest, TryResult, VerifyReport, VersionFilter, VersionList, VersionManifest, VersionRemoved, VersionView,
+    kserve,
 };
 use crate::jobs::JobId;
 use crate::names::{Digest, Name, Selector};
@@ -208,6 +209,38 @@ impl Client {
     pub async fn cancel(&self, id: &JobId) -> Result<JobView, ClientError> {
         self.send(self.request(Method::POST, &format!("/jobs/{id}/cancel"))?)
             .await
+    }
+
+    /// Every study, by name.
+    pub async fn studies(&self) -> Result<StudyList, ClientError> {
+        self.get("/studies").await
+    }
+
+    /// One study with its trials.
+    pub async fn study(&self, name: &Name) -> Result<StudyView, ClientError> {
+        self.get(&format!("/studies/{name}")).await
+    }
+
+    /// Checks a study spec and starts it (a bad spec is a 422 naming the line).
+    pub async fn create_study(&self, request: &StudyCreate) -> Result<StudyView, ClientError> {
+        self.post("/studies", request).await
+    }
+
+    /// Stops a study: no new trials, running ones cancelled with a checkpoint.
+    pub async fn stop_study(&self, name: &Name) -> Result<StudyView, ClientError> {
+        self.send(self.request(Method::POST, &format!("/studies/{name}/stop"))?)
+            .await
+    }
+
+    /// Resumes a stopped study (cancelled trials continue from their checkpoints).
+    pub async fn resume_study(&self, name: &Name) -> Result<StudyView, ClientError> {
+        self.send(self.request(Method::POST, &format!("/studies/{name}/resume"))?)
+            .await
+    }
+
+    /// Registers a trial's best checkpoint (the best trial's by default) as a version.
+    pub async fn promote_trial(&self, name: &Name, request: &PromoteRequest) -> Result<VersionManifest, ClientError> {
+        self.post(&format!("/studies/{name}/promote"), request).await
     }
 
     /// Metric lines after byte offset `since`.

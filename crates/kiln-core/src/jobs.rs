@@ -76,6 +76,13 @@ pub struct TrainRequest {
     /// Continue this earlier job from its last checkpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resume: Option<JobId>,
+    /// libtorch's intra-op threads for the worker (default: every core).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<usize>,
+    /// Set by the daemon on a study's trials: such a job keeps its best checkpoint and
+    /// registers nothing (`kiln studies promote` does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trial: Option<crate::study::TrialTag>,
 }
 
 /// Score a stored version on a dataset and attach the report to it.
@@ -130,6 +137,8 @@ impl TrainRequest {
             model,
             from: None,
             resume: None,
+            threads: None,
+            trial: None,
         }
     }
 }
@@ -193,6 +202,8 @@ pub enum JobState {
     Succeeded,
     Failed,
     Cancelled,
+    /// A study's trial stopped early by the study's rule (its status says at which epoch and why).
+    Pruned,
 }
 
 crate::kinds::word_enum!(JobState, "job state");
@@ -201,7 +212,7 @@ crate::kinds::word_enum!(JobKind, "job kind");
 impl JobState {
     /// Whether the job has ended.
     pub fn is_final(self) -> bool {
-        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
+        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled | Self::Pruned)
     }
 }
 
@@ -357,6 +368,21 @@ impl JobDir {
 
     pub fn metrics_path(&self) -> PathBuf {
         self.path.join("metrics.jsonl")
+    }
+
+    /// Written by the daemon before it stops a trial early: the worker ends `pruned` with it.
+    pub fn prune_path(&self) -> PathBuf {
+        self.path.join("prune.json")
+    }
+
+    /// The early-stopping decision for this job, if the daemon made one.
+    pub fn prune_order(&self) -> Option<crate::study::PrunedAt> {
+        serde_json::from_slice(&fs::read(self.prune_path()).ok()?).ok()
+    }
+
+    /// Records an early-stopping decision (crash-safely) for the worker to find.
+    pub fn write_prune_order(&self, order: &crate::study::PrunedAt) -> Result<(), JobError> {
+        self.write_json("prune.json", order)
     }
 
     pub fn log_path(&self) -> PathBuf {

@@ -13,4 +13,5 @@ pub mod jobs;
 pub mod kinds;
 pub mod names;
 pub mod registry;
+pub mod study;
 pub mod telemetry;

@@ -94,6 +94,7 @@ pub fn run(home: &std::path::Path, args: &ImportArgs) -> anyhow::Result<VersionM
         device: Some("cpu".to_owned()),
         source: Some(format!("import:{source}")),
         libtorch_version: Some(LIBTORCH_VERSION.to_owned()),
+        study: None,
     };
     Ok(registry.add_version(&lock, &args.model, draft)?)
 }

@@ -12,9 +12,11 @@ use burn::tensor::Device;
 use kiln_core::jobs::{
     EvalRequest, JobDir, JobId, JobKind, JobRequest, JobState, JobStatus, MetricRecord, TrainRequest,
 };
+use kiln_core::kinds::MetricKind;
 use kiln_core::kinds::{Arch, DeviceName};
 use kiln_core::names::ModelRef;
-use kiln_core::registry::{DatasetRef, ModelRecord, Registry, VersionDraft, VersionLink, VersionManifest, now_rfc3339};
+use kiln_core::registry::{DatasetRef, Registry, Trained, VersionDraft, VersionLink, VersionManifest, now_rfc3339};
+use kiln_core::study::{BestCheckpoint, Objective, TrialTag};
 
 use kiln_engine::checkpoint::{self, Checkpoint, Position};
 use kiln_engine::data::{self, DataShape, Dataset, LoadOptions};
@@ -50,25 +52,33 @@ pub fn run(home: &Path, id: &JobId) -> anyhow::Result<JobState> {
         JobRequest::Eval(request) => return run_eval(&job, &request, status),
         JobRequest::Train(train) => train,
     };
+    let spec_trial = train.trial.clone();
     let outcome = execute(home, &job, train, &stop, &mut status);
     if let Ok(latest) = job.status() {
         status.step = latest.step;
         status.epoch = latest.epoch;
     }
     let (state, message) = match outcome {
+        Ok(Outcome::TrialDone(best)) => (JobState::Succeeded, trial_done_message(&spec_trial, best)),
         Ok(Outcome::Registered(m)) => {
             status.version = Some(ModelRef::version(m.model.clone(), m.version));
             (JobState::Succeeded, format!("registered {}@{}", m.model, m.version))
         }
         Ok(Outcome::Cancelled(p)) => {
             status.step = p.step;
-            (
-                JobState::Cancelled,
-                format!(
-                    "cancelled at step {} (checkpoint saved; continue with `kiln train --resume {id}`)",
-                    p.step
+            match job.prune_order() {
+                Some(order) => (
+                    JobState::Pruned,
+                    format!("pruned at epoch {}: {}", order.epoch, order.reason),
                 ),
-            )
+                None => (
+                    JobState::Cancelled,
+                    format!(
+                        "cancelled at step {} (checkpoint saved; continue with `kiln train --resume {id}`)",
+                        p.step
+                    ),
+                ),
+            }
         }
         Ok(Outcome::Diverged(step)) => (
             JobState::Failed,
@@ -115,6 +125,8 @@ fn run_eval(job: &JobDir, request: &EvalRequest, mut status: JobStatus) -> anyho
 
 enum Outcome {
     Registered(Box<VersionManifest>),
+    /// A study's trial ran every epoch; its best epoch and value, if any epoch was scored.
+    TrialDone(Option<(usize, f64)>),
     Cancelled(Position),
     Diverged(u64),
 }
@@ -137,6 +149,9 @@ fn execute(
     stop: &Arc<AtomicBool>,
     status: &mut JobStatus,
 ) -> anyhow::Result<Outcome> {
+    if let Some(threads) = spec.threads {
+        tch::set_num_threads(threads.clamp(1, 1024) as i32);
+    }
     let registry = Registry::open(home)?;
     let plan = plan(home, &registry, spec)?;
     status.device = Some(plan.device_name.clone());
@@ -277,10 +292,78 @@ fn fitting_arch(shape: &DataShape) -> &'static str {
 struct WorkerSink<'a> {
     job: &'a JobDir,
     total_steps: u64,
+    /// A study trial's best-epoch keeper.
+    best: Option<BestKeeper>,
+}
+
+/// Keeps a trial's best epoch: its weights in `checkpoints/best.safetensors` and what a
+/// promotion needs in `checkpoints/best.json`.
+struct BestKeeper {
+    objective: Objective,
+    template: BestCheckpoint,
+    best: Option<(usize, f64)>,
+    /// An epoch better than any before, waiting for its checkpoint.
+    pending: Option<BestCheckpoint>,
+}
+
+impl BestKeeper {
+    fn observe(&mut self, record: &MetricRecord) {
+        let Some(value) = self.objective.metric.of(record) else {
+            return;
+        };
+        if self.best.is_some_and(|(_, b)| !self.objective.better(value, b)) {
+            return;
+        }
+        self.best = Some((record.epoch, value));
+        let mut best = self.template.clone();
+        best.epoch = record.epoch;
+        best.value = value;
+        best.draft.metrics = val_metrics(record);
+        self.pending = Some(best);
+    }
+
+    fn save(&mut self, dir: &Path, checkpoint: &Checkpoint<'_>) -> anyhow::Result<()> {
+        let Some(best) = self
+            .pending
+            .take_if(|b| checkpoint.position.batch == 0 && b.epoch == checkpoint.position.epoch)
+        else {
+            return Ok(());
+        };
+        kiln_core::fsx::write_atomic(&dir.join("best.safetensors"), &checkpoint.model_bytes)?;
+        kiln_core::fsx::write_atomic(&dir.join("best.json"), &serde_json::to_vec_pretty(&best)?)?;
+        Ok(())
+    }
+}
+
+/// The manifest metrics of one epoch's validation record.
+fn val_metrics(record: &MetricRecord) -> std::collections::BTreeMap<String, f64> {
+    [
+        ("val_loss", record.val_loss),
+        ("val_accuracy", record.accuracy),
+        ("val_rmse", record.rmse),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| Some((k.to_owned(), v?)))
+    .collect()
+}
+
+fn trial_done_message(trial: &Option<TrialTag>, best: Option<(usize, f64)>) -> String {
+    match (trial, best) {
+        (Some(tag), Some((epoch, value))) => format!(
+            "trial {} finished: best {} {value:.4} at epoch {epoch} (register it with `kiln studies promote {} --trial {}`)",
+            tag.trial, tag.objective.metric, tag.study, tag.trial
+        ),
+        _ => "trial finished without a scored epoch".to_owned(),
+    }
 }
 
 impl LoopSink for WorkerSink<'_> {
     fn metric(&mut self, record: &MetricRecord) {
+        if record.kind == MetricKind::Val
+            && let Some(best) = self.best.as_mut()
+        {
+            best.observe(record);
+        }
         if let Err(e) = self.job.append_metric(record) {
             eprintln!("kilnd worker: cannot record metrics: {e}");
         }
@@ -294,7 +377,11 @@ impl LoopSink for WorkerSink<'_> {
     }
 
     fn checkpoint(&mut self, checkpoint: &Checkpoint<'_>) -> anyhow::Result<()> {
-        checkpoint::save(&self.job.checkpoints(), checkpoint)
+        checkpoint::save(&self.job.checkpoints(), checkpoint)?;
+        match self.best.as_mut() {
+            Some(best) => best.save(&self.job.checkpoints(), checkpoint),
+            None => Ok(()),
+        }
     }
 }
 
@@ -328,7 +415,16 @@ fn train_and_register<M: Task>(
     };
     let device = plan.device.clone();
     let total_steps = (plan.dataset.train.len().div_ceil(spec.batch_size.max(1)) * spec.epochs) as u64;
-    let mut sink = WorkerSink { job, total_steps };
+    let best = match &spec.trial {
+        Some(tag) => Some(BestKeeper {
+            objective: tag.objective,
+            template: best_template(plan, job)?,
+            best: None,
+            pending: None,
+        }),
+        None => None,
+    };
+    let mut sink = WorkerSink { job, total_steps, best };
     let end = train::run(
         model,
         optim,
@@ -343,6 +439,9 @@ fn train_and_register<M: Task>(
     match end {
         LoopEnd::Cancelled { position } => Ok(Outcome::Cancelled(position)),
         LoopEnd::Diverged { step } => Ok(Outcome::Diverged(step)),
+        LoopEnd::Finished { .. } if spec.trial.is_some() => {
+            Ok(Outcome::TrialDone(sink.best.as_ref().and_then(|b| b.best)))
+        }
         LoopEnd::Finished { model, val, train_loss } => {
             let bytes = weights::module_to_safetensors(&model.valid())?;
             let metrics = final_metrics(&plan.dataset, &val, train_loss);
@@ -378,20 +477,26 @@ fn task_name(shape: &DataShape) -> &'static str {
     }
 }
 
-fn register(
-    registry: &Registry,
-    plan: &Plan,
-    job: &JobDir,
-    weights: &[u8],
-    metrics: std::collections::BTreeMap<String, f64>,
-) -> anyhow::Result<VersionManifest> {
+/// What a trial's best checkpoint needs to become a version, its weights and metrics aside.
+fn best_template(plan: &Plan, job: &JobDir) -> anyhow::Result<BestCheckpoint> {
+    let vocab = match &plan.dataset.vocab {
+        Some(vocab) => Some(serde_json::to_value(vocab)?),
+        None => None,
+    };
+    Ok(BestCheckpoint {
+        epoch: 0,
+        value: f64::NAN,
+        draft: draft(plan, job, Default::default()),
+        classes: plan.dataset.classes.clone(),
+        vocab,
+        task: task_name(&plan.dataset.shape).into(),
+        description: format!("{} on {}", plan.arch.arch(), plan.dataset.id),
+    })
+}
+
+/// The manifest of what `plan` trains, with no blobs yet.
+fn draft(plan: &Plan, job: &JobDir, metrics: std::collections::BTreeMap<String, f64>) -> VersionDraft {
     let spec = &plan.spec;
-    let mut blobs = std::collections::BTreeMap::from([("weights".to_owned(), registry.blobs().put_bytes(weights)?)]);
-    if let Some(vocab) = &plan.dataset.vocab {
-        blobs.insert("vocab".into(), registry.blobs().put_bytes(&serde_json::to_vec(vocab)?)?);
-    }
-    let classes = serde_json::to_vec(&plan.dataset.classes)?;
-    blobs.insert("classes".into(), registry.blobs().put_bytes(&classes)?);
     let mut hyperparameters = std::collections::BTreeMap::from([
         ("epochs".to_owned(), serde_json::json!(spec.epochs)),
         ("batch_size".to_owned(), serde_json::json!(spec.batch_size)),
@@ -403,7 +508,7 @@ fn register(
     if let Some(old) = &spec.resume {
         hyperparameters.insert("resumed_from_job".into(), serde_json::json!(old));
     }
-    let draft = VersionDraft {
+    VersionDraft {
         architecture: plan.arch.architecture(),
         dataset: Some(DatasetRef {
             id: plan.dataset.id.clone(),
@@ -417,22 +522,34 @@ fn register(
             version: m.version,
         }),
         job_id: Some(job.id.to_string()),
-        blobs,
+        blobs: Default::default(),
         device: Some(plan.device_name.clone()),
         source: None,
         libtorch_version: Some(LIBTORCH_VERSION.to_owned()),
+        study: None,
+    }
+}
+
+fn register(
+    registry: &Registry,
+    plan: &Plan,
+    job: &JobDir,
+    weights: &[u8],
+    metrics: std::collections::BTreeMap<String, f64>,
+) -> anyhow::Result<VersionManifest> {
+    let vocab = match &plan.dataset.vocab {
+        Some(vocab) => Some(serde_json::to_value(vocab)?),
+        None => None,
     };
-    let lock = registry.lock()?;
-    let record = ModelRecord {
-        name: spec.model.clone(),
-        task: task_name(&plan.dataset.shape).into(),
+    let trained = Trained {
+        draft: draft(plan, job, metrics),
+        weights,
+        classes: &plan.dataset.classes,
+        vocab: vocab.as_ref(),
+        task: task_name(&plan.dataset.shape),
         description: format!("{} on {}", plan.arch.arch(), plan.dataset.id),
-        created_at: now_rfc3339(),
-        owner: None,
-        license: None,
     };
-    registry.ensure_model(&lock, record)?;
     registry
-        .add_version(&lock, &spec.model, draft)
+        .register_trained(&plan.spec.model, trained)
         .context("cannot register the trained version")
 }

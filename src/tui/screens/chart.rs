@@ -1,4 +1,4 @@
-//! Chart drawing shared by the jobs and GPU screens: turns bounded series into at most two
+//! Chart drawing shared by the jobs, GPU and studies screens: turns bounded series into at most two
 //! points per column and draws them with braille lines.
 //!
 //! ```text
@@ -14,7 +14,7 @@ use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::style::Style;
 use ratatui::symbols::Marker;
-use ratatui::text::Span;
+use ratatui::text::{Line, Span};
 use ratatui::widgets::{Axis, Block, Chart, Dataset, GraphType};
 
 use crate::tui::series::{Series, Zoom, y_bounds};
@@ -100,6 +100,15 @@ pub fn render_traces(frame: &mut Frame, area: Rect, block: Block<'_>, traces: &[
         )
         .legend_position(None);
     frame.render_widget(chart, area);
+}
+
+/// `── train ── val` in the traces' colours, for the panel title.
+pub fn legend(traces: &[Trace]) -> Line<'static> {
+    let spans: Vec<Span> = traces
+        .iter()
+        .map(|t| Span::styled(format!(" ── {} ", t.name), t.style))
+        .collect();
+    Line::from(spans).right_aligned()
 }
 
 /// Compact labels, about three significant figures: `12k`, `59`, `2.3`, `0.253`, `1.2e-4`.

@@ -18,7 +18,7 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::Line;
 use ratatui::widgets::{Paragraph, Row, Table, TableState};
 
-use super::chart::{Axes, Trace, loss_traces, render_traces, run_range, short};
+use super::chart::{Axes, legend, loss_traces, render_traces, run_range, short};
 use crate::tui::app::App;
 use crate::tui::series::Zoom;
 use crate::tui::state::jobs::{RunData, arch_or_kind, format_duration, progress, subject};
@@ -99,7 +99,7 @@ fn job_row<'a>(app: &App, j: &JobView) -> Row<'a> {
         JobState::Running => theme.active,
         JobState::Succeeded => theme.ok,
         JobState::Failed => theme.error,
-        JobState::Queued | JobState::Cancelled => theme.warn,
+        JobState::Queued | JobState::Cancelled | JobState::Pruned => theme.warn,
     };
     let overlay = if app.jobs.overlay.as_ref() == Some(&j.id) {
         "◆"
@@ -187,15 +187,6 @@ fn chart_title(job: &JobId, opts: crate::tui::state::jobs::ChartOptions) -> Stri
 
 fn widen(range: (f64, f64), other: Option<(f64, f64)>) -> (f64, f64) {
     other.map_or(range, |r| (range.0.min(r.0), range.1.max(r.1)))
-}
-
-/// `── train ── val` in the traces' colours, for the panel title.
-fn legend(traces: &[Trace]) -> Line<'static> {
-    let spans: Vec<ratatui::text::Span> = traces
-        .iter()
-        .map(|t| ratatui::text::Span::styled(format!(" ── {} ", t.name), t.style))
-        .collect();
-    Line::from(spans).right_aligned()
 }
 
 /// An evaluation job has no loss curve: its report takes the chart's place.

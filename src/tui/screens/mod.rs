@@ -5,4 +5,6 @@ pub mod detail;
 pub mod gpu;
 pub mod jobs;
 pub mod models;
+pub mod parallel;
 pub mod serving;
+pub mod studies;

@@ -272,12 +272,9 @@ impl JobsState {
         }
         let mut out = Vec::new();
         for (id, active) in ids {
+            out.extend(self.want_metrics(&id, active, follow_metrics));
             let run = self.runs.get(&id);
-            let (metrics_loaded, log_loaded) = run.map_or((false, false), |r| (r.metrics_loaded, r.log_loaded));
-            if (!metrics_loaded || (follow_metrics && active)) && self.inflight.insert((id.clone(), false)) {
-                let since = run.filter(|r| r.metrics_loaded).map_or(0, |r| r.next);
-                out.push(Request::Metrics { job: id.clone(), since });
-            }
+            let log_loaded = run.is_some_and(|r| r.log_loaded);
             let want_log = !log_loaded || (follow_log && active);
             if want_log && !self.log_unavailable && self.inflight.insert((id.clone(), true)) {
                 let since = run.map_or(0, |r| r.log_next);
@@ -285,6 +282,19 @@ impl JobsState {
             }
         }
         out
+    }
+
+    /// The metrics request run `id` needs, if any: its history when never loaded, or (when
+    /// `follow` and the job is `active`) the records since the last fetch. At most one
+    /// request per run is in flight.
+    pub fn want_metrics(&mut self, id: &JobId, active: bool, follow: bool) -> Option<Request> {
+        let run = self.runs.get(id);
+        let loaded = run.is_some_and(|r| r.metrics_loaded);
+        if (loaded && !(follow && active)) || !self.inflight.insert((id.clone(), false)) {
+            return None;
+        }
+        let since = run.filter(|r| r.metrics_loaded).map_or(0, |r| r.next);
+        Some(Request::Metrics { job: id.clone(), since })
     }
 
     /// Marks (or clears) the selected job as the chart's overlay.

@@ -5,3 +5,4 @@ pub mod gpu;
 pub mod jobs;
 pub mod models;
 pub mod serving;
+pub mod studies;

@@ -4,9 +4,10 @@
 use serde_json::{Value, json};
 
 use crate::tui::event::DaemonMsg;
-use kiln_core::api::{ModelView, TryResult};
+use kiln_core::api::{ModelView, StudyList, StudyView, TryResult};
 use kiln_core::jobs::JobId;
 use kiln_core::names::Name;
+use kiln_core::study::{Params, PrunedAt, StudyRecord, StudyState, Trial, TrialState};
 
 pub fn decode<T: serde::de::DeserializeOwned>(v: Value) -> T {
     match serde_json::from_value(v) {
@@ -192,4 +193,123 @@ pub fn tried() -> DaemonMsg {
         "classes": ["T-shirt", "Trouser", "Pullover"], "probabilities": [0.01, 0.02, 0.97],
     }));
     DaemonMsg::Tried(result)
+}
+
+/// The study spec the studies fixtures share.
+pub const STUDY_TOML: &str = r#"name = "fmnist-mlp-lr"
+base = { arch = "mlp", data = "fashion-mnist", epochs = 6, limit = 20000 }
+objective = { metric = "val_accuracy", direction = "maximize" }
+budget = { trials = 24, concurrent = 2, wall_clock = "30m" }
+sampler = "tpe"
+seed = 7
+early_stop = "asha"
+[params]
+lr = { log_uniform = [1e-4, 3e-2] }
+batch_size = { choice = [32, 64, 128] }
+optimizer = { choice = ["adam", "adamw", "sgd"] }
+"config.hidden" = { choice = [[128], [256, 128], [512, 256]] }
+"#;
+
+/// The job of trial `n` in the study fixtures.
+pub fn trial_job(n: u32) -> String {
+    format!("j17644345{n:02}-a{n:03}")
+}
+
+fn trial(number: u32, lr: f64, batch: u32, optimizer: &str, hidden: Value, state: TrialState, values: &[f64]) -> Trial {
+    let params: Params = decode(json!({
+        "lr": lr, "batch_size": batch, "optimizer": optimizer, "config.hidden": hidden,
+    }));
+    let mut t = Trial::planned(number, params);
+    t.state = state;
+    t.values = values.to_vec();
+    if state != TrialState::Queued {
+        t.jobs = vec![job_id(&trial_job(number))];
+        t.awaiting_job = false;
+        t.device = Some(format!("cuda:{}", number % 2));
+    }
+    t
+}
+
+/// A running study with completed, pruned, failed, running and queued trials; trial 3 is best.
+pub fn study() -> StudyView {
+    let spec = match kiln_core::study::spec::parse(STUDY_TOML, "study.toml") {
+        Ok(spec) => spec,
+        Err(e) => panic!("the fixture spec does not parse: {e}"),
+    };
+    let mut pruned = trial(
+        1,
+        2.1e-2,
+        32,
+        "sgd",
+        json!([128]),
+        TrialState::Pruned,
+        &[0.61, 0.64, 0.66],
+    );
+    pruned.pruned = Some(PrunedAt {
+        epoch: 3,
+        reason: "asha: 0.6600 at epoch 3 is not in the top 1/3 of the 3 trials at this rung".into(),
+    });
+    let mut failed = trial(2, 1.2e-3, 128, "adamw", json!([512, 256]), TrialState::Failed, &[0.80]);
+    failed.message = "worker exited with signal 9 twice (out of memory?)".into();
+    let trials = vec![
+        trial(
+            0,
+            3.16e-4,
+            64,
+            "adam",
+            json!([256, 128]),
+            TrialState::Completed,
+            &[0.78, 0.83, 0.85, 0.86, 0.865, 0.868],
+        ),
+        pruned,
+        failed,
+        trial(
+            3,
+            1.5e-3,
+            128,
+            "adamw",
+            json!([512, 256]),
+            TrialState::Completed,
+            &[0.81, 0.85, 0.87, 0.88, 0.884, 0.889],
+        ),
+        trial(
+            4,
+            8.0e-4,
+            64,
+            "adam",
+            json!([256, 128]),
+            TrialState::Running,
+            &[0.82, 0.85],
+        ),
+        trial(5, 5.0e-3, 32, "adamw", json!([128]), TrialState::Queued, &[]),
+    ];
+    StudyRecord {
+        spec,
+        source_file: STUDY_TOML.into(),
+        state: StudyState::Running,
+        message: String::new(),
+        created_at: "2026-11-29T17:00:00Z".into(),
+        started_unix: 1_764_435_600,
+        ran_secs: 0,
+        ended_at: None,
+        trials,
+    }
+}
+
+/// A second, finished study, to have a list.
+pub fn other_study() -> StudyView {
+    let mut s = study();
+    s.spec.name = name("fmnist-cnn-wd");
+    s.state = StudyState::Completed;
+    s.message = "completed: every planned trial ended".into();
+    s.trials.truncate(2);
+    s.spec.budget.trials = 2;
+    s
+}
+
+pub fn studies() -> DaemonMsg {
+    DaemonMsg::Studies(StudyList {
+        studies: vec![study(), other_study()],
+        problems: Vec::new(),
+    })
 }

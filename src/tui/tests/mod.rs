@@ -1,10 +1,12 @@
-//! Console tests without a terminal or a daemon: `update` driven by events (`update.rs`),
+//! Console tests without a terminal or a daemon: `update` driven by events (`update.rs`,
+//! and `studies.rs` for the studies screen),
 //! and every screen and dialog rendered into a ratatui `TestBackend` and compared with insta
 //! snapshots (`snapshots.rs`, files in `snapshots/`; review changes with `cargo insta review`
 //! or by reading the diff).
 
 mod fixtures;
 mod snapshots;
+mod studies;
 mod update;
 
 use ratatui::Terminal;

@@ -26,6 +26,10 @@
 //! | `GET /deployments/journal?limit=` | | [`Journal`] |
 //! | `POST /deployments/{m}/rollback` | [`RollbackRequest`] | [`JournalEntry`] |
 //! | `POST /deployments/{m}/try` | [`TryRequest`] | [`TryResult`] |
+//! | `GET /studies` · `POST /studies` | [`StudyCreate`] | [`StudyList`] · [`StudyView`] (201) |
+//! | `GET /studies/{s}` | | [`StudyView`] |
+//! | `POST /studies/{s}/stop` · `POST /studies/{s}/resume` | | [`StudyView`] |
+//! | `POST /studies/{s}/promote` | [`PromoteRequest`] | [`VersionManifest`] |
 //!
 //! Every error is an [`ErrorBody`] with a 4xx/5xx status.
 
@@ -38,6 +42,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::deploy::{Batching, DeploymentStats, DeploymentView, JournalEntry};
 pub use crate::jobs::{EvalRequest, JobId, JobRequest, JobSpec, JobStatus, MetricRecord, TrainRequest};
 pub use crate::registry::{EvalRecord, EvalReport, ModelDetail, ModelSummary, Problem, VersionManifest, VersionRow};
+pub use crate::study::StudyRecord as StudyView;
 pub use crate::telemetry::{Sample, Telemetry};
 
 use crate::kinds::Arch;
@@ -326,6 +331,37 @@ pub enum TryOutcome {
     Rating { prediction: f32, label: f32 },
 }
 
+/// `POST /studies`: a study spec (TOML) to check and start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StudyCreate {
+    /// The spec file's text.
+    pub source: String,
+    /// The file's name, for errors (`study.toml line 12: …`).
+    #[serde(default = "default_spec_file")]
+    pub file: String,
+}
+
+fn default_spec_file() -> String {
+    "study.toml".into()
+}
+
+/// `GET /studies`: every readable study, by name, and the ones that could not be read.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StudyList {
+    pub studies: Vec<StudyView>,
+    pub problems: Vec<String>,
+}
+
+/// `POST /studies/{s}/promote`: register a trial's best checkpoint as a version.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromoteRequest {
+    /// The trial's number; the study's best trial when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trial: Option<u32>,
+}
+
 /// Data of the `registry` event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RegistryChanged {
@@ -354,6 +390,8 @@ pub enum Event {
     Telemetry(Box<Sample>),
     /// A deploy or rollback.
     Deployment(Box<JournalEntry>),
+    /// A study or one of its trials changed.
+    Study(Box<StudyView>),
     /// This client fell behind.
     Lagged(Lagged),
 }
@@ -367,6 +405,7 @@ impl Event {
             Self::Registry(_) => "registry",
             Self::Telemetry(_) => "telemetry",
             Self::Deployment(_) => "deployment",
+            Self::Study(_) => "study",
             Self::Lagged(_) => "lagged",
         }
     }
@@ -379,6 +418,7 @@ impl Event {
             Self::Registry(v) => serde_json::to_string(v),
             Self::Telemetry(v) => serde_json::to_string(v),
             Self::Deployment(v) => serde_json::to_string(v),
+            Self::Study(v) => serde_json::to_string(v),
             Self::Lagged(v) => serde_json::to_string(v),
         }
     }
@@ -391,6 +431,7 @@ impl Event {
             "registry" => Self::Registry(serde_json::from_str(data)?),
             "telemetry" => Self::Telemetry(serde_json::from_str(data)?),
             "deployment" => Self::Deployment(serde_json::from_str(data)?),
+            "study" => Self::Study(serde_json::from_str(data)?),
             "lagged" => Self::Lagged(serde_json::from_str(data)?),
             _ => return Ok(None),
         }))

@@ -74,6 +74,9 @@ pub struct VersionDraft {
     pub source: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub libtorch_version: Option<String>,
+    /// The study trial whose checkpoint this version is (`kiln studies promote`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub study: Option<crate::study::StudyLink>,
 }
 
 /// `models/<model>/versions/<n>.json`: immutable once written.

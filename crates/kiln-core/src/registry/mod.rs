@@ -35,6 +35,20 @@ pub use report::{ClassScore, EvalReport};
 use crate::fsx;
 use crate::names::Name;
 
+/// A trained model on its way into the registry ([`Registry::register_trained`]).
+#[derive(Debug)]
+pub struct Trained<'a> {
+    /// The manifest; its `weights`, `classes` and `vocab` blobs are filled in.
+    pub draft: VersionDraft,
+    /// safetensors bytes.
+    pub weights: &'a [u8],
+    pub classes: &'a [String],
+    pub vocab: Option<&'a serde_json::Value>,
+    /// Recorded when the model is new.
+    pub task: &'a str,
+    pub description: String,
+}
+
 /// Handle on one registry folder. Cheap to clone; holds no open files.
 #[derive(Debug, Clone)]
 pub struct Registry {
@@ -149,6 +163,34 @@ impl Registry {
         };
         write_json(&self.version_path(model, next), &manifest)?;
         Ok(manifest)
+    }
+
+    /// Stores a trained model's weights, classes and vocabulary as blobs and registers them as
+    /// the next version of `model` (created with the given task and description if new).
+    pub fn register_trained(&self, model: &Name, trained: Trained<'_>) -> Result<VersionManifest> {
+        let mut draft = trained.draft;
+        draft
+            .blobs
+            .insert("weights".into(), self.blobs.put_bytes(trained.weights)?);
+        if let Some(vocab) = trained.vocab {
+            let bytes =
+                serde_json::to_vec(vocab).map_err(|e| RegistryError::io("encode", Path::new("vocab"))(e.into()))?;
+            draft.blobs.insert("vocab".into(), self.blobs.put_bytes(&bytes)?);
+        }
+        let classes = serde_json::to_vec(trained.classes)
+            .map_err(|e| RegistryError::io("encode", Path::new("classes"))(e.into()))?;
+        draft.blobs.insert("classes".into(), self.blobs.put_bytes(&classes)?);
+        let lock = self.lock()?;
+        let record = ModelRecord {
+            name: model.clone(),
+            task: trained.task.to_owned(),
+            description: trained.description,
+            created_at: now_rfc3339(),
+            owner: None,
+            license: None,
+        };
+        self.ensure_model(&lock, record)?;
+        self.add_version(&lock, model, draft)
     }
 
     /// Points `alias` at `version` (which must exist), replacing any earlier target.

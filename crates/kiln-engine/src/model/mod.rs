@@ -65,6 +65,22 @@ impl ArchConfig {
         Ok(parsed)
     }
 
+    /// Checks user `overrides` of an `arch` config (field names, types, limits) before any
+    /// data is loaded: they are merged over stand-in data sizes, as a job merges them over the
+    /// sizes its data implies.
+    pub fn check_overrides(arch: Arch, overrides: &serde_json::Value) -> Result<(), ConfigError> {
+        let mut config = match arch {
+            Arch::Mlp => serde_json::json!({ "inputs": 784, "classes": 10 }),
+            Arch::Cnn => serde_json::json!({ "channels": 1, "height": 28, "width": 28, "classes": 10 }),
+            Arch::Rnn => serde_json::json!({ "vocab": 1000, "classes": 4 }),
+            Arch::Mf => serde_json::json!({ "users": 100, "items": 100 }),
+        };
+        if let (Some(target), Some(overrides)) = (config.as_object_mut(), overrides.as_object()) {
+            target.extend(overrides.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        Self::from_json(arch, config).map(drop)
+    }
+
     /// The architecture.
     pub fn arch(&self) -> Arch {
         match self {

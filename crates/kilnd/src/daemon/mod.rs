@@ -11,6 +11,7 @@
 //! ```
 
 mod api;
+pub mod studies;
 pub mod supervisor;
 pub mod telemetry;
 
@@ -27,6 +28,7 @@ use kiln_core::deploy::Batching;
 
 use crate::events::Hub;
 use crate::serve::{Limits, Server};
+pub use studies::Studies;
 pub use supervisor::Supervisor;
 
 /// How often the supervisor looks at live jobs.
@@ -99,6 +101,7 @@ pub struct AppState {
     pub home: PathBuf,
     pub token: Arc<String>,
     pub supervisor: Arc<Supervisor>,
+    pub studies: Arc<Studies>,
     pub hub: Hub,
     pub telemetry: Arc<telemetry::TelemetryStore>,
     pub server: Arc<Server>,
@@ -192,10 +195,12 @@ async fn serve(home: &Path, dir: &Path, config: Config) -> anyhow::Result<()> {
     start_inference(server.clone(), config.inference_bind, dir).await;
     let watched = supervisor.clone();
     let telemetry = telemetry::start(hub.clone(), move || watched.worker_pids());
+    let studies = Arc::new(Studies::new(home, hub.clone(), telemetry.clone(), &supervisor));
     let state = AppState {
         home: home.to_owned(),
         token: Arc::new(config.token),
         supervisor: supervisor.clone(),
+        studies: studies.clone(),
         hub,
         telemetry,
         server,
@@ -207,12 +212,14 @@ async fn serve(home: &Path, dir: &Path, config: Config) -> anyhow::Result<()> {
         env!("CARGO_PKG_VERSION"),
         home.display()
     );
-    // Every 250 ms while a job is queued or running; asleep while none is.
+    // Every 250 ms while a job is queued or running or a study runs; asleep otherwise.
     let ticker = tokio::spawn(async move {
         loop {
-            supervisor.idle().await;
-            let s = supervisor.clone();
-            let _ = tokio::task::spawn_blocking(move || s.tick()).await;
+            if !studies.busy() {
+                supervisor.idle().await;
+            }
+            let (s, st) = (supervisor.clone(), studies.clone());
+            let _ = tokio::task::spawn_blocking(move || tick(&s, &st)).await;
             tokio::time::sleep(TICK).await;
         }
     });
@@ -228,6 +235,15 @@ async fn serve(home: &Path, dir: &Path, config: Config) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(dir.join("address"));
     eprintln!("kilnd stopped; running workers keep going and are re-adopted by the next daemon");
     Ok(())
+}
+
+/// One pass: the supervisor reaps and starts jobs, the studies react to what ended; jobs a
+/// study submitted start in the same pass, so a trial's slot is not left idle for a tick.
+fn tick(supervisor: &Supervisor, studies: &Studies) {
+    supervisor.tick();
+    if studies.tick(supervisor) {
+        supervisor.tick();
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT, or when `token` disappears: a removed `KILN_HOME` (a test's

@@ -218,6 +218,22 @@ impl Supervisor {
         read_view(&dir)
     }
 
+    /// Stops a study's trial early: records `order` in the job folder (so the worker, or
+    /// the supervisor if the worker dies first, ends it `pruned`), then cancels it.
+    pub fn prune(&self, id: &JobId, order: &kiln_core::study::PrunedAt) -> Result<JobView, JobError> {
+        let dir = JobDir::open(&self.home, id)?;
+        dir.write_prune_order(order)?;
+        let mut status = dir.status()?;
+        if status.state == JobState::Queued {
+            status.state = JobState::Pruned;
+            status.message = format!("pruned before it started: {}", order.reason);
+            status.updated_at = now_rfc3339();
+            dir.write_status(&status)?;
+            return read_view(&dir);
+        }
+        self.cancel(id)
+    }
+
     /// Waits until there is work: returns at once while any job is live, else when a job is
     /// submitted.
     pub async fn idle(&self) {
@@ -278,7 +294,9 @@ impl Supervisor {
             // The status this tick's publish_changes just read.
             let queued = live.published.as_ref().is_some_and(|s| s.state == JobState::Queued);
             let running = busy.entry(live.device.clone()).or_default();
-            if !queued || *running >= self.per_device {
+            // A study's trials are paced by the study's own `concurrent`, not the device limit.
+            let trial = live.spec.request.as_train().is_some_and(|t| t.trial.is_some());
+            if !queued || (*running >= self.per_device && !trial) {
                 continue;
             }
             match kilnd_for_children().and_then(|kilnd| jobs::spawn_worker(kilnd, &self.home, &live.dir)) {
@@ -334,7 +352,13 @@ impl Live {
             return;
         };
         self.worker = None;
-        if self.cancelling {
+        if let Some(order) = self.dir.prune_order() {
+            finish_as(
+                &self.dir,
+                JobState::Pruned,
+                &format!("pruned at epoch {}: {}", order.epoch, order.reason),
+            );
+        } else if self.cancelling {
             finish_as(&self.dir, JobState::Cancelled, &format!("cancelled; the worker {how}"));
         } else {
             finish_unknown(&self.dir, &format!("the worker {how}"));

@@ -47,6 +47,11 @@ impl TelemetryStore {
         }
     }
 
+    /// The newest sample, if any.
+    pub fn latest(&self) -> Option<kiln_core::telemetry::Sample> {
+        self.history.lock().unwrap_or_else(|p| p.into_inner()).back().cloned()
+    }
+
     /// Mean wall time one sample takes, in microseconds.
     pub fn mean_sample_cost_us(&self) -> f64 {
         let (total, count) = *self.cost.lock().unwrap_or_else(|p| p.into_inner());

@@ -10,6 +10,7 @@
 mod jobs;
 mod registry;
 mod serving;
+mod studies;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
@@ -180,6 +181,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/jobs/{id}/cancel", post(jobs::cancel))
         .route("/api/v1/jobs/{id}/metrics", get(jobs::metrics))
         .route("/api/v1/jobs/{id}/log", get(jobs::log))
+        .route("/api/v1/studies", get(studies::list).post(studies::create))
+        .route("/api/v1/studies/{study}", get(studies::get))
+        .route("/api/v1/studies/{study}/stop", post(studies::stop))
+        .route("/api/v1/studies/{study}/resume", post(studies::resume))
+        .route("/api/v1/studies/{study}/promote", post(studies::promote))
         .route("/api/v1/deployments", get(serving::list).post(serving::deploy))
         .route("/api/v1/deployments/journal", get(serving::journal))
         .route("/api/v1/deployments/{model}/rollback", post(serving::rollback))
