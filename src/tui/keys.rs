@@ -201,8 +201,6 @@ impl App {
                 Vec::new()
             }
             Action::Back => self.back(),
-            // The studies screen has two panes and no left/right to spare: tab moves between them.
-            Action::NextScreen if self.screen == Screen::Studies => self.focus(1),
             Action::NextScreen => self.show(self.screen.cycle(1)),
             Action::PrevScreen => self.show(self.screen.cycle(-1)),
             Action::ShowModels => self.show(Screen::Models),

@@ -114,7 +114,7 @@ fn hints(app: &App) -> Line<'static> {
         Screen::Gpu => vec![Action::Filter, Action::NextScreen],
         Screen::Serving => vec![Action::Filter, Action::TryRequest, Action::Rollback],
         Screen::Studies => vec![
-            Action::NextScreen,
+            Action::FocusNext,
             Action::ToggleSmoothing,
             Action::Promote,
             Action::CancelJob,
@@ -136,7 +136,7 @@ fn hints(app: &App) -> Line<'static> {
 /// What a key does on `screen`, in a word or two.
 fn short_name(screen: Screen, action: Action) -> &'static str {
     match (screen, action) {
-        (Screen::Studies, Action::NextScreen) => "pane",
+        (Screen::Studies, Action::FocusNext) => "pane",
         (Screen::Studies, Action::ToggleSmoothing) => "sort",
         (Screen::Studies, Action::CancelJob) => "stop",
         (Screen::Studies, Action::NewTraining) => "new study",

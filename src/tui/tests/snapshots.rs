@@ -248,38 +248,36 @@ fn snapshot_filter_input_80x24() {
     assert_snapshot!(draw(&app, 80, 24));
 }
 
-/// The studies screen with the list loaded and `path` of keys pressed after `5`.
+/// The studies screen with the list loaded and `path` of keys pressed after `5` (`l`: to the
+/// trials pane).
 fn studies_app(path: &str) -> crate::tui::app::App {
     let mut app = populated();
     key(&mut app, KeyCode::Char('5'));
     let trial_job = fixtures::trial_job(4);
     feed(&mut app, vec![fixtures::studies(), fixtures::metrics(&trial_job, 40)]);
     for c in path.chars() {
-        match c {
-            '\t' => key(&mut app, KeyCode::Tab),
-            c => key(&mut app, KeyCode::Char(c)),
-        };
+        key(&mut app, KeyCode::Char(c));
     }
     app
 }
 
 #[test]
 fn snapshot_studies_running_trial_100x30() {
-    let app = studies_app("j\tjjjj");
+    let app = studies_app("jljjjj");
     assert_eq!(app.studies.current_trial().map(|t| t.number), Some(4));
     assert_snapshot!(draw(&app, 100, 30));
 }
 
 #[test]
 fn snapshot_studies_pruned_trial_best_first_80x24() {
-    let app = studies_app("j\tsjjj");
+    let app = studies_app("jlsjjj");
     assert_eq!(app.studies.current_trial().map(|t| t.number), Some(1));
     assert_snapshot!(draw(&app, 80, 24));
 }
 
 #[test]
 fn snapshot_studies_failed_trial_120x36() {
-    let app = studies_app("j\tjj");
+    let app = studies_app("jljj");
     assert_snapshot!(draw(&app, 120, 36));
 }
 
@@ -300,6 +298,6 @@ fn snapshot_studies_new_study_dialog_80x24() {
 
 #[test]
 fn snapshot_studies_confirm_promote_100x30() {
-    let app = studies_app("j\tjjjp");
+    let app = studies_app("jljjjp");
     assert_snapshot!(draw(&app, 100, 30));
 }

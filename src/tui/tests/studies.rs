@@ -79,7 +79,7 @@ fn a_study_event_replaces_that_study_by_name() {
 fn s_sorts_trials_best_first_and_back_keeping_the_selected_one() {
     let mut app = on_studies();
     key(&mut app, KeyCode::Char('j'));
-    key(&mut app, KeyCode::Tab);
+    key(&mut app, KeyCode::Right);
     assert_eq!(app.studies.focus, StudiesFocus::Trials);
     keys(&mut app, "jj");
     assert_eq!(app.studies.current_trial().map(|t| t.number), Some(2));
@@ -100,7 +100,7 @@ fn s_sorts_trials_best_first_and_back_keeping_the_selected_one() {
 fn selecting_a_trial_fetches_its_jobs_metrics() {
     let mut app = on_studies();
     key(&mut app, KeyCode::Char('j'));
-    key(&mut app, KeyCode::Tab);
+    key(&mut app, KeyCode::Right);
     let effects = keys(&mut app, "jjjj");
     let job = job_id(&fixtures::trial_job(4));
     assert!(
@@ -114,7 +114,7 @@ fn selecting_a_trial_fetches_its_jobs_metrics() {
 fn promote_asks_first_and_says_what_was_registered() {
     let mut app = on_studies();
     key(&mut app, KeyCode::Char('j'));
-    key(&mut app, KeyCode::Tab);
+    key(&mut app, KeyCode::Right);
     keys(&mut app, "jjj");
     assert!(keys(&mut app, "p").is_empty(), "nothing is sent before confirming");
     let pending = Pending::Promote {
@@ -188,7 +188,7 @@ fn readonly_refuses_study_mutations_but_not_viewing() {
     assert!(key(&mut app, KeyCode::Char('r')).is_empty(), "r on a stopped study");
     assert!(message(&app).0.contains("read-only"), "{:?}", app.message);
     key(&mut app, KeyCode::Char('j'));
-    key(&mut app, KeyCode::Tab);
+    key(&mut app, KeyCode::Right);
     keys(&mut app, "jjj");
     for k in ['p', 'c', 'n'] {
         assert!(key(&mut app, KeyCode::Char(k)).is_empty());
