@@ -296,3 +296,75 @@ fn bad_specs_are_refused_naming_the_line_and_nothing_is_queued() {
     assert_eq!(studies["studies"].as_array().map(Vec::len), Some(0), "{studies:#}");
     assert!(!home.path().join("studies").join("fm-asha").exists());
 }
+
+#[test]
+fn a_stopped_study_resumes_its_trials_from_their_checkpoints() {
+    let home = tempfile::tempdir().expect("temp home");
+    let _daemon = start(home.path());
+    let spec = write(
+        home.path(),
+        "study.toml",
+        r#"
+name = "fm-stop"
+base = { arch = "mlp", data = "fashion-mnist", epochs = 3, limit = 20000, config = { hidden = [64] } }
+objective = { metric = "val_accuracy" }
+budget = { trials = 3, concurrent = 2 }
+sampler = "random"
+[params]
+lr = { log_uniform = [1e-3, 5e-3] }
+"#,
+    );
+    assert!(kiln(home.path(), &["tune", "--detach", &spec]).status.success());
+    wait_for(home.path(), "fm-stop", Duration::from_secs(120), |v| {
+        trials(v)
+            .iter()
+            .any(|t| t["values"].as_array().is_some_and(|e| !e.is_empty()))
+    });
+    let out = kiln(home.path(), &["--json", "studies", "stop", "fm-stop"]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let stopped = wait_for(home.path(), "fm-stop", Duration::from_secs(60), |v| {
+        trials(v)
+            .iter()
+            .all(|t| t["state"] != "running" && t["state"] != "queued")
+    });
+    assert_eq!(stopped["state"], "stopped");
+    let cancelled: Vec<u64> = trials(&stopped)
+        .iter()
+        .filter(|t| t["state"] == "cancelled")
+        .map(|t| t["number"].as_u64().expect("number"))
+        .collect();
+    assert!(!cancelled.is_empty(), "{stopped:#}");
+    assert_eq!(
+        kiln(home.path(), &["studies", "stop", "fm-stop"]).status.code(),
+        Some(5),
+        "stopping twice is refused"
+    );
+
+    assert!(kiln(home.path(), &["studies", "resume", "fm-stop"]).status.success());
+    let view = wait_for(home.path(), "fm-stop", Duration::from_secs(240), completed);
+    assert_eq!(trials(&view).len(), 3, "{view:#}");
+    for trial in trials(&view) {
+        assert_eq!(trial["state"], "completed", "{trial:#}");
+        assert_eq!(trial["values"].as_array().map(Vec::len), Some(3), "{trial:#}");
+    }
+    // Each cancelled trial continued from its checkpoint in a second job.
+    for number in cancelled {
+        let trial = &trials(&view)[number as usize];
+        let jobs = trial["jobs"].as_array().expect("jobs");
+        assert_eq!(jobs.len(), 2, "{trial:#}");
+        let second = common::json(&kiln(
+            home.path(),
+            &["--json", "jobs", "show", jobs[1].as_str().expect("id")],
+        ));
+        let first = common::json(&kiln(
+            home.path(),
+            &["--json", "jobs", "show", jobs[0].as_str().expect("id")],
+        ));
+        if first["status"]["step"].as_u64().is_some_and(|s| s > 0) {
+            assert_eq!(
+                second["spec"]["resume"], jobs[0],
+                "continued from its checkpoint: {second:#}"
+            );
+        }
+    }
+}

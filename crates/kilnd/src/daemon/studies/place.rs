@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use kiln_core::jobs::{JobDir, TrainRequest};
+use kiln_core::jobs::{JobDir, JobState, TrainRequest};
 use kiln_core::kinds::DeviceName;
 use kiln_core::study::{StudyRecord, StudySpec, Trial, TrialTag, spec};
 
@@ -99,8 +99,9 @@ fn has_memory_for_another(record: &StudyRecord, telemetry: &TelemetryStore, inde
     largest.is_some_and(|need| total.saturating_sub(used) >= need + need / 5)
 }
 
-/// The training request of trial `trial`'s attempt `attempt` on `placement`. A trial
-/// resumed after a stop continues from its last job's checkpoint; a retry starts afresh.
+/// The training request of trial `trial`'s attempt `attempt` on `placement`. A trial that
+/// was cancelled (a stopped study, resumed) continues from its last job's checkpoint; a retry
+/// after a crash starts afresh.
 pub fn request(
     spec: &StudySpec,
     trial: &Trial,
@@ -117,14 +118,12 @@ pub fn request(
         attempt,
         objective: spec.objective,
     });
-    if !trial.values.is_empty()
-        && let Some(last) = trial.job()
-        && JobDir::new(home, last.clone())
-            .checkpoints()
-            .join("state.json")
-            .is_file()
-    {
-        request.resume = Some(last.clone());
+    if let Some(last) = trial.job() {
+        let dir = JobDir::new(home, last.clone());
+        let cancelled = dir.status().is_ok_and(|s| s.state == JobState::Cancelled);
+        if cancelled && dir.checkpoints().join("state.json").is_file() {
+            request.resume = Some(last.clone());
+        }
     }
     Ok(request)
 }
