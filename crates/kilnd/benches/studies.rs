@@ -111,12 +111,18 @@ fn epochs_in_time(home: &Path, study: &StudyView) -> Vec<(f64, f64)> {
     points
 }
 
+/// Validation images Fashion-MNIST holds out (1/12 of its 60,000 training images, whatever
+/// the `limit`): the accuracy's standard error is `sqrt(p (1 - p) / VAL_ROWS)`.
+const VAL_ROWS: f64 = 5_000.0;
+
 /// What one seed measured: fractions of random search's compute and wall clock.
 struct Comparison {
     random_best: f64,
     tpe_best: f64,
     /// Trial-epochs and seconds TPE + ASHA took to reach random's best, if it did.
     reached: Option<(usize, f64)>,
+    /// Trial-epochs it took to come within one standard error of random's best, if it did.
+    within_noise: Option<usize>,
     random_epochs: usize,
     random_epochs_to_best: usize,
     random_seconds: f64,
@@ -135,7 +141,13 @@ fn compare(home: &Path, random: &StudyView, random_secs: f64, tpe: &StudyView, t
         .iter()
         .position(|p| p.1 >= random_best)
         .map(|i| (i + 1, tpe_points[i].0 - tpe_started));
+    let noise = (random_best * (1.0 - random_best) / VAL_ROWS).sqrt();
+    let within_noise = tpe_points
+        .iter()
+        .position(|p| p.1 >= random_best - noise)
+        .map(|i| i + 1);
     Comparison {
+        within_noise,
         random_best,
         tpe_best: tpe_points.iter().map(|p| p.1).fold(f64::MIN, f64::max),
         reached,
@@ -187,6 +199,13 @@ fn search(client: &Blocking, home: &Path, s: &Settings) {
                 fractions.push((compute, clock));
             }
             None => println!("; never reached random's best (a miss)"),
+        }
+        if let Some(epochs) = c.within_noise {
+            println!(
+                "  (not the target) within one standard error of random's best ({:.4}) after {epochs} trial-epochs: {:.3}x",
+                c.random_best - (c.random_best * (1.0 - c.random_best) / VAL_ROWS).sqrt(),
+                epochs as f64 / c.random_epochs as f64
+            );
         }
     }
     // A seed that never reached random's best counts as an infinite fraction.

@@ -370,11 +370,27 @@ impl Live {
 /// libgomp's default spin unless the operator set one: the daemon's own short spin suits
 /// serving, not training.
 pub(crate) fn kilnd_for_children() -> std::io::Result<Command> {
-    let mut kilnd = Command::new(std::env::current_exe()?);
+    let mut kilnd = Command::new(own_binary()?);
     if std::env::var_os(SPIN_COUNT_SET_BY_KILND).is_some() {
         kilnd.env_remove("GOMP_SPINCOUNT").env_remove(SPIN_COUNT_SET_BY_KILND);
     }
     Ok(kilnd)
+}
+
+/// The path of the `kilnd` binary. Once it has been rebuilt or upgraded while the daemon
+/// runs, Linux reports the running one as `PATH (deleted)`; workers then start from the
+/// binary now at `PATH`, as a fresh daemon would.
+fn own_binary() -> std::io::Result<std::path::PathBuf> {
+    let exe = std::env::current_exe()?;
+    if let Some(live) = exe
+        .to_str()
+        .and_then(|p| p.strip_suffix(" (deleted)"))
+        .map(std::path::PathBuf::from)
+        .filter(|p| p.is_file())
+    {
+        return Ok(live);
+    }
+    Ok(exe)
 }
 
 /// Whether `pid` is alive and (when known) started at `start`.
