@@ -92,11 +92,14 @@ fn detail_lines<'a>(app: &'a App, m: &'a VersionManifest) -> Vec<Line<'a>> {
         ),
     ];
     let lineage = state.lineage(&m.model, m.version, 5);
-    let lineage = if lineage.is_empty() {
+    let mut lineage = if lineage.is_empty() {
         "trained from scratch".to_owned()
     } else {
         format!("← {}", lineage.join(" ← "))
     };
+    if let Some(s) = &d.study {
+        lineage = format!("study {} trial {} (epoch {}) · {lineage}", s.study, s.trial, s.epoch);
+    }
     lines.push(kv("lineage", lineage, theme));
     lines.extend(eval_lines(app, m));
     lines

@@ -301,3 +301,26 @@ fn snapshot_studies_confirm_promote_100x30() {
     let app = studies_app("jljjjp");
     assert_snapshot!(draw(&app, 100, 30));
 }
+
+#[test]
+fn a_promoted_version_shows_its_study_in_the_lineage() {
+    let mut app = populated();
+    let mut promoted = fixtures::manifest("fmnist-cnn", 3, 0.912, Some(2));
+    promoted["study"] = serde_json::json!({
+        "study": "fmnist-mlp-lr", "trial": 2, "params": { "lr": 0.003 }, "job": "j1764434403-ab12", "epoch": 5
+    });
+    let view: kiln_core::api::ModelView = fixtures::decode(serde_json::json!({ "model": {
+        "record": { "name": "fmnist-cnn", "task": "image-classification", "created_at": "2026-11-29T10:00:00Z" },
+        "versions": [fixtures::manifest("fmnist-cnn", 1, 0.871, None),
+                     fixtures::manifest("fmnist-cnn", 2, 0.902, Some(1)), promoted],
+        "aliases": {},
+    }, "problems": [] }));
+    feed(&mut app, vec![DaemonMsg::ModelDetail(view.model)]);
+    key(&mut app, KeyCode::Enter);
+    key(&mut app, KeyCode::Enter);
+    let screen = draw(&app, 120, 36);
+    assert!(
+        screen.contains("study fmnist-mlp-lr trial 2 (epoch 5) · ← fmnist-cnn@2"),
+        "{screen}"
+    );
+}
