@@ -5,6 +5,7 @@
 //! forward and backward kernels).
 
 pub mod checkpoint;
+pub mod compress;
 pub mod data;
 pub mod device;
 pub mod eval;

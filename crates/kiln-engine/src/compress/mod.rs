@@ -1,0 +1,19 @@
+//! Model compression (issue "kiln prune / kiln quantize"): unstructured magnitude pruning
+//! with masks re-applied while fine-tuning (`prune`), and int8 per-channel weight quantization
+//! of safetensors files (`quantize`). Pure engine code over any burn `Module`; jobs and the
+//! CLI wire it in.
+
+mod error;
+mod params;
+mod prune;
+mod quantize;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::CompressError;
+pub use prune::{LayerSparsity, Masks, Scope, apply, magnitude, sparsity_report};
+pub use quantize::{
+    AXIS_SUFFIX, INT8_PER_CHANNEL, QUANTIZATION_KEY, QuantizedTensor, SCALE_SUFFIX, dequantize, dequantize_safetensors,
+    output_axis, quantize, quantize_model_to_safetensors,
+};

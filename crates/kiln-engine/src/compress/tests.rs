@@ -1,0 +1,280 @@
+//! Pruning and quantization on real zoo models over libtorch (CPU).
+
+#![allow(deprecated)] // burn-tch is deprecated upstream; kiln pins burn 0.22 on purpose.
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::tensor::{Device, Tensor};
+use kiln_core::kinds::Arch;
+use serde_json::json;
+
+use super::params::{self, ParamInfo};
+use super::*;
+use crate::model::{ArchConfig, Mlp, ZooModel};
+use crate::ops::tests::{normal, seed};
+use crate::weights::{module_from_safetensors, module_to_safetensors};
+
+fn mlp(config: serde_json::Value, device: &Device) -> Mlp {
+    let config = ArchConfig::from_json(Arch::Mlp, config).expect("valid config");
+    match config.init(device) {
+        ZooModel::Mlp(model) => model,
+        other => panic!("built {:?}", other.arch()),
+    }
+}
+
+fn small_mlp(device: &Device) -> Mlp {
+    device.seed(7);
+    mlp(json!({"inputs": 8, "hidden": [16], "classes": 3}), device)
+}
+
+fn report(model: &Mlp) -> Vec<LayerSparsity> {
+    sparsity_report(model).expect("readable weights")
+}
+
+fn values(model: &Mlp) -> Vec<ParamInfo> {
+    params::collect(model, true).expect("readable weights")
+}
+
+fn is_weight(name: &str) -> bool {
+    name.ends_with(".weight")
+}
+
+#[test]
+fn half_global_sparsity_zeroes_half_the_weight_matrices_and_no_biases() {
+    let device = Device::libtorch();
+    let model = small_mlp(&device);
+    let masks = magnitude(&model, 0.5, Scope::Global).expect("masks");
+    let pruned = apply(model, &masks);
+    let layers = report(&pruned);
+    let (weights, biases): (Vec<_>, Vec<_>) = layers.iter().partition(|l| is_weight(&l.name));
+    let total: usize = weights.iter().map(|l| l.params).sum();
+    let zeros: usize = weights.iter().map(|l| l.zeros).sum();
+    assert_eq!(total, 8 * 16 + 16 * 3);
+    assert_eq!(zeros, total / 2, "{layers:?}");
+    assert!(biases.iter().all(|l| l.zeros == 0), "{layers:?}");
+    assert_eq!(biases.len(), 2);
+    assert!((masks.sparsity() - 0.5).abs() < 1e-9);
+}
+
+#[test]
+fn per_layer_sparsity_gives_each_weight_matrix_its_share() {
+    let device = Device::libtorch();
+    let model = small_mlp(&device);
+    let masks = magnitude(&model, 0.25, Scope::PerLayer).expect("masks");
+    let names: Vec<String> = masks.layers().into_iter().map(|l| l.name).collect();
+    assert_eq!(names, ["hidden.0.weight", "output.weight"]);
+    let pruned = apply(model, &masks);
+    for layer in report(&pruned).iter().filter(|l| is_weight(&l.name)) {
+        let expected = (layer.params as f64 * 0.25).round() as usize;
+        assert_eq!(layer.zeros, expected, "{layer:?}");
+    }
+}
+
+#[test]
+fn the_smallest_magnitudes_are_the_ones_zeroed() {
+    let device = Device::libtorch();
+    let model = small_mlp(&device);
+    let before = values(&model);
+    let masks = magnitude(&model, 0.6, Scope::Global).expect("masks");
+    let after = values(&apply(model, &masks));
+    let (mut largest_pruned, mut smallest_kept) = (0f32, f32::INFINITY);
+    for (b, a) in before.iter().zip(&after).filter(|(b, _)| is_weight(&b.name)) {
+        for (old, new) in b.values.iter().zip(&a.values) {
+            match *new == 0.0 {
+                true => largest_pruned = largest_pruned.max(old.abs()),
+                false => {
+                    assert_eq!(old, new, "kept weights are unchanged");
+                    smallest_kept = smallest_kept.min(old.abs());
+                }
+            }
+        }
+    }
+    assert!(largest_pruned <= smallest_kept, "{largest_pruned} > {smallest_kept}");
+}
+
+#[test]
+fn applying_masks_again_changes_nothing() {
+    let device = Device::libtorch();
+    let model = small_mlp(&device);
+    let masks = magnitude(&model, 0.5, Scope::PerLayer).expect("masks");
+    let once = apply(model, &masks);
+    let first: Vec<Vec<f32>> = values(&once).into_iter().map(|p| p.values).collect();
+    let twice = apply(once, &masks);
+    let second: Vec<Vec<f32>> = values(&twice).into_iter().map(|p| p.values).collect();
+    assert_eq!(first, second);
+}
+
+/// Whether every float parameter is still a leaf that requires grad.
+struct AllTracked(bool);
+
+impl ModuleVisitor for AllTracked {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        self.0 &= param.val().is_require_grad();
+    }
+}
+
+#[test]
+fn masks_keep_trainable_parameters_trainable() {
+    let device = Device::libtorch().autodiff();
+    let model = small_mlp(&device);
+    let masks = magnitude(&model, 0.5, Scope::Global).expect("masks");
+    let pruned = apply(model, &masks);
+    let mut tracked = AllTracked(true);
+    pruned.visit(&mut tracked);
+    assert!(tracked.0, "apply turned parameters into non-leaf or untracked tensors");
+}
+
+#[test]
+fn sparsity_outside_zero_to_one_is_refused() {
+    let device = Device::libtorch();
+    let model = small_mlp(&device);
+    for bad in [0.0, 1.0, 1.2, -0.5, f64::NAN] {
+        let err = magnitude(&model, bad, Scope::Global).expect_err("refused");
+        assert!(matches!(err, CompressError::Sparsity(_)), "{err}");
+    }
+    let err = magnitude(&model, 1.2, Scope::Global).expect_err("refused");
+    assert_eq!(err.to_string(), "sparsity must be between 0 and 1 (exclusive), not 1.2");
+}
+
+#[test]
+fn embedding_tables_are_not_pruned() {
+    let config = json!({"users": 10, "items": 12, "factors": 4});
+    let config = ArchConfig::from_json(Arch::Mf, config).expect("valid config");
+    let ZooModel::Mf(model) = config.init(&Device::libtorch()) else {
+        panic!("not an mf model");
+    };
+    let err = magnitude(&model, 0.5, Scope::Global).expect_err("only embeddings");
+    assert!(matches!(err, CompressError::NothingToPrune), "{err}");
+}
+
+#[test]
+fn quantized_values_are_within_half_a_scale_per_channel() {
+    let device = Device::libtorch();
+    seed(11);
+    let shape = [5, 7];
+    let data: Vec<f32> = normal(shape, &device).into_data().try_to_vec().expect("f32");
+    for axis in [0, 1] {
+        let q = quantize(&data, &shape, axis).expect("quantized");
+        assert_eq!(q.scales.len(), shape[axis]);
+        let back = dequantize(&q);
+        for (i, (w, r)) in data.iter().zip(&back).enumerate() {
+            let channel = if axis == 0 { i / 7 } else { i % 7 };
+            let scale = q.scales[channel];
+            assert!((w - r).abs() <= scale / 2.0 + 1e-7, "axis {axis} [{i}]: {w} vs {r}");
+        }
+    }
+}
+
+#[test]
+fn each_channel_gets_its_own_scale() {
+    // Column 0 is large, column 1 tiny, column 2 all zero: axis 1 of a [2, 3] tensor.
+    let data = [100.0, 0.01, 0.0, -25.0, -0.04, 0.0];
+    let q = quantize(&data, &[2, 3], 1).expect("quantized");
+    assert_eq!(q.scales, [100.0 / 127.0, 0.04 / 127.0, 1.0]);
+    assert_eq!(q.values, [127, 32, 0, -32, -127, 0]);
+    let back = dequantize(&q);
+    assert!(back.iter().all(|v| v.is_finite()), "{back:?}");
+    assert_eq!(back[2], 0.0);
+    assert_eq!(back[5], 0.0);
+}
+
+#[test]
+fn shapes_that_do_not_fit_the_data_are_refused() {
+    assert!(quantize(&[1.0; 6], &[2, 3], 2).is_err());
+    assert!(quantize(&[1.0; 5], &[2, 3], 0).is_err());
+}
+
+#[test]
+fn a_quantized_mlp_file_is_about_four_times_smaller() {
+    let device = Device::libtorch();
+    device.seed(3);
+    let model = mlp(json!({"inputs": 784, "hidden": [256], "classes": 10}), &device);
+    let plain = module_to_safetensors(&model).expect("f32 file");
+    let quantized = quantize_model_to_safetensors(&model).expect("int8 file");
+    let ratio = plain.len() as f64 / quantized.len() as f64;
+    println!("f32 {} bytes, int8 {} bytes, {ratio:.2}x", plain.len(), quantized.len());
+    assert!(ratio >= 3.5, "only {ratio:.2}x smaller");
+}
+
+#[test]
+fn a_dequantized_file_loads_and_computes_nearly_the_same_outputs() {
+    let device = Device::libtorch();
+    device.seed(5);
+    let config = json!({"inputs": 784, "hidden": [256], "classes": 10});
+    let model = mlp(config.clone(), &device);
+    let quantized = quantize_model_to_safetensors(&model).expect("int8 file");
+    let restored_bytes = dequantize_safetensors(&quantized).expect("f32 file");
+    let mut restored = mlp(config, &device);
+    module_from_safetensors(&mut restored, restored_bytes, "dequantized").expect("loads strictly");
+    seed(5);
+    let input = normal([32, 784], &device);
+    let (a, b) = (model.forward(input.clone()), restored.forward(input));
+    let error = (a.clone() - b).powi_scalar(2).sum().sqrt().into_scalar::<f64>();
+    let norm = a.powi_scalar(2).sum().sqrt().into_scalar::<f64>();
+    println!("relative output error {:.2e}", error / norm);
+    assert!(error / norm < 1e-2, "relative error {}", error / norm);
+}
+
+#[test]
+fn a_quantized_file_names_its_layout() {
+    let device = Device::libtorch();
+    let model = small_mlp(&device);
+    let bytes = quantize_model_to_safetensors(&model).expect("int8 file");
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).expect("header");
+    let metadata = header.metadata().clone().expect("metadata");
+    assert_eq!(
+        metadata.get(QUANTIZATION_KEY).map(String::as_str),
+        Some(INT8_PER_CHANNEL)
+    );
+    assert_eq!(metadata.get("hidden.0.weight.axis").map(String::as_str), Some("1"));
+    let file = safetensors::SafeTensors::deserialize(&bytes).expect("file");
+    assert_eq!(
+        file.tensor("hidden.0.weight").expect("weight").dtype(),
+        safetensors::Dtype::I8
+    );
+    assert_eq!(file.tensor("hidden.0.weight.__scale").expect("scale").shape(), [16]);
+    assert_eq!(
+        file.tensor("hidden.0.bias").expect("bias").dtype(),
+        safetensors::Dtype::F32
+    );
+}
+
+#[test]
+fn a_plain_file_is_not_taken_for_a_quantized_one() {
+    let model = small_mlp(&Device::libtorch());
+    let plain = module_to_safetensors(&model).expect("f32 file");
+    let err = dequantize_safetensors(&plain).expect_err("not quantized");
+    assert!(err.to_string().contains("kiln.quantization"), "{err}");
+}
+
+#[test]
+fn cnn_kernels_are_pruned_and_quantized_per_output_channel() {
+    let config = json!({"height": 8, "width": 8, "classes": 3, "conv_channels": [4], "hidden": 8});
+    let config = ArchConfig::from_json(Arch::Cnn, config).expect("valid config");
+    let device = Device::libtorch();
+    let ZooModel::Cnn(model) = config.init(&device) else {
+        panic!("not a cnn");
+    };
+    let masks = magnitude(&model, 0.5, Scope::PerLayer).expect("masks");
+    let kernel = masks.layers().into_iter().find(|l| l.name == "convs.0.weight");
+    assert_eq!(kernel.map(|l| (l.params, l.zeros)), Some((4 * 9, 18)));
+    let model = apply(model, &masks);
+    let bytes = quantize_model_to_safetensors(&model).expect("int8 file");
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).expect("header");
+    let metadata = header.metadata().clone().expect("metadata");
+    assert_eq!(metadata.get("convs.0.weight.axis").map(String::as_str), Some("0"));
+    assert_eq!(metadata.get("hidden.weight.axis").map(String::as_str), Some("1"));
+    let ZooModel::Cnn(mut restored) = config.init(&device) else {
+        panic!("not a cnn");
+    };
+    let plain = dequantize_safetensors(&bytes).expect("f32 file");
+    module_from_safetensors(&mut restored, plain, "dequantized").expect("loads strictly");
+    let zeros: usize = sparsity_report(&restored)
+        .expect("report")
+        .iter()
+        .map(|l| l.zeros)
+        .sum();
+    assert!(
+        zeros >= masks.layers().iter().map(|l| l.zeros).sum(),
+        "pruned weights stay zero"
+    );
+}
