@@ -175,10 +175,9 @@ batch_size = { choice = [64, 128] }
 /// The pid of the running worker of trial `number`'s attempt `attempt`, once it runs.
 fn worker_pid(home: &Path, name: &str, number: usize, attempt: usize) -> u32 {
     let view = wait_for(home, name, Duration::from_secs(120), |v| {
-        let trial = &trials(v)[number.min(trials(v).len().saturating_sub(1))];
-        trials(v).len() > number
-            && trial["jobs"].as_array().is_some_and(|j| j.len() == attempt)
-            && trial["state"] == "running"
+        trials(v).get(number).is_some_and(|trial| {
+            trial["jobs"].as_array().is_some_and(|j| j.len() == attempt) && trial["state"] == "running"
+        })
     });
     let job = trials(&view)[number]["jobs"][attempt - 1]
         .as_str()
