@@ -36,6 +36,31 @@ fn wait_for(home: &Path, name: &str, limit: Duration, done: impl Fn(&Value) -> b
     }
 }
 
+/// A random-search study of `trials` trials, two at a time, each 3 epochs of 20,000 images
+/// (seconds each: a test can act while trials run), tuning `params` (TOML lines).
+fn random_study(name: &str, trials: usize, params: &str) -> String {
+    format!(
+        r#"name = "{name}"
+base = {{ arch = "mlp", data = "fashion-mnist", epochs = 3, limit = 20000, config = {{ hidden = [64] }} }}
+objective = {{ metric = "val_accuracy" }}
+budget = {{ trials = {trials}, concurrent = 2 }}
+sampler = "random"
+seed = 3
+[params]
+{params}
+"#
+    )
+}
+
+/// Waits until some trial of the study has scored an epoch.
+fn wait_for_a_scored_epoch(home: &Path, name: &str) -> Value {
+    wait_for(home, name, Duration::from_secs(120), |v| {
+        trials(v)
+            .iter()
+            .any(|t| t["values"].as_array().is_some_and(|e| !e.is_empty()))
+    })
+}
+
 fn completed(view: &Value) -> bool {
     view["state"] == "completed"
 }
@@ -127,26 +152,16 @@ fn a_daemon_killed_mid_study_finishes_it_with_exactly_the_planned_trials() {
     let spec = write(
         home.path(),
         "study.toml",
-        r#"
-name = "fm-kill"
-base = { arch = "mlp", data = "fashion-mnist", epochs = 3, limit = 20000, config = { hidden = [64] } }
-objective = { metric = "val_accuracy" }
-budget = { trials = 5, concurrent = 2 }
-sampler = "random"
-seed = 3
-[params]
-lr = { log_uniform = [1e-4, 1e-2] }
-batch_size = { choice = [64, 128] }
-"#,
+        &random_study(
+            "fm-kill",
+            5,
+            "lr = { log_uniform = [1e-4, 1e-2] }\nbatch_size = { choice = [64, 128] }",
+        ),
     );
     let out = kiln(home.path(), &["tune", "--detach", &spec]);
     assert!(out.status.success(), "{}", common::stderr(&out));
     // Mid-study: a trial has scored an epoch and most of the study is still to run.
-    wait_for(home.path(), "fm-kill", Duration::from_secs(120), |v| {
-        trials(v)
-            .iter()
-            .any(|t| t["values"].as_array().is_some_and(|e| !e.is_empty()))
-    });
+    wait_for_a_scored_epoch(home.path(), "fm-kill");
     daemon.child.kill().expect("SIGKILL the daemon");
     daemon.child.wait().expect("reap");
     drop(daemon);
@@ -303,22 +318,10 @@ fn a_stopped_study_resumes_its_trials_from_their_checkpoints() {
     let spec = write(
         home.path(),
         "study.toml",
-        r#"
-name = "fm-stop"
-base = { arch = "mlp", data = "fashion-mnist", epochs = 3, limit = 20000, config = { hidden = [64] } }
-objective = { metric = "val_accuracy" }
-budget = { trials = 3, concurrent = 2 }
-sampler = "random"
-[params]
-lr = { log_uniform = [1e-3, 5e-3] }
-"#,
+        &random_study("fm-stop", 3, "lr = { log_uniform = [1e-3, 5e-3] }"),
     );
     assert!(kiln(home.path(), &["tune", "--detach", &spec]).status.success());
-    wait_for(home.path(), "fm-stop", Duration::from_secs(120), |v| {
-        trials(v)
-            .iter()
-            .any(|t| t["values"].as_array().is_some_and(|e| !e.is_empty()))
-    });
+    wait_for_a_scored_epoch(home.path(), "fm-stop");
     let out = kiln(home.path(), &["--json", "studies", "stop", "fm-stop"]);
     assert!(out.status.success(), "{}", common::stderr(&out));
     let stopped = wait_for(home.path(), "fm-stop", Duration::from_secs(60), |v| {

@@ -18,7 +18,7 @@ use super::table;
 use kiln_core::api::{PromoteRequest, StudyCreate, StudyView};
 use kiln_core::client::Blocking;
 use kiln_core::names::Name;
-use kiln_core::study::{StudyState, Trial, TrialState};
+use kiln_core::study::{StudyState, Trial, TrialState, value_text};
 
 const SPEC_HELP: &str = "A study spec (TOML):
 
@@ -178,14 +178,6 @@ fn params_text(trial: &Trial) -> String {
         .map(|(k, v)| format!("{k}={}", value_text(v)))
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-/// A parameter value, floats to 4 significant digits.
-fn value_text(value: &serde_json::Value) -> String {
-    match value.as_f64() {
-        Some(f) if value.is_f64() => format!("{f:.4e}").replace("e0", "").replace(".0000", ""),
-        _ => value.to_string().replace('"', ""),
-    }
 }
 
 /// `trials 5/24 done (3 completed, 2 pruned, 0 failed), 2 running; best val_accuracy 0.8712 (trial 2)`.

@@ -143,6 +143,20 @@ impl TrainRequest {
     }
 }
 
+impl TrainRequest {
+    /// The numeric limits every training job must meet (the daemon checks them on every
+    /// submission; a study spec checks them on every value a trial can get).
+    pub fn check_limits(&self) -> Result<(), String> {
+        if self.epochs == 0 || self.batch_size == 0 || self.limit == Some(0) {
+            return Err("epochs, batch_size and limit must be at least 1".into());
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(format!("lr must be a number above 0, not {}", self.lr));
+        }
+        Ok(())
+    }
+}
+
 impl JobRequest {
     /// Training or evaluation.
     pub fn kind(&self) -> JobKind {

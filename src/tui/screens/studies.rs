@@ -25,7 +25,6 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{List, ListItem, ListState, Paragraph, Row, Table, TableState, Wrap};
-use serde_json::Value;
 
 use super::chart::{Axes, Trace, legend, loss_traces, render_traces, run_range, short};
 use super::parallel;
@@ -37,7 +36,7 @@ use crate::tui::state::studies::{StudiesFocus, trial_best};
 use crate::tui::theme::Theme;
 use crate::tui::widgets::{panel, placeholder};
 use kiln_core::api::StudyView;
-use kiln_core::study::{Direction, EarlyStop, StudyState, Trial, TrialState};
+use kiln_core::study::{Direction, EarlyStop, StudyState, Trial, TrialState, value_text};
 
 /// Columns the study list takes at most (a third of the screen on narrow terminals).
 const LIST_WIDTH: u16 = 32;
@@ -199,45 +198,6 @@ fn render_summary(frame: &mut Frame, area: Rect, study: &StudyView, theme: &Them
     frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: true }).block(block), area);
 }
 
-/// A parameter value as the table shows it: floats to 3 significant digits (scientific
-/// below 0.01), lists joined with commas, strings as they are.
-pub fn compact(value: &Value) -> String {
-    match value {
-        Value::Number(n) if n.is_f64() => n.as_f64().map_or_else(String::new, sig3),
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => s.clone(),
-        Value::Array(items) => items.iter().map(compact).collect::<Vec<_>>().join(","),
-        Value::Null => "–".to_owned(),
-        other => other.to_string(),
-    }
-}
-
-/// `3.16e-4`, `0.0123`, `0.5`, `12.5`, `2e5`.
-fn sig3(v: f64) -> String {
-    let a = v.abs();
-    if a != 0.0 && !(0.01..1e5).contains(&a) {
-        let text = format!("{v:.2e}");
-        return match text.split_once('e') {
-            Some((mantissa, exp)) => format!("{}e{exp}", trim_zeros(mantissa)),
-            None => text,
-        };
-    }
-    let decimals = if a == 0.0 {
-        0
-    } else {
-        (2 - a.log10().floor() as i32).max(0) as usize
-    };
-    trim_zeros(&format!("{v:.decimals$}")).to_owned()
-}
-
-fn trim_zeros(text: &str) -> &str {
-    if text.contains('.') {
-        text.trim_end_matches('0').trim_end_matches('.')
-    } else {
-        text
-    }
-}
-
 /// `pruned@e3` for a pruned trial, else its state.
 fn trial_state(trial: &Trial) -> String {
     match &trial.pruned {
@@ -301,7 +261,7 @@ fn trial_widths(study: &StudyView, width: u16) -> Vec<Constraint> {
     let mut room = width.saturating_sub(FIXED.iter().sum::<u16>() + spacing);
     let value_width = |name: &str| {
         let widest = study.trials.iter().filter_map(|t| t.params.get(name));
-        let widest = widest.map(|v| compact(v).chars().count()).max().unwrap_or(1);
+        let widest = widest.map(|v| value_text(v).chars().count()).max().unwrap_or(1);
         u16::try_from(widest).unwrap_or(PARAM_MAX).min(PARAM_MAX)
     };
     let mut columns: Vec<u16> = params.iter().map(|p| value_width(&p.name)).collect();
@@ -336,7 +296,7 @@ fn trial_row<'a>(study: &StudyView, t: &Trial, best: Option<u32>, theme: &Theme)
             .spec
             .params
             .iter()
-            .map(|p| Line::raw(t.params.get(&p.name).map_or("–".to_owned(), compact))),
+            .map(|p| Line::raw(t.params.get(&p.name).map_or("–".to_owned(), value_text))),
     );
     cells.push(Line::raw(
         trial_best(study, t).map_or("–".to_owned(), |v| format!("{v:.4}")),
@@ -445,22 +405,4 @@ fn render_trial_detail(frame: &mut Frame, area: Rect, study: &StudyView, trial: 
     }
     let block = panel(format!(" trial {} ", t.number), false, theme);
     frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: true }).block(block), area);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn parameter_values_are_compact() {
-        assert_eq!(compact(&json!(0.000316227)), "3.16e-4");
-        assert_eq!(compact(&json!(0.0123456)), "0.0123");
-        assert_eq!(compact(&json!(0.5)), "0.5");
-        assert_eq!(compact(&json!(12.345)), "12.3");
-        assert_eq!(compact(&json!(1e-4)), "1e-4");
-        assert_eq!(compact(&json!(64)), "64");
-        assert_eq!(compact(&json!("adamw")), "adamw");
-        assert_eq!(compact(&json!([256, 128])), "256,128");
-    }
 }

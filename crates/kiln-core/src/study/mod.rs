@@ -30,6 +30,45 @@ pub use state::{PrunedAt, StudyRecord, StudyState, Trial, TrialState};
 /// One trial's parameters: parameter name (`lr`, `config.hidden`) → value.
 pub type Params = BTreeMap<String, serde_json::Value>;
 
+/// A parameter value as the console and the CLI show it: floats to 3 significant digits (scientific
+/// below 0.01), lists joined with commas, strings as they are.
+pub fn value_text(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::Number(n) if n.is_f64() => n.as_f64().map_or_else(String::new, sig3),
+        serde_json::Value::Number(n) => n.to_string(),
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Array(items) => items.iter().map(value_text).collect::<Vec<_>>().join(","),
+        serde_json::Value::Null => "–".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+/// `3.16e-4`, `0.0123`, `0.5`, `12.5`, `2e5`.
+fn sig3(v: f64) -> String {
+    let a = v.abs();
+    if a != 0.0 && !(0.01..1e5).contains(&a) {
+        let text = format!("{v:.2e}");
+        return match text.split_once('e') {
+            Some((mantissa, exp)) => format!("{}e{exp}", trim_zeros(mantissa)),
+            None => text,
+        };
+    }
+    let decimals = if a == 0.0 {
+        0
+    } else {
+        (2 - a.log10().floor() as i32).max(0) as usize
+    };
+    trim_zeros(&format!("{v:.decimals$}")).to_owned()
+}
+
+fn trim_zeros(text: &str) -> &str {
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        text
+    }
+}
+
 /// The validation figure a study optimises.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
@@ -142,4 +181,21 @@ pub struct StudyLink {
     /// The trial's job whose checkpoint became the version.
     pub job: String,
     pub epoch: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameter_values_are_compact() {
+        assert_eq!(value_text(&serde_json::json!(0.000316227)), "3.16e-4");
+        assert_eq!(value_text(&serde_json::json!(0.0123456)), "0.0123");
+        assert_eq!(value_text(&serde_json::json!(0.5)), "0.5");
+        assert_eq!(value_text(&serde_json::json!(12.345)), "12.3");
+        assert_eq!(value_text(&serde_json::json!(1e-4)), "1e-4");
+        assert_eq!(value_text(&serde_json::json!(64)), "64");
+        assert_eq!(value_text(&serde_json::json!("adamw")), "adamw");
+        assert_eq!(value_text(&serde_json::json!([256, 128])), "256,128");
+    }
 }

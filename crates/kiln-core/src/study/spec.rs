@@ -313,14 +313,9 @@ fn base_request(table: &toml::Table, name: &Name) -> Result<TrainRequest, String
     Ok(request)
 }
 
-/// The numeric limits the daemon also checks on every job.
+/// The limits the daemon checks on every job, and a config that is a table.
 fn check_request(r: &TrainRequest) -> Result<(), String> {
-    if r.epochs == 0 || r.batch_size == 0 || r.limit == Some(0) {
-        return Err("epochs, batch_size and limit must be at least 1".into());
-    }
-    if !(r.lr.is_finite() && r.lr > 0.0) {
-        return Err(format!("lr must be a number above 0, not {}", r.lr));
-    }
+    r.check_limits()?;
     if !r.config.is_object() {
         return Err(format!(
             "config must be a table of {} settings, e.g. {{ hidden = [64] }}",

@@ -223,12 +223,12 @@ impl Supervisor {
     pub fn prune(&self, id: &JobId, order: &kiln_core::study::PrunedAt) -> Result<JobView, JobError> {
         let dir = JobDir::open(&self.home, id)?;
         dir.write_prune_order(order)?;
-        let mut status = dir.status()?;
-        if status.state == JobState::Queued {
-            status.state = JobState::Pruned;
-            status.message = format!("pruned before it started: {}", order.reason);
-            status.updated_at = now_rfc3339();
-            dir.write_status(&status)?;
+        if dir.status()?.state == JobState::Queued {
+            finish_as(
+                &dir,
+                JobState::Pruned,
+                &format!("pruned before it started: {}", order.reason),
+            );
             return read_view(&dir);
         }
         self.cancel(id)

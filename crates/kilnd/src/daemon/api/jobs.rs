@@ -51,11 +51,7 @@ fn check(state: &AppState, request: JobRequest) -> Result<JobRequest, ApiError> 
 }
 
 fn check_train(state: &AppState, t: &TrainRequest) -> Result<(), ApiError> {
-    if t.epochs == 0 || t.batch_size == 0 || !(t.lr.is_finite() && t.lr > 0.0) || t.limit == Some(0) {
-        return Err(ApiError::unprocessable(
-            "epochs, batch_size and limit must be at least 1 and lr a number above 0",
-        ));
-    }
+    t.check_limits().map_err(ApiError::unprocessable)?;
     if !t.config.is_object() {
         return Err(ApiError::unprocessable(format!(
             "config must be a JSON object of {} settings, e.g. {{\"hidden\": 64}}, not {}",
