@@ -104,6 +104,7 @@ fn populate(registry: &Registry) -> Result<(), Box<dyn std::error::Error>> {
                 source: None,
                 libtorch_version: Some("2.9.0".into()),
                 study: None,
+                compression: None,
             };
             registry.add_version(&lock, &name, draft)?;
         }

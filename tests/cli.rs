@@ -45,6 +45,7 @@ fn seed(home: &Path, model: &str, versions: u32) {
             source: None,
             libtorch_version: None,
             study: None,
+            compression: None,
         };
         registry.add_version(&lock, &name, draft).expect("version");
     }

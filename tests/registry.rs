@@ -42,6 +42,7 @@ fn draft(registry: &Registry, payload: &[u8]) -> VersionDraft {
         source: None,
         libtorch_version: None,
         study: None,
+        compression: None,
     }
 }
 

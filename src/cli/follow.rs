@@ -33,6 +33,15 @@ struct JobEnd<'a> {
 /// Follows a job to its end: metric lines (or a progress bar on a terminal), Ctrl-C cancels
 /// it (the worker checkpoints), a hang-up leaves it running in the daemon.
 pub fn follow(client: &Blocking, id: &JobId, json: bool) -> Result<u8, CliError> {
+    match follow_to_end(client, id, json)? {
+        Some(status) => report(id, &status, json),
+        None => Ok(0),
+    }
+}
+
+/// Shows a job's progress until it ends and returns its final status; `None` when the
+/// terminal hung up first (the job keeps running in the daemon).
+pub fn follow_to_end(client: &Blocking, id: &JobId, json: bool) -> Result<Option<JobStatus>, CliError> {
     let signals = Signals::register()?;
     let mut progress = Progress::new(!json && std::io::stderr().is_terminal());
     let mut offset = 0;
@@ -41,16 +50,16 @@ pub fn follow(client: &Blocking, id: &JobId, json: bool) -> Result<u8, CliError>
         let (view, metrics) =
             client.run(|c| async move { Ok::<_, CliError>((c.job(id).await?, c.metrics(id, offset).await?)) })?;
         offset = metrics.next;
-        let epochs = view.spec.request.as_train().map_or(0, |t| t.epochs);
+        let epochs = view.spec.request.epochs();
         if !json {
             progress.show(&metrics.records, &view.status, epochs);
         }
         if view.status.state.is_final() {
             progress.finish();
-            return report(id, &view.status, json);
+            return Ok(Some(view.status));
         }
         if signals.hangup.load(Ordering::Relaxed) {
-            return Ok(0);
+            return Ok(None);
         }
         if signals.interrupt.load(Ordering::Relaxed) && !cancel_sent {
             cancel_sent = true;

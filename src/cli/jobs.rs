@@ -73,12 +73,13 @@ fn list_table(jobs: &[JobView]) -> String {
             let (what, model) = match &j.spec.request {
                 JobRequest::Train(t) => (t.arch.to_string(), t.model.to_string()),
                 JobRequest::Eval(e) => (j.spec.request.kind().to_string(), e.reference.to_string()),
+                JobRequest::Compress(c) => (j.spec.request.kind().to_string(), c.reference.to_string()),
             };
             vec![
                 j.id.to_string(),
                 j.status.state.to_string(),
                 what,
-                j.spec.request.data().to_string(),
+                j.spec.request.subject(),
                 model,
                 j.status.step.to_string(),
             ]

@@ -7,6 +7,7 @@
 //! 3 not found, 4 corrupt data found, 5 refused (e.g. removing an aliased version),
 //! 6 job cancelled.
 
+mod compress;
 mod daemon;
 mod error;
 mod follow;
@@ -58,6 +59,12 @@ enum Command {
     Train(train::TrainArgs),
     /// Evaluate a version on a dataset as a daemon job and attach the report to it.
     Eval(train::EvalArgs),
+    /// Prune a version into a smaller child version (unstructured, or --structured units and
+    /// filters), fine-tune it, and report it against its parent.
+    Prune(compress::PruneArgs),
+    /// Quantize a version's weights (--int8, --bf16 or --fp16) into a child version, and
+    /// report it against its parent.
+    Quantize(compress::QuantizeArgs),
     /// Run a hyperparameter study from a spec file: trials as daemon jobs, early stopping,
     /// progress until it ends (Ctrl-C leaves it running; --detach returns at once).
     Tune(studies::TuneArgs),
@@ -104,6 +111,8 @@ fn run(command: &Command, json: bool) -> Result<u8, CliError> {
         Command::Models(cmd) => models::run(cmd, json),
         Command::Train(args) => train::train(args, json),
         Command::Eval(args) => train::eval(args, json),
+        Command::Prune(args) => compress::prune(args, json),
+        Command::Quantize(args) => compress::quantize(args, json),
         Command::Tune(args) => studies::tune(args, json),
         Command::Studies(cmd) => studies::run(cmd, json),
         Command::Daemon(cmd) => daemon::run(cmd, json),

@@ -196,6 +196,18 @@ fn describe_version_view(view: &VersionView) -> String {
             figures.join(" ")
         ));
     }
+    let m = &view.version;
+    if let Some(compression) = &m.draft.compression {
+        let parent = m
+            .draft
+            .parent
+            .as_ref()
+            .map(|p| format!("{}@{}", p.model, p.version))
+            .unwrap_or_else(|| "parent".into());
+        out.push_str("
+compression   ");
+        out.push_str(&compression.render(&parent, &format!("{}@{}", m.model, m.version)));
+    }
     out.trim_end().to_owned()
 }
 

@@ -3,9 +3,11 @@
 //!
 //! Actions are imperative and carry no data: the selection in the current screen says what
 //! they apply to, and a few keys mean the nearest thing on each screen (`c` cancels a job
-//! and stops a study). Destructive work is never an action of its own: `CancelJob`, `Deploy`,
-//! `Rollback` and `Promote` open a confirm dialog holding a [`Pending`] operation, and only
-//! confirming it emits the request (STYLE: two steps for destructive actions).
+//! and stops a study; `o` overlays a run on the jobs screen and opens the optimize form for
+//! a version on the models screen). Destructive work is never an action of its own:
+//! `CancelJob`, `Deploy`, `Rollback` and `Promote` open a confirm dialog holding a
+//! [`Pending`] operation, and only confirming it emits the request (STYLE: two steps for
+//! destructive actions).
 
 use super::request::Request;
 use kiln_core::jobs::JobId;
@@ -76,7 +78,7 @@ actions! {
     ToggleSmoothing = "smoothing": "jobs: EMA smoothing of the loss curve on/off; studies: sort trials by number / best first",
     ToggleLogY = "log-y": "jobs: logarithmic loss axis on/off",
     ToggleZoom = "zoom": "jobs: recent / full history",
-    Overlay = "overlay": "jobs: overlay the selected run on the chart (again: clear)",
+    Overlay = "overlay": "jobs: overlay the selected run on the chart (again: clear); models: optimize the selected version, prune or quantize it into a child version (form)",
 }
 
 /// Which screen is showing.

@@ -336,6 +336,7 @@ impl App {
         let what = match &job.spec.request {
             JobRequest::Train(t) => format!("{} {} → {}", t.arch, t.data, t.model),
             JobRequest::Eval(e) => format!("{} {} on {}", job.spec.request.kind(), e.reference, e.data),
+            request @ JobRequest::Compress(_) => request.subject(),
         };
         self.say(format!("queued job {id} ({what})"));
         self.jobs.filter.clear();

@@ -1,5 +1,6 @@
 //! The dialogs drawn over a screen: help (generated from the live keymap), the `:` command
-//! palette, the confirm dialog, the launch form and the study-spec path input.
+//! palette, the confirm dialog, the launch form (training, evaluation or optimize) and the
+//! study-spec path input.
 //!
 //! ```text
 //!        ┌ Confirm ──────────────────────────────┐
@@ -144,27 +145,34 @@ fn field_row<'a>(f: &'a Field, focused: bool, theme: &Theme) -> Row<'a> {
     Row::new(vec![Span::styled(f.label, theme.muted), Span::styled(value, style)])
 }
 
+/// The launch form's width.
+const FORM_WIDTH: u16 = 56;
+
 fn render_form(frame: &mut Frame, area: Rect, theme: &Theme, form: &LaunchForm) {
-    let height = form.fields.len() as u16 + 5;
-    let rect = popup(frame, area, 56, height);
+    let shown = form.shown_fields().count() as u16;
+    // A long error (the core's checks explain themselves) wraps instead of being cut.
+    let error_lines = form
+        .error
+        .as_deref()
+        .map_or(1, |e| wrap_words(e, usize::from(FORM_WIDTH - 2)).len().max(1) as u16);
+    let rect = popup(frame, area, FORM_WIDTH, shown + error_lines + 4);
     let block = dialog(form.title(), theme);
     let inner = block.inner(rect);
     frame.render_widget(block, rect);
     let [fields, error, hints] = Layout::vertical([
-        Constraint::Length(form.fields.len() as u16),
-        Constraint::Length(1),
+        Constraint::Length(shown),
+        Constraint::Length(error_lines),
         Constraint::Length(2),
     ])
     .areas(inner);
     let rows: Vec<Row> = form
-        .fields
-        .iter()
-        .enumerate()
+        .shown_fields()
         .map(|(i, f)| field_row(f, i == form.focus, theme))
         .collect();
     frame.render_widget(Table::new(rows, [Constraint::Length(15), Constraint::Fill(1)]), fields);
     if let Some(e) = &form.error {
-        frame.render_widget(Paragraph::new(Span::styled(e.clone(), theme.error)), error);
+        let text = Paragraph::new(Span::styled(e.clone(), theme.error)).wrap(Wrap { trim: true });
+        frame.render_widget(text, error);
     }
     let hint = Line::from(vec![
         Span::styled("enter", theme.key),

@@ -1,7 +1,8 @@
-//! The launch form: a training job (architecture, dataset, hyperparameters with defaults)
-//! or an evaluation of a version. [`LaunchForm::request`] is the one place that maps the form
-//! to the typed [`JobRequest`] the daemon's `POST /api/v1/jobs` takes. The choice lists are
-//! the core's closed sets ([`Arch`], [`DatasetKind::BUILT_IN`], [`Optimizer`]).
+//! The launch form: a training job (architecture, dataset, hyperparameters with defaults),
+//! an evaluation of a version, or its compression (`compress.rs`: prune or quantize).
+//! [`LaunchForm::request`] is the one place that maps the form to the typed [`JobRequest`]
+//! the daemon's `POST /api/v1/jobs` takes. The choice lists are the core's closed sets
+//! ([`Arch`], [`DatasetKind::BUILT_IN`], [`Optimizer`], `Precision`).
 //!
 //! ```text
 //! ┌ Launch training ─────────────────────────┐
@@ -21,16 +22,20 @@ use kiln_core::jobs::{EvalRequest, JobRequest, TrainRequest};
 use kiln_core::kinds::{Arch, DataSource, DatasetKind, Optimizer};
 use kiln_core::names::{ModelRef, Name};
 
+mod compress;
+
 /// What the sample-limit field says when every training sample is used.
 const NO_LIMIT: &str = "all";
 /// The architecture the first-run job and an unfocused launch form start from.
 pub const FIRST_ARCH: Arch = Arch::Cnn;
 
-/// Training or evaluation.
+/// Training, evaluation or compression.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FormKind {
     Train,
     Eval,
+    /// Prune or quantize a version into a child version (the optimize form).
+    Compress,
 }
 
 /// One field's value.
@@ -134,7 +139,31 @@ impl LaunchForm {
         match self.kind {
             FormKind::Train => "Launch training",
             FormKind::Eval => "Launch evaluation",
+            FormKind::Compress => "Optimize: prune or quantize",
         }
+    }
+
+    /// What the job does, in a word (`launching training…`).
+    pub fn what(&self) -> &'static str {
+        match self.kind {
+            FormKind::Train => "training",
+            FormKind::Eval => "evaluation",
+            FormKind::Compress => "compression",
+        }
+    }
+
+    /// Whether field `index` applies to what the form now describes (the optimize form hides
+    /// the pruning fields while quantizing, and the precision while pruning).
+    pub fn shown(&self, index: usize) -> bool {
+        match (self.kind, self.fields.get(index)) {
+            (FormKind::Compress, Some(field)) => self.compress_applies(field.label),
+            (_, field) => field.is_some(),
+        }
+    }
+
+    /// The fields shown, with their indexes.
+    pub fn shown_fields(&self) -> impl Iterator<Item = (usize, &Field)> {
+        self.fields.iter().enumerate().filter(|(i, _)| self.shown(*i))
     }
 
     fn value(&self, label: &str) -> &str {
@@ -149,10 +178,17 @@ impl LaunchForm {
         self.value(label).parse().map_err(|e: T::Err| e.to_string())
     }
 
-    /// Moves the focus by `delta` fields, wrapping.
+    /// Moves the focus by `delta` shown fields, wrapping.
     pub fn move_focus(&mut self, delta: isize) {
         let n = self.fields.len() as isize;
-        self.focus = ((self.focus as isize + delta).rem_euclid(n)) as usize;
+        for _ in 0..delta.unsigned_abs() {
+            for _ in 0..n {
+                self.focus = ((self.focus as isize + delta.signum()).rem_euclid(n)) as usize;
+                if self.shown(self.focus) {
+                    break;
+                }
+            }
+        }
     }
 
     /// Cycles the focused choice by `delta`; an architecture change re-derives the defaults.
@@ -224,6 +260,7 @@ impl LaunchForm {
         match self.kind {
             FormKind::Train => self.train_request().map(JobRequest::Train),
             FormKind::Eval => self.eval_request().map(JobRequest::Eval),
+            FormKind::Compress => self.compress_request().map(JobRequest::Compress),
         }
     }
 
@@ -232,13 +269,18 @@ impl LaunchForm {
         DataSource::built_in(kind).ok_or_else(|| format!("{kind} is not a built-in dataset"))
     }
 
-    fn eval_request(&self) -> Result<EvalRequest, String> {
+    /// The `version` field as a `model@version` reference.
+    fn reference(&self) -> Result<ModelRef, String> {
         let model_ref = self.value("version").trim();
         if !model_ref.contains('@') {
             return Err("version must look like model@3".into());
         }
+        model_ref.parse::<ModelRef>().map_err(|e| e.to_string())
+    }
+
+    fn eval_request(&self) -> Result<EvalRequest, String> {
         Ok(EvalRequest {
-            reference: model_ref.parse::<ModelRef>().map_err(|e| e.to_string())?,
+            reference: self.reference()?,
             data: self.data()?,
             data_path: None,
             limit: None,
@@ -260,14 +302,19 @@ impl LaunchForm {
             .ok_or_else(|| format!("{label} must be a whole number"))
     }
 
+    /// The `sample limit` field: `all` (or empty) for no limit.
+    fn limit(&self) -> Result<Option<usize>, String> {
+        Ok(match self.value("sample limit").trim() {
+            "" | NO_LIMIT => None,
+            _ => Some(self.whole("sample limit").map_err(|e| format!("{e}, or {NO_LIMIT}"))?),
+        })
+    }
+
     fn train_request(&self) -> Result<TrainRequest, String> {
         let model = self.value("model name").trim();
         let model =
             Name::new(model).map_err(|_| format!("model name '{model}' must match [a-z0-9][a-z0-9._-]{{0,63}}"))?;
-        let limit = match self.value("sample limit").trim() {
-            "" | NO_LIMIT => None,
-            _ => Some(self.whole("sample limit").map_err(|e| format!("{e}, or {NO_LIMIT}"))?),
-        };
+        let limit = self.limit()?;
         let mut request = TrainRequest::new(self.chosen("architecture")?, self.data()?, model);
         request.epochs = self.whole("epochs")?;
         request.batch_size = self.whole("batch size")?;

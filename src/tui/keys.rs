@@ -108,10 +108,9 @@ impl App {
     fn on_form_key(&mut self, mut form: LaunchForm, key: KeyEvent) -> Vec<Effect> {
         match key.code {
             KeyCode::Esc => return Vec::new(),
-            KeyCode::Enter => match form.request() {
+            KeyCode::Enter => match form.request().and_then(|job| self.check_job(job)) {
                 Ok(job) => {
-                    let what = form.title().trim_start_matches("Launch ").to_owned();
-                    self.say(format!("launching {what}…"));
+                    self.say(format!("launching {}…", form.what()));
                     return vec![Effect::Request(Request::SubmitJob(Box::new(job)))];
                 }
                 Err(e) => form.error = Some(e),
@@ -256,6 +255,7 @@ impl App {
                 };
                 Vec::new()
             }
+            Action::Overlay if self.screen == Screen::Models => self.optimize(),
             Action::Overlay => {
                 if let Some(text) = self.jobs.toggle_overlay() {
                     self.say(text);

@@ -8,7 +8,9 @@ use super::app::{App, Overlay};
 use super::form::{FIRST_ARCH, LaunchForm, first_run_request};
 use super::request::Request;
 use super::state::models::production;
+use kiln_core::jobs::JobRequest;
 use kiln_core::kinds::{DataSource, DatasetKind};
+use kiln_core::names::Selector;
 use kiln_core::study::{StudyState, TrialState};
 
 impl App {
@@ -143,6 +145,32 @@ impl App {
         let dataset = self.selected_dataset().unwrap_or(FIRST_ARCH.default_dataset());
         self.overlay = Some(Overlay::Form(LaunchForm::eval(&selected.unwrap_or_default(), dataset)));
         Vec::new()
+    }
+
+    /// Opens the optimize form (prune or quantize) for the selected version.
+    pub(super) fn optimize(&mut self) -> Vec<Effect> {
+        if !self.allowed("launching a job") {
+            return Vec::new();
+        }
+        let Some((model, version)) = self.models.current_version() else {
+            self.complain("no version selected: pick the version to prune or quantize");
+            return Vec::new();
+        };
+        let form = LaunchForm::compress(&format!("{model}@{version}"));
+        self.overlay = Some(Overlay::Form(form));
+        Vec::new()
+    }
+
+    /// A job checked against what the console knows: a compression against its parent's
+    /// manifest, as kilnd will check it (a parent not loaded here is left to kilnd).
+    pub(super) fn check_job(&self, job: JobRequest) -> Result<JobRequest, String> {
+        if let JobRequest::Compress(c) = &job
+            && let Selector::Version(v) = c.reference.selector
+            && let Some(parent) = self.models.manifest(&c.reference.model, v)
+        {
+            c.check_parent(parent)?;
+        }
+        Ok(job)
     }
 
     /// The built-in dataset the selected version was trained on, if it was one.

@@ -99,9 +99,9 @@ fn hints(app: &App) -> Line<'static> {
     actions.extend(match app.screen {
         Screen::Models => vec![
             Action::Filter,
-            Action::Select,
             Action::Deploy,
             Action::MarkCompare,
+            Action::Overlay,
             Action::NewTraining,
         ],
         Screen::Jobs => vec![
@@ -140,6 +140,7 @@ fn short_name(screen: Screen, action: Action) -> &'static str {
         (Screen::Studies, Action::ToggleSmoothing) => "sort",
         (Screen::Studies, Action::CancelJob) => "stop",
         (Screen::Studies, Action::NewTraining) => "new study",
+        (Screen::Models, Action::Overlay) => "optimize",
         (_, other) => short_action(other),
     }
 }

@@ -21,13 +21,14 @@ use crate::fsx;
 use crate::kinds::{Arch, DataSource, DeviceName, MetricKind, Optimizer, Schedule};
 use crate::names::{ModelRef, Name, NameError};
 
-/// What a job does: train a new version, or evaluate a stored one.
+/// What a job does: train a new version, evaluate a stored one, or compress one into a child.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum JobKind {
     #[default]
     Train,
     Eval,
+    Compress,
 }
 
 /// What a client asks the daemon to run (`POST /api/v1/jobs`). It carries no id: the daemon
@@ -37,6 +38,7 @@ pub enum JobKind {
 pub enum JobRequest {
     Train(TrainRequest),
     Eval(EvalRequest),
+    Compress(crate::compression::CompressRequest),
 }
 
 /// Train a new version. Fields a client leaves out take the CLI's defaults.
@@ -163,6 +165,7 @@ impl JobRequest {
         match self {
             Self::Train(_) => JobKind::Train,
             Self::Eval(_) => JobKind::Eval,
+            Self::Compress(_) => JobKind::Compress,
         }
     }
 
@@ -171,14 +174,36 @@ impl JobRequest {
         match self {
             Self::Train(t) => &t.model,
             Self::Eval(e) => &e.reference.model,
+            Self::Compress(c) => c.model.as_ref().unwrap_or(&c.reference.model),
         }
     }
 
-    /// The dataset it reads.
-    pub fn data(&self) -> &DataSource {
+    /// The dataset it reads; `None` for a compression that reads its parent's.
+    pub fn data(&self) -> Option<&DataSource> {
         match self {
-            Self::Train(t) => &t.data,
-            Self::Eval(e) => &e.data,
+            Self::Train(t) => Some(&t.data),
+            Self::Eval(e) => Some(&e.data),
+            Self::Compress(c) => c.data.as_ref(),
+        }
+    }
+
+    /// What the job works on, in a few words: its dataset, or the version it compresses.
+    pub fn subject(&self) -> String {
+        match self {
+            Self::Compress(c) => format!("{} of {}", c.method, c.reference),
+            other => other.data().map(ToString::to_string).unwrap_or_default(),
+        }
+    }
+
+    /// Epochs it trains: a training job's, a pruning's fine-tune; 0 for the rest.
+    pub fn epochs(&self) -> usize {
+        match self {
+            Self::Train(t) => t.epochs,
+            Self::Compress(c) => match &c.method {
+                crate::compression::Method::Prune(p) => p.finetune_epochs,
+                crate::compression::Method::Quantize(_) => 0,
+            },
+            Self::Eval(_) => 0,
         }
     }
 
@@ -187,6 +212,7 @@ impl JobRequest {
         match self {
             Self::Train(t) => t.device.as_ref(),
             Self::Eval(_) => None,
+            Self::Compress(c) => c.device.as_ref(),
         }
     }
 
@@ -194,7 +220,7 @@ impl JobRequest {
     pub fn as_train(&self) -> Option<&TrainRequest> {
         match self {
             Self::Train(t) => Some(t),
-            Self::Eval(_) => None,
+            Self::Eval(_) | Self::Compress(_) => None,
         }
     }
 }

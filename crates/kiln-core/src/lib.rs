@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod client;
+pub mod compression;
 pub mod deploy;
 pub mod fsx;
 pub mod home;

@@ -51,6 +51,26 @@ fn collect_with<M: Task>(model: &M, data: &Split, device: &Device) -> Collected 
     out
 }
 
+/// Seconds one forward pass over `rows` of `data` takes, its output read back to the host
+/// (which waits for the device).
+pub fn time_forward(model: &ZooModel, data: &Split, rows: &[usize], device: &Device) -> f64 {
+    fn timed<M: Task>(model: &M, data: &Split, rows: &[usize], device: &Device) -> f64 {
+        let started = Instant::now();
+        let values = match model.predict(data, rows, device) {
+            Prediction::Logits(logits) => logits.into_data().num_elements(),
+            Prediction::Ratings(r) => r.into_data().num_elements(),
+        };
+        std::hint::black_box(values);
+        started.elapsed().as_secs_f64()
+    }
+    match model {
+        ZooModel::Mlp(m) => timed(m, data, rows, device),
+        ZooModel::Cnn(m) => timed(m, data, rows, device),
+        ZooModel::Rnn(m) => timed(m, data, rows, device),
+        ZooModel::Mf(m) => timed(m, data, rows, device),
+    }
+}
+
 /// Fills the classification or regression part of `report` from collected predictions.
 pub fn score(report: &mut EvalReport, collected: &Collected, data: &Split, classes: &[String]) {
     report.mean_latency_ms_per_sample = collected.seconds * 1000.0 / data.len().max(1) as f64;

@@ -3,7 +3,8 @@
 
 #![allow(deprecated)] // burn-tch is deprecated upstream; kiln pins burn 0.22 on purpose.
 
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{DType, Device, Int, Tensor, TensorData};
+use kiln_core::compression::Precision;
 use kiln_core::registry::{Registry, VersionManifest};
 
 use super::model::{ArchConfig, ZooModel};
@@ -20,8 +21,6 @@ pub struct LoadedModel {
 impl LoadedModel {
     /// Loads `model@version` onto `device`, verifying the weights blob on the way.
     pub fn from_registry(registry: &Registry, manifest: VersionManifest, device: Device) -> anyhow::Result<Self> {
-        let architecture = &manifest.draft.architecture;
-        let arch = ArchConfig::from_json(architecture.name, architecture.config.clone())?;
         let digest = manifest.draft.blobs.get("weights").ok_or_else(|| {
             anyhow::anyhow!(
                 "{}@{} has no weights blob in its manifest",
@@ -30,8 +29,22 @@ impl LoadedModel {
             )
         })?;
         let bytes = registry.blobs().read(digest)?;
+        Self::from_bytes(manifest, bytes, device)
+    }
+
+    /// Builds the model `manifest` describes from its stored weights `bytes` (f32, half or
+    /// int8: every stored form loads to f32), cast to the precision a compressed version
+    /// computes in.
+    pub fn from_bytes(manifest: VersionManifest, bytes: Vec<u8>, device: Device) -> anyhow::Result<Self> {
+        let architecture = &manifest.draft.architecture;
+        let arch = ArchConfig::from_json(architecture.name, architecture.config.clone())?;
         let mut model = arch.init(&device);
         weights::load_bytes(&mut model, bytes)?;
+        let compute = manifest.draft.compression.as_ref().map(|c| c.compute);
+        let model = match compute.and_then(half_dtype) {
+            Some(dtype) => model.cast(dtype).map_err(|reason| anyhow::anyhow!(reason))?,
+            None => model,
+        };
         Ok(Self {
             manifest,
             model,
@@ -110,6 +123,15 @@ impl LoadedModel {
             .map_err(|e| format!("cannot read output: {e:?}"))?;
         let cols = values.len() / batch;
         Ok(values.chunks(cols.max(1)).map(<[f32]>::to_vec).collect())
+    }
+}
+
+/// The burn dtype of a half precision; `None` for f32 (and int8, which loads dequantized).
+pub fn half_dtype(precision: Precision) -> Option<DType> {
+    match precision {
+        Precision::Bf16 => Some(DType::BF16),
+        Precision::Fp16 => Some(DType::F16),
+        Precision::F32 | Precision::Int8 => None,
     }
 }
 

@@ -25,6 +25,8 @@ pub struct LoopSettings {
     pub lr: f64,
     pub schedule: Schedule,
     pub seed: u64,
+    /// Pruning masks kept after every optimizer step, so pruned weights stay zero.
+    pub masks: Option<super::compress::Masks>,
 }
 
 /// How the loop ended.
@@ -109,6 +111,9 @@ pub fn run<M: Task>(
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             let lr = settings.lr_at(step, batches.len());
             model = optim.step(lr, model, grads);
+            if let Some(masks) = &settings.masks {
+                model = super::compress::apply(model, masks);
+            }
             window.add(value, rows.len());
             epoch_loss.add(value, rows.len());
             if window.due() || index + 1 == batches.len() {

@@ -123,6 +123,8 @@ pub fn module_from_safetensors<M: ModuleSnapshot>(
         file: what.to_owned(),
         reason,
     };
+    // Compressed versions store int8 or half-precision tensors; burn reads f32.
+    let bytes = crate::compress::to_f32(bytes).map_err(|e| mismatch(e.to_string()))?;
     let mut store = SafetensorsStore::from_bytes(Some(bytes)).allow_partial(true);
     let result = module.load_from(&mut store).map_err(|e| mismatch(e.to_string()))?;
     check_complete(&result).map_err(mismatch)

@@ -95,6 +95,7 @@ pub fn run(home: &std::path::Path, args: &ImportArgs) -> anyhow::Result<VersionM
         source: Some(format!("import:{source}")),
         libtorch_version: Some(LIBTORCH_VERSION.to_owned()),
         study: None,
+        compression: None,
     };
     Ok(registry.add_version(&lock, &args.model, draft)?)
 }

@@ -5,6 +5,7 @@
 
 pub mod alloc;
 pub mod auth;
+pub mod compress;
 pub mod daemon;
 pub mod evaluate;
 pub mod events;

@@ -50,6 +50,7 @@ pub fn run(home: &Path, id: &JobId) -> anyhow::Result<JobState> {
     job.write_status(&status)?;
     let train = match spec.request {
         JobRequest::Eval(request) => return run_eval(&job, &request, status),
+        JobRequest::Compress(request) => return run_compress(home, &job, &request, &stop, status),
         JobRequest::Train(train) => train,
     };
     let spec_trial = train.trial.clone();
@@ -121,6 +122,45 @@ fn run_eval(job: &JobDir, request: &EvalRequest, mut status: JobStatus) -> anyho
     status.updated_at = now_rfc3339();
     job.write_status(&status)?;
     Ok(status.state)
+}
+
+/// A compress job: build, measure and register the child version.
+fn run_compress(
+    home: &Path,
+    job: &JobDir,
+    request: &kiln_core::compression::CompressRequest,
+    stop: &Arc<AtomicBool>,
+    mut status: JobStatus,
+) -> anyhow::Result<JobState> {
+    let outcome = crate::compress::run(home, job, request, stop, &mut status);
+    if let Ok(latest) = job.status() {
+        status.step = latest.step;
+        status.epoch = latest.epoch;
+    }
+    (status.state, status.message) = match outcome {
+        Ok(crate::compress::Outcome::Registered(m)) => {
+            status.version = Some(ModelRef::version(m.model.clone(), m.version));
+            let summary = m
+                .draft
+                .compression
+                .as_ref()
+                .map(|c| c.summary(Some(request_parent(&m))))
+                .unwrap_or_default();
+            (JobState::Succeeded, format!("registered {}@{} ({summary})", m.model, m.version))
+        }
+        Ok(crate::compress::Outcome::Cancelled) => (
+            JobState::Cancelled,
+            "cancelled during the fine-tune; nothing registered (run it again to start over)".to_owned(),
+        ),
+        Err(e) => (JobState::Failed, format!("{e:#}")),
+    };
+    status.updated_at = now_rfc3339();
+    job.write_status(&status)?;
+    Ok(status.state)
+}
+
+fn request_parent(manifest: &VersionManifest) -> u32 {
+    manifest.draft.parent.as_ref().map_or(0, |p| p.version)
 }
 
 enum Outcome {
@@ -364,16 +404,7 @@ impl LoopSink for WorkerSink<'_> {
         {
             best.observe(record);
         }
-        if let Err(e) = self.job.append_metric(record) {
-            eprintln!("kilnd worker: cannot record metrics: {e}");
-        }
-        if let Ok(mut status) = self.job.status() {
-            status.step = record.step;
-            status.epoch = record.epoch;
-            status.total_steps = Some(self.total_steps);
-            status.updated_at = now_rfc3339();
-            let _ = self.job.write_status(&status);
-        }
+        record_progress(self.job, record, self.total_steps);
     }
 
     fn checkpoint(&mut self, checkpoint: &Checkpoint<'_>) -> anyhow::Result<()> {
@@ -382,6 +413,20 @@ impl LoopSink for WorkerSink<'_> {
             Some(best) => best.save(&self.job.checkpoints(), checkpoint),
             None => Ok(()),
         }
+    }
+}
+
+/// Appends a metric line and moves the status's step and epoch to it.
+pub(crate) fn record_progress(job: &JobDir, record: &MetricRecord, total_steps: u64) {
+    if let Err(e) = job.append_metric(record) {
+        eprintln!("kilnd worker: cannot record metrics: {e}");
+    }
+    if let Ok(mut status) = job.status() {
+        status.step = record.step;
+        status.epoch = record.epoch;
+        status.total_steps = Some(total_steps);
+        status.updated_at = now_rfc3339();
+        let _ = job.write_status(&status);
     }
 }
 
@@ -412,6 +457,7 @@ fn train_and_register<M: Task>(
         lr: spec.lr,
         schedule: spec.schedule,
         seed: spec.seed,
+        masks: None,
     };
     let device = plan.device.clone();
     let total_steps = (plan.dataset.train.len().div_ceil(spec.batch_size.max(1)) * spec.epochs) as u64;
@@ -527,6 +573,7 @@ fn draft(plan: &Plan, job: &JobDir, metrics: std::collections::BTreeMap<String, 
         source: None,
         libtorch_version: Some(LIBTORCH_VERSION.to_owned()),
         study: None,
+        compression: None,
     }
 }
 

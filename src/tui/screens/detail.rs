@@ -1,6 +1,8 @@
-//! The version detail pane: manifest, lineage and evaluation report with its confusion
-//! matrix; or, when another version is marked (`m`), the two side by side with differing
-//! rows highlighted.
+//! The version detail pane: manifest, lineage, a compressed version's comparison with its
+//! parent (`compression.rs`) and evaluation report with its confusion matrix; or, when another
+//! version is marked (`m`), the two side by side with differing rows highlighted (with the
+//! compression reports' figures when one is the compressed child of the other, or both are
+//! compressed).
 //!
 //! ```text
 //! ┌ fmnist-cnn@3 · production ──────────────┐   ┌ compare ───────────────────────────┐
@@ -19,6 +21,7 @@ use ratatui::layout::{Constraint, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Row, Table, Wrap};
 
+use super::compression;
 use crate::tui::app::App;
 use crate::tui::state::models::ModelsFocus;
 use crate::tui::theme::Theme;
@@ -61,7 +64,8 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     frame.render_widget(paragraph, area);
 }
 
-fn kv<'a>(key: &'a str, value: String, theme: &Theme) -> Line<'a> {
+/// A `key      value` line, the key muted in a fixed-width column.
+pub(super) fn kv<'a>(key: &'a str, value: String, theme: &Theme) -> Line<'a> {
     Line::from(vec![Span::styled(format!("{key:<10}"), theme.muted), Span::raw(value)])
 }
 
@@ -100,7 +104,13 @@ fn detail_lines<'a>(app: &'a App, m: &'a VersionManifest) -> Vec<Line<'a>> {
     if let Some(s) = &d.study {
         lineage = format!("study {} trial {} (epoch {}) · {lineage}", s.study, s.trial, s.epoch);
     }
+    if let Some(c) = &d.compression {
+        lineage = format!("{} · {lineage}", c.summary(d.parent.as_ref().map(|p| p.version)));
+    }
     lines.push(kv("lineage", lineage, theme));
+    if let Some(c) = &d.compression {
+        lines.extend(compression::detail_lines(c, theme));
+    }
     lines.extend(eval_lines(app, m));
     lines
 }
@@ -256,23 +266,42 @@ pub fn fmt_number(v: f64) -> String {
     }
 }
 
+/// Width of the compare view's change column (shown with compression figures).
+const CHANGE_WIDTH: u16 = 16;
+
 fn render_compare(frame: &mut Frame, area: Rect, app: &App, a: &VersionManifest, b: &VersionManifest) {
     let theme = &app.theme;
-    let rows: Vec<Row> = compare_rows(a, b)
+    let figures = compression::compare_rows(a, b);
+    let with_change = !figures.is_empty();
+    let row = |key: String, x: String, y: String, change: Option<&compression::Change>| {
+        let style = if x == y { theme.base } else { theme.warn };
+        let mut cells = vec![Span::styled(key, theme.muted), Span::raw(x), Span::raw(y)];
+        if with_change {
+            cells.push(compression::change_span(change, theme));
+        }
+        Row::new(cells).style(style)
+    };
+    let mut rows: Vec<Row> = compare_rows(a, b)
         .into_iter()
-        .map(|(key, x, y)| {
-            let style = if x == y { theme.base } else { theme.warn };
-            Row::new(vec![Span::styled(key, theme.muted), Span::raw(x), Span::raw(y)]).style(style)
-        })
+        .map(|(key, x, y)| row(key, x, y, None))
         .collect();
-    let header = Row::new(vec![
+    rows.extend(
+        figures
+            .into_iter()
+            .map(|f| row(f.label.to_owned(), f.first, f.second, f.change.as_ref())),
+    );
+    let mut header = vec![
         String::new(),
         format!("{}@{} *", a.model, a.version),
         format!("{}@{}", b.model, b.version),
-    ])
-    .style(theme.header);
-    let table = Table::new(rows, [Constraint::Length(14), Constraint::Fill(1), Constraint::Fill(1)])
-        .header(header)
+    ];
+    let mut widths = vec![Constraint::Length(14), Constraint::Fill(1), Constraint::Fill(1)];
+    if with_change {
+        header.push(format!("  v{} against v{}", b.version, a.version));
+        widths.push(Constraint::Length(CHANGE_WIDTH));
+    }
+    let table = Table::new(rows, widths)
+        .header(Row::new(header).style(theme.header))
         .block(panel(
             " Compare (m on the same version: clear) ",
             app.models.focus == ModelsFocus::Detail,
@@ -284,7 +313,9 @@ fn render_compare(frame: &mut Frame, area: Rect, app: &App, a: &VersionManifest,
 /// Reads one comparable field of a manifest.
 type Field = dyn Fn(&VersionManifest) -> Option<String>;
 
-/// `(key, a, b)` rows for the side-by-side view: identity, metrics, hyperparameters.
+/// `(key, a, b)` rows for the side-by-side view: identity, what a compressed version was made
+/// from, metrics, hyperparameters (the compression reports' figures follow them, from
+/// `compression::compare_rows`).
 pub fn compare_rows(a: &VersionManifest, b: &VersionManifest) -> Vec<(String, String, String)> {
     let text = |m: &VersionManifest, f: &Field| f(m).unwrap_or("-".into());
     let fixed: [(&str, &Field); 5] = [
@@ -300,6 +331,10 @@ pub fn compare_rows(a: &VersionManifest, b: &VersionManifest) -> Vec<(String, St
         .iter()
         .map(|(k, f)| ((*k).to_owned(), text(a, f), text(b, f)))
         .collect();
+    if a.draft.compression.is_some() || b.draft.compression.is_some() {
+        let origin = |m: &VersionManifest| compression::origin(m).unwrap_or("-".into());
+        rows.push(("compression".into(), origin(a), origin(b)));
+    }
     let metrics: BTreeSet<&String> = a.draft.metrics.keys().chain(b.draft.metrics.keys()).collect();
     for k in metrics {
         let get = |m: &VersionManifest| m.draft.metrics.get(k).map_or("-".into(), |v| fmt_number(*v));

@@ -1,6 +1,7 @@
 //! One module per screen; each has `render(frame, area, &App)` and draws only from state.
 
 pub mod chart;
+pub mod compression;
 pub mod detail;
 pub mod gpu;
 pub mod jobs;

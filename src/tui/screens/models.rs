@@ -5,10 +5,11 @@
 //! ┃ NAME         TASK                  LATEST  PROD  BEST       UPDATED    ┃
 //! ┃ fmnist-cnn   image-classification  v3      v2    acc 0.912  11-29 16:40┃
 //! ┗━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━┛
-//! ┌ Versions of fmnist-cnn ───────┐┌ fmnist-cnn@3 ─────────────────────────┐
-//! │ V   TAGS        METRIC   DATA ││ manifest, lineage, eval report,       │
-//! │ 3   production  0.912    f-m  ││ confusion matrix (or a side-by-side   │
-//! └───────────────────────────────┘└ compare with the marked version) ─────┘
+//! ┌ Versions of fmnist-cnn ───────┐┌ fmnist-cnn@4 ─────────────────────────┐
+//! │ V   TAGS        METRIC   DATA ││ manifest, lineage, compression report,│
+//! │ 4   int8 of v3  0.910    f-m  ││ eval report, confusion matrix (or a   │
+//! │ 3   production  0.912    f-m  ││ side-by-side compare with the marked  │
+//! └───────────────────────────────┘└ version) ────────────────────────────┘
 //! ```
 //! Enter / → moves focus models → versions → full-width detail; esc goes back. An empty
 //! registry shows the first-run welcome instead.
@@ -16,7 +17,7 @@
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Paragraph, Row, Table, TableState, Wrap};
+use ratatui::widgets::{Cell, Paragraph, Row, Table, TableState, Wrap};
 
 use super::detail;
 use crate::tui::app::{App, Connection};
@@ -147,7 +148,8 @@ const VERSION_WIDTHS: [Constraint; 4] = [
     Constraint::Length(11),
 ];
 
-/// One version: number (`*` when marked for compare), aliases, headline metric, date.
+/// One version: number (`*` when marked for compare), aliases and, for a compressed version,
+/// what it was made from (`int8 of v3`), headline metric, date.
 fn version_row<'a>(app: &App, model: &Name, v: u32) -> Row<'a> {
     let (state, theme) = (&app.models, &app.theme);
     let manifest = state.manifest(model, v);
@@ -163,12 +165,24 @@ fn version_row<'a>(app: &App, model: &Name, v: u32) -> Row<'a> {
         .and_then(|m| headline(&m.draft.metrics))
         .map_or("-".to_owned(), |(k, x)| format!("{} {x:.3}", metric_abbrev(&k)));
     let created = manifest.map_or("-".to_owned(), |m| month_day(&m.created_at));
+    let origin = manifest.and_then(super::compression::origin);
+    let mut tags = vec![Span::raw(tags.join(","))];
+    if let Some(origin) = origin {
+        let gap = if tags.iter().all(|s| s.content.is_empty()) {
+            ""
+        } else {
+            " "
+        };
+        tags.push(Span::styled(format!("{gap}{origin}"), theme.muted));
+    }
     let mark = if marked { "*" } else { " " };
-    Row::new(vec![format!("{mark}{v}"), tags.join(","), metric, created]).style(if marked {
-        theme.warn
-    } else {
-        theme.base
-    })
+    let cells = vec![
+        Cell::from(format!("{mark}{v}")),
+        Cell::from(Line::from(tags)),
+        Cell::from(metric),
+        Cell::from(created),
+    ];
+    Row::new(cells).style(if marked { theme.warn } else { theme.base })
 }
 
 fn render_welcome(frame: &mut Frame, area: Rect, app: &App) {

@@ -143,6 +143,7 @@ pub fn subject(job: &JobView) -> String {
     match &job.spec.request {
         JobRequest::Train(t) => t.model.to_string(),
         JobRequest::Eval(e) => e.reference.to_string(),
+        JobRequest::Compress(c) => c.reference.to_string(),
     }
 }
 
@@ -150,13 +151,13 @@ pub fn subject(job: &JobView) -> String {
 pub fn arch_or_kind(job: &JobView) -> String {
     match &job.spec.request {
         JobRequest::Train(t) => t.arch.to_string(),
-        request @ JobRequest::Eval(_) => request.kind().to_string(),
+        request @ (JobRequest::Eval(_) | JobRequest::Compress(_)) => request.kind().to_string(),
     }
 }
 
-/// Epochs a training job runs (0 for an evaluation).
+/// Epochs a job trains (0 for an evaluation).
 fn epochs(job: &JobView) -> usize {
-    job.spec.request.as_train().map_or(0, |t| t.epochs)
+    job.spec.request.epochs()
 }
 
 impl JobsState {
@@ -174,7 +175,7 @@ impl JobsState {
                     j.status.state,
                     subject(j),
                     arch_or_kind(j),
-                    j.spec.request.data()
+                    j.spec.request.subject()
                 );
                 terms.iter().all(|t| hay.to_lowercase().contains(t))
             })

@@ -3,8 +3,9 @@
 //! version manifests with their evaluation reports, and the compare mark.
 //!
 //! Filtering never allocates per row beyond the result: each version keeps a prebuilt
-//! haystack (`model@v arch dataset aliases task`), and a query's whitespace-separated terms
-//! must all occur in it, as in `kiln::registry::Catalog`.
+//! haystack (`model@v arch dataset aliases task`, and `int8 of v3` for a compressed
+//! version), and a query's whitespace-separated terms must all occur in it, as in
+//! `kiln::registry::Catalog`.
 
 use std::collections::HashMap;
 
@@ -288,14 +289,17 @@ fn haystack(v: &VersionManifest, aliases: &Aliases, task: &str) -> String {
         .filter(|(_, n)| **n == v.version)
         .map(|(a, _)| a.as_str())
         .collect();
+    let parent = v.draft.parent.as_ref().map(|p| p.version);
+    let origin = v.draft.compression.as_ref().map(|c| c.summary(parent));
     format!(
-        "{}@{} {} {} {} {}",
+        "{}@{} {} {} {} {} {}",
         v.model,
         v.version,
         v.draft.architecture.name,
         v.draft.dataset.as_ref().map_or("", |d| d.id.as_str()),
         tags.join(" "),
-        task
+        task,
+        origin.unwrap_or_default()
     )
     .to_lowercase()
 }

@@ -41,6 +41,52 @@ pub fn manifest(model: &str, version: u32, accuracy: f64, parent: Option<u32>) -
     m
 }
 
+/// fmnist-cnn@4: v3 quantized to int8, with the comparison its job measured.
+pub fn compressed_manifest() -> Value {
+    let mut m = manifest("fmnist-cnn", 4, 0.910, Some(3));
+    let tensor = |name: &str, shape: &[usize], nonzeros: usize| {
+        let params: usize = shape.iter().product();
+        json!({ "name": name, "shape": shape, "params": params, "nonzeros": nonzeros, "precision": "int8" })
+    };
+    m["compression"] = json!({
+        "method": { "method": "quantize", "precision": "int8" },
+        "layers": [tensor("conv.0.weight", &[32, 1, 3, 3], 288), tensor("fc.weight", &[10, 1568], 15_671)],
+        "compute": "f32",
+        "compute_note": "int8 weights dequantized to f32 at load",
+        "report": {
+            "dataset": "fashion-mnist", "split": "test", "rows": 10000, "device": "cpu",
+            "parent": { "version": 3, "size_bytes": 1_650_000, "size_zstd_bytes": 1_520_000, "params": 412_000,
+                        "nonzeros": 412_000, "accuracy": 0.912, "macro_f1": 0.91, "p50_ms_batch1": 0.42, "p50_ms_batch64": 3.1 },
+            "child": { "version": 4, "size_bytes": 418_000, "size_zstd_bytes": 371_000, "params": 412_000,
+                       "nonzeros": 411_800, "accuracy": 0.910, "macro_f1": 0.908, "p50_ms_batch1": 0.40, "p50_ms_batch64": 3.0 },
+            "notes": ["fp16 compute measured 1.4x slower on cpu: f32 kept"],
+        },
+    });
+    m
+}
+
+/// fmnist-cnn's versions with the compressed v4 on top, and v4's (evaluation-free) view.
+pub fn compressed_detail() -> Vec<DaemonMsg> {
+    let view: ModelView = decode(json!({ "model": {
+        "record": { "name": "fmnist-cnn", "task": "image-classification", "created_at": "2026-11-29T10:00:00Z" },
+        "versions": [manifest("fmnist-cnn", 1, 0.871, None), manifest("fmnist-cnn", 2, 0.902, Some(1)),
+                     manifest("fmnist-cnn", 3, 0.912, Some(2)), compressed_manifest()],
+        "aliases": { "production": 2 },
+    }, "problems": [] }));
+    let version4 = DaemonMsg::Version(decode(json!({ "version": compressed_manifest(), "evals": [] })));
+    vec![DaemonMsg::ModelDetail(view.model), version4]
+}
+
+/// A queued compression job, as kilnd answers its submission.
+pub fn compress_job(id: &str) -> Value {
+    json!({
+        "id": id,
+        "spec": { "id": id, "kind": "compress", "reference": "fmnist-cnn@3",
+                  "method": { "method": "prune", "sparsity": 0.5 } },
+        "status": { "state": "queued", "step": 0, "epoch": 0, "updated_at": "2026-11-29T16:00:00Z" },
+    })
+}
+
 pub fn models() -> DaemonMsg {
     DaemonMsg::Models(decode(json!({
         "models": [

@@ -1,9 +1,11 @@
 //! Console tests without a terminal or a daemon: `update` driven by events (`update.rs`,
-//! and `studies.rs` for the studies screen),
+//! `studies.rs` for the studies screen, `compression.rs` for the optimize form and the
+//! compression reports),
 //! and every screen and dialog rendered into a ratatui `TestBackend` and compared with insta
 //! snapshots (`snapshots.rs`, files in `snapshots/`; review changes with `cargo insta review`
 //! or by reading the diff).
 
+mod compression;
 mod fixtures;
 mod snapshots;
 mod studies;

@@ -77,6 +77,10 @@ pub struct VersionDraft {
     /// The study trial whose checkpoint this version is (`kiln studies promote`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub study: Option<crate::study::StudyLink>,
+    /// How this version was compressed from its parent (`kiln prune`, `kiln quantize`), with
+    /// the comparison the compressing job measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<crate::compression::Compression>,
 }
 
 /// `models/<model>/versions/<n>.json`: immutable once written.

@@ -13,8 +13,10 @@ pub enum CompressError {
     Tensor { name: String, reason: String },
     #[error("cannot quantize {name}: {reason}")]
     Shape { name: String, reason: String },
-    #[error("not a usable quantized weights file: {0}")]
+    #[error("not a usable weights file: {0}")]
     Format(String),
+    #[error("{0}")]
+    Unsupported(String),
     #[error(transparent)]
     Weights(#[from] WeightsError),
 }

@@ -4,15 +4,19 @@
 //! CLI wire it in.
 
 mod error;
+mod files;
 mod params;
 mod prune;
 mod quantize;
+mod structured;
 
 #[cfg(test)]
 mod tests;
 
 pub use error::CompressError;
-pub use prune::{LayerSparsity, Masks, Scope, apply, magnitude, sparsity_report};
+pub use files::{layer_states, to_f32, to_half, zstd_size};
+pub use structured::prune_units;
+pub use prune::{LayerSparsity, Masks, Scope, Selection, apply, cast, magnitude, sparsity_report};
 pub use quantize::{
     AXIS_SUFFIX, INT8_PER_CHANNEL, QUANTIZATION_KEY, QuantizedTensor, SCALE_SUFFIX, dequantize, dequantize_safetensors,
     output_axis, quantize, quantize_model_to_safetensors,

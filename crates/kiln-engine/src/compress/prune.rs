@@ -23,6 +23,25 @@ pub enum Scope {
     PerLayer,
 }
 
+/// Which tensors besides weight matrices and kernels may be pruned.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Selection {
+    /// Rank-1 tensors: biases (and norm scales).
+    pub biases: bool,
+    /// Embedding tables.
+    pub embeddings: bool,
+}
+
+impl Selection {
+    fn prunable(self, p: &ParamInfo) -> bool {
+        match (p.shape.len() >= 2, p.is_embedding()) {
+            (_, true) => self.embeddings,
+            (true, false) => true,
+            (false, false) => self.biases,
+        }
+    }
+}
+
 /// Zeros and size of one parameter tensor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LayerSparsity {
@@ -89,14 +108,20 @@ impl Masks {
     }
 }
 
-/// Chooses the `sparsity` share (0 < s < 1) of smallest-magnitude weights of `model` to prune.
-pub fn magnitude<M: Module>(model: &M, sparsity: f64, scope: Scope) -> Result<Masks, CompressError> {
+/// Chooses the `sparsity` share (0 < s < 1) of smallest-magnitude weights of `model` to prune:
+/// weight matrices and kernels, plus what `selection` adds.
+pub fn magnitude<M: Module>(
+    model: &M,
+    sparsity: f64,
+    scope: Scope,
+    selection: Selection,
+) -> Result<Masks, CompressError> {
     if !(sparsity > 0.0 && sparsity < 1.0) {
         return Err(CompressError::Sparsity(sparsity));
     }
     let prunable: Vec<ParamInfo> = params::collect(model, true)?
         .into_iter()
-        .filter(|p| p.shape.len() >= 2 && !p.is_embedding())
+        .filter(|p| selection.prunable(p))
         .collect();
     if prunable.is_empty() {
         return Err(CompressError::NothingToPrune);
@@ -213,6 +238,22 @@ fn masked<const D: usize>(tensor: Tensor<D>, keep: Tensor<1>) -> Tensor<D> {
     match tracked {
         true => zeroed.require_grad(),
         false => zeroed,
+    }
+}
+
+/// `model` with every float parameter cast to `dtype` (half-precision inference).
+pub fn cast<M: Module>(model: M, dtype: burn::tensor::DType) -> M {
+    model.map(&mut Cast { dtype })
+}
+
+struct Cast {
+    dtype: burn::tensor::DType,
+}
+
+impl ModuleMapper for Cast {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let dtype = self.dtype;
+        param.map(|tensor| tensor.cast(dtype))
     }
 }
 

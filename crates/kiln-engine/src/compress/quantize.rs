@@ -124,10 +124,10 @@ pub fn output_axis(owner: Option<&str>) -> usize {
 }
 
 /// A tensor to write, owning its bytes.
-struct Owned {
-    dtype: Dtype,
-    shape: Vec<usize>,
-    bytes: Vec<u8>,
+pub(super) struct Owned {
+    pub dtype: Dtype,
+    pub shape: Vec<usize>,
+    pub bytes: Vec<u8>,
 }
 
 impl View for &Owned {
@@ -146,7 +146,7 @@ impl View for &Owned {
 }
 
 impl Owned {
-    fn copy(view: &TensorView<'_>) -> Self {
+    pub(super) fn copy(view: &TensorView<'_>) -> Self {
         Self {
             dtype: view.dtype(),
             shape: view.shape().to_vec(),
@@ -154,7 +154,7 @@ impl Owned {
         }
     }
 
-    fn f32s(shape: Vec<usize>, values: &[f32]) -> Self {
+    pub(super) fn f32s(shape: Vec<usize>, values: &[f32]) -> Self {
         let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         Self {
             dtype: Dtype::F32,
@@ -262,7 +262,7 @@ fn read_quantized(
     Ok(q)
 }
 
-fn f32s(bytes: &[u8]) -> Vec<f32> {
+pub(super) fn f32s(bytes: &[u8]) -> Vec<f32> {
     bytes
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
@@ -279,7 +279,7 @@ fn named(error: CompressError, name: &str) -> CompressError {
     }
 }
 
-fn write(tensors: &[(String, Owned)], metadata: HashMap<String, String>) -> Result<Vec<u8>, CompressError> {
+pub(super) fn write(tensors: &[(String, Owned)], metadata: HashMap<String, String>) -> Result<Vec<u8>, CompressError> {
     let views = tensors.iter().map(|(name, tensor)| (name.as_str(), tensor));
     Ok(safetensors::serialize(views, Some(metadata))?)
 }

@@ -42,7 +42,7 @@ fn is_weight(name: &str) -> bool {
 fn half_global_sparsity_zeroes_half_the_weight_matrices_and_no_biases() {
     let device = Device::libtorch();
     let model = small_mlp(&device);
-    let masks = magnitude(&model, 0.5, Scope::Global).expect("masks");
+    let masks = magnitude(&model, 0.5, Scope::Global, Selection::default()).expect("masks");
     let pruned = apply(model, &masks);
     let layers = report(&pruned);
     let (weights, biases): (Vec<_>, Vec<_>) = layers.iter().partition(|l| is_weight(&l.name));
@@ -59,7 +59,7 @@ fn half_global_sparsity_zeroes_half_the_weight_matrices_and_no_biases() {
 fn per_layer_sparsity_gives_each_weight_matrix_its_share() {
     let device = Device::libtorch();
     let model = small_mlp(&device);
-    let masks = magnitude(&model, 0.25, Scope::PerLayer).expect("masks");
+    let masks = magnitude(&model, 0.25, Scope::PerLayer, Selection::default()).expect("masks");
     let names: Vec<String> = masks.layers().into_iter().map(|l| l.name).collect();
     assert_eq!(names, ["hidden.0.weight", "output.weight"]);
     let pruned = apply(model, &masks);
@@ -74,7 +74,7 @@ fn the_smallest_magnitudes_are_the_ones_zeroed() {
     let device = Device::libtorch();
     let model = small_mlp(&device);
     let before = values(&model);
-    let masks = magnitude(&model, 0.6, Scope::Global).expect("masks");
+    let masks = magnitude(&model, 0.6, Scope::Global, Selection::default()).expect("masks");
     let after = values(&apply(model, &masks));
     let (mut largest_pruned, mut smallest_kept) = (0f32, f32::INFINITY);
     for (b, a) in before.iter().zip(&after).filter(|(b, _)| is_weight(&b.name)) {
@@ -95,7 +95,7 @@ fn the_smallest_magnitudes_are_the_ones_zeroed() {
 fn applying_masks_again_changes_nothing() {
     let device = Device::libtorch();
     let model = small_mlp(&device);
-    let masks = magnitude(&model, 0.5, Scope::PerLayer).expect("masks");
+    let masks = magnitude(&model, 0.5, Scope::PerLayer, Selection::default()).expect("masks");
     let once = apply(model, &masks);
     let first: Vec<Vec<f32>> = values(&once).into_iter().map(|p| p.values).collect();
     let twice = apply(once, &masks);
@@ -116,7 +116,7 @@ impl ModuleVisitor for AllTracked {
 fn masks_keep_trainable_parameters_trainable() {
     let device = Device::libtorch().autodiff();
     let model = small_mlp(&device);
-    let masks = magnitude(&model, 0.5, Scope::Global).expect("masks");
+    let masks = magnitude(&model, 0.5, Scope::Global, Selection::default()).expect("masks");
     let pruned = apply(model, &masks);
     let mut tracked = AllTracked(true);
     pruned.visit(&mut tracked);
@@ -128,10 +128,10 @@ fn sparsity_outside_zero_to_one_is_refused() {
     let device = Device::libtorch();
     let model = small_mlp(&device);
     for bad in [0.0, 1.0, 1.2, -0.5, f64::NAN] {
-        let err = magnitude(&model, bad, Scope::Global).expect_err("refused");
+        let err = magnitude(&model, bad, Scope::Global, Selection::default()).expect_err("refused");
         assert!(matches!(err, CompressError::Sparsity(_)), "{err}");
     }
-    let err = magnitude(&model, 1.2, Scope::Global).expect_err("refused");
+    let err = magnitude(&model, 1.2, Scope::Global, Selection::default()).expect_err("refused");
     assert_eq!(err.to_string(), "sparsity must be between 0 and 1 (exclusive), not 1.2");
 }
 
@@ -142,7 +142,7 @@ fn embedding_tables_are_not_pruned() {
     let ZooModel::Mf(model) = config.init(&Device::libtorch()) else {
         panic!("not an mf model");
     };
-    let err = magnitude(&model, 0.5, Scope::Global).expect_err("only embeddings");
+    let err = magnitude(&model, 0.5, Scope::Global, Selection::default()).expect_err("only embeddings");
     assert!(matches!(err, CompressError::NothingToPrune), "{err}");
 }
 
@@ -254,7 +254,7 @@ fn cnn_kernels_are_pruned_and_quantized_per_output_channel() {
     let ZooModel::Cnn(model) = config.init(&device) else {
         panic!("not a cnn");
     };
-    let masks = magnitude(&model, 0.5, Scope::PerLayer).expect("masks");
+    let masks = magnitude(&model, 0.5, Scope::PerLayer, Selection::default()).expect("masks");
     let kernel = masks.layers().into_iter().find(|l| l.name == "convs.0.weight");
     assert_eq!(kernel.map(|l| (l.params, l.zeros)), Some((4 * 9, 18)));
     let model = apply(model, &masks);
@@ -277,4 +277,156 @@ fn cnn_kernels_are_pruned_and_quantized_per_output_channel() {
         zeros >= masks.layers().iter().map(|l| l.zeros).sum(),
         "pruned weights stay zero"
     );
+}
+
+/// `bytes` with the listed `(tensor, axis, index)` slices set to zero.
+fn zero_slices(bytes: &[u8], slices: &[(&str, usize, usize)]) -> Vec<u8> {
+    use safetensors::SafeTensors;
+    let file = SafeTensors::deserialize(bytes).expect("safetensors");
+    let mut tensors = Vec::new();
+    for (name, view) in file.iter() {
+        let shape = view.shape().to_vec();
+        let mut values = super::quantize::f32s(view.data());
+        for &(_, axis, index) in slices.iter().filter(|(n, _, _)| *n == name) {
+            let inner: usize = shape[axis + 1..].iter().product();
+            for (i, v) in values.iter_mut().enumerate() {
+                if (i / inner) % shape[axis] == index {
+                    *v = 0.0;
+                }
+            }
+        }
+        tensors.push((name.to_owned(), super::quantize::Owned::f32s(shape, &values)));
+    }
+    super::quantize::write(&tensors, Default::default()).expect("write")
+}
+
+fn max_abs_diff(a: Tensor<2>, b: Tensor<2>) -> f32 {
+    (a - b).abs().max().into_scalar::<f32>()
+}
+
+#[test]
+fn structured_pruning_of_dead_mlp_units_rebuilds_smaller_layers_that_compute_the_same() {
+    let device = Device::libtorch();
+    device.seed(11);
+    let arch = ArchConfig::from_json(Arch::Mlp, json!({"inputs": 8, "hidden": [16, 12], "classes": 3})).expect("config");
+    let model = arch.init(&device);
+    // Units 0..8 of the first layer and 0..6 of the second never fire: their incoming
+    // weights and biases are zero, so removing them must not change a single output.
+    let mut dead = Vec::new();
+    for unit in 0..8 {
+        dead.extend([("hidden.0.weight", 1, unit), ("hidden.0.bias", 0, unit)]);
+    }
+    for unit in 0..6 {
+        dead.extend([("hidden.1.weight", 1, unit), ("hidden.1.bias", 0, unit)]);
+    }
+    let bytes = zero_slices(&crate::weights::to_safetensors(&model).expect("bytes"), &dead);
+    let (smaller, pruned) = prune_units(&arch, &bytes, 0.5).expect("pruned");
+    let ArchConfig::Mlp(config) = &smaller else {
+        panic!("{smaller:?}");
+    };
+    assert_eq!(config.hidden, vec![8, 6]);
+    let mut original = arch.init(&device);
+    crate::weights::load_bytes(&mut original, bytes).expect("load original");
+    let mut rebuilt = smaller.init(&device);
+    crate::weights::load_bytes(&mut rebuilt, pruned).expect("the smaller file loads as an ordinary model");
+    let (ZooModel::Mlp(original), ZooModel::Mlp(rebuilt)) = (original, rebuilt) else {
+        panic!("not mlps");
+    };
+    let input = normal([5, 8], &device);
+    let diff = max_abs_diff(original.forward(input.clone()), rebuilt.forward(input));
+    assert!(diff < 1e-5, "outputs differ by {diff}");
+}
+
+#[test]
+fn structured_pruning_of_dead_cnn_filters_and_units_computes_the_same() {
+    let device = Device::libtorch();
+    device.seed(12);
+    let arch = ArchConfig::from_json(
+        Arch::Cnn,
+        json!({"channels": 1, "height": 8, "width": 8, "classes": 3, "conv_channels": [4, 6], "hidden": 10}),
+    )
+    .expect("config");
+    let model = arch.init(&device);
+    let mut dead = vec![
+        ("convs.0.weight", 0, 1),
+        ("convs.0.bias", 0, 1),
+        ("convs.0.weight", 0, 2),
+        ("convs.0.bias", 0, 2),
+    ];
+    for filter in [0, 3, 5] {
+        dead.extend([("convs.1.weight", 0, filter), ("convs.1.bias", 0, filter)]);
+    }
+    for unit in 0..5 {
+        dead.extend([("hidden.weight", 1, unit), ("hidden.bias", 0, unit)]);
+    }
+    let bytes = zero_slices(&crate::weights::to_safetensors(&model).expect("bytes"), &dead);
+    let (smaller, pruned) = prune_units(&arch, &bytes, 0.5).expect("pruned");
+    let ArchConfig::Cnn(config) = &smaller else {
+        panic!("{smaller:?}");
+    };
+    assert_eq!((config.conv_channels.clone(), config.hidden), (vec![2, 3], 5));
+    let mut original = arch.init(&device);
+    crate::weights::load_bytes(&mut original, bytes).expect("load original");
+    let mut rebuilt = smaller.init(&device);
+    crate::weights::load_bytes(&mut rebuilt, pruned).expect("load smaller");
+    let (ZooModel::Cnn(original), ZooModel::Cnn(rebuilt)) = (original, rebuilt) else {
+        panic!("not cnns");
+    };
+    let images = normal([3, 64], &device).reshape([3, 1, 8, 8]);
+    let diff = max_abs_diff(original.forward(images.clone()), rebuilt.forward(images));
+    assert!(diff < 1e-5, "outputs differ by {diff}");
+}
+
+#[test]
+fn structured_pruning_refuses_what_it_cannot_shrink() {
+    let device = Device::libtorch();
+    let arch = ArchConfig::from_json(Arch::Rnn, json!({"vocab": 20, "classes": 2})).expect("config");
+    let bytes = crate::weights::to_safetensors(&arch.init(&device)).expect("bytes");
+    let err = prune_units(&arch, &bytes, 0.5).expect_err("rnn").to_string();
+    assert!(err.contains("unstructured"), "{err}");
+    let arch = ArchConfig::from_json(Arch::Mlp, json!({"inputs": 4, "classes": 2})).expect("config");
+    let int8 = quantize_model_to_safetensors(&small_mlp(&device)).expect("int8");
+    let err = prune_units(&arch, &int8, 0.5).expect_err("int8").to_string();
+    assert!(err.contains("prune before quantizing"), "{err}");
+}
+
+#[test]
+fn half_precision_files_load_back_and_a_cast_model_answers_f32_close_to_the_original() {
+    use kiln_core::compression::Precision;
+    let device = Device::libtorch();
+    let config = json!({"inputs": 64, "hidden": [64], "classes": 8});
+    let model = mlp(config.clone(), &device);
+    let plain = module_to_safetensors(&model).expect("bytes");
+    for precision in [Precision::Bf16, Precision::Fp16] {
+        let half = to_half(&plain, precision).expect("half");
+        assert!(half.len() < plain.len() * 6 / 10, "{} vs {}", half.len(), plain.len());
+        let layers = layer_states(&half).expect("layers");
+        assert!(layers.iter().all(|l| l.precision == precision), "{layers:?}");
+        let mut restored = mlp(config.clone(), &device);
+        module_from_safetensors(&mut restored, half, "half").expect("a half file loads as f32");
+        let input = normal([4, 64], &device);
+        let diff = max_abs_diff(model.forward(input.clone()), restored.forward(input));
+        assert!(diff < 2e-2, "{precision}: {diff}");
+    }
+    let input = normal([4, 64], &device);
+    let expected = model.forward(input.clone());
+    let cast = cast(model, burn::tensor::DType::BF16);
+    let output = cast.forward(input);
+    assert_eq!(output.dtype(), burn::tensor::DType::F32);
+    let diff = max_abs_diff(expected, output);
+    assert!(diff < 5e-2, "bf16 forward differs by {diff}");
+}
+
+#[test]
+fn zeros_count_and_compress_away_in_the_stored_file() {
+    let device = Device::libtorch();
+    let model = mlp(json!({"inputs": 64, "hidden": [64], "classes": 8}), &device);
+    let plain = module_to_safetensors(&model).expect("bytes");
+    let masks = magnitude(&model, 0.8, Scope::Global, Selection::default()).expect("masks");
+    let sparse = module_to_safetensors(&apply(model, &masks)).expect("bytes");
+    let layers = layer_states(&sparse).expect("layers");
+    let weight = layers.iter().find(|l| l.name == "hidden.0.weight").expect("hidden");
+    assert!(weight.sparsity() > 0.5, "{weight:?}");
+    let (dense, pruned) = (zstd_size(&plain).expect("zstd"), zstd_size(&sparse).expect("zstd"));
+    assert!(pruned * 2 < dense, "zstd {pruned} vs {dense}");
 }

@@ -4,6 +4,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
+use burn::tensor::DType;
 
 use crate::ops;
 use serde::{Deserialize, Serialize};
@@ -141,12 +142,14 @@ impl Cnn {
         // conv → ReLU → max-pool, computed as conv → max-pool → ReLU: the same function with
         // the same gradients (ReLU is monotone, so it commutes with a max, ties included),
         // with the ReLU and its backward on a quarter of the values.
+        // A half-precision copy takes f32 images and answers f32 logits.
+        let images = super::to_dtype(images, self.output.weight.val().dtype());
         let x = self
             .convs
             .iter()
             .fold(images, |x, conv| ops::relu(self.pool.forward(ops::conv2d(conv, x))));
         let x = x.flatten::<2>(1, 3);
-        self.output.forward(ops::relu(self.hidden.forward(x)))
+        super::to_dtype(self.output.forward(ops::relu(self.hidden.forward(x))), DType::F32)
     }
 }
 

@@ -2,6 +2,7 @@
 
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
+use burn::tensor::DType;
 
 use crate::ops;
 use serde::{Deserialize, Serialize};
@@ -68,9 +69,11 @@ pub struct Mlp {
 }
 
 impl Mlp {
-    /// `[batch, inputs]` → logits `[batch, classes]`.
+    /// `[batch, inputs]` → logits `[batch, classes]`, f32 whatever precision the weights
+    /// compute in (a half-precision copy takes f32 rows and casts them).
     pub fn forward(&self, input: Tensor<2>) -> Tensor<2> {
+        let input = super::to_dtype(input, self.output.weight.val().dtype());
         let x = self.hidden.iter().fold(input, |x, layer| ops::relu(layer.forward(x)));
-        self.output.forward(x)
+        super::to_dtype(self.output.forward(x), DType::F32)
     }
 }

@@ -181,6 +181,17 @@ impl ZooModel {
         self.config().arch()
     }
 
+    /// The model with its weights in `dtype`, for half-precision inference. Only `mlp` and
+    /// `cnn` cast their inputs to match; for the others `Err` says so.
+    pub fn cast(self, dtype: burn::tensor::DType) -> Result<Self, String> {
+        use crate::compress::cast;
+        match self {
+            Self::Mlp(m) => Ok(Self::Mlp(cast(m, dtype))),
+            Self::Cnn(m) => Ok(Self::Cnn(cast(m, dtype))),
+            other => Err(format!("{} computes in f32 only in kiln", other.arch())),
+        }
+    }
+
     /// Runs one forward pass on a zero batch of two and checks the output is finite, proving
     /// the weights fit and compute.
     pub fn smoke_forward(&self, device: &Device) -> Result<(), String> {
@@ -198,6 +209,14 @@ impl ZooModel {
             true => Ok(()),
             false => Err("a forward pass produced NaN or infinite values".into()),
         }
+    }
+}
+
+/// `tensor` in `dtype`, untouched (no graph node) when it already is.
+fn to_dtype<const D: usize>(tensor: burn::tensor::Tensor<D>, dtype: burn::tensor::DType) -> burn::tensor::Tensor<D> {
+    match tensor.dtype() == dtype {
+        true => tensor,
+        false => tensor.cast(dtype),
     }
 }
 

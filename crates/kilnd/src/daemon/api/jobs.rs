@@ -6,6 +6,8 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use kiln_core::compression::CompressRequest;
+use kiln_core::registry::RegistryError;
 use kiln_core::api::{EvalRequest, JobList, JobRequest, JobView, LogChunk, MetricsChunk, Since, TrainRequest};
 use kiln_core::jobs::{JobDir, JobId};
 use kiln_core::kinds::DeviceName;
@@ -46,6 +48,7 @@ fn check(state: &AppState, request: JobRequest) -> Result<JobRequest, ApiError> 
     match &request {
         JobRequest::Train(train) => check_train(state, train)?,
         JobRequest::Eval(eval) => check_eval(state, eval)?,
+        JobRequest::Compress(compress) => check_compress(state, compress)?,
     }
     Ok(request)
 }
@@ -58,14 +61,7 @@ fn check_train(state: &AppState, t: &TrainRequest) -> Result<(), ApiError> {
             t.arch, t.config
         )));
     }
-    if let Some(DeviceName::Cuda(index)) = t.device {
-        let gpus = tch::Cuda::device_count();
-        if index as i64 >= gpus {
-            return Err(ApiError::unprocessable(format!(
-                "device cuda:{index} requested but libtorch sees {gpus} CUDA device(s); use --device cpu"
-            )));
-        }
-    }
+    check_device(t.device)?;
     if let Some(old) = &t.resume
         && !state.supervisor.resumable(old)?
     {
@@ -79,12 +75,46 @@ fn check_train(state: &AppState, t: &TrainRequest) -> Result<(), ApiError> {
     available(&t.data, t.data_path.as_deref())
 }
 
+/// A CUDA device asked for exists.
+fn check_device(device: Option<DeviceName>) -> Result<(), ApiError> {
+    if let Some(DeviceName::Cuda(index)) = device {
+        let gpus = tch::Cuda::device_count();
+        if index as i64 >= gpus {
+            return Err(ApiError::unprocessable(format!(
+                "device cuda:{index} requested but libtorch sees {gpus} CUDA device(s); use --device cpu"
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn check_eval(state: &AppState, e: &EvalRequest) -> Result<(), ApiError> {
     if e.limit == Some(0) {
         return Err(ApiError::unprocessable("limit must be at least 1"));
     }
     exists(state, &e.reference)?;
     available(&e.data, e.data_path.as_deref())
+}
+
+/// A compression is checked on its own, then against its parent (which must exist: a missing
+/// parent is a mistake in the request, 422, so the CLI exits 2), then for its data.
+fn check_compress(state: &AppState, c: &CompressRequest) -> Result<(), ApiError> {
+    c.check().map_err(ApiError::unprocessable)?;
+    check_device(c.device)?;
+    let registry = registry(state)?;
+    let version = registry.resolve(&c.reference).map_err(|e| match e {
+        RegistryError::UnknownModel(_)
+        | RegistryError::UnknownVersion { .. }
+        | RegistryError::UnknownAlias { .. }
+        | RegistryError::NoVersions(_) => {
+            ApiError::unprocessable(format!("cannot compress {}: {e}", c.reference))
+        }
+        other => other.into(),
+    })?;
+    let parent = registry.version(&c.reference.model, version)?;
+    c.check_parent(&parent).map_err(ApiError::unprocessable)?;
+    let source = crate::compress::data_source(c, &parent).map_err(|e| ApiError::unprocessable(e.to_string()))?;
+    available(&source, c.data_path.as_deref())
 }
 
 /// The version a reference names exists (404 naming the versions there are, if not).
