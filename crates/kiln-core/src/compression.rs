@@ -291,7 +291,6 @@ pub struct Comparison {
 /// One side of a [`Comparison`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Figures {
-    pub version: u32,
     /// The weights blob, bytes at rest.
     pub size_bytes: u64,
     /// The same bytes zstd-compressed (level 3).

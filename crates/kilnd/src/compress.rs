@@ -165,7 +165,6 @@ impl Child {
 
 fn empty_comparison() -> Comparison {
     let figures = Figures {
-        version: 0,
         size_bytes: 0,
         size_zstd_bytes: 0,
         params: 0,
@@ -469,7 +468,6 @@ fn compare(
     let figures = |report: &EvalReport, bytes: &[u8], b1: f64, b64: f64| -> anyhow::Result<Figures> {
         let layers = compress::layer_states(bytes)?;
         Ok(Figures {
-            version: report.version,
             size_bytes: bytes.len() as u64,
             size_zstd_bytes: compress::zstd_size(bytes)?,
             params: layers.iter().map(|l| l.params as u64).sum(),

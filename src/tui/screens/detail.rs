@@ -109,7 +109,7 @@ fn detail_lines<'a>(app: &'a App, m: &'a VersionManifest) -> Vec<Line<'a>> {
     }
     lines.push(kv("lineage", lineage, theme));
     if let Some(c) = &d.compression {
-        lines.extend(compression::detail_lines(c, theme));
+        lines.extend(compression::detail_lines(m, c, theme));
     }
     lines.extend(eval_lines(app, m));
     lines

@@ -55,9 +55,9 @@ pub fn compressed_manifest() -> Value {
         "compute_note": "int8 weights dequantized to f32 at load",
         "report": {
             "dataset": "fashion-mnist", "split": "test", "rows": 10000, "device": "cpu",
-            "parent": { "version": 3, "size_bytes": 1_650_000, "size_zstd_bytes": 1_520_000, "params": 412_000,
+            "parent": { "size_bytes": 1_650_000, "size_zstd_bytes": 1_520_000, "params": 412_000,
                         "nonzeros": 412_000, "accuracy": 0.912, "macro_f1": 0.91, "p50_ms_batch1": 0.42, "p50_ms_batch64": 3.1 },
-            "child": { "version": 4, "size_bytes": 418_000, "size_zstd_bytes": 371_000, "params": 412_000,
+            "child": { "size_bytes": 418_000, "size_zstd_bytes": 371_000, "params": 412_000,
                        "nonzeros": 411_800, "accuracy": 0.910, "macro_f1": 0.908, "p50_ms_batch1": 0.40, "p50_ms_batch64": 3.0 },
             "notes": ["fp16 compute measured 1.4x slower on cpu: f32 kept"],
         },
