@@ -213,13 +213,24 @@ fn prune(
         ZooModel::Rnn(m) => finetune(m, plan, settings, job, stop, status)?,
         ZooModel::Mf(m) => finetune(m, plan, settings, job, stop, status)?,
     };
-    Ok(pruned.map(|bytes| Child {
-        arch,
-        bytes,
-        compute: Precision::F32,
-        compute_note: "f32 (pruned weights are stored and computed dense)".into(),
-        notes: Vec::new(),
-    }))
+    let compute_note = match settings.structured {
+        true => "f32, dense: the smaller layers are ordinary layers",
+        false => "f32, dense: stored packed (non-zero values and a bitmask), unpacked at load",
+    };
+    let child = |dense: Vec<u8>| -> anyhow::Result<Child> {
+        let bytes = match settings.structured {
+            true => dense,
+            false => compress::to_sparse(&dense)?,
+        };
+        Ok(Child {
+            arch: arch.clone(),
+            bytes,
+            compute: Precision::F32,
+            compute_note: compute_note.into(),
+            notes: Vec::new(),
+        })
+    };
+    pruned.map(child).transpose()
 }
 
 /// Zeroes the weights an unstructured pruning removes and fine-tunes with the masks kept;

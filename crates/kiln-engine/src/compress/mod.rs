@@ -14,7 +14,7 @@ mod structured;
 mod tests;
 
 pub use error::CompressError;
-pub use files::{layer_states, to_f32, to_half, zstd_size};
+pub use files::{layer_states, to_f32, to_half, to_sparse, zstd_size};
 pub use structured::prune_units;
 pub use prune::{LayerSparsity, Masks, Scope, Selection, apply, cast, magnitude, sparsity_report};
 pub use quantize::{

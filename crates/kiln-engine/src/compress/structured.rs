@@ -60,6 +60,20 @@ struct Tensors {
 
 impl Tensors {
     fn read(bytes: &[u8]) -> Result<Self, CompressError> {
+        // A packed sparse file (an unstructured child) unpacks to dense f32 first.
+        let has_sparse = SafeTensors::read_metadata(bytes)?
+            .1
+            .metadata()
+            .as_ref()
+            .is_some_and(|m| m.contains_key(super::files::SPARSE_KEY));
+        let unpacked;
+        let bytes = match has_sparse {
+            true => {
+                unpacked = super::files::to_f32(bytes.to_vec())?;
+                &unpacked[..]
+            }
+            false => bytes,
+        };
         let (_, header) = SafeTensors::read_metadata(bytes)?;
         let metadata = header.metadata().clone().unwrap_or_default();
         let file = SafeTensors::deserialize(bytes)?;

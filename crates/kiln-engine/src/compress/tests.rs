@@ -429,4 +429,40 @@ fn zeros_count_and_compress_away_in_the_stored_file() {
     assert!(weight.sparsity() > 0.5, "{weight:?}");
     let (dense, pruned) = (zstd_size(&plain).expect("zstd"), zstd_size(&sparse).expect("zstd"));
     assert!(pruned * 2 < dense, "zstd {pruned} vs {dense}");
+
+    // Packed: the non-zero values and a bitmask; it unpacks to exactly the dense file's tensors.
+    let packed = to_sparse(&sparse).expect("packed");
+    assert!(packed.len() * 3 < sparse.len(), "packed {} vs dense {}", packed.len(), sparse.len());
+    assert_eq!(layer_states(&packed).expect("layers"), layers);
+    let mut restored = mlp(json!({"inputs": 64, "hidden": [64], "classes": 8}), &Device::libtorch());
+    module_from_safetensors(&mut restored, packed.clone(), "packed").expect("a packed file loads");
+    let mut original = mlp(json!({"inputs": 64, "hidden": [64], "classes": 8}), &Device::libtorch());
+    module_from_safetensors(&mut original, sparse.clone(), "dense").expect("the dense file loads");
+    let same = values(&original)
+        .iter()
+        .zip(values(&restored))
+        .all(|(a, b)| a.name == b.name && a.values == b.values);
+    assert!(same, "the packed file unpacked to other values");
+    let arch = ArchConfig::from_json(Arch::Mlp, json!({"inputs": 64, "hidden": [64], "classes": 8})).expect("config");
+    let (smaller, _) = prune_units(&arch, &packed, 0.5).expect("structured pruning reads packed files");
+    assert!(matches!(smaller, ArchConfig::Mlp(c) if c.hidden == vec![32]));
+}
+
+#[test]
+fn a_packed_file_whose_bitmask_and_values_disagree_is_refused() {
+    let device = Device::libtorch();
+    let model = mlp(json!({"inputs": 16, "hidden": [16], "classes": 4}), &device);
+    let masks = magnitude(&model, 0.5, Scope::PerLayer, Selection::default()).expect("masks");
+    let dense = module_to_safetensors(&apply(model, &masks)).expect("bytes");
+    let packed = to_sparse(&dense).expect("packed");
+    // Drop one non-zero value from the bitmask: the values no longer fit it.
+    let file = safetensors::SafeTensors::deserialize(&packed).expect("file");
+    let mask = file.tensor("hidden.0.weight.__mask").expect("mask");
+    let offset = mask.data().as_ptr() as usize - packed.as_ptr() as usize;
+    let first = mask.data().iter().position(|b| *b != 0).expect("a set bit");
+    let mut broken = packed.clone();
+    let byte = &mut broken[offset + first];
+    *byte &= *byte - 1;
+    let err = to_f32(broken).expect_err("inconsistent").to_string();
+    assert!(err.contains("more values than its bitmask marks"), "{err}");
 }
