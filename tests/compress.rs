@@ -16,8 +16,21 @@ fn train_parent(home: &Path) {
     let out = kiln(
         home,
         &[
-            "--json", "train", "mlp", "--data", "fashion-mnist", "--limit", "4000", "--epochs", "2", "--lr", "0.003",
-            "--config", r#"{"hidden": [64, 32]}"#, "--name", "fm",
+            "--json",
+            "train",
+            "mlp",
+            "--data",
+            "fashion-mnist",
+            "--limit",
+            "4000",
+            "--epochs",
+            "2",
+            "--lr",
+            "0.003",
+            "--config",
+            r#"{"hidden": [64, 32]}"#,
+            "--name",
+            "fm",
         ],
     );
     assert_eq!(common::json(&out)["version"], "fm@1", "{out:?}");
@@ -86,7 +99,10 @@ fn figure(manifest: &Value, side: &str, name: &str) -> f64 {
 fn check_report(manifest: &Value) {
     assert_eq!(manifest["parent"], json!({"model": "fm", "version": 1}), "{manifest:#}");
     let report = report(manifest);
-    assert_eq!((report["split"].as_str(), report["rows"].as_u64()), (Some("test"), Some(400)));
+    assert_eq!(
+        (report["split"].as_str(), report["rows"].as_u64()),
+        (Some("test"), Some(400))
+    );
     for side in ["parent", "child"] {
         for name in [
             "size_bytes",
@@ -113,12 +129,20 @@ fn quantized_and_pruned_children_load_serve_and_carry_their_reports() {
 
     let int8 = compress(home.path(), &[&["quantize", "fm@1", "--int8"][..], &limit].concat());
     check_report(&int8);
-    let (parent_bytes, child_bytes) = (figure(&int8, "parent", "size_bytes"), figure(&int8, "child", "size_bytes"));
+    let (parent_bytes, child_bytes) = (
+        figure(&int8, "parent", "size_bytes"),
+        figure(&int8, "child", "size_bytes"),
+    );
     assert!(parent_bytes >= 3.5 * child_bytes, "{parent_bytes} vs {child_bytes}");
     let drop = figure(&int8, "parent", "accuracy") - figure(&int8, "child", "accuracy");
     assert!(drop.abs() <= 0.02, "int8 moved accuracy by {drop}");
     let layers = int8["compression"]["layers"].as_array().expect("layers");
-    let precision = |name: &str| layers.iter().find(|l| l["name"] == name).map(|l| l["precision"].clone());
+    let precision = |name: &str| {
+        layers
+            .iter()
+            .find(|l| l["name"] == name)
+            .map(|l| l["precision"].clone())
+    };
     assert_eq!(precision("hidden.0.weight"), Some(json!("int8")), "{layers:?}");
     assert_eq!(precision("hidden.0.bias"), Some(json!("f32")), "{layers:?}");
     assert!(
@@ -153,7 +177,11 @@ fn quantized_and_pruned_children_load_serve_and_carry_their_reports() {
         &[&["prune", "fm@1", "--sparsity", "0.5", "--structured"][..], &limit].concat(),
     );
     check_report(&structured);
-    assert_eq!(structured["architecture"]["config"]["hidden"], json!([32, 16]), "{structured:#}");
+    assert_eq!(
+        structured["architecture"]["config"]["hidden"],
+        json!([32, 16]),
+        "{structured:#}"
+    );
     assert!(figure(&structured, "child", "params") < 0.6 * figure(&structured, "parent", "params"));
 
     // Every child is an ordinary version: it loads and answers through KServe v2.
@@ -166,14 +194,21 @@ fn quantized_and_pruned_children_load_serve_and_carry_their_reports() {
     // The int8 version serves and rolls back like any other.
     deploy(home.path(), "fm@2");
     let quantized = infer(home.path(), Some(2));
-    let gap = parent.iter().zip(&quantized).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    let gap = parent
+        .iter()
+        .zip(&quantized)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
     assert!(gap < 0.05, "int8 answers {quantized:?} against {parent:?}");
     let out = kiln(home.path(), &["--json", "rollback", "fm"]);
     assert_eq!(common::json(&out)["to"], 5, "{out:?}");
     let served = common::json(&kiln(home.path(), &["--json", "deployments"]));
     assert!(served.to_string().contains(r#""version":5"#), "{served:#}");
     let view = common::json(&kiln(home.path(), &["--json", "models", "show", "fm@2"]));
-    assert_eq!(view["evals"][0]["split"], "test", "the child carries its own eval report: {view:#}");
+    assert_eq!(
+        view["evals"][0]["split"], "test",
+        "the child carries its own eval report: {view:#}"
+    );
 }
 
 #[test]
@@ -212,8 +247,7 @@ fn bad_compress_requests_exit_2_and_register_nothing() {
         json!({"kind": "compress", "reference": "fm@1", "method": {"method": "prune", "sparsity": 2.0}}),
         json!({"kind": "compress", "reference": "fm@1", "method": {"method": "quantize", "precision": "int4"}}),
     ] {
-        let (status, answer) =
-            common::http_json("POST", &jobs, Some(&daemon.token), Some(body.to_string().as_bytes()));
+        let (status, answer) = common::http_json("POST", &jobs, Some(&daemon.token), Some(body.to_string().as_bytes()));
         assert!((400..500).contains(&status), "{body}: {status} {answer}");
         assert!(answer["error"].is_string(), "{answer}");
     }

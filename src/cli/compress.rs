@@ -135,8 +135,8 @@ struct CompressEnd<'a> {
 }
 
 fn submit(reference: &ModelRef, method: Method, common: &Common, json: bool) -> Result<u8, CliError> {
-    let base = std::env::current_dir()
-        .map_err(|e| CliError::failure(format!("cannot read the working directory: {e}")))?;
+    let base =
+        std::env::current_dir().map_err(|e| CliError::failure(format!("cannot read the working directory: {e}")))?;
     let request = CompressRequest {
         reference: reference.clone(),
         method,
@@ -162,9 +162,7 @@ fn submit(reference: &ModelRef, method: Method, common: &Common, json: bool) -> 
         return Ok(0);
     };
     let manifest = match (&status.version, status.state) {
-        (Some(child), JobState::Succeeded) => {
-            Some(client.run(|c| c.version(&child.model, &child.selector))?.version)
-        }
+        (Some(child), JobState::Succeeded) => Some(client.run(|c| c.version(&child.model, &child.selector))?.version),
         _ => None,
     };
     let end = CompressEnd {
@@ -186,7 +184,11 @@ fn submit(reference: &ModelRef, method: Method, common: &Common, json: bool) -> 
                 .map(|p| format!("{}@{}", p.model, p.version))
                 .unwrap_or_default();
             text.push_str("\n\n");
-            text.push_str(compression.render(&parent, &format!("{}@{}", m.model, m.version)).trim_end());
+            text.push_str(
+                compression
+                    .render(&parent, &format!("{}@{}", m.model, m.version))
+                    .trim_end(),
+            );
         }
         text
     })?;

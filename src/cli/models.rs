@@ -204,8 +204,10 @@ fn describe_version_view(view: &VersionView) -> String {
             .as_ref()
             .map(|p| format!("{}@{}", p.model, p.version))
             .unwrap_or_else(|| "parent".into());
-        out.push_str("
-compression   ");
+        out.push_str(
+            "
+compression   ",
+        );
         out.push_str(&compression.render(&parent, &format!("{}@{}", m.model, m.version)));
     }
     out.trim_end().to_owned()

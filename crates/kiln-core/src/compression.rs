@@ -338,15 +338,30 @@ impl Comparison {
             ratio(p.size_zstd_bytes as f64, c.size_zstd_bytes as f64) + " smaller",
         );
         row("parameters", p.params.to_string(), c.params.to_string(), String::new());
-        row("non-zero", p.nonzeros.to_string(), c.nonzeros.to_string(), String::new());
+        row(
+            "non-zero",
+            p.nonzeros.to_string(),
+            c.nonzeros.to_string(),
+            String::new(),
+        );
         let points = |a: Option<f64>, b: Option<f64>| match (a, b) {
             (Some(a), Some(b)) => format!("{:+.2} pt", (b - a) * 100.0),
             _ => String::new(),
         };
         let value = |v: Option<f64>| v.map(|v| format!("{v:.4}")).unwrap_or_else(|| "-".into());
         if p.accuracy.is_some() {
-            row("accuracy", value(p.accuracy), value(c.accuracy), points(p.accuracy, c.accuracy));
-            row("macro-F1", value(p.macro_f1), value(c.macro_f1), points(p.macro_f1, c.macro_f1));
+            row(
+                "accuracy",
+                value(p.accuracy),
+                value(c.accuracy),
+                points(p.accuracy, c.accuracy),
+            );
+            row(
+                "macro-F1",
+                value(p.macro_f1),
+                value(c.macro_f1),
+                points(p.macro_f1, c.macro_f1),
+            );
         }
         if p.rmse.is_some() {
             row("rmse", value(p.rmse), value(c.rmse), String::new());
@@ -452,7 +467,12 @@ mod tests {
         structured.scope = PruneScope::Layer;
         let mut request = prune(0.5);
         request.method = Method::Prune(structured);
-        assert!(request.check().expect_err("scope").contains("unstructured pruning only"));
+        assert!(
+            request
+                .check()
+                .expect_err("scope")
+                .contains("unstructured pruning only")
+        );
         request.method = Method::Quantize(QuantizeSettings {
             precision: Precision::F32,
         });

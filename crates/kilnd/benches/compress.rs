@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use kiln_core::api::{JobRequest, VersionManifest};
 use kiln_core::client::Blocking;
-use kiln_core::compression::{CompressRequest, Comparison, Method, Precision, PruneSettings, QuantizeSettings};
+use kiln_core::compression::{Comparison, CompressRequest, Method, Precision, PruneSettings, QuantizeSettings};
 use kiln_core::jobs::{JobState, TrainRequest};
 use kiln_core::kinds::{Arch, DataSource, DeviceName};
 use kiln_core::names::{ModelRef, Name};
@@ -88,7 +88,10 @@ fn verdict(met: bool) -> &'static str {
 fn line(what: &str, figure: f64, target: f64, at_least: bool, unit: &str) {
     let met = if at_least { figure >= target } else { figure <= target };
     let relation = if at_least { "≥" } else { "≤" };
-    println!("  {what:<44} {figure:>7.2}{unit}  (target {relation} {target}{unit}: {})", verdict(met));
+    println!(
+        "  {what:<44} {figure:>7.2}{unit}  (target {relation} {target}{unit}: {})",
+        verdict(met)
+    );
 }
 
 fn main() {
@@ -122,7 +125,21 @@ fn main() {
         r.rows,
         r.parent.p50_ms_batch64 / r.child.p50_ms_batch64
     );
-    line("weight blob, times smaller", r.parent.size_bytes as f64 / r.child.size_bytes as f64, 3.5, true, "x");
+    println!(
+        "  parent test accuracy {:.4}; int8 child {:.4}",
+        r.parent.accuracy.unwrap_or(0.0),
+        r.child.accuracy.unwrap_or(0.0)
+    );
+    for note in &r.notes {
+        println!("  {note}");
+    }
+    line(
+        "weight blob, times smaller",
+        r.parent.size_bytes as f64 / r.child.size_bytes as f64,
+        3.5,
+        true,
+        "x",
+    );
     line("test accuracy drop, points", drop_points(r), 1.0, false, "");
 
     let mut structured = PruneSettings::new(0.5);

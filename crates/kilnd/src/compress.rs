@@ -10,7 +10,7 @@ use std::sync::atomic::AtomicBool;
 use anyhow::{Context, anyhow, bail};
 use burn::tensor::Device;
 use kiln_core::compression::{
-    CompressRequest, Comparison, Compression, Figures, Method, Precision, PruneScope, PruneSettings,
+    Comparison, CompressRequest, Compression, Figures, Method, Precision, PruneScope, PruneSettings,
 };
 use kiln_core::jobs::{JobDir, JobStatus, MetricRecord};
 use kiln_core::kinds::DataSource;
@@ -60,7 +60,11 @@ pub fn run(
     let registry = Registry::open(home)?;
     let plan = plan(&registry, request)?;
     status.device = Some(plan.device_name.clone());
-    phase(job, status, &format!("{} of {}@{}", request.method, plan.parent.model, plan.parent.version))?;
+    phase(
+        job,
+        status,
+        &format!("{} of {}@{}", request.method, plan.parent.model, plan.parent.version),
+    )?;
     let parent = LoadedModel::from_bytes(plan.parent.clone(), plan.parent_bytes.clone(), plan.device.clone())?;
     let child = match &request.method {
         Method::Prune(settings) => match prune(&plan, settings, job, stop, status)? {
@@ -284,7 +288,11 @@ fn finetune<M: Task>(
     };
     let total_steps = (plan.dataset.train.len().div_ceil(settings.batch_size) * settings.finetune_epochs) as u64;
     status.total_steps = Some(total_steps);
-    phase(job, status, &format!("fine-tuning for {} epoch(s)", settings.finetune_epochs))?;
+    phase(
+        job,
+        status,
+        &format!("fine-tuning for {} epoch(s)", settings.finetune_epochs),
+    )?;
     let optimizer = plan
         .parent
         .draft
@@ -307,7 +315,9 @@ fn finetune<M: Task>(
     match end {
         LoopEnd::Finished { model, .. } => Ok(Some(weights::module_to_safetensors(&model.valid())?)),
         LoopEnd::Cancelled { .. } => Ok(None),
-        LoopEnd::Diverged { step } => bail!("the fine-tune diverged at step {step}: the loss became NaN; pass a lower --lr"),
+        LoopEnd::Diverged { step } => {
+            bail!("the fine-tune diverged at step {step}: the loss became NaN; pass a lower --lr")
+        }
     }
 }
 
@@ -333,13 +343,20 @@ fn quantize(plan: &Plan<'_>, parent: &LoadedModel, precision: Precision) -> anyh
     let arch = parent_arch(plan)?;
     let f32_bytes = weights::to_safetensors(&parent.model)?;
     match precision {
-        Precision::Int8 => Ok(Child {
-            arch,
-            bytes: quantize_int8(&parent.model)?,
-            compute: Precision::F32,
-            compute_note: "int8 weights with per-channel f32 scales, dequantized to f32 at load".into(),
-            notes: Vec::new(),
-        }),
+        Precision::Int8 => {
+            let bytes = quantize_int8(&parent.model)?;
+            let notes = match plan.device_name.as_str() {
+                "cpu" => vec![int8_kernel_note(&bytes)?],
+                _ => Vec::new(),
+            };
+            Ok(Child {
+                arch,
+                bytes,
+                compute: Precision::F32,
+                compute_note: "int8 weights with per-channel f32 scales, dequantized to f32 at load".into(),
+                notes,
+            })
+        }
         half => {
             let bytes = compress::to_half(&f32_bytes, half)?;
             let (compute, compute_note, notes) = half_compute(plan, parent, &arch, &bytes, half)?;
@@ -352,6 +369,26 @@ fn quantize(plan: &Plan<'_>, parent: &LoadedModel, precision: Precision) -> anyh
             })
         }
     }
+}
+
+/// What libtorch's int8 weight-only matmul would do for the largest linear layer here,
+/// measured against the f32 matmul the dequantized weights run.
+fn int8_kernel_note(bytes: &[u8]) -> anyhow::Result<String> {
+    let largest = compress::quantized_tensors(bytes)?
+        .into_iter()
+        .filter(|(_, q)| q.axis == 1 && q.shape.len() == 2)
+        .max_by_key(|(_, q)| q.values.len());
+    let Some((name, q)) = largest else {
+        return Ok("no linear layer to try libtorch's int8 matmul on".into());
+    };
+    Ok(match compress::int8_matmul_probe(&q, 64, LATENCY_RUNS) {
+        Ok((f32_ms, int8_ms)) => format!(
+            "libtorch's int8 weight-only matmul (_weight_int8pack_mm) on {name} at batch 64: {int8_ms:.3} ms \
+             against {f32_ms:.3} ms in f32 ({:.2}x); kiln's forward runs the dequantized f32 weights",
+            f32_ms / int8_ms.max(1e-9)
+        ),
+        Err(why) => format!("libtorch's int8 weight-only matmul is not usable here ({why}); dequantized to f32"),
+    })
 }
 
 fn quantize_int8(model: &ZooModel) -> anyhow::Result<Vec<u8>> {
@@ -383,7 +420,11 @@ fn half_compute(
         }
     };
     if plan.device_name.starts_with("cuda") {
-        return Ok((half, format!("{half} weights and forward on {}", plan.device_name), Vec::new()));
+        return Ok((
+            half,
+            format!("{half} weights and forward on {}", plan.device_name),
+            Vec::new(),
+        ));
     }
     let split = report_split(&plan.dataset).1;
     let rows: Vec<usize> = (0..split.len().min(64)).collect();
@@ -444,7 +485,10 @@ fn compare(
         split.truncate(limit);
     }
     if split.is_empty() {
-        bail!("the {split_name} split of {} is empty: nothing to measure on", plan.dataset.id);
+        bail!(
+            "the {split_name} split of {} is empty: nothing to measure on",
+            plan.dataset.id
+        );
     }
     let score = |loaded: &LoadedModel, version: u32| {
         let collected = eval::collect(&loaded.model, &split, &loaded.device);
@@ -474,7 +518,11 @@ fn compare(
     let (p1, c1) = paired_p50(&parent.model, &child.model, &split, &one, &plan.device);
     let (p64, c64) = paired_p50(&parent.model, &child.model, &split, &batch, &plan.device);
     if batch.len() < 64 {
-        notes.push(format!("the split has {} rows: \"batch 64\" is a batch of {}", split.len(), batch.len()));
+        notes.push(format!(
+            "the split has {} rows: \"batch 64\" is a batch of {}",
+            split.len(),
+            batch.len()
+        ));
     }
     let figures = |report: &EvalReport, bytes: &[u8], b1: f64, b64: f64| -> anyhow::Result<Figures> {
         let layers = compress::layer_states(bytes)?;

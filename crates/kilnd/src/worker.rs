@@ -146,7 +146,10 @@ fn run_compress(
                 .as_ref()
                 .map(|c| c.summary(Some(request_parent(&m))))
                 .unwrap_or_default();
-            (JobState::Succeeded, format!("registered {}@{} ({summary})", m.model, m.version))
+            (
+                JobState::Succeeded,
+                format!("registered {}@{} ({summary})", m.model, m.version),
+            )
         }
         Ok(crate::compress::Outcome::Cancelled) => (
             JobState::Cancelled,

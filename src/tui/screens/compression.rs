@@ -177,7 +177,11 @@ pub fn change_span<'a>(change: Option<&Change>, theme: &Theme) -> Span<'a> {
 /// The detail pane's lines for compressed version `m`.
 pub fn detail_lines<'a>(m: &VersionManifest, c: &Compression, theme: &'a Theme) -> Vec<Line<'a>> {
     let r = &c.report;
-    let parent = m.draft.parent.as_ref().map_or_else(|| "parent".to_owned(), |p| format!("v{}", p.version));
+    let parent = m
+        .draft
+        .parent
+        .as_ref()
+        .map_or_else(|| "parent".to_owned(), |p| format!("v{}", p.version));
     let child = format!("v{}", m.version);
     let mut lines = vec![
         kv("method", c.method.to_string(), theme),

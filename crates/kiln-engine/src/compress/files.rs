@@ -86,12 +86,15 @@ pub fn to_sparse(bytes: &[u8]) -> Result<Vec<u8>, CompressError> {
     write(&tensors, metadata)
 }
 
+/// A tensor's shape and row-major values.
+type Dense = (Vec<usize>, Vec<f32>);
+
 /// A packed tensor's shape and dense values.
 fn unpack(
     file: &SafeTensors<'_>,
     metadata: &HashMap<String, String>,
     name: &str,
-) -> Result<Option<(Vec<usize>, Vec<f32>)>, CompressError> {
+) -> Result<Option<Dense>, CompressError> {
     let Some(shape) = metadata.get(&format!("{name}{SHAPE_SUFFIX}")) else {
         return Ok(None);
     };
@@ -152,7 +155,10 @@ pub fn to_f32(bytes: Vec<u8>) -> Result<Vec<u8>, CompressError> {
         return to_f32(write(&tensors, plain)?);
     }
     let file = SafeTensors::deserialize(&bytes)?;
-    if file.iter().all(|(_, view)| view.dtype() != Dtype::BF16 && view.dtype() != Dtype::F16) {
+    if file
+        .iter()
+        .all(|(_, view)| view.dtype() != Dtype::BF16 && view.dtype() != Dtype::F16)
+    {
         return Ok(bytes);
     }
     let metadata = header.metadata().clone().unwrap_or_default();

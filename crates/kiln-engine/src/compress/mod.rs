@@ -15,9 +15,9 @@ mod tests;
 
 pub use error::CompressError;
 pub use files::{layer_states, to_f32, to_half, to_sparse, zstd_size};
-pub use structured::prune_units;
 pub use prune::{LayerSparsity, Masks, Scope, Selection, apply, cast, magnitude, sparsity_report};
 pub use quantize::{
     AXIS_SUFFIX, INT8_PER_CHANNEL, QUANTIZATION_KEY, QuantizedTensor, SCALE_SUFFIX, dequantize, dequantize_safetensors,
-    output_axis, quantize, quantize_model_to_safetensors,
+    int8_matmul_probe, output_axis, quantize, quantize_model_to_safetensors, quantized_tensors,
 };
+pub use structured::prune_units;

@@ -283,3 +283,67 @@ pub(super) fn write(tensors: &[(String, Owned)], metadata: HashMap<String, Strin
     let views = tensors.iter().map(|(name, tensor)| (name.as_str(), tensor));
     Ok(safetensors::serialize(views, Some(metadata))?)
 }
+
+/// Times libtorch's int8 weight-only matmul (`_weight_int8pack_mm`: f32 activations, int8
+/// weights with one scale per output channel, as kiln stores them) against the f32 matmul it
+/// would replace, for a `rows`-row batch through the `[inputs, outputs]` weight `q` (axis 1),
+/// on the CPU. Returns the medians of `runs` in milliseconds, f32 first; `Err` when libtorch
+/// has no such kernel here.
+pub fn int8_matmul_probe(q: &QuantizedTensor, rows: usize, runs: usize) -> Result<(f64, f64), String> {
+    let [inputs, outputs] = q.shape[..] else {
+        return Err(format!("a {:?} tensor is not a linear layer's weight", q.shape));
+    };
+    if q.axis != 1 {
+        return Err("the scales are not per output column".into());
+    }
+    let cpu = (tch::Kind::Float, tch::Device::Cpu);
+    let dense = tch::Tensor::from_slice(&dequantize(q)).reshape([inputs as i64, outputs as i64]);
+    let packed = tch::Tensor::from_slice(&q.values)
+        .reshape([inputs as i64, outputs as i64])
+        .transpose(0, 1)
+        .contiguous();
+    let scales = tch::Tensor::from_slice(&q.scales);
+    let x = tch::Tensor::randn([rows as i64, inputs as i64], cpu);
+    let int8 = |x: &tch::Tensor| {
+        x.f_internal_weight_int8pack_mm(&packed, &scales)
+            .map_err(|e| e.to_string())
+    };
+    let reference = x.matmul(&dense);
+    let answer = int8(&x)?;
+    let gap = (&answer - &reference).abs().max().double_value(&[]);
+    let scale = reference.abs().max().double_value(&[]).max(1e-6);
+    if gap / scale > 0.05 {
+        return Err(format!(
+            "its answers are off by {:.1}% of the largest output",
+            gap / scale * 100.0
+        ));
+    }
+    let time = |f: &dyn Fn() -> Result<tch::Tensor, String>| -> Result<f64, String> {
+        let mut times = Vec::with_capacity(runs);
+        for round in 0..runs + 3 {
+            let started = std::time::Instant::now();
+            drop(std::hint::black_box(f()?));
+            if round >= 3 {
+                times.push(started.elapsed().as_secs_f64() * 1000.0);
+            }
+        }
+        times.sort_by(f64::total_cmp);
+        Ok(times[times.len() / 2])
+    };
+    let f32_ms = time(&|| Ok(x.matmul(&dense)))?;
+    let int8_ms = time(&|| int8(&x))?;
+    Ok((f32_ms, int8_ms))
+}
+
+/// Every int8 tensor of a file [`quantize_model_to_safetensors`] wrote, by name.
+pub fn quantized_tensors(bytes: &[u8]) -> Result<Vec<(String, QuantizedTensor)>, CompressError> {
+    let (_, header) = SafeTensors::read_metadata(bytes)?;
+    let metadata = header.metadata().clone().unwrap_or_default();
+    let file = SafeTensors::deserialize(bytes)?;
+    let mut found = Vec::new();
+    for (name, view) in file.iter().filter(|(_, v)| v.dtype() == Dtype::I8) {
+        let axis = metadata.get(&format!("{name}{AXIS_SUFFIX}")).map(String::as_str);
+        found.push((name.to_owned(), read_quantized(&file, name, &view, axis)?));
+    }
+    Ok(found)
+}

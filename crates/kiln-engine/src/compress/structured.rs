@@ -169,10 +169,7 @@ pub fn prune_units(arch: &ArchConfig, bytes: &[u8], share: f64) -> Result<(ArchC
                     tensors.keep(&format!("convs.{}.weight", i + 1), 1, &keep)?;
                 } else {
                     // The hidden layer reads the last stage flattened as [channel, y, x].
-                    let rows: Vec<usize> = keep
-                        .iter()
-                        .flat_map(|&c| c * h * w..(c + 1) * h * w)
-                        .collect();
+                    let rows: Vec<usize> = keep.iter().flat_map(|&c| c * h * w..(c + 1) * h * w).collect();
                     tensors.keep("hidden.weight", 0, &rows)?;
                 }
                 config.conv_channels[i] = keep.len();
@@ -192,7 +189,7 @@ pub fn prune_units(arch: &ArchConfig, bytes: &[u8], share: f64) -> Result<(ArchC
             )));
         }
     };
-    let rebuilt = ArchConfig::from_json(config.arch(), config.config_json())
-        .map_err(|e| CompressError::Format(e.to_string()))?;
+    let rebuilt =
+        ArchConfig::from_json(config.arch(), config.config_json()).map_err(|e| CompressError::Format(e.to_string()))?;
     Ok((rebuilt, tensors.bytes()?))
 }

@@ -308,7 +308,8 @@ fn max_abs_diff(a: Tensor<2>, b: Tensor<2>) -> f32 {
 fn structured_pruning_of_dead_mlp_units_rebuilds_smaller_layers_that_compute_the_same() {
     let device = Device::libtorch();
     device.seed(11);
-    let arch = ArchConfig::from_json(Arch::Mlp, json!({"inputs": 8, "hidden": [16, 12], "classes": 3})).expect("config");
+    let arch =
+        ArchConfig::from_json(Arch::Mlp, json!({"inputs": 8, "hidden": [16, 12], "classes": 3})).expect("config");
     let model = arch.init(&device);
     // Units 0..8 of the first layer and 0..6 of the second never fire: their incoming
     // weights and biases are zero, so removing them must not change a single output.
@@ -432,7 +433,12 @@ fn zeros_count_and_compress_away_in_the_stored_file() {
 
     // Packed: the non-zero values and a bitmask; it unpacks to exactly the dense file's tensors.
     let packed = to_sparse(&sparse).expect("packed");
-    assert!(packed.len() * 3 < sparse.len(), "packed {} vs dense {}", packed.len(), sparse.len());
+    assert!(
+        packed.len() * 3 < sparse.len(),
+        "packed {} vs dense {}",
+        packed.len(),
+        sparse.len()
+    );
     assert_eq!(layer_states(&packed).expect("layers"), layers);
     let mut restored = mlp(json!({"inputs": 64, "hidden": [64], "classes": 8}), &Device::libtorch());
     module_from_safetensors(&mut restored, packed.clone(), "packed").expect("a packed file loads");

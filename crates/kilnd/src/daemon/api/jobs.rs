@@ -6,12 +6,12 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use kiln_core::compression::CompressRequest;
-use kiln_core::registry::RegistryError;
 use kiln_core::api::{EvalRequest, JobList, JobRequest, JobView, LogChunk, MetricsChunk, Since, TrainRequest};
+use kiln_core::compression::CompressRequest;
 use kiln_core::jobs::{JobDir, JobId};
 use kiln_core::kinds::DeviceName;
 use kiln_core::names::ModelRef;
+use kiln_core::registry::RegistryError;
 use kiln_engine::data::{self, DataError};
 
 use super::{ApiError, AppState, Body, Query, blocking, registry};
@@ -106,9 +106,7 @@ fn check_compress(state: &AppState, c: &CompressRequest) -> Result<(), ApiError>
         RegistryError::UnknownModel(_)
         | RegistryError::UnknownVersion { .. }
         | RegistryError::UnknownAlias { .. }
-        | RegistryError::NoVersions(_) => {
-            ApiError::unprocessable(format!("cannot compress {}: {e}", c.reference))
-        }
+        | RegistryError::NoVersions(_) => ApiError::unprocessable(format!("cannot compress {}: {e}", c.reference)),
         other => other.into(),
     })?;
     let parent = registry.version(&c.reference.model, version)?;
