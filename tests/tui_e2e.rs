@@ -2,7 +2,8 @@
 //! a real kilnd on a temp `KILN_HOME`. It launches a short training from the launch form,
 //! watches the loss curve grow on the jobs screen, deploys the new version through the
 //! confirm dialog, sends a test request, trains and deploys a second version, and rolls back
-//! to the first, reading the screen (`tmux capture-pane -p`) at every step.
+//! to the first, reading the screen (`tmux capture-pane -p`) at every step. Other tests
+//! quantize a trained version from the optimize form, and run a study and promote a trial.
 //!
 //! Every wait polls the screen against a deadline; a failure prints the last screen and the
 //! tail of the daemon's log. Needs tmux (Debian package `tmux`; `scripts/setup` installs it).
@@ -351,9 +352,9 @@ fn launch_training(console: &mut Console, epochs: &str, limit: &str) -> String {
     })
 }
 
-/// Deploys the newest version of MODEL from the models screen; `question` is what the
-/// confirm dialog must ask. Ends when the models table shows it in production.
-fn deploy_newest(console: &mut Console, version: u32, question: &str) {
+/// Opens the models screen and waits until `version` is MODEL's newest and selected, its
+/// manifest loaded; returns `MODEL@version`.
+fn show_newest(console: &mut Console, version: u32) -> String {
     console.press(&["1"]);
     let detail = format!("{MODEL}@{version}");
     let wanted = format!("v{version}");
@@ -367,6 +368,14 @@ fn deploy_newest(console: &mut Console, version: u32, question: &str) {
             (latest == wanted && s.contains(&title)).then_some(())
         },
     );
+    detail
+}
+
+/// Deploys the newest version of MODEL from the models screen; `question` is what the
+/// confirm dialog must ask. Ends when the models table shows it in production.
+fn deploy_newest(console: &mut Console, version: u32, question: &str) {
+    let detail = show_newest(console, version);
+    let wanted = format!("v{version}");
     console.press(&["d"]);
     console.wait_for_text("the deploy confirm dialog", &["Confirm", question, "enter/y yes"]);
     console.press(&["Enter"]);
@@ -520,4 +529,106 @@ fn launch_watch_and_promote_a_study_from_the_console() {
     console.press(&["q"]);
     let status = console.exit_status();
     console.check(status == 0, &format!("kiln exited with status {status}"));
+}
+
+/// Quantizes `parent` (MODEL@N, the selected version) to int8 from the optimize form,
+/// measuring on `limit` samples; returns the job id the status line reports.
+fn quantize_to_int8(console: &mut Console, parent: &str, limit: &str) -> String {
+    console.press(&["o"]);
+    console.wait_for_text(
+        "the optimize form for the selected version",
+        &["Optimize: prune or quantize", parent, "◀ prune ▶", "sparsity"],
+    );
+    console.press(&["Right"]);
+    console.wait_for("quantize chosen, the pruning fields hidden", REACT, |s| {
+        (s.contains("◀ quantize ▶") && s.contains("precision") && !s.contains("sparsity")).then_some(())
+    });
+    console.press(&["Down"]);
+    console.wait_for_text("int8, the default precision, focused", &["◀ int8 ▶"]);
+    console.press(&["Down", "BSpace", "BSpace", "BSpace"]);
+    console.type_text(limit);
+    let typed = format!("{limit}▏");
+    console.wait_for("the sample limit typed", REACT, |s| {
+        s.lines()
+            .any(|l| l.contains("sample limit") && l.contains(&typed))
+            .then_some(())
+    });
+    console.press(&["Enter"]);
+    console.wait_for("the compress job queued (status line) on the jobs screen", REACT, |s| {
+        s.contains("Jobs (").then(|| queued_job(s)).flatten()
+    })
+}
+
+/// Whether the versions list shows `version` tagged `tags` (`2 int8 of v1`).
+fn version_tagged(screen: &str, version: u32, tags: &str) -> bool {
+    let number = version.to_string();
+    let row: Vec<&str> = std::iter::once(number.as_str())
+        .chain(tags.split_whitespace())
+        .collect();
+    screen.lines().any(|l| words(l).starts_with(&row))
+}
+
+/// The words after `label` on the detail row that starts with it (`size 1.2 MB …`).
+fn report_row<'a>(screen: &'a str, label: &str) -> Option<Vec<&'a str>> {
+    screen.lines().find_map(|l| match words(l).split_first() {
+        Some((first, rest)) if *first == label => Some(rest.to_vec()),
+        _ => None,
+    })
+}
+
+#[test]
+fn quantize_a_version_and_read_its_report_from_the_console() {
+    let started = Instant::now();
+    let mut console = Console::open();
+    console.wait_for_text(
+        "the first-run welcome with a live event stream",
+        &["Welcome to kiln", "● live", "1 Models"],
+    );
+    let trained = launch_training(&mut console, "1", "3000");
+    console.wait_for("the training to succeed", TRAIN, |s| {
+        (job_row(s, &trained)? == ("succeeded".to_owned(), 100)).then_some(())
+    });
+
+    // The optimize form on v1, quantizing to int8 over a small sample (a quick job).
+    let parent = show_newest(&mut console, 1);
+    let job = quantize_to_int8(&mut console, &parent, "500");
+    console.wait_for("the compress job to succeed", TRAIN, |s| {
+        (job_row(s, &job)? == ("succeeded".to_owned(), 100)).then_some(())
+    });
+
+    // The child is v2, made from v1, and its detail carries the comparison with v1.
+    show_newest(&mut console, 2);
+    console.wait_for("v2 listed as int8 of v1", REACT, |s| {
+        version_tagged(s, 2, "int8 of v1").then_some(())
+    });
+    console.press(&["Enter", "Enter"]);
+    let lineage = format!("int8 of v1 · ← {parent}");
+    let screen = console.wait_for_text(
+        "the full-width detail of v2 with its report",
+        &[&lineage, "v2 against v1", "smaller", "p50 ms b1", "500 rows"],
+    );
+    console.check(
+        report_row(&screen, "method").is_some_and(|w| w == ["quantize", "int8"]),
+        "the detail names the method: quantize int8",
+    );
+    console.check(
+        report_row(&screen, "size").is_some_and(|w| w.last() == Some(&"smaller")),
+        "the int8 child is smaller than its parent",
+    );
+    let scores = report_row(&screen, "accuracy").unwrap_or_default();
+    let score = |i: usize| scores.get(i).and_then(|x| x.parse::<f64>().ok());
+    console.check(
+        [score(0), score(1)]
+            .iter()
+            .all(|a| a.is_some_and(|a| (0.0..=1.0).contains(&a))),
+        "the report measures the accuracy of both v1 and v2",
+    );
+
+    console.press(&["q"]);
+    let status = console.exit_status();
+    console.check(status == 0, &format!("kiln exited with status {status}"));
+    eprintln!(
+        "console compression end to end: {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
 }
