@@ -24,9 +24,10 @@ pub struct Common {
     /// Register the child under this model [default: the parent's].
     #[arg(long)]
     name: Option<Name>,
-    /// Data to fine-tune and measure on [default: the parent's dataset].
+    /// Data to measure on, and to fine-tune on after pruning [default: the parent's dataset].
     #[arg(long)]
     data: Option<DataSource>,
+    /// Folder (or file) holding the dataset, when not the default.
     #[arg(long)]
     data_path: Option<PathBuf>,
     /// Use at most N training rows for the fine-tune and N test rows for the comparison.
@@ -82,10 +83,12 @@ pub struct QuantizeArgs {
     /// int8 weights, symmetric per output channel with f32 scales (about 4x smaller).
     #[arg(long, group = "precision")]
     int8: bool,
-    /// bfloat16 weights (2x smaller); computed in bf16 where measured faster.
+    /// bfloat16 weights (2x smaller); computed in bf16 on CUDA, and on the CPU only where
+    /// measured faster than f32.
     #[arg(long, group = "precision")]
     bf16: bool,
-    /// float16 weights (2x smaller); computed in fp16 where measured faster.
+    /// float16 weights (2x smaller); computed in fp16 on CUDA, and on the CPU only where
+    /// measured faster than f32.
     #[arg(long, group = "precision")]
     fp16: bool,
     #[command(flatten)]
