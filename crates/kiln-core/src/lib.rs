@@ -14,5 +14,6 @@ pub mod jobs;
 pub mod kinds;
 pub mod names;
 pub mod registry;
+pub mod signing;
 pub mod study;
 pub mod telemetry;
