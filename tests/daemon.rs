@@ -346,3 +346,44 @@ fn eval_jobs_run_through_the_daemon_and_attach_their_report() {
     assert_eq!(jobs_before, jobs_after, "a refused eval queued a job");
     assert_eq!(kiln(&["jobs", "wait", "j1-0000"]).status.code(), Some(3));
 }
+
+#[test]
+fn a_pinned_job_records_its_data_digests_and_a_stale_pin_is_refused_naming_the_file() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let d = start(home.path());
+    let data = csv(home.path());
+    let source = format!("csv:{}", data.display());
+    // `kiln train --pin` sends an empty pin: the daemon fills in the files as they are now.
+    let spec = json!({"kind": "train", "arch": "mlp", "data": source, "epochs": 2, "batch_size": 8,
+                      "model": "pinned", "device": "cpu", "pin": []});
+    let (code, job) = post(&d, "/api/v1/jobs", &spec.to_string());
+    assert_eq!(code, 201, "{job}");
+    let pin = job["spec"]["pin"].clone();
+    let digest = format!("{}", kiln_core::registry::sha256(&std::fs::read(&data).expect("read")));
+    assert_eq!(pin, json!([{"path": data, "digest": digest}]), "{job:#}");
+    let id = job["id"].as_str().expect("id").to_owned();
+    let done = wait_state(&d, &id, &["succeeded", "failed"]);
+    assert_eq!(done["status"]["state"], "succeeded", "{done:#}");
+    let recorded: Value = serde_json::from_slice(
+        &std::fs::read(home.path().join("jobs").join(&id).join("data.json")).expect("data.json"),
+    )
+    .expect("json");
+    assert_eq!(recorded, pin, "the job records the digests of the files it read");
+    let (_, version) = get(&d, "/api/v1/models/pinned/versions/1", Some(&d.token));
+    assert_eq!(version["version"]["dataset"]["files"], pin, "{version:#}");
+
+    // The file changes: a job pinned to the old digests is refused before anything queues.
+    std::fs::write(&data, "0,0,1\n0,1,0\n1,0,0\n1,1,1\n").expect("rewrite");
+    let stale = json!({"kind": "train", "arch": "mlp", "data": source, "model": "pinned", "pin": pin});
+    let (code, answer) = post(&d, "/api/v1/jobs", &stale.to_string());
+    assert_eq!(code, 422, "{answer}");
+    let error = answer["error"].as_str().unwrap_or_default();
+    assert!(error.contains("xor.csv changed") && error.contains(&digest), "{error}");
+    let generated = json!({"kind": "train", "arch": "mf", "data": "ratings-synth", "model": "r", "pin": []});
+    let (code, answer) = post(&d, "/api/v1/jobs", &generated.to_string());
+    assert_eq!(code, 422, "{answer}");
+    assert!(
+        answer["error"].as_str().is_some_and(|e| e.contains("nothing to pin")),
+        "{answer}"
+    );
+}

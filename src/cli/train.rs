@@ -63,6 +63,10 @@ pub struct TrainArgs {
     /// Continue an earlier job from its last checkpoint.
     #[arg(long, conflicts_with_all = ["arch", "data", "from"])]
     resume: Option<JobId>,
+    /// Pin the dataset: the daemon records its files' digests when it accepts the job, and
+    /// the job (and any resume of it) refuses to train if one changed.
+    #[arg(long, conflicts_with = "resume")]
+    pin: bool,
     /// Print the job id and return at once; the daemon runs the job.
     #[arg(long)]
     detach: bool,
@@ -153,6 +157,7 @@ fn fresh(args: &TrainArgs) -> Result<TrainRequest, CliError> {
     request.device = args.device;
     request.limit = args.limit;
     request.from = args.from.clone();
+    request.pin = args.pin.then(Vec::new);
     Ok(request)
 }
 

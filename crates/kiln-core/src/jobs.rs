@@ -6,6 +6,7 @@
 //! jobs/<id>/metrics.jsonl   one MetricRecord per line, appended by the worker
 //! jobs/<id>/worker.log      the worker's stderr
 //! jobs/<id>/result.json     an eval job's report, written once at the end
+//! jobs/<id>/data.json       a training job's data files and their digests
 //! jobs/<id>/checkpoints/    the latest checkpoint, replaced whole each epoch
 //! ```
 
@@ -81,6 +82,10 @@ pub struct TrainRequest {
     /// libtorch's intra-op threads for the worker (default: every core).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threads: Option<usize>,
+    /// Refuse to train unless the dataset's files still have these digests. An empty list
+    /// asks the daemon to pin the files as they are when it accepts the job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin: Option<Vec<crate::registry::DataFile>>,
     /// Set by the daemon on a study's trials: such a job keeps its best checkpoint and
     /// registers nothing (`kiln studies promote` does).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -140,6 +145,7 @@ impl TrainRequest {
             from: None,
             resume: None,
             threads: None,
+            pin: None,
             trial: None,
         }
     }
@@ -441,6 +447,11 @@ impl JobDir {
     /// Writes the job's result atomically.
     pub fn write_result(&self, value: &impl Serialize) -> Result<(), JobError> {
         self.write_json("result.json", value)
+    }
+
+    /// Records the digests of the data files the job read (`data.json`).
+    pub fn write_data_files(&self, files: &[crate::registry::DataFile]) -> Result<(), JobError> {
+        self.write_json("data.json", &files)
     }
 
     /// The worker log from byte `offset` (at most `max` bytes, cut at a line end when it can

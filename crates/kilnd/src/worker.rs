@@ -177,6 +177,8 @@ enum Outcome {
 /// Everything resolved before the loop starts.
 struct Plan {
     spec: TrainRequest,
+    /// The data files read, with their digests.
+    files: Vec<kiln_core::registry::DataFile>,
     dataset: Dataset,
     arch: ArchConfig,
     device: Device,
@@ -197,6 +199,7 @@ fn execute(
     }
     let registry = Registry::open(home)?;
     let plan = plan(home, &registry, spec)?;
+    job.write_data_files(&plan.files)?;
     status.device = Some(plan.device_name.clone());
     job.write_status(status)?;
     plan.device.seed(plan.spec.seed);
@@ -236,6 +239,10 @@ fn plan(home: &Path, registry: &Registry, spec: TrainRequest) -> anyhow::Result<
         limit: spec.limit,
         vocab: vocab.as_ref(),
     };
+    if let Some(pin) = &spec.pin {
+        data::check_pin(&spec.data, spec.data_path.as_deref(), pin).map_err(|e| anyhow!(e))?;
+    }
+    let files = data::file_digests(&data::source_files(&spec.data, spec.data_path.as_deref())?)?;
     let dataset = data::load(&spec.data, &options)?;
     let arch = arch_for(&spec, &dataset)?;
     if let Some((m, _)) = &parent
@@ -257,6 +264,7 @@ fn plan(home: &Path, registry: &Registry, spec: TrainRequest) -> anyhow::Result<
     };
     Ok(Plan {
         spec,
+        files,
         dataset,
         arch,
         device,
@@ -562,6 +570,7 @@ fn draft(plan: &Plan, job: &JobDir, metrics: std::collections::BTreeMap<String, 
         dataset: Some(DatasetRef {
             id: plan.dataset.id.clone(),
             digest: Some(plan.dataset.digest.clone()),
+            files: plan.files.clone(),
         }),
         hyperparameters,
         seed: Some(spec.seed),

@@ -39,6 +39,16 @@ pub struct DatasetRef {
     pub id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<Digest>,
+    /// Each source file with its own digest (none for generated data).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<DataFile>,
+}
+
+/// One data file and the SHA-256 of its contents.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataFile {
+    pub path: std::path::PathBuf,
+    pub digest: Digest,
 }
 
 /// Points at another version (a parent in the lineage).

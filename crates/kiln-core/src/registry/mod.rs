@@ -27,7 +27,8 @@ pub use blobs::{BlobProblem, BlobStore, hash_file, sha256};
 pub use catalog::{Catalog, VersionRow};
 pub use error::{RegistryError, Result};
 pub use manifest::{
-    Aliases, Architecture, DatasetRef, EvalRecord, ModelRecord, VersionDraft, VersionLink, VersionManifest, now_rfc3339,
+    Aliases, Architecture, DataFile, DatasetRef, EvalRecord, ModelRecord, VersionDraft, VersionLink, VersionManifest,
+    now_rfc3339,
 };
 pub use read::{Listing, ModelDetail, ModelSummary, Problem};
 pub use report::{ClassScore, EvalReport};

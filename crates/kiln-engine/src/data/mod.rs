@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use kiln_core::kinds::DataSource;
 use kiln_core::names::Digest;
+use kiln_core::registry::DataFile;
 
 pub use fortunes::Vocab;
 pub use split::{Inputs, Split, Targets};
@@ -125,6 +126,71 @@ pub fn load(source: &DataSource, options: &LoadOptions<'_>) -> Result<Dataset, D
     Ok(dataset)
 }
 
+/// The files `source` is read from (none for generated data), in the order its digest
+/// covers them.
+pub fn source_files(source: &DataSource, path: Option<&Path>) -> Result<Vec<PathBuf>, DataError> {
+    Ok(match source {
+        DataSource::FashionMnist => fmnist::files(path)?.to_vec(),
+        DataSource::Fortunes { categories } => fortunes::categories(path, categories)?
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect(),
+        DataSource::RatingsSynth => Vec::new(),
+        DataSource::Csv { path } => vec![path.clone()],
+    })
+}
+
+/// Each of `paths` with the SHA-256 of its contents.
+pub fn file_digests(paths: &[PathBuf]) -> Result<Vec<DataFile>, DataError> {
+    paths
+        .iter()
+        .map(|path| {
+            let digest = digest_files(std::slice::from_ref(path)).map_err(|e| DataError::Malformed {
+                path: path.clone(),
+                what: "a readable data file",
+                reason: e.to_string(),
+            })?;
+            Ok(DataFile {
+                path: path.clone(),
+                digest,
+            })
+        })
+        .collect()
+}
+
+/// Checks the files of `source` still have the pinned digests; names the first that
+/// changed, went missing, or was not pinned.
+pub fn check_pin(source: &DataSource, path: Option<&Path>, pin: &[DataFile]) -> Result<(), String> {
+    let files = source_files(source, path).map_err(|e| e.to_string())?;
+    let now = file_digests(&files).map_err(|e| e.to_string())?;
+    for pinned in pin {
+        match now.iter().find(|f| f.path == pinned.path) {
+            None => {
+                return Err(format!(
+                    "pinned data file {} is no longer part of the dataset",
+                    pinned.path.display()
+                ));
+            }
+            Some(f) if f.digest != pinned.digest => {
+                return Err(format!(
+                    "pinned data file {} changed: it was {}, it is {} now; restore it, or train without the pin",
+                    pinned.path.display(),
+                    pinned.digest,
+                    f.digest
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    match now.iter().find(|f| !pin.iter().any(|p| p.path == f.path)) {
+        Some(extra) => Err(format!(
+            "data file {} is not in the pin; pin the dataset again to include it",
+            extra.path.display()
+        )),
+        None => Ok(()),
+    }
+}
+
 /// SHA-256 over several files' contents, in order.
 fn digest_files(paths: &[PathBuf]) -> std::io::Result<Digest> {
     use sha2::{Digest as _, Sha256};
@@ -170,5 +236,34 @@ impl SplitMix64 {
         let u1 = self.uniform().max(f64::MIN_POSITIVE);
         let u2 = self.uniform();
         (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+    }
+}
+
+#[cfg(test)]
+mod pin_tests {
+    use super::*;
+
+    #[test]
+    fn a_pin_holds_until_a_file_changes_and_then_names_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let csv = dir.path().join("data.csv");
+        std::fs::write(&csv, "1,2,0\n3,4,1\n").expect("write");
+        let source = DataSource::Csv { path: csv.clone() };
+        let pin = file_digests(&source_files(&source, None).expect("files")).expect("digests");
+        assert_eq!(pin.len(), 1);
+        assert_eq!(check_pin(&source, None, &pin), Ok(()));
+        std::fs::write(&csv, "1,2,0\n3,4,0\n").expect("rewrite");
+        let err = check_pin(&source, None, &pin).expect_err("changed");
+        assert!(
+            err.contains("data.csv changed") && err.contains(&pin[0].digest.to_string()),
+            "{err}"
+        );
+        let other = DataSource::Csv {
+            path: dir.path().join("other.csv"),
+        };
+        std::fs::write(dir.path().join("other.csv"), "1,2,0\n").expect("write");
+        let err = check_pin(&other, None, &pin).expect_err("another file");
+        assert!(err.contains("no longer part of the dataset"), "{err}");
+        assert!(check_pin(&DataSource::RatingsSynth, None, &[]).is_ok());
     }
 }

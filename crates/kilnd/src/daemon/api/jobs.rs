@@ -44,7 +44,10 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(state.supervisor.submit(request)?)))
 }
 
-fn check(state: &AppState, request: JobRequest) -> Result<JobRequest, ApiError> {
+fn check(state: &AppState, mut request: JobRequest) -> Result<JobRequest, ApiError> {
+    if let JobRequest::Train(train) = &mut request {
+        pin_data(train)?;
+    }
     match &request {
         JobRequest::Train(train) => check_train(state, train)?,
         JobRequest::Eval(eval) => check_eval(state, eval)?,
@@ -73,6 +76,28 @@ fn check_train(state: &AppState, t: &TrainRequest) -> Result<(), ApiError> {
         exists(state, parent)?;
     }
     available(&t.data, t.data_path.as_deref())
+}
+
+/// An empty pin becomes the dataset's files as they are now; a given pin must still hold
+/// (422 naming the file that changed).
+fn pin_data(t: &mut TrainRequest) -> Result<(), ApiError> {
+    let Some(pin) = &t.pin else {
+        return Ok(());
+    };
+    if pin.is_empty() {
+        let files =
+            data::source_files(&t.data, t.data_path.as_deref()).map_err(|e| ApiError::not_found(e.to_string()))?;
+        let digests = data::file_digests(&files).map_err(|e| ApiError::unprocessable(e.to_string()))?;
+        if digests.is_empty() {
+            return Err(ApiError::unprocessable(format!(
+                "{} is generated, not read from files: there is nothing to pin",
+                t.data
+            )));
+        }
+        t.pin = Some(digests);
+        return Ok(());
+    }
+    data::check_pin(&t.data, t.data_path.as_deref(), pin).map_err(ApiError::unprocessable)
 }
 
 /// A CUDA device asked for exists.
