@@ -12,6 +12,7 @@ mod daemon;
 mod error;
 mod follow;
 mod jobs;
+mod keys;
 mod models;
 mod output;
 mod serving;
@@ -71,6 +72,9 @@ enum Command {
     /// List, inspect, stop, resume hyperparameter studies and promote a trial to a version.
     #[command(subcommand)]
     Studies(studies::StudiesCommand),
+    /// Signing keys and the trust store (in the config folder; no daemon needed).
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
     /// Start, inspect or stop the kilnd daemon.
     #[command(subcommand)]
     Daemon(daemon::DaemonCommand),
@@ -115,6 +119,7 @@ fn run(command: &Command, json: bool) -> Result<u8, CliError> {
         Command::Quantize(args) => compress::quantize(args, json),
         Command::Tune(args) => studies::tune(args, json),
         Command::Studies(cmd) => studies::run(cmd, json),
+        Command::Keys(cmd) => keys::run(cmd, json),
         Command::Daemon(cmd) => daemon::run(cmd, json),
         Command::Jobs(cmd) => jobs::run(cmd, json),
         Command::Deploy(args) => serving::deploy(args, json),

@@ -45,10 +45,7 @@ pub struct Config {
 
 /// The platform config folder for kiln.
 pub fn config_dir() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("KILN_CONFIG_DIR").filter(|d| !d.is_empty()) {
-        return Some(PathBuf::from(dir));
-    }
-    directories::ProjectDirs::from("", "", "kiln").map(|d| d.config_dir().to_path_buf())
+    kiln_core::home::config_dir()
 }
 
 impl Config {

@@ -87,6 +87,9 @@ pub enum SigningError {
     NotAFolder { path: PathBuf },
     #[error("the model does not match its signature: {0}")]
     Mismatch(MismatchReport),
+    /// A key store request that cannot be done, with what to do instead.
+    #[error("{0}")]
+    Store(String),
 }
 
 impl SigningError {

@@ -24,6 +24,7 @@ pub mod keys;
 pub mod manifest;
 mod pem;
 pub mod statement;
+pub mod store;
 pub mod walk;
 
 #[cfg(test)]
@@ -36,3 +37,4 @@ pub use error::{ChangedFile, MismatchReport, SigningError};
 pub use folder::{SIGNATURE_FILE, sign_folder, sign_manifest, verify_bundle, verify_folder};
 pub use keys::{Curve, PrivateKey, PublicKey};
 pub use manifest::{FileDigest, Manifest};
+pub use store::{KeyEntry, KeyStore};
