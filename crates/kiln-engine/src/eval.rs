@@ -71,6 +71,46 @@ pub fn time_forward(model: &ZooModel, data: &Split, rows: &[usize], device: &Dev
     }
 }
 
+/// Where a report's rows came from: the dataset, the split's name and the device.
+#[derive(Debug, Clone, Copy)]
+pub struct ReportOn<'a> {
+    pub dataset: &'a str,
+    /// `test` or `validation`.
+    pub split: &'a str,
+    pub device: &'a str,
+}
+
+/// Scores `model` (version `version` of `name`) on every row of `data` into a full report.
+pub fn report(
+    model: &ZooModel,
+    name: &str,
+    version: u32,
+    data: &Split,
+    classes: &[String],
+    on: ReportOn<'_>,
+    device: &Device,
+) -> EvalReport {
+    let collected = collect(model, data, device);
+    let mut report = EvalReport {
+        model: name.to_owned(),
+        version,
+        dataset: on.dataset.to_owned(),
+        split: on.split.to_owned(),
+        rows: data.len(),
+        device: on.device.to_owned(),
+        accuracy: None,
+        macro_f1: None,
+        per_class: Vec::new(),
+        confusion_matrix: Vec::new(),
+        rmse: None,
+        mae: None,
+        mean_latency_ms_per_sample: 0.0,
+        created_at: kiln_core::registry::now_rfc3339(),
+    };
+    score(&mut report, &collected, data, classes);
+    report
+}
+
 /// Fills the classification or regression part of `report` from collected predictions.
 pub fn score(report: &mut EvalReport, collected: &Collected, data: &Split, classes: &[String]) {
     report.mean_latency_ms_per_sample = collected.seconds * 1000.0 / data.len().max(1) as f64;

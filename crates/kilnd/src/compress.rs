@@ -14,7 +14,8 @@ use kiln_core::compression::{
 };
 use kiln_core::jobs::{JobDir, JobStatus, MetricRecord};
 use kiln_core::kinds::DataSource;
-use kiln_core::registry::{EvalRecord, EvalReport, Registry, Trained, VersionLink, VersionManifest, now_rfc3339};
+use kiln_core::names::ModelRef;
+use kiln_core::registry::{EvalReport, Registry, Trained, VersionLink, VersionManifest, now_rfc3339};
 
 use kiln_engine::checkpoint::{Checkpoint, Position};
 use kiln_engine::compress::{self, Scope, Selection};
@@ -490,26 +491,22 @@ fn compare(
             plan.dataset.id
         );
     }
+    let on = eval::ReportOn {
+        dataset: &plan.dataset.id,
+        split: split_name,
+        device: &plan.device_name,
+    };
     let score = |loaded: &LoadedModel, version: u32| {
-        let collected = eval::collect(&loaded.model, &split, &loaded.device);
-        let mut report = EvalReport {
-            model: loaded.manifest.model.to_string(),
+        let name = loaded.manifest.model.to_string();
+        eval::report(
+            &loaded.model,
+            &name,
             version,
-            dataset: plan.dataset.id.clone(),
-            split: split_name.into(),
-            rows: split.len(),
-            device: plan.device_name.clone(),
-            accuracy: None,
-            macro_f1: None,
-            per_class: Vec::new(),
-            confusion_matrix: Vec::new(),
-            rmse: None,
-            mae: None,
-            mean_latency_ms_per_sample: 0.0,
-            created_at: now_rfc3339(),
-        };
-        eval::score(&mut report, &collected, &split, &plan.dataset.classes);
-        report
+            &split,
+            &plan.dataset.classes,
+            on,
+            &loaded.device,
+        )
     };
     let parent_report = score(parent, plan.parent.version);
     let child_report = score(child, 0);
@@ -610,28 +607,7 @@ fn register(
         .context("cannot register the compressed version")?;
     eval_report.model = manifest.model.to_string();
     eval_report.version = manifest.version;
-    let digest = registry.blobs().put_bytes(&serde_json::to_vec_pretty(&eval_report)?)?;
-    let metrics = [
-        ("accuracy", eval_report.accuracy),
-        ("macro_f1", eval_report.macro_f1),
-        ("rmse", eval_report.rmse),
-        ("mae", eval_report.mae),
-    ]
-    .into_iter()
-    .filter_map(|(k, v)| Some((k.to_owned(), v?)))
-    .collect();
-    let lock = registry.lock()?;
-    registry.attach_eval(
-        &lock,
-        &manifest.model,
-        manifest.version,
-        EvalRecord {
-            report: digest,
-            dataset: eval_report.dataset.clone(),
-            split: eval_report.split.clone(),
-            created_at: eval_report.created_at.clone(),
-            metrics,
-        },
-    )?;
+    let reference = ModelRef::version(manifest.model.clone(), manifest.version);
+    crate::evaluate::attach(registry, &reference, manifest.version, &eval_report)?;
     Ok(manifest)
 }

@@ -8,7 +8,7 @@ use anyhow::{anyhow, bail};
 use burn::tensor::Device;
 use kiln_core::kinds::DataSource;
 use kiln_core::names::ModelRef;
-use kiln_core::registry::{EvalRecord, EvalReport, Registry, now_rfc3339};
+use kiln_core::registry::{EvalRecord, EvalReport, Registry};
 
 use kiln_engine::data::{self, LoadOptions};
 use kiln_engine::eval;
@@ -53,24 +53,21 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<EvalReport> {
     }
     let loaded = LoadedModel::from_registry(&registry, manifest, Device::libtorch())?;
     check_fits(&loaded, &split, dataset.classes.len(), &dataset.id)?;
-    let collected = eval::collect(&loaded.model, &split, &loaded.device);
-    let mut report = EvalReport {
-        model: loaded.manifest.model.to_string(),
-        version,
-        dataset: dataset.id.clone(),
-        split: split_name.into(),
-        rows: split.len(),
-        device: "cpu".into(),
-        accuracy: None,
-        macro_f1: None,
-        per_class: Vec::new(),
-        confusion_matrix: Vec::new(),
-        rmse: None,
-        mae: None,
-        mean_latency_ms_per_sample: 0.0,
-        created_at: now_rfc3339(),
+    let on = eval::ReportOn {
+        dataset: &dataset.id,
+        split: split_name,
+        device: "cpu",
     };
-    eval::score(&mut report, &collected, &split, &dataset.classes);
+    let name = loaded.manifest.model.to_string();
+    let report = eval::report(
+        &loaded.model,
+        &name,
+        version,
+        &split,
+        &dataset.classes,
+        on,
+        &loaded.device,
+    );
     attach(&registry, &args.reference, version, &report)?;
     Ok(report)
 }
@@ -90,7 +87,13 @@ fn check_fits(loaded: &LoadedModel, split: &data::Split, classes: usize, id: &st
     }
 }
 
-fn attach(registry: &Registry, reference: &ModelRef, version: u32, report: &EvalReport) -> anyhow::Result<()> {
+/// Stores `report` as a blob and attaches it to `version` with its headline figures.
+pub(crate) fn attach(
+    registry: &Registry,
+    reference: &ModelRef,
+    version: u32,
+    report: &EvalReport,
+) -> anyhow::Result<()> {
     let digest = registry.blobs().put_bytes(&serde_json::to_vec_pretty(report)?)?;
     let figures = [
         ("accuracy", report.accuracy),
