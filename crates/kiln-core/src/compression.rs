@@ -127,6 +127,21 @@ pub enum Precision {
 word_enum!(Precision, "precision");
 
 impl CompressRequest {
+    /// Compress `reference` by `method`, with every other option at its default (the
+    /// parent's model, data and device choice).
+    pub fn new(reference: ModelRef, method: Method) -> Self {
+        Self {
+            reference,
+            method,
+            model: None,
+            data: None,
+            data_path: None,
+            limit: None,
+            device: None,
+            threads: None,
+        }
+    }
+
     /// Checks the settings on their own (the daemon then checks them against the parent).
     pub fn check(&self) -> Result<(), String> {
         if self.limit == Some(0) {
@@ -436,16 +451,10 @@ mod tests {
     use super::*;
 
     fn prune(sparsity: f64) -> CompressRequest {
-        CompressRequest {
-            reference: "m@1".parse().expect("reference"),
-            method: Method::Prune(PruneSettings::new(sparsity)),
-            model: None,
-            data: None,
-            data_path: None,
-            limit: None,
-            device: None,
-            threads: None,
-        }
+        CompressRequest::new(
+            "m@1".parse().expect("reference"),
+            Method::Prune(PruneSettings::new(sparsity)),
+        )
     }
 
     #[test]

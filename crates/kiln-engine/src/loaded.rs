@@ -36,12 +36,27 @@ impl LoadedModel {
     /// int8: every stored form loads to f32), cast to the precision a compressed version
     /// computes in.
     pub fn from_bytes(manifest: VersionManifest, bytes: Vec<u8>, device: Device) -> anyhow::Result<Self> {
+        let compute = manifest
+            .draft
+            .compression
+            .as_ref()
+            .map_or(Precision::F32, |c| c.compute);
+        Self::computing_in(manifest, bytes, compute, device)
+    }
+
+    /// [`Self::from_bytes`] computing in `compute`, whatever the manifest says (a version
+    /// being built, before its manifest records it).
+    pub fn computing_in(
+        manifest: VersionManifest,
+        bytes: Vec<u8>,
+        compute: Precision,
+        device: Device,
+    ) -> anyhow::Result<Self> {
         let architecture = &manifest.draft.architecture;
         let arch = ArchConfig::from_json(architecture.name, architecture.config.clone())?;
         let mut model = arch.init(&device);
         weights::load_bytes(&mut model, bytes)?;
-        let compute = manifest.draft.compression.as_ref().map(|c| c.compute);
-        let model = match compute.and_then(half_dtype) {
+        let model = match half_dtype(compute) {
             Some(dtype) => model.cast(dtype).map_err(|reason| anyhow::anyhow!(reason))?,
             None => model,
         };

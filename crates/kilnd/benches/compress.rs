@@ -57,18 +57,14 @@ fn manifest(client: &Blocking, reference: &ModelRef) -> VersionManifest {
 }
 
 fn compress(client: &Blocking, parent: &ModelRef, method: Method) -> (VersionManifest, f64) {
-    let request = CompressRequest {
-        reference: parent.clone(),
-        method,
-        model: None,
-        data: None,
-        data_path: None,
-        limit: None,
-        device: Some(DeviceName::Cpu),
-        threads: None,
-    };
+    let mut request = CompressRequest::new(parent.clone(), method);
+    request.device = Some(DeviceName::Cpu);
     let (child, seconds) = run(client, JobRequest::Compress(request));
     (manifest(client, &child), seconds)
+}
+
+fn quantize(precision: Precision) -> Method {
+    Method::Quantize(QuantizeSettings { precision })
 }
 
 fn report(m: &VersionManifest) -> &Comparison {
@@ -111,13 +107,7 @@ fn main() {
     let (parent, seconds) = run(&client, JobRequest::Train(train));
     println!("parent {parent}: cnn, {epochs} epoch(s) on {limit} Fashion-MNIST images, {seconds:.0} s");
 
-    let (int8, seconds) = compress(
-        &client,
-        &parent,
-        Method::Quantize(QuantizeSettings {
-            precision: Precision::Int8,
-        }),
-    );
+    let (int8, seconds) = compress(&client, &parent, quantize(Precision::Int8));
     let r = report(&int8);
     println!(
         "\nint8 (job {seconds:.0} s; {}; test split {} rows, p50 batch 64 {:.2}x the parent's speed)",
@@ -180,13 +170,7 @@ fn main() {
     );
     line("test accuracy drop, points", drop_points(r), 1.0, false, "");
 
-    let (child, seconds) = compress(
-        &client,
-        &parent,
-        Method::Quantize(QuantizeSettings {
-            precision: Precision::Bf16,
-        }),
-    );
+    let (child, seconds) = compress(&client, &parent, quantize(Precision::Bf16));
     let r = report(&child);
     println!(
         "\nbf16 (job {seconds:.0} s): {:.2}x smaller, accuracy drop {:.2} points; {}",

@@ -75,7 +75,7 @@ pub fn run(
         Method::Quantize(q) => quantize(&plan, &parent, q.precision)?,
     };
     phase(job, status, "measuring the child against its parent")?;
-    let loaded = LoadedModel::from_bytes(child.manifest(&plan), child.bytes.clone(), plan.device.clone())?;
+    let loaded = child.load(&plan)?;
     let mut child = child;
     let report = compare(&plan, &parent, &loaded, &child.bytes, &mut child.notes)?;
     let manifest = register(&registry, &plan, job, child, report)?;
@@ -152,42 +152,14 @@ struct Child {
 }
 
 impl Child {
-    /// The manifest the child will have (numbered 0 until registered), for loading it.
-    fn manifest(&self, plan: &Plan<'_>) -> VersionManifest {
+    /// The child loaded as it will compute: the parent's manifest with the child's
+    /// architecture (it is numbered and given its `compression` record on registration).
+    fn load(&self, plan: &Plan<'_>) -> anyhow::Result<LoadedModel> {
         let mut manifest = plan.parent.clone();
         manifest.version = 0;
         manifest.draft.architecture = self.arch.architecture();
-        manifest.draft.compression = Some(Compression {
-            method: plan.request.method.clone(),
-            layers: Vec::new(),
-            compute: self.compute,
-            compute_note: self.compute_note.clone(),
-            report: empty_comparison(),
-        });
-        manifest
-    }
-}
-
-fn empty_comparison() -> Comparison {
-    let figures = Figures {
-        size_bytes: 0,
-        size_zstd_bytes: 0,
-        params: 0,
-        nonzeros: 0,
-        accuracy: None,
-        macro_f1: None,
-        rmse: None,
-        p50_ms_batch1: 0.0,
-        p50_ms_batch64: 0.0,
-    };
-    Comparison {
-        dataset: String::new(),
-        split: String::new(),
-        rows: 0,
-        device: String::new(),
-        parent: figures.clone(),
-        child: figures,
-        notes: Vec::new(),
+        manifest.draft.compression = None;
+        LoadedModel::computing_in(manifest, self.bytes.clone(), self.compute, plan.device.clone())
     }
 }
 
@@ -342,7 +314,6 @@ impl LoopSink for FinetuneSink<'_> {
 /// Stores the parent's weights in `precision`, and decides what the child computes in.
 fn quantize(plan: &Plan<'_>, parent: &LoadedModel, precision: Precision) -> anyhow::Result<Child> {
     let arch = parent_arch(plan)?;
-    let f32_bytes = weights::to_safetensors(&parent.model)?;
     match precision {
         Precision::Int8 => {
             let bytes = quantize_int8(&parent.model)?;
@@ -359,7 +330,8 @@ fn quantize(plan: &Plan<'_>, parent: &LoadedModel, precision: Precision) -> anyh
             })
         }
         half => {
-            let bytes = compress::to_half(&f32_bytes, half)?;
+            // From the loaded parent: its stored blob may be packed or half already.
+            let bytes = compress::to_half(&weights::to_safetensors(&parent.model)?, half)?;
             let (compute, compute_note, notes) = half_compute(plan, parent, &arch, &bytes, half)?;
             Ok(Child {
                 arch,

@@ -177,8 +177,6 @@ enum Outcome {
 /// Everything resolved before the loop starts.
 struct Plan {
     spec: TrainRequest,
-    /// The data files read, with their digests.
-    files: Vec<kiln_core::registry::DataFile>,
     dataset: Dataset,
     arch: ArchConfig,
     device: Device,
@@ -199,7 +197,7 @@ fn execute(
     }
     let registry = Registry::open(home)?;
     let plan = plan(home, &registry, spec)?;
-    job.write_data_files(&plan.files)?;
+    job.write_data_files(&plan.dataset.files)?;
     status.device = Some(plan.device_name.clone());
     job.write_status(status)?;
     plan.device.seed(plan.spec.seed);
@@ -239,11 +237,10 @@ fn plan(home: &Path, registry: &Registry, spec: TrainRequest) -> anyhow::Result<
         limit: spec.limit,
         vocab: vocab.as_ref(),
     };
-    if let Some(pin) = &spec.pin {
-        data::check_pin(&spec.data, spec.data_path.as_deref(), pin).map_err(|e| anyhow!(e))?;
-    }
-    let files = data::file_digests(&data::source_files(&spec.data, spec.data_path.as_deref())?)?;
     let dataset = data::load(&spec.data, &options)?;
+    if let Some(pin) = &spec.pin {
+        data::check_pin(&dataset.files, pin).map_err(|e| anyhow!(e))?;
+    }
     let arch = arch_for(&spec, &dataset)?;
     if let Some((m, _)) = &parent
         && m.draft.architecture != arch.architecture()
@@ -264,7 +261,6 @@ fn plan(home: &Path, registry: &Registry, spec: TrainRequest) -> anyhow::Result<
     };
     Ok(Plan {
         spec,
-        files,
         dataset,
         arch,
         device,
@@ -570,7 +566,7 @@ fn draft(plan: &Plan, job: &JobDir, metrics: std::collections::BTreeMap<String, 
         dataset: Some(DatasetRef {
             id: plan.dataset.id.clone(),
             digest: Some(plan.dataset.digest.clone()),
-            files: plan.files.clone(),
+            files: plan.dataset.files.clone(),
         }),
         hyperparameters,
         seed: Some(spec.seed),

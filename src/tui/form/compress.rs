@@ -105,16 +105,8 @@ impl LaunchForm {
                 precision: self.chosen("precision")?,
             }),
         };
-        let request = CompressRequest {
-            reference: self.reference()?,
-            method,
-            model: None,
-            data: None,
-            data_path: None,
-            limit: self.limit()?,
-            device: None,
-            threads: None,
-        };
+        let mut request = CompressRequest::new(self.reference()?, method);
+        request.limit = self.limit()?;
         request.check()?;
         Ok(request)
     }

@@ -30,16 +30,7 @@ fn form(app: &App) -> &LaunchForm {
 }
 
 fn submitted(method: Method) -> Vec<Effect> {
-    let request = CompressRequest {
-        reference: "fmnist-cnn@3".parse().unwrap_or_else(|e| panic!("{e}")),
-        method,
-        model: None,
-        data: None,
-        data_path: None,
-        limit: None,
-        device: None,
-        threads: None,
-    };
+    let request = CompressRequest::new("fmnist-cnn@3".parse().unwrap_or_else(|e| panic!("{e}")), method);
     vec![Effect::Request(Request::SubmitJob(Box::new(JobRequest::Compress(
         request,
     ))))]

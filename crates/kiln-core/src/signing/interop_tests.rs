@@ -54,6 +54,24 @@ fn run_reference(bin: &Path, args: &[&str]) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// `model_signing sign key` of `model` with the private key file `private` into `signature`,
+/// leaving out `ignore` when given.
+fn reference_sign(bin: &Path, private: &Path, signature: &Path, ignore: Option<&Path>, model: &Path) -> (bool, String) {
+    let mut args = vec![
+        "sign",
+        "key",
+        "--private_key",
+        path_str(private),
+        "--signature",
+        path_str(signature),
+    ];
+    if let Some(ignore) = ignore {
+        args.extend(["--ignore-paths", path_str(ignore)]);
+    }
+    args.push(path_str(model));
+    run_reference(bin, &args)
+}
+
 #[test]
 fn verifies_a_folder_signed_by_model_signing() {
     let key = PublicKey::read(&fixture().join("key.pub")).expect("fixture key");
@@ -138,16 +156,7 @@ fn kiln_verifies_what_model_signing_signs_with_a_kiln_key() {
     key.write(&private).expect("write key");
     let sig = model.join(SIGNATURE_FILE);
 
-    let args = [
-        "sign",
-        "key",
-        "--private_key",
-        path_str(&private),
-        "--signature",
-        path_str(&sig),
-        path_str(&model),
-    ];
-    let (ok, out) = run_reference(&bin, &args);
+    let (ok, out) = reference_sign(&bin, &private, &sig, None, &model);
     eprintln!("model_signing sign key (kiln-written key): {}", out.trim());
     assert!(ok, "{out}");
     verify_folder(&model, &sig, key.public_key()).expect("kiln verifies the reference signature");
@@ -176,16 +185,7 @@ fn kiln_verifies_reference_p384_and_p521_signatures() {
         let private = dir.path().join("key.pem");
         fs::write(&private, private_pem.expect("pkcs8").as_bytes()).expect("write key");
         let sig = model.join(SIGNATURE_FILE);
-        let args = [
-            "sign",
-            "key",
-            "--private_key",
-            path_str(&private),
-            "--signature",
-            path_str(&sig),
-            path_str(&model),
-        ];
-        let (ok, out) = run_reference(&bin, &args);
+        let (ok, out) = reference_sign(&bin, &private, &sig, None, &model);
         assert!(ok, "{out}");
         let public = PublicKey::from_pem(&public_pem.expect("spki")).expect("public key");
         assert_eq!(public.curve().to_string(), curve);
@@ -201,18 +201,7 @@ fn assert_same_statement_as_reference(bin: &Path, model: &Path, key: &PrivateKey
     let private = dir.path().join("key.pem");
     key.write(&private).expect("write key");
     let reference_sig = dir.path().join("reference.sig");
-    let args = [
-        "sign",
-        "key",
-        "--private_key",
-        path_str(&private),
-        "--signature",
-        path_str(&reference_sig),
-        "--ignore-paths",
-        path_str(kiln_sig),
-        path_str(model),
-    ];
-    let (ok, out) = run_reference(bin, &args);
+    let (ok, out) = reference_sign(bin, &private, &reference_sig, Some(kiln_sig), model);
     assert!(ok, "{out}");
     let statement = |path: &Path| -> Statement {
         let bundle = Bundle::read(path).expect("bundle");

@@ -57,10 +57,11 @@ pub fn load(path: &Path, options: &LoadOptions<'_>) -> Result<Dataset, DataError
         features(&rows).map_err(malformed)?
     };
     let (train, val) = all.shuffle_split(0.1, options.seed);
-    let digest = super::digest_files(&[path.to_owned()]).map_err(|e| malformed(e.to_string()))?;
+    let (digest, files) = super::digest_files(&[path.to_owned()]).map_err(|e| malformed(e.to_string()))?;
     Ok(Dataset {
         id: format!("csv:{}", path.display()),
         digest,
+        files,
         shape,
         classes,
         train,

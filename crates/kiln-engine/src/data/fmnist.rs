@@ -56,9 +56,11 @@ pub fn load(options: &LoadOptions<'_>) -> Result<Dataset, DataError> {
         what: "Fashion-MNIST",
         reason: e.to_string(),
     };
+    let (digest, files) = super::digest_files(&files).map_err(malformed)?;
     Ok(Dataset {
         id: "fashion-mnist".into(),
-        digest: super::digest_files(&files).map_err(malformed)?,
+        digest,
+        files,
         shape: DataShape::Image {
             channels: 1,
             height: SIDE,

@@ -108,7 +108,7 @@ pub fn load(wanted: &[String], options: &LoadOptions<'_>) -> Result<Dataset, Dat
         targets: Targets::Classes(rows.iter().map(|&i| labels[i]).collect()),
     };
     let paths: Vec<PathBuf> = files.iter().map(|(_, p)| p.clone()).collect();
-    let digest = super::digest_files(&paths).map_err(|e| DataError::Malformed {
+    let (digest, files) = super::digest_files(&paths).map_err(|e| DataError::Malformed {
         path: options
             .path
             .map_or_else(|| PathBuf::from(DEFAULT_DIR), Path::to_path_buf),
@@ -122,6 +122,7 @@ pub fn load(wanted: &[String], options: &LoadOptions<'_>) -> Result<Dataset, Dat
     Ok(Dataset {
         id,
         digest,
+        files,
         shape: DataShape::Tokens {
             vocab: vocab.size(),
             len: vocab.max_len,

@@ -57,6 +57,8 @@ pub struct Dataset {
     pub id: String,
     /// SHA-256 over the source files (or the generator's parameters).
     pub digest: Digest,
+    /// Each source file with its own SHA-256 (none for generated data).
+    pub files: Vec<DataFile>,
     pub shape: DataShape,
     /// Class names; empty for rating regression.
     pub classes: Vec<String>,
@@ -140,29 +142,21 @@ pub fn source_files(source: &DataSource, path: Option<&Path>) -> Result<Vec<Path
     })
 }
 
-/// Each of `paths` with the SHA-256 of its contents.
-pub fn file_digests(paths: &[PathBuf]) -> Result<Vec<DataFile>, DataError> {
-    paths
-        .iter()
-        .map(|path| {
-            let digest = digest_files(std::slice::from_ref(path)).map_err(|e| DataError::Malformed {
-                path: path.clone(),
-                what: "a readable data file",
-                reason: e.to_string(),
-            })?;
-            Ok(DataFile {
-                path: path.clone(),
-                digest,
-            })
+/// The files `source` is read from, each with the SHA-256 of its contents (what a pin holds).
+pub fn file_digests(source: &DataSource, path: Option<&Path>) -> Result<Vec<DataFile>, DataError> {
+    let paths = source_files(source, path)?;
+    digest_files(&paths)
+        .map(|(_, files)| files)
+        .map_err(|e| DataError::Malformed {
+            path: paths.first().cloned().unwrap_or_default(),
+            what: "a readable data file",
+            reason: e.to_string(),
         })
-        .collect()
 }
 
-/// Checks the files of `source` still have the pinned digests; names the first that
-/// changed, went missing, or was not pinned.
-pub fn check_pin(source: &DataSource, path: Option<&Path>, pin: &[DataFile]) -> Result<(), String> {
-    let files = source_files(source, path).map_err(|e| e.to_string())?;
-    let now = file_digests(&files).map_err(|e| e.to_string())?;
+/// Checks that files read now (`now`, e.g. [`Dataset::files`]) still have the pinned
+/// digests; names the first that changed, went missing, or was not pinned.
+pub fn check_pin(now: &[DataFile], pin: &[DataFile]) -> Result<(), String> {
     for pinned in pin {
         match now.iter().find(|f| f.path == pinned.path) {
             None => {
@@ -191,15 +185,30 @@ pub fn check_pin(source: &DataSource, path: Option<&Path>, pin: &[DataFile]) -> 
     }
 }
 
-/// SHA-256 over several files' contents, in order.
-fn digest_files(paths: &[PathBuf]) -> std::io::Result<Digest> {
+/// SHA-256 over several files' contents, in order, and of each file alone: one read.
+fn digest_files(paths: &[PathBuf]) -> std::io::Result<(Digest, Vec<DataFile>)> {
     use sha2::{Digest as _, Sha256};
-    let mut hasher = Sha256::new();
+    use std::io::Read;
+    let mut all = Sha256::new();
+    let mut files = Vec::with_capacity(paths.len());
+    let mut buffer = vec![0u8; 1 << 16];
     for path in paths {
         let mut file = std::fs::File::open(path)?;
-        std::io::copy(&mut file, &mut hasher)?;
+        let mut one = Sha256::new();
+        loop {
+            let n = file.read(&mut buffer)?;
+            if n == 0 {
+                break;
+            }
+            all.update(&buffer[..n]);
+            one.update(&buffer[..n]);
+        }
+        files.push(DataFile {
+            path: path.clone(),
+            digest: Digest::from_sha256(&one.finalize().into()),
+        });
     }
-    Ok(Digest::from_sha256(&hasher.finalize().into()))
+    Ok((Digest::from_sha256(&all.finalize().into()), files))
 }
 
 /// A deterministic shuffle of `0..n` (splitmix64-driven Fisher-Yates).
@@ -249,11 +258,12 @@ mod pin_tests {
         let csv = dir.path().join("data.csv");
         std::fs::write(&csv, "1,2,0\n3,4,1\n").expect("write");
         let source = DataSource::Csv { path: csv.clone() };
-        let pin = file_digests(&source_files(&source, None).expect("files")).expect("digests");
+        let now = |source: &DataSource| file_digests(source, None).expect("digests");
+        let pin = now(&source);
         assert_eq!(pin.len(), 1);
-        assert_eq!(check_pin(&source, None, &pin), Ok(()));
+        assert_eq!(check_pin(&now(&source), &pin), Ok(()));
         std::fs::write(&csv, "1,2,0\n3,4,0\n").expect("rewrite");
-        let err = check_pin(&source, None, &pin).expect_err("changed");
+        let err = check_pin(&now(&source), &pin).expect_err("changed");
         assert!(
             err.contains("data.csv changed") && err.contains(&pin[0].digest.to_string()),
             "{err}"
@@ -262,8 +272,8 @@ mod pin_tests {
             path: dir.path().join("other.csv"),
         };
         std::fs::write(dir.path().join("other.csv"), "1,2,0\n").expect("write");
-        let err = check_pin(&other, None, &pin).expect_err("another file");
+        let err = check_pin(&now(&other), &pin).expect_err("another file");
         assert!(err.contains("no longer part of the dataset"), "{err}");
-        assert!(check_pin(&DataSource::RatingsSynth, None, &[]).is_ok());
+        assert!(check_pin(&now(&DataSource::RatingsSynth), &[]).is_ok());
     }
 }

@@ -43,6 +43,7 @@ pub fn load(options: &LoadOptions<'_>) -> Result<Dataset, DataError> {
     Ok(Dataset {
         id: "ratings-synth".into(),
         digest: kiln_core::registry::sha256(params.as_bytes()),
+        files: Vec::new(),
         shape: DataShape::Pairs {
             users: USERS,
             items: ITEMS,

@@ -84,20 +84,21 @@ fn pin_data(t: &mut TrainRequest) -> Result<(), ApiError> {
     let Some(pin) = &t.pin else {
         return Ok(());
     };
+    let now = data::file_digests(&t.data, t.data_path.as_deref()).map_err(|e| match e {
+        DataError::Missing { .. } => ApiError::not_found(e.to_string()),
+        other => ApiError::unprocessable(other.to_string()),
+    })?;
     if pin.is_empty() {
-        let files =
-            data::source_files(&t.data, t.data_path.as_deref()).map_err(|e| ApiError::not_found(e.to_string()))?;
-        let digests = data::file_digests(&files).map_err(|e| ApiError::unprocessable(e.to_string()))?;
-        if digests.is_empty() {
+        if now.is_empty() {
             return Err(ApiError::unprocessable(format!(
                 "{} is generated, not read from files: there is nothing to pin",
                 t.data
             )));
         }
-        t.pin = Some(digests);
+        t.pin = Some(now);
         return Ok(());
     }
-    data::check_pin(&t.data, t.data_path.as_deref(), pin).map_err(ApiError::unprocessable)
+    data::check_pin(&now, pin).map_err(ApiError::unprocessable)
 }
 
 /// A CUDA device asked for exists.
