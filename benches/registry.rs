@@ -105,8 +105,9 @@ fn populate(registry: &Registry) -> Result<(), Box<dyn std::error::Error>> {
                 libtorch_version: Some("2.9.0".into()),
                 study: None,
                 compression: None,
+                license: None,
             };
-            registry.add_version(&lock, &name, draft)?;
+            registry.add_version(&lock, &name, draft, &Default::default())?;
         }
         registry.set_alias(&lock, &name, &Name::new("production")?, VERSIONS_PER_MODEL as u32 / 2)?;
     }

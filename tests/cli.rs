@@ -46,8 +46,11 @@ fn seed(home: &Path, model: &str, versions: u32) {
             libtorch_version: None,
             study: None,
             compression: None,
+            license: None,
         };
-        registry.add_version(&lock, &name, draft).expect("version");
+        registry
+            .add_version(&lock, &name, draft, &Default::default())
+            .expect("version");
     }
 }
 

@@ -43,6 +43,7 @@ fn draft(registry: &Registry, payload: &[u8]) -> VersionDraft {
         libtorch_version: None,
         study: None,
         compression: None,
+        license: None,
     }
 }
 
@@ -50,7 +51,7 @@ fn add(registry: &Registry, model: &str, payload: &[u8]) -> u32 {
     let lock = registry.lock().expect("lock");
     registry.ensure_model(&lock, record(model)).expect("model");
     registry
-        .add_version(&lock, &name(model), draft(registry, payload))
+        .add_version(&lock, &name(model), draft(registry, payload), &Default::default())
         .expect("version")
         .version
 }

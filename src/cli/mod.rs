@@ -16,6 +16,7 @@ mod keys;
 mod models;
 mod output;
 mod serving;
+mod signing;
 mod studies;
 mod table;
 mod train;

@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use clap::Subcommand;
 
 use super::daemon::connect;
-use super::error::{CORRUPT, CliError, NOT_FOUND};
+use super::error::{CliError, NOT_FOUND};
 use super::output::{emit, warn_problems};
+use super::signing;
 use super::table;
 use kiln_core::api::{ImportRequest, ModelDetail, ModelList, VerifyReport, VersionList, VersionManifest, VersionView};
 use kiln_core::client::{Blocking, Client};
@@ -27,16 +28,24 @@ pub enum ModelsCommand {
     },
     /// Show a model (`<model>`) or one version (`<model>@<version|alias>`).
     Show { reference: ModelRef },
-    /// Import external weights (safetensors, burn record .bpk, PyTorch .pt) as a new version.
+    /// Import external weights (safetensors, burn record .bpk, PyTorch .pt), or a model folder
+    /// (`kiln models export`, or one `model_signing sign key` signed), as a new version.
     Import {
         model: Name,
+        /// A weights file, or a model folder: its files are kept byte for byte and its
+        /// model.sig, when a trusted key made it, becomes the version's signature.
         weights: PathBuf,
-        /// Architecture: mlp, cnn, rnn or mf.
-        #[arg(long)]
-        arch: Arch,
+        /// Architecture: mlp, cnn, rnn or mf (a folder's config.json gives it).
+        #[arg(long, requires = "config")]
+        arch: Option<Arch>,
         /// JSON config of the architecture (a file, or inline JSON).
+        #[arg(long, requires = "arch")]
+        config: Option<String>,
+        /// Refuse a folder unless a trusted key signed exactly its files (model.sig).
         #[arg(long)]
-        config: String,
+        require_signature: bool,
+        #[command(flatten)]
+        card: super::signing::CardArgs,
         /// The .safetensors file was written by PyTorch (Linear weights are transposed).
         #[arg(long)]
         pytorch_layout: bool,
@@ -56,8 +65,27 @@ pub enum ModelsCommand {
         #[arg(long)]
         force: bool,
     },
-    /// Re-hash every blob and check every manifest; exit code 4 when anything is damaged.
-    Verify,
+    /// Sign a version with your key (`kiln keys gen`): an OpenSSF model-signing signature
+    /// over its files, stored beside it.
+    Sign {
+        reference: ModelRef,
+        /// The key to sign with [default: `key` under [signing] in config.toml, or your only key].
+        #[arg(long)]
+        key: Option<Name>,
+    },
+    /// Check a version's signature and files (exit 0: signed by a trusted key, every file
+    /// intact; 4: a file changed or the signature is damaged; 5: unsigned or untrusted
+    /// signer). Without a version: re-hash every blob, check every manifest and every
+    /// signature (exit 4 when anything is damaged).
+    Verify { reference: Option<ModelRef> },
+    /// Write a version's files (model.safetensors, config.json, README.md, …) and its
+    /// signature (model.sig) into a new folder, which `model_signing verify key` accepts.
+    Export {
+        reference: ModelRef,
+        /// The folder to create (must not exist, or be empty).
+        #[arg(long)]
+        dir: PathBuf,
+    },
 }
 
 pub fn run(cmd: &ModelsCommand, json: bool) -> Result<u8, CliError> {
@@ -73,14 +101,20 @@ pub fn run(cmd: &ModelsCommand, json: bool) -> Result<u8, CliError> {
             config,
             pytorch_layout,
             task,
+            require_signature,
+            card,
         } => {
+            let (license, card) = card.resolve()?;
             let request = ImportRequest {
                 weights: weights_path(weights)?,
                 arch: *arch,
-                config: read_config(config)?,
+                config: config.as_deref().map(read_config).transpose()?,
                 pytorch_layout: *pytorch_layout,
                 task: task.clone(),
                 description: String::new(),
+                require_signature: *require_signature,
+                license,
+                card,
             };
             import(&client, model, &request, json)
         }
@@ -94,7 +128,12 @@ pub fn run(cmd: &ModelsCommand, json: bool) -> Result<u8, CliError> {
             Ok(0)
         }
         ModelsCommand::Rm { reference, force } => remove(&client, reference, *force, json),
-        ModelsCommand::Verify => verify(&client, json),
+        ModelsCommand::Verify { reference: None } => signing::verify_all(&client, json, verify_text),
+        ModelsCommand::Verify {
+            reference: Some(reference),
+        } => signing::verify_version(&client, reference, json),
+        ModelsCommand::Sign { reference, key } => signing::sign(&client, reference, key.as_ref(), json),
+        ModelsCommand::Export { reference, dir } => signing::export(&client, reference, dir, json),
     }
 }
 
@@ -175,7 +214,12 @@ fn show(client: &Blocking, reference: &ModelRef, json: bool) -> Result<u8, CliEr
         return Ok(0);
     }
     let view = client.run(|c| c.version(&reference.model, &reference.selector))?;
-    emit(json, &view, || describe_version_view(&view))?;
+    let signature = client.run(|c| c.signature(&view.version.model, view.version.version))?;
+    emit(json, &view, || {
+        let mut out = describe_version_view(&view);
+        out.push_str(&format!("\nsignature     {}", signature.status.describe()));
+        out
+    })?;
     Ok(0)
 }
 
@@ -197,6 +241,11 @@ fn describe_version_view(view: &VersionView) -> String {
         ));
     }
     let m = &view.version;
+    if let Some(license) = &m.draft.license {
+        out.push_str(&format!("licence       {}\n", license.describe()));
+    }
+    let files: Vec<String> = m.files().into_iter().map(|(name, _)| name).collect();
+    out.push_str(&format!("files         {}\n", files.join(" ")));
     if let Some(compression) = &m.draft.compression {
         let parent = m
             .draft
@@ -347,12 +396,6 @@ fn remove(client: &Blocking, reference: &ModelRef, force: bool, json: bool) -> R
     Ok(0)
 }
 
-fn verify(client: &Blocking, json: bool) -> Result<u8, CliError> {
-    let report = client.run(|c| c.verify())?;
-    emit(json, &report, || verify_text(&report))?;
-    Ok(if report.ok { 0 } else { CORRUPT })
-}
-
 fn verify_text(report: &VerifyReport) -> String {
     let mut out = String::new();
     for p in &report.corrupt_blobs {
@@ -414,14 +457,6 @@ mod tests {
             daemon.request_line(),
             "DELETE /api/v1/models/m/versions/2?force=true HTTP/1.1"
         );
-    }
-
-    #[test]
-    fn a_damaged_registry_exits_with_code_4() {
-        let report = r#"{"blobs_checked":2,"corrupt_blobs":[{"path":"/h/b","reason":"hash"}],"missing_blobs":[],"problems":[],"ok":false}"#;
-        let daemon = fake::answer_once("200 OK", report);
-        assert_eq!(verify(&daemon.client(), true).ok(), Some(4));
-        assert_eq!(daemon.request_line(), "GET /api/v1/registry/verify HTTP/1.1");
     }
 
     #[test]

@@ -67,6 +67,8 @@ pub struct TrainArgs {
     /// the job (and any resume of it) refuses to train if one changed.
     #[arg(long, conflicts_with = "resume")]
     pin: bool,
+    #[command(flatten)]
+    card: super::signing::CardArgs,
     /// Print the job id and return at once; the daemon runs the job.
     #[arg(long)]
     detach: bool,
@@ -158,6 +160,7 @@ fn fresh(args: &TrainArgs) -> Result<TrainRequest, CliError> {
     request.limit = args.limit;
     request.from = args.from.clone();
     request.pin = args.pin.then(Vec::new);
+    (request.license, request.card) = args.card.resolve()?;
     Ok(request)
 }
 

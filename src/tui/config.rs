@@ -27,6 +27,10 @@ struct ConfigFile {
     theme: Option<String>,
     #[serde(default)]
     keymap: BTreeMap<String, Keys>,
+    /// kilnd's `[signing]` table (kiln_core::settings) shares the file.
+    #[serde(default)]
+    #[allow(dead_code)]
+    signing: Option<toml::Table>,
 }
 
 /// `(theme, keymap)` as read from the file.

@@ -36,6 +36,8 @@ pub fn kilnd_bin() -> PathBuf {
 pub fn command(bin: impl AsRef<std::ffi::OsStr>, home: &Path) -> Command {
     let mut cmd = Command::new(bin);
     cmd.env("KILN_HOME", home)
+        // Hermetic: the tests never read the operator's config.toml, keys or trust store.
+        .env("KILN_CONFIG_DIR", home.join("config"))
         .env("KILN_KILND", kilnd_bin())
         .env("KILN_CONTROL_PORT", "0")
         .env("KILN_INFERENCE_BIND", "127.0.0.1:0");

@@ -16,9 +16,9 @@ use serde::de::DeserializeOwned;
 use crate::api::{
     AliasRemoved, AliasRequest, AliasSet, DeployRequest, Deployments, ErrorBody, Event, Health, ImportRequest, JobList,
     JobRequest, JobView, Journal, JournalEntry, JournalQuery, LogChunk, MetricsChunk, ModelList, ModelView,
-    PromoteRequest, RemoveQuery, RollbackRequest, Since, StudyCreate, StudyList, StudyView, Telemetry, TelemetryQuery,
-    TryRequest, TryResult, VerifyReport, VersionFilter, VersionList, VersionManifest, VersionRemoved, VersionView,
-    kserve,
+    PromoteRequest, RemoveQuery, RollbackRequest, SignRequest, SignatureView, Signatures, Since, StudyCreate,
+    StudyList, StudyView, Telemetry, TelemetryQuery, TryRequest, TryResult, VerifyReport, VersionFilter, VersionList,
+    VersionManifest, VersionRemoved, VersionView, kserve,
 };
 use crate::jobs::JobId;
 use crate::names::{Digest, Name, Selector};
@@ -56,6 +56,8 @@ impl ClientError {
 const CONNECTION_REFUSED: &str = "connection refused";
 /// Long enough for a deploy's load and warm-up, or an import's forward pass.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+/// Weights can be large; a blob may take longer than a JSON answer.
+const BLOB_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Where one daemon listens and the token it wants.
 #[derive(Debug, Clone)]
@@ -183,6 +185,31 @@ impl Client {
     /// Re-hashes every blob and checks every manifest.
     pub async fn verify(&self) -> Result<VerifyReport, ClientError> {
         self.get("/registry/verify").await
+    }
+
+    /// Every version's signature status.
+    pub async fn signatures(&self) -> Result<Signatures, ClientError> {
+        self.get("/signatures").await
+    }
+
+    /// One version's signature status and bundle.
+    pub async fn signature(&self, model: &Name, version: u32) -> Result<SignatureView, ClientError> {
+        self.get(&format!("/models/{model}/versions/{version}/signature")).await
+    }
+
+    /// Stores a signature made with the operator's key (checked by the daemon first).
+    pub async fn sign(&self, model: &Name, version: u32, request: &SignRequest) -> Result<SignatureView, ClientError> {
+        self.post(&format!("/models/{model}/versions/{version}/signature"), request)
+            .await
+    }
+
+    /// A blob's bytes (the daemon checks them against the digest on the way).
+    pub async fn blob(&self, digest: &Digest) -> Result<Vec<u8>, ClientError> {
+        self.send_raw(
+            self.request(Method::GET, &format!("/blobs/{digest}"))?
+                .timeout(BLOB_TIMEOUT),
+        )
+        .await
     }
 
     /// An evaluation report, from its blob.

@@ -57,6 +57,9 @@ pub struct JournalEntry {
     pub reason: String,
     #[serde(default)]
     pub batching: Batching,
+    /// Who signed the version switched to, when a trusted key did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signer: Option<Name>,
 }
 
 /// Live figures of one deployment.
@@ -141,6 +144,7 @@ mod tests {
 
     fn entry(model: &str, from: Option<u32>, to: u32) -> JournalEntry {
         JournalEntry {
+            signer: None,
             time: "2026-01-01T00:00:00Z".into(),
             model: Name::new(model).expect("name"),
             from,

@@ -36,6 +36,9 @@ pub enum JobKind {
 /// alone assigns one, and stores the request with it as the job's [`JobSpec`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
+// Built once per submission and read from a file once per job: boxing the training variant
+// would save a few hundred bytes nobody keeps.
+#[allow(clippy::large_enum_variant)]
 pub enum JobRequest {
     Train(TrainRequest),
     Eval(EvalRequest),
@@ -90,6 +93,12 @@ pub struct TrainRequest {
     /// registers nothing (`kiln studies promote` does).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trial: Option<crate::study::TrialTag>,
+    /// The licence the version is published under (model card and manifest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub license: Option<crate::card::License>,
+    /// The model card's description (Markdown; kiln writes the front matter and the facts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub card: Option<String>,
 }
 
 /// Score a stored version on a dataset and attach the report to it.
@@ -147,6 +156,8 @@ impl TrainRequest {
             threads: None,
             pin: None,
             trial: None,
+            license: None,
+            card: None,
         }
     }
 }
@@ -157,6 +168,9 @@ impl TrainRequest {
     pub fn check_limits(&self) -> Result<(), String> {
         if self.epochs == 0 || self.batch_size == 0 || self.limit == Some(0) {
             return Err("epochs, batch_size and limit must be at least 1".into());
+        }
+        if let Some(card) = &self.card {
+            crate::card::check_text(card).map_err(|e| e.0)?;
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return Err(format!("lr must be a number above 0, not {}", self.lr));

@@ -5,6 +5,7 @@
 //! ([`api`]) and the one client that speaks it ([`client`]).
 
 pub mod api;
+pub mod card;
 pub mod client;
 pub mod compression;
 pub mod deploy;
@@ -13,7 +14,9 @@ pub mod home;
 pub mod jobs;
 pub mod kinds;
 pub mod names;
+pub mod provenance;
 pub mod registry;
+pub mod settings;
 pub mod signing;
 pub mod study;
 pub mod telemetry;

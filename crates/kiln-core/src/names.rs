@@ -101,6 +101,16 @@ impl Digest {
         &self.0["sha256:".len()..]
     }
 
+    /// The 32 bytes of the SHA-256.
+    pub fn sha256(&self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        for (i, byte) in out.iter_mut().enumerate() {
+            // Validated at construction: 64 lowercase hex digits.
+            *byte = u8::from_str_radix(&self.hex()[2 * i..2 * i + 2], 16).unwrap_or_default();
+        }
+        out
+    }
+
     /// Wraps a freshly computed SHA-256.
     pub fn from_sha256(bytes: &[u8; 32]) -> Self {
         let mut s = String::with_capacity(71);

@@ -15,7 +15,7 @@ use kiln_core::compression::{
 use kiln_core::jobs::{JobDir, JobStatus, MetricRecord};
 use kiln_core::kinds::DataSource;
 use kiln_core::names::ModelRef;
-use kiln_core::registry::{EvalReport, Registry, Trained, VersionLink, VersionManifest, now_rfc3339};
+use kiln_core::registry::{EvalReport, Extras, Registry, Trained, VersionLink, VersionManifest, now_rfc3339};
 
 use kiln_engine::checkpoint::{Checkpoint, Position};
 use kiln_engine::compress::{self, Scope, Selection};
@@ -566,6 +566,8 @@ fn register(
         report,
     });
     let record = registry.model_record(&parent.model)?;
+    let build = crate::signing::build_of(job, crate::worker::STARTED_AT.get().cloned());
+    let signer = crate::signing::signer_for_registration();
     let trained = Trained {
         draft,
         weights: &child.bytes,
@@ -573,6 +575,11 @@ fn register(
         vocab: vocab.as_ref(),
         task: &record.task,
         description: record.description.clone(),
+        extras: Extras {
+            build: Some(&build),
+            signer: signer.as_ref().map(|(_, key)| key),
+            ..Extras::default()
+        },
     };
     let manifest = registry
         .register_trained(&model, trained)

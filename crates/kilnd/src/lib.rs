@@ -12,4 +12,5 @@ pub mod events;
 pub mod import;
 pub mod predict;
 pub mod serve;
+pub mod signing;
 pub mod worker;

@@ -15,7 +15,9 @@ use kiln_core::jobs::{
 use kiln_core::kinds::MetricKind;
 use kiln_core::kinds::{Arch, DeviceName};
 use kiln_core::names::ModelRef;
-use kiln_core::registry::{DatasetRef, Registry, Trained, VersionDraft, VersionLink, VersionManifest, now_rfc3339};
+use kiln_core::registry::{
+    DatasetRef, Extras, Registry, Trained, VersionDraft, VersionLink, VersionManifest, now_rfc3339,
+};
 use kiln_core::study::{BestCheckpoint, Objective, TrialTag};
 
 use kiln_engine::checkpoint::{self, Checkpoint, Position};
@@ -27,6 +29,9 @@ use kiln_engine::train::{self, LoopEnd, LoopSettings, LoopSink};
 use kiln_engine::weights;
 
 /// Runs the job to its end and records the final status. Returns the final state.
+/// When this worker started its job (the provenance's `startedOn`).
+pub static STARTED_AT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 pub fn run(home: &Path, id: &JobId) -> anyhow::Result<JobState> {
     let job = JobDir::open(home, id)?;
     // Detached like nohup: a hang-up (e.g. sent to an orphaned, stopped process group when
@@ -48,6 +53,11 @@ pub fn run(home: &Path, id: &JobId) -> anyhow::Result<JobState> {
     status.pid_start = kiln_core::jobs::process_start_time(std::process::id());
     status.updated_at = now_rfc3339();
     job.write_status(&status)?;
+    let _ = STARTED_AT.set(status.updated_at.clone());
+    if !eval {
+        // A configured signing key that cannot be read fails the job now, not after training.
+        crate::signing::configured_signer()?;
+    }
     let train = match spec.request {
         JobRequest::Eval(request) => return run_eval(&job, &request, status),
         JobRequest::Compress(request) => return run_compress(home, &job, &request, &stop, status),
@@ -582,6 +592,7 @@ fn draft(plan: &Plan, job: &JobDir, metrics: std::collections::BTreeMap<String, 
         libtorch_version: Some(LIBTORCH_VERSION.to_owned()),
         study: None,
         compression: None,
+        license: spec.license.clone(),
     }
 }
 
@@ -596,6 +607,8 @@ fn register(
         Some(vocab) => Some(serde_json::to_value(vocab)?),
         None => None,
     };
+    let build = crate::signing::build_of(job, STARTED_AT.get().cloned());
+    let signer = crate::signing::signer_for_registration();
     let trained = Trained {
         draft: draft(plan, job, metrics),
         weights,
@@ -603,6 +616,12 @@ fn register(
         vocab: vocab.as_ref(),
         task: task_name(&plan.dataset.shape),
         description: format!("{} on {}", plan.arch.arch(), plan.dataset.id),
+        extras: Extras {
+            card: plan.spec.card.as_deref(),
+            build: Some(&build),
+            signer: signer.as_ref().map(|(_, key)| key),
+            exact: false,
+        },
     };
     registry
         .register_trained(&plan.spec.model, trained)

@@ -41,7 +41,10 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::deploy::{Batching, DeploymentStats, DeploymentView, JournalEntry};
 pub use crate::jobs::{EvalRequest, JobId, JobRequest, JobSpec, JobStatus, MetricRecord, TrainRequest};
-pub use crate::registry::{EvalRecord, EvalReport, ModelDetail, ModelSummary, Problem, VersionManifest, VersionRow};
+pub use crate::registry::{
+    EvalRecord, EvalReport, ModelDetail, ModelSummary, Problem, SignatureStatus, VersionManifest, VersionRow,
+    VersionSignature,
+};
 pub use crate::study::StudyRecord as StudyView;
 pub use crate::telemetry::{Sample, Telemetry};
 
@@ -149,11 +152,25 @@ pub struct AliasRemoved {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImportRequest {
-    /// An absolute path on the daemon's machine: .safetensors, .bpk or .pt/.pth.
+    /// An absolute path on the daemon's machine: .safetensors, .bpk or .pt/.pth, or a model
+    /// folder (`model.safetensors`, `config.json`, … and maybe `model.sig`, as `kiln models
+    /// export` writes and `model_signing sign` signs). A folder's files are kept byte for
+    /// byte, so its signature still verifies.
     pub weights: PathBuf,
-    pub arch: Arch,
-    /// The architecture's config (a JSON object).
-    pub config: serde_json::Value,
+    /// Required for a weights file; a folder's `config.json` gives it otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arch: Option<Arch>,
+    /// The architecture's config (a JSON object); with `arch`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<serde_json::Value>,
+    /// Refuse a folder without a signature by a trusted key over exactly its files.
+    #[serde(default)]
+    pub require_signature: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub license: Option<crate::card::License>,
+    /// The model card's description (Markdown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub card: Option<String>,
     /// The .safetensors file was written by PyTorch (Linear weights are transposed).
     #[serde(default)]
     pub pytorch_layout: bool,
@@ -162,6 +179,32 @@ pub struct ImportRequest {
     pub task: String,
     #[serde(default)]
     pub description: String,
+}
+
+/// `GET /signatures`: every version's signature status.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Signatures {
+    pub versions: Vec<VersionSignature>,
+}
+
+/// `GET|POST /models/{m}/versions/{v}/signature`: a version's status and its signature
+/// (the Sigstore bundle, as `model.sig` holds it) when it has one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignatureView {
+    pub model: Name,
+    pub version: u32,
+    pub status: SignatureStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<serde_json::Value>,
+}
+
+/// `POST /models/{m}/versions/{v}/signature`: a signature made by the client (which holds
+/// the private key); the daemon stores it only if a trusted key made it over exactly the
+/// version's files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignRequest {
+    pub bundle: serde_json::Value,
 }
 
 /// `GET /registry/verify`: every blob re-hashed, every manifest's blobs looked up.

@@ -91,6 +91,9 @@ pub struct VersionDraft {
     /// the comparison the compressing job measured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compression: Option<crate::compression::Compression>,
+    /// The licence the version is published under (`--license`), also in its model card.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub license: Option<crate::card::License>,
 }
 
 /// `models/<model>/versions/<n>.json`: immutable once written.
@@ -117,6 +120,48 @@ impl VersionManifest {
             "imported {}@{} ({}, weights {weights})",
             self.model, self.version, self.draft.architecture.name
         )
+    }
+}
+
+/// The file a blob role is exported, and signed, as: a version's files are its blobs
+/// (`weights` → `model.safetensors`, `card` → `README.md`, …; `file:<name>` for the other
+/// files of an imported folder).
+pub fn file_name_of(role: &str) -> String {
+    match role {
+        "weights" => "model.safetensors".into(),
+        "config" => "config.json".into(),
+        "classes" => "classes.json".into(),
+        "vocab" => "vocab.json".into(),
+        "card" => "README.md".into(),
+        "provenance" => "provenance.json".into(),
+        other => other.strip_prefix("file:").unwrap_or(other).to_owned(),
+    }
+}
+
+/// The blob role a file of a model folder is stored under (the inverse of [`file_name_of`]).
+pub fn role_of_file(name: &str) -> String {
+    match name {
+        "model.safetensors" => "weights".into(),
+        "config.json" => "config".into(),
+        "classes.json" => "classes".into(),
+        "vocab.json" => "vocab".into(),
+        "README.md" => "card".into(),
+        "provenance.json" => "provenance".into(),
+        other => format!("file:{other}"),
+    }
+}
+
+impl VersionManifest {
+    /// `(file name, blob digest)` of every file of the version, by name.
+    pub fn files(&self) -> Vec<(String, &Digest)> {
+        let mut files: Vec<(String, &Digest)> = self
+            .draft
+            .blobs
+            .iter()
+            .map(|(role, digest)| (file_name_of(role), digest))
+            .collect();
+        files.sort();
+        files
     }
 }
 

@@ -19,6 +19,7 @@ mod error;
 mod manifest;
 mod read;
 mod report;
+pub mod signature;
 
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -28,10 +29,11 @@ pub use catalog::{Catalog, VersionRow};
 pub use error::{RegistryError, Result};
 pub use manifest::{
     Aliases, Architecture, DataFile, DatasetRef, EvalRecord, ModelRecord, VersionDraft, VersionLink, VersionManifest,
-    now_rfc3339,
+    file_name_of, now_rfc3339, role_of_file,
 };
 pub use read::{Listing, ModelDetail, ModelSummary, Problem};
 pub use report::{ClassScore, EvalReport};
+pub use signature::{SignatureStatus, VersionSignature, signing_manifest};
 
 use crate::fsx;
 use crate::names::Name;
@@ -48,6 +50,22 @@ pub struct Trained<'a> {
     /// Recorded when the model is new.
     pub task: &'a str,
     pub description: String,
+    pub extras: Extras<'a>,
+}
+
+/// What a version gets at registration besides its manifest: every version gets its
+/// architecture as `config.json` and a model card; a job's version gets its provenance; a
+/// version is signed (provenance included) when a signing key is set.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Extras<'a> {
+    /// The operator's card text (`--card`), the card's description.
+    pub card: Option<&'a str>,
+    /// The job that produced the version (SLSA provenance is recorded).
+    pub build: Option<&'a crate::provenance::Build>,
+    /// Signs the version and its provenance.
+    pub signer: Option<&'a crate::signing::PrivateKey>,
+    /// Store exactly the draft's blobs, adding no config or card (a signed folder's files).
+    pub exact: bool,
 }
 
 /// Handle on one registry folder. Cheap to clone; holds no open files.
@@ -139,9 +157,16 @@ impl Registry {
         Ok(record)
     }
 
-    /// Registers a new immutable version, numbered one past the highest existing one.
-    /// Every blob the draft names must already be stored.
-    pub fn add_version(&self, _lock: &WriteLock, model: &Name, draft: VersionDraft) -> Result<VersionManifest> {
+    /// Registers a new immutable version, numbered one past the highest existing one, with
+    /// its `config`, `card` and (for a job's version) `provenance` blobs, signed when
+    /// `extras` carries a key. Every blob the draft names must already be stored.
+    pub fn add_version(
+        &self,
+        lock: &WriteLock,
+        model: &Name,
+        draft: VersionDraft,
+        extras: &Extras<'_>,
+    ) -> Result<VersionManifest> {
         self.model_record(model)?;
         for digest in draft.blobs.values() {
             if !self.blobs.contains(digest) {
@@ -155,15 +180,61 @@ impl Registry {
         let dir = self.versions_dir(model);
         fsx::sweep_temp_files(&dir);
         let next = self.version_numbers(model)?.last().map_or(1, |v| v + 1);
-        let manifest = VersionManifest {
+        let mut manifest = VersionManifest {
             model: model.clone(),
             version: next,
             created_at: now_rfc3339(),
             kiln_version: env!("CARGO_PKG_VERSION").to_owned(),
             draft,
         };
+        self.attach_files(&mut manifest, extras)?;
         write_json(&self.version_path(model, next), &manifest)?;
+        if let Some(key) = extras.signer {
+            let bundle = crate::signing::sign_manifest(&signature::signing_manifest(&manifest)?, key).map_err(|e| {
+                RegistryError::Corrupt {
+                    path: self.signature_path(model, next),
+                    reason: e.to_string(),
+                }
+            })?;
+            self.write_signature(lock, model, next, &bundle)?;
+        }
         Ok(manifest)
+    }
+
+    /// Stores the blobs every new version gets: `config` (the architecture), `provenance`
+    /// (for a job's version) and `card` (last: it describes the rest).
+    fn attach_files(&self, manifest: &mut VersionManifest, extras: &Extras<'_>) -> Result<()> {
+        if extras.exact {
+            return Ok(());
+        }
+        let encode = |what: &str, e: serde_json::Error| RegistryError::io("encode", Path::new(what))(e.into());
+        if !manifest.draft.blobs.contains_key("config") {
+            let mut bytes = serde_json::to_vec_pretty(&manifest.draft.architecture).map_err(|e| encode("config", e))?;
+            bytes.push(b'\n');
+            let digest = self.blobs.put_bytes(&bytes)?;
+            manifest.draft.blobs.insert("config".into(), digest);
+        }
+        if let Some(build) = extras.build
+            && !manifest.draft.blobs.contains_key("provenance")
+        {
+            let parent_weights = manifest
+                .draft
+                .parent
+                .as_ref()
+                .and_then(|p| self.version(&p.model, p.version).ok())
+                .and_then(|p| p.draft.blobs.get("weights").cloned());
+            let statement = crate::provenance::statement(manifest, build, parent_weights.as_ref());
+            let digest = self
+                .blobs
+                .put_bytes(&crate::provenance::encode(&statement, extras.signer))?;
+            manifest.draft.blobs.insert("provenance".into(), digest);
+        }
+        if !manifest.draft.blobs.contains_key("card") {
+            let card = crate::card::render(manifest, extras.card);
+            let digest = self.blobs.put_bytes(card.as_bytes())?;
+            manifest.draft.blobs.insert("card".into(), digest);
+        }
+        Ok(())
     }
 
     /// Stores a trained model's weights, classes and vocabulary as blobs and registers them as
@@ -191,7 +262,7 @@ impl Registry {
             license: None,
         };
         self.ensure_model(&lock, record)?;
-        self.add_version(&lock, model, draft)
+        self.add_version(&lock, model, draft, &trained.extras)
     }
 
     /// Points `alias` at `version` (which must exist), replacing any earlier target.

@@ -47,6 +47,11 @@ impl KeyStore {
         }
     }
 
+    /// The trust store folder (`<config>/trusted`).
+    pub fn trust_dir(&self) -> &Path {
+        &self.trusted
+    }
+
     fn private_path(&self, name: &Name) -> PathBuf {
         self.keys.join(format!("{name}.pem"))
     }

@@ -69,6 +69,10 @@ pub struct ServingArgs {
     /// (default: 1 + the number of cores; 1: the lead alone). A GPU deployment always runs one.
     #[arg(long, env = "KILN_SERVE_INSTANCES", value_parser = clap::value_parser!(u16).range(1..))]
     pub serve_instances: Option<u16>,
+    /// Deploy and restore only versions signed by a trusted key whose files still match
+    /// (also `require_signed = true` under `[signing]` in config.toml).
+    #[arg(long)]
+    pub require_signed: bool,
 }
 
 impl ServingArgs {
@@ -153,7 +157,13 @@ pub fn run(home: &Path, port: u16, jobs_per_device: usize, serving: &ServingArgs
             queue: serving.queue.max(1),
         },
     };
+    let settings = kiln_core::settings::Settings::load().map_err(|e| anyhow!("{e}"))?;
+    let require_signed = serving.require_signed || settings.signing.require_signed;
+    if require_signed {
+        eprintln!("kilnd: strict mode: only versions signed by a trusted key are deployed or restored");
+    }
     let config = Config {
+        signing: Arc::new(crate::signing::Verifier::new(require_signed)),
         port,
         token,
         jobs_per_device,
@@ -175,6 +185,7 @@ struct Config {
     inference_token: Option<String>,
     device: burn::tensor::Device,
     limits: Limits,
+    signing: Arc<crate::signing::Verifier>,
 }
 
 async fn serve(home: &Path, dir: &Path, config: Config) -> anyhow::Result<()> {
@@ -191,6 +202,7 @@ async fn serve(home: &Path, dir: &Path, config: Config) -> anyhow::Result<()> {
         config.limits,
         config.inference_token,
         hub.clone(),
+        config.signing,
     ));
     start_inference(server.clone(), config.inference_bind, dir).await;
     let watched = supervisor.clone();

@@ -73,11 +73,21 @@ pub struct Server {
     /// Deployments the journal says are in force but that could not be restored.
     pub problems: Mutex<Vec<String>>,
     hub: Hub,
+    /// Signature checks; in strict mode deploy and restore refuse what does not verify.
+    pub signing: Arc<crate::signing::Verifier>,
 }
 
 impl Server {
-    pub fn new(home: PathBuf, device: Device, limits: Limits, token: Option<String>, hub: Hub) -> Self {
+    pub fn new(
+        home: PathBuf,
+        device: Device,
+        limits: Limits,
+        token: Option<String>,
+        hub: Hub,
+        signing: Arc<crate::signing::Verifier>,
+    ) -> Self {
         Self {
+            signing,
             home,
             device,
             limits,
@@ -147,6 +157,7 @@ impl Server {
         let _one_at_a_time = self.switching.lock().unwrap_or_else(|p| p.into_inner());
         let registry = Registry::open(&self.home)?;
         let manifest = registry.version(model, version)?;
+        let signer = self.signing.gate(&registry, &manifest).map_err(DeployError::Refused)?;
         let batching = batching.unwrap_or(self.limits.batching);
         let deployment = self.load(&registry, manifest, batching).map_err(DeployError::Failed)?;
         let from = self.get(model.as_str()).map(|d| d.version);
@@ -158,6 +169,7 @@ impl Server {
             action,
             reason: reason.to_owned(),
             batching,
+            signer,
         };
         deploy::append(&self.home, &entry)
             .with_context(|| format!("cannot append to {}", deploy::journal_path(&self.home).display()))
@@ -218,6 +230,9 @@ impl Server {
         for (model, entry) in deploy::in_force(&entries) {
             let restored = Registry::open(&self.home).map_err(anyhow::Error::from).and_then(|r| {
                 let manifest = r.version(&model, entry.to)?;
+                self.signing
+                    .gate(&r, &manifest)
+                    .map_err(|why| anyhow::anyhow!("not restored: {why}"))?;
                 self.load(&r, manifest, entry.batching)
             });
             match restored {

@@ -74,6 +74,7 @@ fn check_train(state: &AppState, t: &TrainRequest) -> Result<(), ApiError> {
     }
     if let Some(parent) = &t.from {
         exists(state, parent)?;
+        signed_parent(state, parent)?;
     }
     available(&t.data, t.data_path.as_deref())
 }
@@ -137,11 +138,28 @@ fn check_compress(state: &AppState, c: &CompressRequest) -> Result<(), ApiError>
     })?;
     let parent = registry.version(&c.reference.model, version)?;
     c.check_parent(&parent).map_err(ApiError::unprocessable)?;
+    signed_parent(state, &c.reference)?;
     let source = crate::compress::data_source(c, &parent).map_err(|e| ApiError::unprocessable(e.to_string()))?;
     available(&source, c.data_path.as_deref())
 }
 
 /// The version a reference names exists (404 naming the versions there are, if not).
+/// In strict mode (`require_signed`), a job builds only on a parent signed by a trusted key
+/// whose files still match.
+fn signed_parent(state: &AppState, reference: &ModelRef) -> Result<(), ApiError> {
+    if !state.server.signing.require_signed {
+        return Ok(());
+    }
+    let registry = registry(state)?;
+    let version = registry.version(&reference.model, registry.resolve(reference)?)?;
+    state
+        .server
+        .signing
+        .gate(&registry, &version)
+        .map(drop)
+        .map_err(|why| ApiError::unprocessable(format!("cannot build on the parent: {why}")))
+}
+
 fn exists(state: &AppState, reference: &ModelRef) -> Result<(), ApiError> {
     registry(state)?.resolve(reference)?;
     Ok(())

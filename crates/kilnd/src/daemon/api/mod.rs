@@ -175,6 +175,11 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/models/{model}/import", post(registry::import))
         .route("/api/v1/registry/verify", get(registry::verify))
+        .route("/api/v1/signatures", get(registry::list_signatures))
+        .route(
+            "/api/v1/models/{model}/versions/{version}/signature",
+            get(registry::get_signature).post(registry::sign),
+        )
         .route("/api/v1/blobs/{digest}", get(registry::get_blob))
         .route("/api/v1/jobs", get(jobs::list).post(jobs::create))
         .route("/api/v1/jobs/{id}", get(jobs::get))

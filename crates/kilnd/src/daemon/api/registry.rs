@@ -10,11 +10,12 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use kiln_core::api::{
     AliasRemoved, AliasRequest, AliasSet, CorruptBlob, Event, ImportRequest, MissingBlob, ModelList, ModelSummary,
-    ModelView, RegistryChanged, RemoveQuery, VerifyReport, VersionFilter, VersionList, VersionManifest, VersionRemoved,
-    VersionView,
+    ModelView, RegistryChanged, RemoveQuery, SignRequest, SignatureStatus, SignatureView, Signatures, VerifyReport,
+    VersionFilter, VersionList, VersionManifest, VersionRemoved, VersionSignature, VersionView,
 };
 use kiln_core::names::{Digest, ModelRef, Name, Selector};
 use kiln_core::registry::{Catalog, Registry, now_rfc3339};
+use kiln_core::signing::Bundle;
 
 use super::{ApiError, AppState, Body, Query, blocking, registry};
 
@@ -212,18 +213,47 @@ pub async fn import(
     let mut kilnd = tokio::process::Command::from(kilnd);
     kilnd
         .env("KILN_HOME", &state.home)
-        .args(["import", "--json", "--model", model.as_str(), "--arch"])
-        .arg(request.arch.to_string())
-        .arg("--weights")
+        .args(["import", "--json", "--model", model.as_str(), "--weights"])
         .arg(&request.weights)
-        .args(["--config", &request.config.to_string(), "--task", &request.task])
-        .args(["--description", &request.description])
-        .stdin(Stdio::null());
+        .args(["--task", &request.task, "--description", &request.description])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(arch) = request.arch {
+        kilnd.args(["--arch", &arch.to_string()]);
+    }
+    if let Some(config) = &request.config {
+        kilnd.args(["--config", &config.to_string()]);
+    }
     if request.pytorch_layout {
         kilnd.arg("--pytorch-layout");
     }
-    let out = kilnd
-        .output()
+    if request.require_signature {
+        kilnd.arg("--require-signature");
+    }
+    if let Some(license) = &request.license {
+        kilnd.args(["--license", &license.id]);
+        if let Some(name) = &license.name {
+            kilnd.args(["--license-name", name]);
+        }
+        if let Some(link) = &license.link {
+            kilnd.args(["--license-link", link]);
+        }
+    }
+    if request.card.is_some() {
+        kilnd.arg("--card-stdin");
+    }
+    let mut child = kilnd
+        .spawn()
+        .map_err(|e| ApiError::internal(format!("cannot run kilnd import: {e}")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        use tokio::io::AsyncWriteExt;
+        let card = request.card.unwrap_or_default();
+        // The child reads the card only with --card-stdin; a closed pipe is its answer.
+        let _ = stdin.write_all(card.as_bytes()).await;
+    }
+    let out = child
+        .wait_with_output()
         .await
         .map_err(|e| ApiError::internal(format!("cannot run kilnd import: {e}")))?;
     if out.status.success() {
@@ -298,4 +328,93 @@ pub async fn get_blob(State(state): State<AppState>, Path(digest): Path<String>)
         "application/octet-stream"
     };
     Ok(([(header::CONTENT_TYPE, kind)], bytes).into_response())
+}
+
+/// Every version's signature status (re-hashing only blobs whose size or mtime changed).
+pub async fn list_signatures(State(state): State<AppState>) -> Result<Json<Signatures>, ApiError> {
+    let registry = registry(&state)?;
+    let verifier = state.server.signing.clone();
+    blocking(move || {
+        let listing = registry.scan()?;
+        let versions = listing
+            .models
+            .iter()
+            .flat_map(|m| &m.versions)
+            .map(|v| VersionSignature {
+                model: v.model.clone(),
+                version: v.version,
+                status: verifier.status(&registry, v),
+            })
+            .collect();
+        Ok(Json(Signatures { versions }))
+    })
+    .await
+}
+
+/// One version's signature status, with its bundle when it has one.
+pub async fn get_signature(
+    State(state): State<AppState>,
+    Path((model, version)): Path<(String, String)>,
+) -> Result<Json<SignatureView>, ApiError> {
+    let reference = reference(&model, &version)?;
+    let registry = registry(&state)?;
+    let verifier = state.server.signing.clone();
+    blocking(move || {
+        let number = registry.resolve(&reference)?;
+        let manifest = registry.version(&reference.model, number)?;
+        let status = verifier.status(&registry, &manifest);
+        let bundle = registry
+            .signature(&reference.model, number)
+            .ok()
+            .flatten()
+            .and_then(|b| serde_json::from_str(&b.to_json()).ok());
+        Ok(Json(SignatureView {
+            model: reference.model,
+            version: number,
+            status,
+            bundle,
+        }))
+    })
+    .await
+}
+
+/// Stores a signature the client made: only one by a trusted key over exactly the
+/// version's files as they are now (422 otherwise, with the reason).
+pub async fn sign(
+    State(state): State<AppState>,
+    Path((model, version)): Path<(String, String)>,
+    Body(request): Body<SignRequest>,
+) -> Result<Json<SignatureView>, ApiError> {
+    let reference = reference(&model, &version)?;
+    let registry = registry(&state)?;
+    let verifier = state.server.signing.clone();
+    let view = blocking(move || {
+        let bundle = Bundle::from_json(&request.bundle.to_string()).map_err(|e| ApiError::unprocessable(e.to_string()))?;
+        let number = registry.resolve(&reference)?;
+        let manifest = registry.version(&reference.model, number)?;
+        let (keys, dir) = crate::signing::trusted().map_err(ApiError::unprocessable)?;
+        let status = kiln_core::registry::signature::check_bundle(&registry, &manifest, &bundle, &keys, &dir, &|p| {
+            verifier.hash(p)
+        });
+        if !status.is_verified() {
+            let what = format!("{}@{number}", reference.model);
+            return Err(ApiError::unprocessable(match &status {
+                SignatureStatus::Tampered { .. } => format!(
+                    "the signature does not match {what}'s files: {}; `kiln models verify {what}` shows the version as stored",
+                    status.describe()
+                ),
+                _ => format!("cannot accept the signature of {what}: {}", status.describe()),
+            }));
+        }
+        registry.write_signature(&registry.lock()?, &reference.model, number, &bundle)?;
+        Ok(Json(SignatureView {
+            model: reference.model,
+            version: number,
+            status,
+            bundle: serde_json::from_str(&bundle.to_json()).ok(),
+        }))
+    })
+    .await?;
+    registry_changed(&state);
+    Ok(view)
 }

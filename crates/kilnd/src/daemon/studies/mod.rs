@@ -20,7 +20,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use kiln_core::api::{Event, StudyView};
 use kiln_core::jobs::{JobDir, JobId, JobRequest};
 use kiln_core::names::Name;
-use kiln_core::registry::{Registry, Trained, VersionManifest, now_rfc3339};
+use kiln_core::registry::{Extras, Registry, Trained, VersionManifest, now_rfc3339};
 use kiln_core::study::state::{self as study_state, StudyDir, StudyError};
 use kiln_core::study::{
     BestCheckpoint, SpecError, StudyLink, StudyRecord, StudySpec, StudyState, Trial, TrialState, spec,
@@ -361,6 +361,8 @@ impl Studies {
             epoch: best.epoch,
         });
         let registry = Registry::open(&self.home).map_err(|e| StudyFailure::Internal(e.to_string()))?;
+        let build = crate::signing::build_of(&JobDir::new(&self.home, job.clone()), None);
+        let signer = crate::signing::signer_for_registration();
         let trained = Trained {
             draft,
             weights: &weights,
@@ -368,6 +370,11 @@ impl Studies {
             vocab: best.vocab.as_ref(),
             task: &best.task,
             description: best.description,
+            extras: Extras {
+                build: Some(&build),
+                signer: signer.as_ref().map(|(_, key)| key),
+                ..Extras::default()
+            },
         };
         registry
             .register_trained(&record.spec.base.model, trained)

@@ -1,0 +1,103 @@
+//! The `[signing]` table of `config.toml` (the config folder, [`crate::home::config_dir`]),
+//! read by kilnd and its workers:
+//!
+//! ```toml
+//! [signing]
+//! key = "alice"          # sign every version registered here, and its provenance
+//! require_signed = true  # deploy and restore only versions signed by a trusted key
+//! ```
+//!
+//! The console's own settings (theme, keymap) live in the same file; each reader takes its
+//! tables and leaves the others alone.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::names::Name;
+use crate::signing::{KeyStore, PrivateKey, SigningError};
+
+/// `[signing]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Signing {
+    /// The key (`kiln keys gen --name NAME`) that signs each version at registration.
+    #[serde(default)]
+    pub key: Option<Name>,
+    /// Refuse to deploy or restore anything not signed by a trusted key with intact files.
+    #[serde(default)]
+    pub require_signed: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct File {
+    #[serde(default)]
+    signing: Signing,
+}
+
+/// The signing settings and where they come from.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub signing: Signing,
+    /// The config folder (keys, trust store); `None` when no home folder can be found.
+    pub config_dir: Option<PathBuf>,
+}
+
+impl Settings {
+    /// Reads `config.toml` from the config folder; a missing file is the defaults, a broken
+    /// one an error naming it.
+    pub fn load() -> Result<Self, String> {
+        let config_dir = crate::home::config_dir();
+        let signing = match &config_dir {
+            Some(dir) => read(&dir.join("config.toml"))?,
+            None => Signing::default(),
+        };
+        Ok(Self { signing, config_dir })
+    }
+
+    /// The key store under the config folder.
+    pub fn key_store(&self) -> KeyStore {
+        KeyStore::new(self.config_dir.as_deref().unwrap_or(Path::new(".")))
+    }
+
+    /// The configured signing key, read (`None` when none is set).
+    pub fn signer(&self) -> Result<Option<(Name, PrivateKey)>, SigningError> {
+        match &self.signing.key {
+            Some(name) => Ok(Some((name.clone(), self.key_store().private(name)?))),
+            None => Ok(None),
+        }
+    }
+}
+
+fn read(path: &Path) -> Result<Signing, String> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Signing::default()),
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    toml::from_str::<File>(&text)
+        .map(|f| f.signing)
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_signing_table_is_read_and_other_tables_are_left_alone() {
+        let dir = tempfile::tempdir().expect("ok");
+        let path = dir.path().join("config.toml");
+        std::fs::write(
+            &path,
+            "theme = \"light\"\n[signing]\nkey = \"alice\"\nrequire_signed = true\n",
+        )
+        .expect("ok");
+        let signing = read(&path).expect("ok");
+        assert_eq!(signing.key.as_ref().map(Name::as_str), Some("alice"));
+        assert!(signing.require_signed);
+        std::fs::write(&path, "[signing]\nrequire_signd = true\n").expect("ok");
+        assert!(read(&path).expect_err("refused").contains("require_signd"));
+        assert_eq!(read(&dir.path().join("none.toml")).expect("ok"), Signing::default());
+    }
+}
