@@ -107,6 +107,19 @@ fn errors_name_the_problem_and_use_the_documented_exit_codes() {
     assert_eq!(json_err["code"], 3);
 }
 
+fn walk_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk_files(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
 #[test]
 fn verify_reports_corrupt_blobs_and_manifests_with_exit_code_4() {
     let home = tempfile::tempdir().expect("tempdir");
@@ -125,7 +138,12 @@ fn verify_reports_corrupt_blobs_and_manifests_with_exit_code_4() {
     let out = kiln(home.path(), &["models", "verify", "--json"]);
     assert_eq!(out.status.code(), Some(4), "{out:?}");
     let report = json(&out);
-    assert_eq!(report["blobs_checked"], 3);
+    let stored = walk_files(&registry.root().join("blobs")).len();
+    assert_eq!(report["blobs_checked"], stored, "weights, configs and model cards");
+    assert_eq!(
+        report["signatures"]["versions"][0]["status"]["state"], "unsigned",
+        "{report:#}"
+    );
     assert_eq!(report["corrupt_blobs"].as_array().map(Vec::len), Some(1));
     assert_eq!(report["problems"].as_array().map(Vec::len), Some(1));
 

@@ -70,7 +70,20 @@ fn versions_aliases_and_blobs_round_trip() {
 
     let reopened = Registry::open(home.path()).expect("reopen");
     let v1 = reopened.version(&name("fmnist-cnn"), 1).expect("v1");
-    assert_eq!(v1.draft, draft(&reopened, b"w1"));
+    let mut stored = v1.draft.clone();
+    let card = stored.blobs.remove("card").expect("every version gets a model card");
+    let config = stored
+        .blobs
+        .remove("config")
+        .expect("every version gets its config.json");
+    assert_eq!(stored, draft(&reopened, b"w1"));
+    let card = String::from_utf8(reopened.blobs().read(&card).expect("card")).expect("utf-8");
+    assert!(
+        card.starts_with("---\nlibrary_name: kiln\n") && card.contains("# fmnist-cnn version 1"),
+        "{card}"
+    );
+    let config: Architecture = serde_json::from_slice(&reopened.blobs().read(&config).expect("config")).expect("json");
+    assert_eq!(config, v1.draft.architecture);
     let weights = &v1.draft.blobs["weights"];
     assert_eq!(reopened.blobs().read(weights).expect("blob"), b"w1");
     let production: ModelRef = "fmnist-cnn@production".parse().expect("ref");
@@ -248,4 +261,36 @@ fn collect_temp_files(dir: &Path, seen: &mut std::collections::HashSet<std::path
             collect_temp_files(&entry.path(), seen);
         }
     }
+}
+
+#[test]
+fn a_version_signed_at_registration_verifies_and_a_reused_number_starts_unsigned() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let registry = Registry::open(home.path()).expect("open");
+    let key = kiln_core::signing::PrivateKey::generate();
+    let trusted = [(name("ops"), key.public_key().clone())];
+    let hash = &kiln_core::registry::signature::hash_plain;
+    let lock = registry.lock().expect("lock");
+    registry.ensure_model(&lock, record("m")).expect("model");
+    let extras = kiln_core::registry::Extras {
+        signer: Some(&key),
+        ..Default::default()
+    };
+    let v1 = registry
+        .add_version(&lock, &name("m"), draft(&registry, b"w1"), &extras)
+        .expect("v1");
+    let status = registry.check_signature(&v1, &trusted, home.path(), hash);
+    assert_eq!(status.signer().map(Name::as_str), Some("ops"), "{status:?}");
+    assert!(status.is_verified(), "{status:?}");
+
+    // Removed and registered again under the same number: no stale signature is attached.
+    registry.remove_version(&lock, &name("m"), 1, false).expect("remove");
+    let again = registry
+        .add_version(&lock, &name("m"), draft(&registry, b"w2"), &Default::default())
+        .expect("v1 again");
+    assert_eq!(again.version, 1);
+    assert_eq!(
+        registry.check_signature(&again, &trusted, home.path(), hash),
+        kiln_core::registry::SignatureStatus::Unsigned
+    );
 }

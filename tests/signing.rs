@@ -181,7 +181,13 @@ fn versions_are_carded_signed_verified_exported_imported_and_enforced() {
 
     // With a key in config.toml, a version is signed at registration, provenance included.
     std::fs::write(b.config().join("config.toml"), "[signing]\nkey = \"ops\"\n").expect("config");
-    assert_eq!(b.train(&["--license", "Apache-2.0"]), "fm@2");
+    assert_eq!(b.train(&["--license", "Apache-2.0", "--seed", "7"]), "fm@2");
+    // Another seed: fm@2's weights are a blob of their own (a shared blob is shared by
+    // every version that has it, tampering included).
+    assert_ne!(
+        b.version("fm@1")["blobs"]["weights"],
+        b.version("fm@2")["blobs"]["weights"]
+    );
     let born_signed = b.kiln(&["models", "verify", "fm@2"]);
     assert_eq!(born_signed.status.code(), Some(0), "{born_signed:?}");
 

@@ -632,3 +632,51 @@ fn quantize_a_version_and_read_its_report_from_the_console() {
         started.elapsed().as_secs_f64()
     );
 }
+
+#[test]
+fn a_signed_version_shows_its_signer_and_a_flipped_byte_shows_as_tampered() {
+    let mut console = Console::open();
+    console.wait_for_text(
+        "the first-run welcome with a live event stream",
+        &["Welcome to kiln", "● live", "1 Models"],
+    );
+    let trained = launch_training(&mut console, "1", "2000");
+    console.wait_for("the training to succeed", TRAIN, |s| {
+        (job_row(s, &trained)? == ("succeeded".to_owned(), 100)).then_some(())
+    });
+    let version = show_newest(&mut console, 1);
+    console.wait_for_text("v1 listed as unsigned", &["SIGNATURE", "unsigned"]);
+
+    // Signed from the CLI, another client of the same daemon: the console follows.
+    let home = console.home.path().to_owned();
+    for args in [&["keys", "gen", "--name", "ops"][..], &["models", "sign", &version]] {
+        let out = common::kiln(&home, args);
+        console.check(out.status.success(), &format!("kiln {args:?}: {out:?}"));
+    }
+    console.wait_for_text("v1 signed by ops in the list", &["✓ ops"]);
+    console.press(&["Enter"]);
+    console.wait_for_text(
+        "the detail says who signed it",
+        &["signed by ops", "every file matches"],
+    );
+
+    // One byte of the weights flipped on disk; a refresh (ctrl-r) shows it, naming the file.
+    let shown = common::json(&common::kiln(&home, &["--json", "models", "show", &version]));
+    let digest = shown["version"]["blobs"]["weights"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let hex = digest.trim_start_matches("sha256:");
+    let blob = home.join("registry/blobs/sha256").join(&hex[..2]).join(hex);
+    let mut bytes = std::fs::read(&blob).unwrap_or_default();
+    console.check(!bytes.is_empty(), "the weights blob is on disk");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&blob, bytes).unwrap_or_else(|e| console.fail(&format!("flip a byte: {e}")));
+    console.press(&["C-r"]);
+    console.wait_for_text("v1 shown as tampered", &["✗ tampered", "model.safetensors"]);
+
+    console.press(&["q"]);
+    let status = console.exit_status();
+    console.check(status == 0, &format!("kiln exited with status {status}"));
+}

@@ -132,6 +132,7 @@ fn exit_code(status: &SignatureStatus) -> u8 {
 /// signature.
 #[derive(Debug, serde::Serialize)]
 struct Everything {
+    #[serde(flatten)]
     integrity: VerifyReport,
     signatures: Signatures,
 }

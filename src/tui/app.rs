@@ -214,6 +214,10 @@ impl App {
                 self.models.reports.insert(digest, report);
                 Vec::new()
             }
+            DaemonMsg::Signatures(signatures) => {
+                self.models.set_signatures(signatures);
+                Vec::new()
+            }
             DaemonMsg::Jobs(jobs) => {
                 self.jobs.set_jobs(jobs);
                 self.jobs.wanted(false, false)
@@ -360,6 +364,9 @@ impl App {
                 self.serving.unavailable |= missing;
             }
             Request::Report(_) => self.models.reports_unavailable |= missing,
+            // The badges are extra: the versions list stands without them, and the previous
+            // answer (if any) stays shown until a refetch succeeds.
+            Request::Signatures => {}
             Request::Model(m) if missing => self.models.drop_detail(m),
             Request::SubmitJob(_) => self.complain(format!("launch failed: {error}")),
             Request::CancelJob(id) => self.complain(format!("cancel {id} failed: {error}")),

@@ -69,6 +69,7 @@ impl DaemonClient {
                 digest: digest.clone(),
                 report: c.report(digest).await?,
             },
+            Request::Signatures => DaemonMsg::Signatures(c.signatures().await?),
             Request::Jobs => DaemonMsg::Jobs(c.jobs().await?.jobs),
             Request::Metrics { job, since } => DaemonMsg::Metrics {
                 chunk: c.metrics(job, *since).await?,

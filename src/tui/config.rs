@@ -118,7 +118,7 @@ mod tests {
         let (_, problem) = Config::load(dir);
         let problem = problem.unwrap_or_default();
         assert!(
-            problem.ends_with(":2: unknown field `colour`, expected `theme` or `keymap`"),
+            problem.ends_with(":2: unknown field `colour`, expected one of `theme`, `keymap`, `signing`"),
             "{problem}"
         );
     }

@@ -7,7 +7,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use super::request::Request;
 use kiln_core::api::{
     self, Deployments, EvalReport, JobView, JournalEntry, LogChunk, MetricsChunk, ModelDetail, ModelList, Sample,
-    StudyList, StudyView, Telemetry, TryResult, VersionView,
+    Signatures, StudyList, StudyView, Telemetry, TryResult, VersionView,
 };
 use kiln_core::client::ClientError;
 use kiln_core::jobs::JobId;
@@ -46,6 +46,8 @@ pub enum DaemonMsg {
         digest: Digest,
         report: EvalReport,
     },
+    /// Every version's signature status.
+    Signatures(Signatures),
     Jobs(Vec<JobView>),
     Job(JobView),
     /// New metric lines: fetched history (`pushed: false`) or an SSE `metrics` event.

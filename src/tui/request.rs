@@ -15,6 +15,8 @@ pub enum Request {
     Version(Name, u32),
     /// An evaluation report blob, by digest.
     Report(Digest),
+    /// Every version's signature status (`GET /signatures`), fetched with each model list.
+    Signatures,
     Jobs,
     Metrics {
         job: JobId,

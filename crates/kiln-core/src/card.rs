@@ -245,7 +245,10 @@ mod tests {
         let mit = License::parse(Some("mit"), None, None).expect("ok").expect("ok");
         assert_eq!(mit.id, "MIT");
         assert_eq!(
-            License::parse(Some("Apache-2.0"), None, None).expect("ok").expect("ok").id,
+            License::parse(Some("Apache-2.0"), None, None)
+                .expect("ok")
+                .expect("ok")
+                .id,
             "Apache-2.0"
         );
         assert!(

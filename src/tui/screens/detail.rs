@@ -1,8 +1,8 @@
-//! The version detail pane: manifest, lineage, a compressed version's comparison with its
-//! parent (`compression.rs`) and evaluation report with its confusion matrix; or, when another
-//! version is marked (`m`), the two side by side with differing rows highlighted (with the
-//! compression reports' figures when one is the compressed child of the other, or both are
-//! compressed).
+//! The version detail pane: manifest, lineage, signature status, a compressed version's
+//! comparison with its parent (`compression.rs`) and evaluation report with its confusion
+//! matrix; or, when another version is marked (`m`), the two side by side with differing rows
+//! highlighted (with the compression reports' figures when one is the compressed child of the
+//! other, or both are compressed).
 //!
 //! ```text
 //! ┌ fmnist-cnn@3 · production ──────────────┐   ┌ compare ───────────────────────────┐
@@ -22,6 +22,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Row, Table, Wrap};
 
 use super::compression;
+use super::models::signature_style;
 use crate::tui::app::App;
 use crate::tui::state::models::ModelsFocus;
 use crate::tui::theme::Theme;
@@ -108,6 +109,12 @@ fn detail_lines<'a>(app: &'a App, m: &'a VersionManifest) -> Vec<Line<'a>> {
         lineage = format!("{} · {lineage}", c.summary(d.parent.as_ref().map(|p| p.version)));
     }
     lines.push(kv("lineage", lineage, theme));
+    if let Some(status) = state.signature(&m.model, m.version) {
+        lines.push(Line::from(vec![
+            Span::styled(format!("{:<10}", "signature"), theme.muted),
+            Span::styled(status.describe(), signature_style(status, theme)),
+        ]));
+    }
     if let Some(c) = &d.compression {
         lines.extend(compression::detail_lines(m, c, theme));
     }

@@ -5,26 +5,33 @@
 //! ┃ NAME         TASK                  LATEST  PROD  BEST       UPDATED    ┃
 //! ┃ fmnist-cnn   image-classification  v3      v2    acc 0.912  11-29 16:40┃
 //! ┗━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━┛
-//! ┌ Versions of fmnist-cnn ───────┐┌ fmnist-cnn@4 ─────────────────────────┐
-//! │ V   TAGS        METRIC   DATA ││ manifest, lineage, compression report,│
-//! │ 4   int8 of v3  0.910    f-m  ││ eval report, confusion matrix (or a   │
-//! │ 3   production  0.912    f-m  ││ side-by-side compare with the marked  │
-//! └───────────────────────────────┘└ version) ────────────────────────────┘
+//! ┌ Versions of fmnist-cnn ─────────────┐┌ fmnist-cnn@4 ───────────────────┐
+//! │ V   TAGS        METRIC    SIGNATURE ││ manifest, lineage, signature,   │
+//! │ 4   int8 of v3  acc 0.910 unsigned  ││ compression report, eval report,│
+//! │ 3   production  acc 0.912 ✓ alice   ││ confusion matrix (or a compare  │
+//! └─────────────────────────────────────┘└ with the marked version) ───────┘
 //! ```
 //! Enter / → moves focus models → versions → full-width detail; esc goes back. An empty
 //! registry shows the first-run welcome instead.
+//!
+//! The versions list shows each version's signature badge once kilnd has sent them
+//! (`✓ signer` / `unsigned` / `✗ tampered`, …); where the pane is too narrow for both, the
+//! badge takes the CREATED column's place (the detail pane beside it shows the date).
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Paragraph, Row, Table, TableState, Wrap};
 
 use super::detail;
 use crate::tui::app::{App, Connection};
 use crate::tui::state::models::{ModelsFocus, ModelsState, production};
+use crate::tui::theme::Theme;
 use crate::tui::widgets::{month_day, panel, placeholder};
 use kiln_core::api::ModelSummary;
 use kiln_core::names::Name;
+use kiln_core::registry::SignatureStatus;
 
 /// Share of the body the models table takes.
 const MODELS_PCT: u16 = 40;
@@ -128,29 +135,110 @@ fn render_versions(frame: &mut Frame, area: Rect, app: &App) {
         .get(state.selected_model)
         .map_or(&[][..], |v| v.versions.as_slice());
     let detail = state.details.get(&model.name);
-    let rows: Vec<Row> = versions.iter().map(|v| version_row(app, &model.name, *v)).collect();
+    let columns = VersionColumns::fitting(state, area.width.saturating_sub(2));
+    let rows: Vec<Row> = versions
+        .iter()
+        .map(|v| version_row(app, &model.name, *v, columns))
+        .collect();
     let loading = if detail.is_none() { " loading…" } else { "" };
     let focused = state.focus == ModelsFocus::Versions;
     let title = format!(" Versions of {}{loading} ", model.name);
-    let table = Table::new(rows, VERSION_WIDTHS)
-        .header(Row::new(["V", "TAGS", "METRIC", "CREATED"]).style(theme.header))
+    let table = Table::new(rows, columns.widths())
+        .header(Row::new(columns.header()).style(theme.header))
         .block(panel(title, focused, theme))
         .row_highlight_style(if focused { theme.selected } else { theme.active });
     let mut table_state = TableState::default().with_selected(Some(state.selected_version));
     frame.render_stateful_widget(table, area, &mut table_state);
 }
 
-/// Columns of the versions table.
-const VERSION_WIDTHS: [Constraint; 4] = [
-    Constraint::Length(4),
-    Constraint::Fill(1),
-    Constraint::Length(9),
-    Constraint::Length(11),
-];
+/// Width of the versions list's V, METRIC and CREATED columns.
+const V_WIDTH: u16 = 4;
+const METRIC_WIDTH: u16 = 9;
+const CREATED_WIDTH: u16 = 11;
+/// Width of the signature column: `✗ untrusted`, or `✓` and a signer of up to 9 characters
+/// (a longer name is cut and ends in `…`).
+const SIGNATURE_WIDTH: u16 = 11;
+/// The TAGS column is never squeezed below this to make room for CREATED beside SIGNATURE.
+const TAGS_MIN: u16 = 10;
+
+/// Which optional columns the versions list shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct VersionColumns {
+    signature: bool,
+    created: bool,
+}
+
+impl VersionColumns {
+    /// The columns for a table `inner` cells wide: SIGNATURE once kilnd has sent signatures,
+    /// CREATED as long as TAGS keeps [`TAGS_MIN`] beside it (always, without SIGNATURE).
+    fn fitting(state: &ModelsState, inner: u16) -> Self {
+        let signature = state.signatures.is_some();
+        // Five columns, four one-cell gaps between them.
+        let all = V_WIDTH + TAGS_MIN + METRIC_WIDTH + SIGNATURE_WIDTH + CREATED_WIDTH + 4;
+        Self {
+            signature,
+            created: !signature || inner >= all,
+        }
+    }
+
+    fn widths(self) -> Vec<Constraint> {
+        let mut widths = vec![
+            Constraint::Length(V_WIDTH),
+            Constraint::Fill(1),
+            Constraint::Length(METRIC_WIDTH),
+        ];
+        if self.signature {
+            widths.push(Constraint::Length(SIGNATURE_WIDTH));
+        }
+        if self.created {
+            widths.push(Constraint::Length(CREATED_WIDTH));
+        }
+        widths
+    }
+
+    fn header(self) -> Vec<&'static str> {
+        let mut header = vec!["V", "TAGS", "METRIC"];
+        if self.signature {
+            header.push("SIGNATURE");
+        }
+        if self.created {
+            header.push("CREATED");
+        }
+        header
+    }
+}
+
+/// A version's short badge in the versions list, at most `width` characters: `✓ signer`,
+/// `unsigned`, `✗ untrusted`, `✗ tampered` or `✗ bad sig` (the detail pane says why).
+pub fn signature_badge(status: &SignatureStatus, width: usize) -> String {
+    let text = match status {
+        SignatureStatus::Signed { signer, .. } => format!("✓ {signer}"),
+        SignatureStatus::Unsigned => "unsigned".into(),
+        SignatureStatus::Untrusted { .. } => "✗ untrusted".into(),
+        SignatureStatus::Tampered { .. } => "✗ tampered".into(),
+        SignatureStatus::Invalid { .. } => "✗ bad sig".into(),
+    };
+    if text.chars().count() <= width {
+        return text;
+    }
+    let mut cut: String = text.chars().take(width.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+/// How a signature status is coloured, in the list and the detail pane: verified in the
+/// theme's `ok`, unsigned `muted`, anything wrong in `error`.
+pub fn signature_style(status: &SignatureStatus, theme: &Theme) -> Style {
+    match status {
+        SignatureStatus::Signed { .. } => theme.ok,
+        SignatureStatus::Unsigned => theme.muted,
+        _ => theme.error,
+    }
+}
 
 /// One version: number (`*` when marked for compare), aliases and, for a compressed version,
-/// what it was made from (`int8 of v3`), headline metric, date.
-fn version_row<'a>(app: &App, model: &Name, v: u32) -> Row<'a> {
+/// what it was made from (`int8 of v3`), headline metric, signature badge, date.
+fn version_row<'a>(app: &App, model: &Name, v: u32, columns: VersionColumns) -> Row<'a> {
     let (state, theme) = (&app.models, &app.theme);
     let manifest = state.manifest(model, v);
     let marked = state.compare.as_ref().is_some_and(|(m, x)| m == model && *x == v);
@@ -176,12 +264,22 @@ fn version_row<'a>(app: &App, model: &Name, v: u32) -> Row<'a> {
         tags.push(Span::styled(format!("{gap}{origin}"), theme.muted));
     }
     let mark = if marked { "*" } else { " " };
-    let cells = vec![
+    let mut cells = vec![
         Cell::from(format!("{mark}{v}")),
         Cell::from(Line::from(tags)),
         Cell::from(metric),
-        Cell::from(created),
     ];
+    if columns.signature {
+        // A version newer than the last answer has no badge until the next one.
+        let badge = state.signature(model, v).map_or_else(Cell::default, |status| {
+            let text = signature_badge(status, usize::from(SIGNATURE_WIDTH));
+            Cell::from(Span::styled(text, signature_style(status, theme)))
+        });
+        cells.push(badge);
+    }
+    if columns.created {
+        cells.push(Cell::from(created));
+    }
     Row::new(cells).style(if marked { theme.warn } else { theme.base })
 }
 

@@ -1,6 +1,7 @@
 //! The models screen's data and selection: the model list, every model's versions (fetched
 //! once per registry change), a lowercase search index over all versions for `/` filtering,
-//! version manifests with their evaluation reports, and the compare mark.
+//! version manifests with their evaluation reports, every version's signature status, and
+//! the compare mark.
 //!
 //! Filtering never allocates per row beyond the result: each version keeps a prebuilt
 //! haystack (`model@v arch dataset aliases task`, and `int8 of v3` for a compressed
@@ -10,9 +11,9 @@
 use std::collections::HashMap;
 
 use crate::tui::request::Request;
-use kiln_core::api::{EvalReport, ModelDetail, ModelList, ModelSummary, VersionManifest, VersionView};
+use kiln_core::api::{EvalReport, ModelDetail, ModelList, ModelSummary, Signatures, VersionManifest, VersionView};
 use kiln_core::names::{Digest, Name};
-use kiln_core::registry::Aliases;
+use kiln_core::registry::{Aliases, SignatureStatus};
 
 /// The alias a deployment moves and the models table shows.
 const PRODUCTION: &str = "production";
@@ -56,6 +57,10 @@ pub struct ModelsState {
     pub reports: HashMap<Digest, EvalReport>,
     /// The daemon does not serve report blobs (`/api/v1/blobs/…` answered 404).
     pub reports_unavailable: bool,
+    /// Every version's signature status, by `(model, version)`: `None` until the first
+    /// answer (a kilnd without `/api/v1/signatures` never sends one). A failed refetch keeps
+    /// the previous answer.
+    pub signatures: Option<HashMap<(Name, u32), SignatureStatus>>,
     pub focus: ModelsFocus,
     pub filter: String,
     pub visible: Vec<Visible>,
@@ -66,7 +71,8 @@ pub struct ModelsState {
 }
 
 impl ModelsState {
-    /// Takes a fresh model list; returns the detail requests to send.
+    /// Takes a fresh model list; returns the requests to send: every model's versions, and
+    /// the signatures of them all (a version may have been signed or tampered with since).
     pub fn set_list(&mut self, list: ModelList) -> Vec<Request> {
         let names: Vec<Name> = list.models.iter().map(|m| m.name.clone()).collect();
         self.details.retain(|name, _| names.contains(name));
@@ -74,7 +80,24 @@ impl ModelsState {
         self.versions.clear();
         self.list = Some(list);
         self.rebuild_index();
-        names.into_iter().map(Request::Model).collect()
+        let mut out: Vec<Request> = names.into_iter().map(Request::Model).collect();
+        out.push(Request::Signatures);
+        out
+    }
+
+    /// Takes every version's signature status, replacing the previous answer.
+    pub fn set_signatures(&mut self, signatures: Signatures) {
+        let by_version = signatures
+            .versions
+            .into_iter()
+            .map(|s| ((s.model, s.version), s.status))
+            .collect();
+        self.signatures = Some(by_version);
+    }
+
+    /// A version's signature status, when kilnd has told it.
+    pub fn signature(&self, model: &Name, version: u32) -> Option<&SignatureStatus> {
+        self.signatures.as_ref()?.get(&(model.clone(), version))
     }
 
     /// Takes one model's versions.

@@ -108,6 +108,25 @@ pub fn detail() -> DaemonMsg {
     DaemonMsg::ModelDetail(view.model)
 }
 
+/// The signer's key hint in the signature fixtures.
+pub const KEY_HINT: &str = "1a2b3c4d5e6f7a8b9c0d";
+
+/// `GET /signatures`: fmnist-cnn@3 signed by alice, @2 unsigned, @1 tampered with since it
+/// was signed; ratings-mf@1 signed by a key nobody trusts.
+pub fn signatures() -> DaemonMsg {
+    DaemonMsg::Signatures(decode(json!({ "versions": [
+        { "model": "fmnist-cnn", "version": 1,
+          "status": { "state": "tampered", "signer": "alice", "changed": ["model.safetensors"],
+                      "missing": [], "extra": [] } },
+        { "model": "fmnist-cnn", "version": 2, "status": { "state": "unsigned" } },
+        { "model": "fmnist-cnn", "version": 3,
+          "status": { "state": "signed", "signer": "alice", "key_hint": KEY_HINT } },
+        { "model": "ratings-mf", "version": 1,
+          "status": { "state": "untrusted", "key_hint": "ffee00112233",
+                      "reason": "signed by an unknown key ffee00112233 (not in /k/keys/trusted)" } },
+    ] })))
+}
+
 /// A report digest the fixtures use.
 pub fn digest() -> String {
     format!("sha256:{}", "aa".repeat(32))

@@ -37,6 +37,7 @@ pub(crate) fn populated() -> App {
             DaemonMsg::Connected { live: true },
             fixtures::models(),
             fixtures::detail(),
+            fixtures::signatures(),
             fixtures::version3(),
             fixtures::report(),
             fixtures::jobs(),

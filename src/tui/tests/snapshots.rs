@@ -58,6 +58,52 @@ fn snapshot_models_compare_100x30() {
 }
 
 #[test]
+fn snapshot_models_signatures_with_dates_120x36() {
+    let mut app = populated();
+    key(&mut app, KeyCode::Enter);
+    assert_snapshot!(draw(&app, 120, 36));
+}
+
+#[test]
+fn snapshot_models_detail_of_a_tampered_version_100x30() {
+    let mut app = populated();
+    key(&mut app, KeyCode::Enter);
+    key(&mut app, KeyCode::Char('G'));
+    key(&mut app, KeyCode::Enter);
+    assert_eq!(app.models.current_version(), Some((fixtures::name("fmnist-cnn"), 1)));
+    assert_snapshot!(draw(&app, 100, 30));
+}
+
+#[test]
+fn signature_badges_are_short_and_truncate_long_signers() {
+    use crate::tui::screens::models::{signature_badge, signature_style};
+    use kiln_core::registry::SignatureStatus;
+    let theme = crate::tui::theme::Theme::default();
+    let signed = |signer: &str| SignatureStatus::Signed {
+        signer: fixtures::name(signer),
+        key_hint: fixtures::KEY_HINT.into(),
+    };
+    let invalid = SignatureStatus::Invalid {
+        reason: "not a bundle".into(),
+    };
+    let untrusted = SignatureStatus::Untrusted {
+        key_hint: "ff".into(),
+        reason: "unknown key".into(),
+    };
+    let cases = [
+        (signed("alice"), "✓ alice", theme.ok),
+        (signed("release-bot-eu"), "✓ release…", theme.ok),
+        (SignatureStatus::Unsigned, "unsigned", theme.muted),
+        (untrusted, "✗ untrust…", theme.error),
+        (invalid, "✗ bad sig", theme.error),
+    ];
+    for (status, badge, style) in cases {
+        assert_eq!(signature_badge(&status, 10), badge);
+        assert_eq!(signature_style(&status, &theme), style, "{status:?}");
+    }
+}
+
+#[test]
 fn snapshot_daemon_down_banner_80x24() {
     let mut app = populated();
     feed(

@@ -12,6 +12,7 @@ use crate::tui::state::models::ModelsFocus;
 use kiln_core::api::{self, JobView, MetricsChunk};
 use kiln_core::client::ClientError;
 use kiln_core::kinds::{Arch, DataSource};
+use kiln_core::registry::SignatureStatus;
 
 #[test]
 fn number_keys_and_tab_switch_screens() {
@@ -273,4 +274,88 @@ fn stream_events_become_the_messages_update_handles() {
         Some("rolled back fmnist-cnn@2")
     );
     assert_eq!(app.serving.previous_version(&name("fmnist-cnn")), Some(3));
+}
+
+#[test]
+fn signatures_are_fetched_with_the_models_stored_and_shown() {
+    let mut app = app();
+    let effects = feed(&mut app, vec![DaemonMsg::Connected { live: true }, fixtures::models()]);
+    assert!(
+        effects.contains(&Effect::Request(Request::Signatures)),
+        "the model list brings the signatures: {effects:?}"
+    );
+    feed(&mut app, vec![fixtures::detail()]);
+    key(&mut app, KeyCode::Enter);
+    let before = super::draw(&app, 80, 24);
+    assert!(
+        before.contains("CREATED") && !before.contains("SIGNATURE"),
+        "no signature column before kilnd answers:\n{before}"
+    );
+
+    feed(&mut app, vec![fixtures::signatures()]);
+    let signed = SignatureStatus::Signed {
+        signer: name("alice"),
+        key_hint: fixtures::KEY_HINT.into(),
+    };
+    assert_eq!(app.models.signature(&name("fmnist-cnn"), 3), Some(&signed));
+    assert_eq!(
+        app.models.signature(&name("fmnist-cnn"), 2),
+        Some(&SignatureStatus::Unsigned)
+    );
+    let screen = super::draw(&app, 80, 24);
+    for badge in ["✓ alice", "unsigned", "✗ tampered", "signature signed by alice"] {
+        assert!(screen.contains(badge), "{badge} not shown:\n{screen}");
+    }
+
+    // A registry change refetches them with the versions.
+    let effects = feed(&mut app, vec![DaemonMsg::RegistryChanged, fixtures::models()]);
+    assert!(effects.contains(&Effect::Request(Request::Signatures)), "{effects:?}");
+}
+
+#[test]
+fn a_failed_signature_fetch_keeps_the_versions_and_the_last_badges() {
+    let mut app = populated();
+    let error = ClientError::Transport("connection reset".into());
+    feed(
+        &mut app,
+        vec![DaemonMsg::Failed {
+            request: Request::Signatures,
+            error,
+        }],
+    );
+    assert_eq!(app.message, None, "the badges are not worth an error line");
+    assert_eq!(
+        app.models.signature(&name("fmnist-cnn"), 2),
+        Some(&SignatureStatus::Unsigned)
+    );
+    key(&mut app, KeyCode::Enter);
+    let screen = super::draw(&app, 80, 24);
+    assert!(
+        screen.contains("✗ tampered") && screen.contains("acc 0.871"),
+        "{screen}"
+    );
+
+    // A kilnd without the route: the list stands as before, dates and all.
+    let mut old = super::app();
+    let not_found = ClientError::Http {
+        status: 404,
+        message: "no such route".into(),
+    };
+    feed(
+        &mut old,
+        vec![
+            fixtures::models(),
+            fixtures::detail(),
+            DaemonMsg::Failed {
+                request: Request::Signatures,
+                error: not_found,
+            },
+        ],
+    );
+    assert_eq!(old.models.signatures, None);
+    let screen = super::draw(&old, 80, 24);
+    assert!(
+        screen.contains("11-29 11:40") && !screen.contains("SIGNATURE"),
+        "{screen}"
+    );
 }

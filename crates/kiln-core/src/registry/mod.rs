@@ -180,6 +180,8 @@ impl Registry {
         let dir = self.versions_dir(model);
         fsx::sweep_temp_files(&dir);
         let next = self.version_numbers(model)?.last().map_or(1, |v| v + 1);
+        // A number reused after its version was removed starts with nothing beside it.
+        self.remove_attachments(model, next)?;
         let mut manifest = VersionManifest {
             model: model.clone(),
             version: next,
@@ -308,9 +310,24 @@ impl Registry {
             aliases.retain(|_, v| *v != version);
             self.write_aliases(model, &aliases)?;
         }
+        // The signature goes first: a crash in between leaves an unsigned version, never a
+        // signature waiting for whichever version gets the number next.
+        self.remove_attachments(model, version)?;
         let path = self.version_path(model, version);
         fsx::remove_durably(&path).map_err(RegistryError::io("remove", &path))?;
         Ok(pointing)
+    }
+
+    /// Removes what is stored beside version `version` (its signature and evaluations).
+    fn remove_attachments(&self, model: &Name, version: u32) -> Result<()> {
+        for path in [self.signature_path(model, version), self.evals_path(model, version)] {
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(RegistryError::io("remove", &path)(e)),
+            }
+        }
+        Ok(())
     }
 
     /// Attaches an evaluation report (already stored as a blob) to a version.
@@ -328,12 +345,16 @@ impl Registry {
         fsx::sweep_temp_files(&dir);
         let mut records = self.evals(model, version)?;
         records.push(record);
-        write_json(&dir.join(format!("{version}.json")), &records)
+        write_json(&self.evals_path(model, version), &records)
+    }
+
+    fn evals_path(&self, model: &Name, version: u32) -> PathBuf {
+        self.model_dir(model).join("evals").join(format!("{version}.json"))
     }
 
     /// Evaluation reports attached to a version, oldest first.
     pub fn evals(&self, model: &Name, version: u32) -> Result<Vec<EvalRecord>> {
-        let path = self.model_dir(model).join("evals").join(format!("{version}.json"));
+        let path = self.evals_path(model, version);
         if !path.is_file() {
             return Ok(Vec::new());
         }

@@ -371,9 +371,10 @@ impl Studies {
             task: &best.task,
             description: best.description,
             extras: Extras {
+                card: record.spec.base.card.as_deref(),
                 build: Some(&build),
                 signer: signer.as_ref().map(|(_, key)| key),
-                ..Extras::default()
+                exact: false,
             },
         };
         registry
