@@ -275,6 +275,44 @@ fn infer_equals_the_in_process_forward_and_bad_requests_get_4xx() {
     assert_eq!(count("kiln_inference_queue_duration_seconds"), 4, "{metrics}");
     let forward_passes = count("kiln_inference_forward_duration_seconds");
     assert!((1..=4).contains(&forward_passes), "{metrics}");
+    dashboard_reads_only_what_metrics_has(&metrics);
+}
+
+/// Every series the Grafana dashboard in assets/ queries is one /metrics serves, with the
+/// `model` and `version` labels its panels group by.
+fn dashboard_reads_only_what_metrics_has(metrics: &str) {
+    let path = common::fixture("../grafana/kiln-serving.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let dashboard: Value = serde_json::from_str(&text).expect("dashboard JSON");
+    let exprs: Vec<&str> = dashboard["panels"]
+        .as_array()
+        .expect("panels")
+        .iter()
+        .flat_map(|p| p["targets"].as_array().into_iter().flatten())
+        .filter_map(|t| t["expr"].as_str())
+        .collect();
+    assert!(exprs.len() >= 8, "{exprs:?}");
+    for expr in exprs {
+        let mut rest = expr;
+        while let Some(at) = rest.find("kiln_") {
+            let name: String = rest[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            rest = &rest[at + name.len()..];
+            let served = metrics
+                .lines()
+                .filter(|l| !l.starts_with('#'))
+                .any(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")));
+            assert!(
+                served,
+                "the dashboard queries {name}, which /metrics does not serve:\n{metrics}"
+            );
+        }
+        if expr.contains("by (model, version") {
+            assert!(metrics.contains(r#"model="tiny",version="1""#));
+        }
+    }
 }
 
 #[test]

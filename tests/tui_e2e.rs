@@ -373,19 +373,21 @@ fn show_newest(console: &mut Console, version: u32) -> String {
 
 /// Deploys the newest version of MODEL from the models screen; `question` is what the
 /// confirm dialog must ask. Ends when the models table shows it in production.
-fn deploy_newest(console: &mut Console, version: u32, question: &str) {
+/// Returns the screen that reported the deploy (its status line names the gates' outcomes).
+fn deploy_newest(console: &mut Console, version: u32, question: &str) -> String {
     let detail = show_newest(console, version);
     let wanted = format!("v{version}");
     console.press(&["d"]);
     console.wait_for_text("the deploy confirm dialog", &["Confirm", question, "enter/y yes"]);
     console.press(&["Enter"]);
-    console.wait_for_text(
+    let reported = console.wait_for_text(
         "the deploy reported in the status line",
         &[&format!("deployed {detail}")],
     );
     console.wait_for(&format!("{detail} in production (PROD column)"), REACT, |s| {
         (latest_and_production(s)?.1 == wanted).then_some(())
     });
+    reported
 }
 
 /// Sends a test request from the serving screen and checks that `version` answered
@@ -463,14 +465,19 @@ fn train_watch_deploy_query_and_roll_back_from_the_console() {
     console.wait_for_text("the deploy in the journal", &[&format!("{MODEL} –→v1 deploy")]);
     test_request(&mut console, 1, 0);
 
-    // 5. A second version deployed over the first, then rolled back to it.
+    // 5. A second version deployed over the first, then rolled back to it. It is trained
+    //    the same way, so it passes the deploy gates (no worse on the test split, no slower).
     console.press(&["2"]);
     console.wait_for_text("the jobs screen", &[&first, "Jobs (1)"]);
-    let second = launch_training(&mut console, "1", "3000");
+    let second = launch_training(&mut console, "3", "all");
     console.wait_for("the second job to succeed", TRAIN, |s| {
         (job_row(s, &second)? == ("succeeded".to_owned(), 100)).then_some(())
     });
-    deploy_newest(&mut console, 2, &format!("Deploy {MODEL}@2, replacing {MODEL}@1"));
+    let reported = deploy_newest(&mut console, 2, &format!("Deploy {MODEL}@2, replacing {MODEL}@1"));
+    console.check(
+        reported.contains(&format!("deployed {MODEL}@2 · gates: golden passed, latency passed")),
+        "the status line names the gates' outcomes",
+    );
     console.press(&["4"]);
     console.wait_for("v2 serving", REACT, |s| (serving_version(s)? == "v2").then_some(()));
     console.wait_for_text("the second deploy in the journal", &[&format!("{MODEL} v1→v2 deploy")]);

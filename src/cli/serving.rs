@@ -31,6 +31,14 @@ pub struct DeployArgs {
     /// Requests queued before answering 503 [daemon default: 256].
     #[arg(long)]
     queue: Option<usize>,
+    /// Switch even if a gate fails (the golden check: no worse than 1 point of accuracy or
+    /// macro-F1 on the candidate's test split; latency: p99 at batch 1 within 1.25× of the
+    /// version in force). The override and the figures are journaled.
+    #[arg(long)]
+    force: bool,
+    /// Rows of the candidate's test split both versions answer in the golden check.
+    #[arg(long, default_value_t = kiln_core::deploy::GOLDEN_SAMPLES)]
+    gate_samples: usize,
 }
 
 /// `kiln rollback` arguments.
@@ -69,8 +77,13 @@ pub fn deploy(args: &DeployArgs, json: bool) -> Result<u8, CliError> {
             other => Some(other.clone()),
         },
         batching: batching(args),
+        force: args.force,
+        gate_samples: Some(args.gate_samples),
     };
-    eprintln!("loading and warming up {}…", args.reference);
+    eprintln!(
+        "loading and warming up {}, then checking it against the version in force…",
+        args.reference
+    );
     let entry = client.run(|c| c.deploy(&request))?;
     print_entry(&entry, json)?;
     Ok(0)
@@ -102,8 +115,12 @@ fn print_entry(entry: &JournalEntry, json: bool) -> Result<(), CliError> {
         let was = entry
             .from
             .map_or_else(|| "nothing served before".to_owned(), |v| format!("was version {v}"));
+        let gates = entry
+            .gates
+            .as_ref()
+            .map_or(String::new(), |g| format!("\n{}", g.summary()));
         format!(
-            "{}@{} is serving ({}; {was}); production → {}",
+            "{}@{} is serving ({}; {was}); production → {}{gates}",
             entry.model, entry.to, entry.action, entry.to
         )
     })

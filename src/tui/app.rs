@@ -309,7 +309,16 @@ impl App {
             Switch::Rollback => "rolled back",
             Switch::Deploy => "deployed",
         };
-        self.say(format!("{verb} {}@{}", entry.model, entry.to));
+        let gates = entry.gates.as_ref().map_or(String::new(), |g| {
+            let checks: Vec<String> = g
+                .checks
+                .iter()
+                .map(|c| format!("{} {}", c.name, c.outcome.as_str()))
+                .collect();
+            let forced = if g.forced { ", forced" } else { "" };
+            format!(" · gates: {}{forced}", checks.join(", "))
+        });
+        self.say(format!("{verb} {}@{}{gates}", entry.model, entry.to));
         self.serving.push_entry(entry);
         vec![Request::Deployments, Request::Models]
     }

@@ -100,6 +100,8 @@ impl DaemonClient {
                     model: model.clone(),
                     version: Some(Selector::Version(*version)),
                     batching: None,
+                    force: false,
+                    gate_samples: None,
                 };
                 DaemonMsg::JournalEntry(c.deploy(&deploy).await?)
             }

@@ -60,6 +60,110 @@ pub struct JournalEntry {
     /// Who signed the version switched to, when a trusted key did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signer: Option<Name>,
+    /// What the gates measured before the switch (none for a rollback or a restore).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gates: Option<GateReport>,
+}
+
+/// Rows of the candidate's test split both versions answer in the golden check.
+pub const GOLDEN_SAMPLES: usize = 1000;
+/// How many points of accuracy or macro-F1 (percent of RMSE for ratings) a candidate may lose
+/// against the version in force.
+pub const GOLDEN_TOLERANCE_PT: f64 = 1.0;
+/// Most a candidate's p99 latency at batch 1 may be, as a multiple of the version in force's.
+pub const LATENCY_LIMIT: f64 = 1.25;
+
+/// What the gates before a switch found: the golden check (both versions answer the same
+/// rows of the candidate's test split) and the latency check (p99 at batch 1, measured the
+/// same way for both). A failed check refuses the switch unless it is forced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GateReport {
+    pub checks: Vec<GateCheck>,
+    /// The data the golden check used, e.g. `fashion-mnist test`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
+    pub rows: usize,
+    pub candidate: GateFigures,
+    /// The version in force (none on a first deploy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current: Option<GateFigures>,
+    /// Share of rows on which both versions give the same class (ratings: within 0.5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agreement: Option<f64>,
+    /// A failed check was overridden (`--force`).
+    #[serde(default)]
+    pub forced: bool,
+    /// Time the gates took.
+    pub seconds: f64,
+}
+
+/// One version's figures in a gate report.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GateFigures {
+    pub version: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accuracy: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub macro_f1: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rmse: Option<f64>,
+    /// p99 latency of one-row forward passes, in ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p99_ms: Option<f64>,
+}
+
+/// One check and what it found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GateCheck {
+    /// `golden` or `latency`.
+    pub name: String,
+    pub outcome: GateOutcome,
+    /// The figures behind the outcome, or why it was skipped.
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GateOutcome {
+    Passed,
+    Failed,
+    Skipped,
+}
+
+impl GateOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Passed => "passed",
+            Self::Failed => "failed",
+            Self::Skipped => "skipped",
+        }
+    }
+}
+
+impl GateReport {
+    /// The checks that failed.
+    pub fn failed(&self) -> impl Iterator<Item = &GateCheck> {
+        self.checks.iter().filter(|c| c.outcome == GateOutcome::Failed)
+    }
+
+    /// One line per check: `golden passed: accuracy 0.812 vs 0.809 in force (+0.3 pt) …`.
+    pub fn summary(&self) -> String {
+        let mut lines: Vec<String> = self
+            .checks
+            .iter()
+            .map(|c| {
+                let outcome = match c.outcome {
+                    GateOutcome::Failed => "FAILED",
+                    other => other.as_str(),
+                };
+                format!("{} {outcome}: {}", c.name, c.detail)
+            })
+            .collect();
+        if self.forced {
+            lines.push("forced past the failed gate(s)".into());
+        }
+        lines.join("\n")
+    }
 }
 
 /// Live figures of one deployment.
@@ -145,6 +249,7 @@ mod tests {
     fn entry(model: &str, from: Option<u32>, to: u32) -> JournalEntry {
         JournalEntry {
             signer: None,
+            gates: None,
             time: "2026-01-01T00:00:00Z".into(),
             model: Name::new(model).expect("name"),
             from,

@@ -223,6 +223,8 @@ fn deploy_request(version: u32, batching: Option<Batching>) -> DeployRequest {
         model: bench_model(),
         version: Some(Selector::Version(version)),
         batching,
+        force: false,
+        gate_samples: None,
     }
 }
 

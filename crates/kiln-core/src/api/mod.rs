@@ -39,7 +39,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::deploy::{Batching, DeploymentStats, DeploymentView, JournalEntry};
+pub use crate::deploy::{Batching, DeploymentStats, DeploymentView, GateReport, JournalEntry};
 pub use crate::jobs::{EvalRequest, JobId, JobRequest, JobSpec, JobStatus, MetricRecord, TrainRequest};
 pub use crate::registry::{
     EvalRecord, EvalReport, ModelDetail, ModelSummary, Problem, SignatureStatus, VersionManifest, VersionRow,
@@ -311,6 +311,12 @@ pub struct DeployRequest {
     /// The daemon's defaults when left out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batching: Option<Batching>,
+    /// Switch even if a gate fails (journaled with the figures).
+    #[serde(default)]
+    pub force: bool,
+    /// Rows of the candidate's test split the golden check uses (default 1,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate_samples: Option<usize>,
 }
 
 /// Query of `GET /deployments/journal`.

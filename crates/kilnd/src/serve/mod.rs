@@ -14,6 +14,7 @@
 
 pub mod batcher;
 mod fast_json;
+pub mod gate;
 pub mod http;
 pub mod metrics;
 pub mod sample;
@@ -75,6 +76,17 @@ pub struct Server {
     hub: Hub,
     /// Signature checks; in strict mode deploy and restore refuse what does not verify.
     pub signing: Arc<crate::signing::Verifier>,
+    /// Test splits the gates have loaded.
+    splits: gate::Splits,
+}
+
+/// Whether a switch runs the gates first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gates {
+    /// Golden and latency checks on `rows` rows; `force` switches even if one fails.
+    Run { rows: usize, force: bool },
+    /// A rollback: back to a version that served before, at once.
+    Skip,
 }
 
 impl Server {
@@ -88,6 +100,7 @@ impl Server {
     ) -> Self {
         Self {
             signing,
+            splits: gate::Splits::default(),
             home,
             device,
             limits,
@@ -153,14 +166,20 @@ impl Server {
         batching: Option<Batching>,
         action: Action,
         reason: &str,
+        gates: Gates,
     ) -> Result<JournalEntry, DeployError> {
         let _one_at_a_time = self.switching.lock().unwrap_or_else(|p| p.into_inner());
         let registry = Registry::open(&self.home)?;
         let manifest = registry.version(model, version)?;
         let signer = self.signing.gate(&registry, &manifest).map_err(DeployError::Refused)?;
         let batching = batching.unwrap_or(self.limits.batching);
+        let candidate = manifest.clone();
         let deployment = self.load(&registry, manifest, batching).map_err(DeployError::Failed)?;
         let from = self.get(model.as_str()).map(|d| d.version);
+        let gates = match gates {
+            Gates::Run { rows, force } => Some(self.gate(&registry, &candidate, from, rows, force)?),
+            Gates::Skip => None,
+        };
         let entry = JournalEntry {
             time: now_rfc3339(),
             model: model.clone(),
@@ -170,6 +189,7 @@ impl Server {
             reason: reason.to_owned(),
             batching,
             signer,
+            gates,
         };
         deploy::append(&self.home, &entry)
             .with_context(|| format!("cannot append to {}", deploy::journal_path(&self.home).display()))
@@ -207,7 +227,42 @@ impl Server {
             })?,
         };
         let reason = format!("rollback from {model}@{}", current.to);
-        self.deploy(model, target, Some(current.batching), Action::Rollback, &reason)
+        self.deploy(
+            model,
+            target,
+            Some(current.batching),
+            Action::Rollback,
+            &reason,
+            Gates::Skip,
+        )
+    }
+
+    /// Runs the gates for `candidate` against the version in force (`from`); refuses the
+    /// switch with the figures when one fails, unless forced.
+    fn gate(
+        &self,
+        registry: &Registry,
+        candidate: &kiln_core::registry::VersionManifest,
+        from: Option<u32>,
+        rows: usize,
+        force: bool,
+    ) -> Result<kiln_core::deploy::GateReport, DeployError> {
+        let current = from.and_then(|v| registry.version(&candidate.model, v).ok());
+        let mut report = gate::run(registry, &self.splits, candidate, current.as_ref(), &self.device, rows)
+            .map_err(DeployError::Failed)?;
+        if report.failed().next().is_some() {
+            if !force {
+                let keeps = from.map_or(String::new(), |v| format!("; v{v} keeps serving"));
+                return Err(DeployError::Refused(format!(
+                    "{}@{} failed its gates{keeps}:\n{}\ndeploy with --force to switch anyway (the figures are journaled)",
+                    candidate.model,
+                    candidate.version,
+                    report.summary()
+                )));
+            }
+            report.forced = true;
+        }
+        Ok(report)
     }
 
     /// Restores every deployment the journal has in force; marks the server ready after.

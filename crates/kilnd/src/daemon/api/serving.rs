@@ -6,10 +6,11 @@ use axum::extract::{Path, State};
 use kiln_core::api::{
     DeployRequest, Deployments, Journal, JournalEntry, JournalQuery, RollbackRequest, TryRequest, TryResult,
 };
-use kiln_core::deploy::Action;
+use kiln_core::deploy::{Action, GOLDEN_SAMPLES};
 use kiln_core::names::{ModelRef, Name, Selector};
 
 use super::{ApiError, AppState, Body, Query, blocking, registry};
+use crate::serve::Gates;
 
 /// Deployments in force with live figures, where inference listens, and restore problems.
 pub async fn list(State(state): State<AppState>) -> Json<Deployments> {
@@ -50,12 +51,18 @@ pub async fn deploy(
     let version = registry(&state)?.resolve(&reference)?;
     let server = state.server.clone();
     blocking(move || {
+        let gates = Gates::Run {
+            rows: body.gate_samples.unwrap_or(GOLDEN_SAMPLES).max(1),
+            force: body.force,
+        };
+        let reason = if body.force { "deploy --force" } else { "deploy" };
         Ok(Json(server.deploy(
             &reference.model,
             version,
             body.batching,
             Action::Deploy,
-            "deploy",
+            reason,
+            gates,
         )?))
     })
     .await
