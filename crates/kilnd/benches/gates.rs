@@ -97,12 +97,12 @@ fn main() {
 
     let (first_wall, first) = deploy(&client, &model, v1);
     println!(
-        "first deploy (nothing in force: golden and latency skipped, the candidate scored): {first_wall:.2} s, gates {:.2} s",
+        "first deploy (nothing in force: golden and latency skipped; v1's split read and scored): {first_wall:.2} s, gates {:.2} s",
         first.gates.as_ref().map_or(0.0, |g| g.seconds)
     );
     let (cold_wall, cold) = deploy(&client, &model, v2);
     let cold_gates = cold.gates.as_ref().map_or(0.0, |g| g.seconds);
-    println!("first gated deploy (reads the test split once): {cold_wall:.2} s, gates {cold_gates:.2} s");
+    println!("first gated deploy (v2's split read once: another seed): {cold_wall:.2} s, gates {cold_gates:.2} s");
     if let Some(g) = &cold.gates {
         println!("{}", g.summary());
     }
@@ -116,9 +116,13 @@ fn main() {
     }
     let (gated, plain, gates) = (median(&mut gated), median(&mut plain), median(&mut gates));
     println!("\nmedians over {rounds} rounds (a rollback is the same switch without gates):");
-    println!("  switch without gates (rollback)              {plain:>7.2} s  (reference)");
     println!(
-        "  deploy with gates                            {gated:>7.2} s  ({:.2}x the reference)",
+        "  switch without gates (rollback)              {:>7.1} ms (reference)",
+        plain * 1000.0
+    );
+    println!(
+        "  deploy with gates                            {:>7.1} ms ({:.1}x the reference)",
+        gated * 1000.0,
         gated / plain
     );
     let added = gated - plain;
