@@ -82,8 +82,12 @@ enum Command {
     /// List, inspect, follow, wait for and cancel jobs through the daemon.
     #[command(subcommand)]
     Jobs(jobs::JobsCommand),
-    /// Serve a version: load, warm up, switch atomically, move `production`.
+    /// Serve a version: load, warm up, run the gates (golden check, latency), then switch
+    /// atomically and move `production` (or, with --canary, share the traffic first).
     Deploy(serving::DeployArgs),
+    /// Canaries in progress: `status`, `promote` or `abort`.
+    #[command(subcommand)]
+    Canary(serving::CanaryCommand),
     /// Switch a model back to the version served before (or `--to` an earlier one).
     Rollback(serving::RollbackArgs),
     /// What is being served, with live figures (`--history`: every switch).
@@ -124,6 +128,7 @@ fn run(command: &Command, json: bool) -> Result<u8, CliError> {
         Command::Daemon(cmd) => daemon::run(cmd, json),
         Command::Jobs(cmd) => jobs::run(cmd, json),
         Command::Deploy(args) => serving::deploy(args, json),
+        Command::Canary(cmd) => serving::canary(cmd, json),
         Command::Rollback(args) => serving::rollback(args, json),
         Command::Deployments(args) => serving::deployments(args, json),
         Command::Predict(args) => serving::predict(args, json),

@@ -14,6 +14,7 @@ use super::table;
 use kiln_core::api::kserve::{InferInput, InferRequest, InferResponse, ModelMetadata};
 use kiln_core::api::{Batching, DeployRequest, Deployments, Journal, JournalEntry, RollbackRequest};
 use kiln_core::client::{Blocking, Inference};
+use kiln_core::deploy::{Action, CanarySpec};
 use kiln_core::names::{ModelRef, Name, Selector};
 
 /// `kiln deploy` arguments.
@@ -39,6 +40,97 @@ pub struct DeployArgs {
     /// Rows of the candidate's test split both versions answer in the golden check.
     #[arg(long, default_value_t = kiln_core::deploy::GOLDEN_SAMPLES)]
     gate_samples: usize,
+    /// Start a canary: this share of live requests (e.g. `10%`) goes to the candidate while
+    /// the version in force answers the rest; it is rolled back automatically when its error
+    /// rate or p99 is worse, and promoted at the end.
+    #[arg(long, value_parser = parse_percent)]
+    canary: Option<f64>,
+    /// How long the canary runs before it is promoted (e.g. `5m`) [default: 5m].
+    #[arg(long = "for", requires = "canary")]
+    for_: Option<humantime::Duration>,
+    /// Promote once the candidate has answered this many requests.
+    #[arg(long, requires = "canary")]
+    requests: Option<u64>,
+}
+
+/// `10%` or `10`: a share strictly between 0 and 100.
+fn parse_percent(text: &str) -> Result<f64, String> {
+    let value: f64 = text
+        .trim()
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("{text:?} is not a percentage like 10%"))?;
+    if value > 0.0 && value < 100.0 {
+        Ok(value)
+    } else {
+        Err(format!(
+            "a canary takes between 0% and 100% of the requests, not {value}%"
+        ))
+    }
+}
+
+/// `kiln canary status|promote|abort`.
+#[derive(Debug, clap::Subcommand)]
+pub enum CanaryCommand {
+    /// Canaries in progress: the split, each side's requests, errors and p99, progress.
+    Status,
+    /// Promote a canary now: the candidate serves everything.
+    Promote { model: Name },
+    /// Abort a canary: the version in force answers everything again.
+    Abort { model: Name },
+}
+
+pub fn canary(cmd: &CanaryCommand, json: bool) -> Result<u8, CliError> {
+    let client = connect()?;
+    match cmd {
+        CanaryCommand::Status => {
+            let list = client.run(|c| c.canaries())?;
+            emit(json, &list, || {
+                if list.canaries.is_empty() {
+                    return "no canary is running".to_owned();
+                }
+                let rows: Vec<Vec<String>> = list
+                    .canaries
+                    .iter()
+                    .map(|c| {
+                        let ms = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.2}"));
+                        vec![
+                            c.model.to_string(),
+                            format!("v{}→v{} {}%", c.stable, c.candidate, c.percent),
+                            format!("{}/{}", c.candidate_requests, c.candidate_errors),
+                            format!("{}/{}", c.stable_requests, c.stable_errors),
+                            format!("{} / {}", ms(c.candidate_p99_ms), ms(c.stable_p99_ms)),
+                            format!("{:.0}%", c.progress * 100.0),
+                        ]
+                    })
+                    .collect();
+                table::render(
+                    &[
+                        "MODEL",
+                        "SPLIT",
+                        "CANDIDATE REQ/ERR",
+                        "STABLE REQ/ERR",
+                        "P99 MS C / S",
+                        "PROGRESS",
+                    ],
+                    &rows,
+                )
+                .trim_end()
+                .to_owned()
+            })?;
+            Ok(0)
+        }
+        CanaryCommand::Promote { model } => {
+            let entry = client.run(|c| c.promote_canary(model))?;
+            print_entry(&entry, json)?;
+            Ok(0)
+        }
+        CanaryCommand::Abort { model } => {
+            let entry = client.run(|c| c.abort_canary(model))?;
+            print_entry(&entry, json)?;
+            Ok(0)
+        }
+    }
 }
 
 /// `kiln rollback` arguments.
@@ -79,6 +171,11 @@ pub fn deploy(args: &DeployArgs, json: bool) -> Result<u8, CliError> {
         batching: batching(args),
         force: args.force,
         gate_samples: Some(args.gate_samples),
+        canary: args.canary.map(|percent| CanarySpec {
+            percent,
+            seconds: args.for_.map(|d| d.as_secs().max(1)),
+            requests: args.requests,
+        }),
     };
     eprintln!(
         "loading and warming up {}, then checking it against the version in force…",
@@ -112,6 +209,14 @@ pub fn rollback(args: &RollbackArgs, json: bool) -> Result<u8, CliError> {
 
 fn print_entry(entry: &JournalEntry, json: bool) -> Result<(), CliError> {
     emit(json, entry, || {
+        if !entry.action.is_switch() {
+            let candidate = entry.candidate.map_or_else(String::new, |v| format!("v{v}"));
+            let verb = match entry.action {
+                Action::Canary => format!("canary of {candidate} started"),
+                _ => format!("canary of {candidate} ended"),
+            };
+            return format!("{}: {verb}; v{} is in force ({})", entry.model, entry.to, entry.reason);
+        }
         let was = entry
             .from
             .map_or_else(|| "nothing served before".to_owned(), |v| format!("was version {v}"));

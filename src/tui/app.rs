@@ -308,6 +308,8 @@ impl App {
         let verb = match entry.action {
             Switch::Rollback => "rolled back",
             Switch::Deploy => "deployed",
+            Switch::Canary => "canary started, in force:",
+            Switch::Abort => "canary ended, in force:",
         };
         let gates = entry.gates.as_ref().map_or(String::new(), |g| {
             let checks: Vec<String> = g

@@ -102,6 +102,7 @@ impl DaemonClient {
                     batching: None,
                     force: false,
                     gate_samples: None,
+                    canary: None,
                 };
                 DaemonMsg::JournalEntry(c.deploy(&deploy).await?)
             }

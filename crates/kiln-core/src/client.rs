@@ -14,11 +14,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::api::{
-    AliasRemoved, AliasRequest, AliasSet, DeployRequest, Deployments, ErrorBody, Event, Health, ImportRequest, JobList,
-    JobRequest, JobView, Journal, JournalEntry, JournalQuery, LogChunk, MetricsChunk, ModelList, ModelView,
-    PromoteRequest, RemoveQuery, RollbackRequest, SignRequest, SignatureView, Signatures, Since, StudyCreate,
-    StudyList, StudyView, Telemetry, TelemetryQuery, TryRequest, TryResult, VerifyReport, VersionFilter, VersionList,
-    VersionManifest, VersionRemoved, VersionView, kserve,
+    AliasRemoved, AliasRequest, AliasSet, Canaries, DeployRequest, Deployments, ErrorBody, Event, Health,
+    ImportRequest, JobList, JobRequest, JobView, Journal, JournalEntry, JournalQuery, LogChunk, MetricsChunk,
+    ModelList, ModelView, PromoteRequest, RemoveQuery, RollbackRequest, SignRequest, SignatureView, Signatures, Since,
+    StudyCreate, StudyList, StudyView, Telemetry, TelemetryQuery, TryRequest, TryResult, VerifyReport, VersionFilter,
+    VersionList, VersionManifest, VersionRemoved, VersionView, kserve,
 };
 use crate::jobs::JobId;
 use crate::names::{Digest, Name, Selector};
@@ -185,6 +185,23 @@ impl Client {
     /// Re-hashes every blob and checks every manifest.
     pub async fn verify(&self) -> Result<VerifyReport, ClientError> {
         self.get("/registry/verify").await
+    }
+
+    /// Canaries in progress.
+    pub async fn canaries(&self) -> Result<Canaries, ClientError> {
+        self.get("/canaries").await
+    }
+
+    /// Promotes `model`'s canary now.
+    pub async fn promote_canary(&self, model: &Name) -> Result<JournalEntry, ClientError> {
+        self.post(&format!("/canaries/{model}/promote"), &serde_json::json!({}))
+            .await
+    }
+
+    /// Aborts `model`'s canary.
+    pub async fn abort_canary(&self, model: &Name) -> Result<JournalEntry, ClientError> {
+        self.post(&format!("/canaries/{model}/abort"), &serde_json::json!({}))
+            .await
     }
 
     /// Every version's signature status.

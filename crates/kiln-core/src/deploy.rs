@@ -19,6 +19,19 @@ use crate::names::Name;
 pub enum Action {
     Deploy,
     Rollback,
+    /// A canary started: `candidate` takes a share of the requests; `to` (in force) is
+    /// unchanged until it is promoted (a `deploy` entry) or aborted.
+    Canary,
+    /// A canary ended without promotion (by hand, by its checks, or by a restart); `to`
+    /// keeps serving.
+    Abort,
+}
+
+impl Action {
+    /// Whether the entry switched the version in force.
+    pub fn is_switch(self) -> bool {
+        matches!(self, Self::Deploy | Self::Rollback)
+    }
 }
 crate::kinds::word_enum!(Action, "journal action");
 
@@ -63,7 +76,51 @@ pub struct JournalEntry {
     /// What the gates measured before the switch (none for a rollback or a restore).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gates: Option<GateReport>,
+    /// The canary's candidate (`canary` and `abort` entries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate: Option<u32>,
 }
+
+/// `kiln deploy m@v --canary 10% [--for 5m | --requests N]`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CanarySpec {
+    /// Share of live requests the candidate answers, in percent (0–100, exclusive).
+    pub percent: f64,
+    /// Promote after this many seconds…
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<u64>,
+    /// …or once the candidate has answered this many requests (default: 5 minutes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<u64>,
+}
+
+/// A canary in progress, as `GET /api/v1/canaries` lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CanaryView {
+    pub model: Name,
+    /// The version in force, answering the rest.
+    pub stable: u32,
+    pub candidate: u32,
+    pub percent: f64,
+    pub since: String,
+    /// Requests and errors since the canary started, per side.
+    pub stable_requests: u64,
+    pub stable_errors: u64,
+    pub candidate_requests: u64,
+    pub candidate_errors: u64,
+    pub stable_p99_ms: Option<f64>,
+    pub candidate_p99_ms: Option<f64>,
+    /// 0–1: how far to promotion.
+    pub progress: f64,
+}
+
+/// A candidate whose error rate is worse than the version in force's by more than this
+/// (points of percent) is rolled back…
+pub const CANARY_ERROR_POINTS: f64 = 1.0;
+/// …or whose p99 is more than this multiple of the version in force's…
+pub const CANARY_P99_LIMIT: f64 = 1.5;
+/// …once it has answered at least this many requests.
+pub const CANARY_MIN_REQUESTS: u64 = 20;
 
 /// Rows of the candidate's test split both versions answer in the golden check.
 pub const GOLDEN_SAMPLES: usize = 1000;
@@ -250,6 +307,7 @@ mod tests {
         JournalEntry {
             signer: None,
             gates: None,
+            candidate: None,
             time: "2026-01-01T00:00:00Z".into(),
             model: Name::new(model).expect("name"),
             from,

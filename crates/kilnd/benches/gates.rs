@@ -56,6 +56,7 @@ fn deploy(client: &Blocking, model: &Name, version: u32) -> (f64, JournalEntry) 
         batching: None,
         force: true,
         gate_samples: Some(kiln_core::deploy::GOLDEN_SAMPLES),
+        canary: None,
     };
     let started = Instant::now();
     let entry = client.run(|c| c.deploy(&request)).expect("deploy");

@@ -225,6 +225,7 @@ fn deploy_request(version: u32, batching: Option<Batching>) -> DeployRequest {
         batching,
         force: false,
         gate_samples: None,
+        canary: None,
     }
 }
 

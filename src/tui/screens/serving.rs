@@ -137,8 +137,8 @@ fn render_journal(frame: &mut Frame, area: Rect, app: &App) {
 fn journal_line<'a>(e: &JournalEntry, theme: &Theme) -> Line<'a> {
     let from = e.from.map_or("–".to_owned(), |v| format!("v{v}"));
     let style = match e.action {
-        Switch::Rollback => theme.warn,
-        Switch::Deploy => theme.base,
+        Switch::Rollback | Switch::Abort => theme.warn,
+        Switch::Deploy | Switch::Canary => theme.base,
     };
     let action = e.action.to_string();
     let reason = if e.reason.is_empty() || e.reason == action {
@@ -147,7 +147,11 @@ fn journal_line<'a>(e: &JournalEntry, theme: &Theme) -> Line<'a> {
         format!(" ({})", e.reason)
     };
     let time = month_day(&e.time);
-    Line::styled(format!("{time} {} {from}→v{} {action}{reason}", e.model, e.to), style)
+    let to = match (e.action.is_switch(), e.candidate) {
+        (false, Some(candidate)) => format!("v{candidate}"),
+        _ => format!("v{}", e.to),
+    };
+    Line::styled(format!("{time} {} {from}→{to} {action}{reason}", e.model), style)
 }
 
 fn render_try(frame: &mut Frame, area: Rect, app: &App) {

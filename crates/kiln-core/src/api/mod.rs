@@ -317,6 +317,15 @@ pub struct DeployRequest {
     /// Rows of the candidate's test split the golden check uses (default 1,000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gate_samples: Option<usize>,
+    /// Start a canary instead of switching at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<crate::deploy::CanarySpec>,
+}
+
+/// `GET /canaries`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Canaries {
+    pub canaries: Vec<crate::deploy::CanaryView>,
 }
 
 /// Query of `GET /deployments/journal`.

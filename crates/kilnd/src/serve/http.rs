@@ -109,6 +109,15 @@ fn find(server: &Server, model: &str, version: Option<&str>) -> Result<Arc<Deplo
     }
 }
 
+/// Where an inference request goes: during a canary, a share of the unversioned requests
+/// (and those naming its version) go to the candidate.
+fn route(server: &Server, model: &str, version: Option<&str>) -> Result<Arc<Deployment>, InferError> {
+    match server.route(model, version) {
+        Some(d) if version.is_none_or(|v| v == d.version.to_string()) => Ok(d),
+        _ => find(server, model, version),
+    }
+}
+
 fn metadata(d: &Deployment) -> Json<ModelMetadata> {
     let tensor = |spec: &TensorSpec| TensorMetadata {
         name: spec.name.into(),
@@ -135,7 +144,7 @@ async fn model_metadata_v(
     State(s): State<Arc<Server>>,
     Path((model, version)): Path<(String, String)>,
 ) -> Result<Json<ModelMetadata>, InferError> {
-    Ok(metadata(&*find(&s, &model, Some(&version))?))
+    Ok(metadata(&*route(&s, &model, Some(&version))?))
 }
 
 fn ready(d: &Deployment) -> Json<ModelReady> {
@@ -153,7 +162,7 @@ async fn model_ready_v(
     State(s): State<Arc<Server>>,
     Path((model, version)): Path<(String, String)>,
 ) -> Result<Json<ModelReady>, InferError> {
-    Ok(ready(&*find(&s, &model, Some(&version))?))
+    Ok(ready(&*route(&s, &model, Some(&version))?))
 }
 
 async fn infer(
@@ -182,13 +191,21 @@ async fn run_infer(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let started = Instant::now();
-    let deployment = match find(&server, &model, version.as_deref()) {
+    let deployment = match route(&server, &model, version.as_deref()) {
         Ok(d) => d,
         Err(e) => return e.into_response(),
     };
-    let response = match infer_on(&server, &deployment, &headers, body, started).await {
-        Ok(response) => response,
-        Err(e) => e.into_response(),
+    let response = if server.injects_fault(&deployment) {
+        InferError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "injected fault (KILN_TEST_CANARY_FAULT_PERCENT, a test-only setting)".into(),
+        )
+        .into_response()
+    } else {
+        match infer_on(&server, &deployment, &headers, body, started).await {
+            Ok(response) => response,
+            Err(e) => e.into_response(),
+        }
     };
     let code = response.status().as_u16();
     server

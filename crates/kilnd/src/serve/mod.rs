@@ -13,6 +13,7 @@
 #![allow(deprecated)] // burn-tch is deprecated upstream; kiln pins burn 0.22 on purpose.
 
 pub mod batcher;
+pub mod canary;
 mod fast_json;
 pub mod gate;
 pub mod http;
@@ -22,13 +23,13 @@ pub mod tensor;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use anyhow::Context;
 use burn::tensor::Device;
-use kiln_core::deploy::{self, Action, Batching, DeploymentView, JournalEntry};
+use kiln_core::deploy::{self, Action, Batching, CanarySpec, CanaryView, DeploymentView, JournalEntry};
 use kiln_core::names::Name;
 use kiln_core::registry::{Registry, RegistryError, now_rfc3339};
 
@@ -78,6 +79,21 @@ pub struct Server {
     pub signing: Arc<crate::signing::Verifier>,
     /// Test splits the gates have loaded.
     splits: gate::Splits,
+    /// Canaries in progress, by model.
+    canaries: RwLock<HashMap<Name, Arc<canary::Canary>>>,
+    /// Test-only: the share of a canary candidate's requests answered with an injected 500.
+    fault_percent: f64,
+    faults: AtomicU64,
+}
+
+/// How a deploy switches: what the journal says, whether gates run, and whether a canary
+/// shares the traffic first.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub action: Action,
+    pub reason: String,
+    pub gates: Gates,
+    pub canary: Option<CanarySpec>,
 }
 
 /// Whether a switch runs the gates first.
@@ -101,6 +117,9 @@ impl Server {
         Self {
             signing,
             splits: gate::Splits::default(),
+            canaries: RwLock::new(HashMap::new()),
+            fault_percent: canary::injected_fault_percent(),
+            faults: AtomicU64::new(0),
             home,
             device,
             limits,
@@ -164,11 +183,21 @@ impl Server {
         model: &Name,
         version: u32,
         batching: Option<Batching>,
-        action: Action,
-        reason: &str,
-        gates: Gates,
+        plan: Plan,
     ) -> Result<JournalEntry, DeployError> {
+        let Plan {
+            action,
+            reason,
+            gates,
+            canary,
+        } = plan;
         let _one_at_a_time = self.switching.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(running) = self.canary(model) {
+            return Err(DeployError::Refused(format!(
+                "a canary of {model}@{} is running; `kiln canary promote {model}` or `kiln canary abort {model}` first",
+                running.candidate.version
+            )));
+        }
         let registry = Registry::open(&self.home)?;
         let manifest = registry.version(model, version)?;
         let signer = self.signing.gate(&registry, &manifest).map_err(DeployError::Refused)?;
@@ -176,20 +205,32 @@ impl Server {
         let candidate = manifest.clone();
         let deployment = self.load(&registry, manifest, batching).map_err(DeployError::Failed)?;
         let from = self.get(model.as_str()).map(|d| d.version);
+        if canary.is_some() && from.is_none() {
+            return Err(DeployError::Refused(format!(
+                "nothing of {model} is in force to share the traffic with; deploy {model}@{version} without --canary"
+            )));
+        }
+        if canary.is_some() && from == Some(version) {
+            return Err(DeployError::Refused(format!("{model}@{version} is already serving")));
+        }
         let gates = match gates {
             Gates::Run { rows, force } => Some(self.gate(&registry, &candidate, from, rows, force)?),
             Gates::Skip => None,
         };
+        if let (Some(spec), Some(stable)) = (canary, from) {
+            return self.start_canary(model, stable, deployment, spec, gates, signer);
+        }
         let entry = JournalEntry {
             time: now_rfc3339(),
             model: model.clone(),
             from,
             to: version,
             action,
-            reason: reason.to_owned(),
+            reason,
             batching,
             signer,
             gates,
+            candidate: None,
         };
         deploy::append(&self.home, &entry)
             .with_context(|| format!("cannot append to {}", deploy::journal_path(&self.home).display()))
@@ -207,8 +248,17 @@ impl Server {
     /// Switches back to the version before the one in force, or to `to` (which must have
     /// been deployed before).
     pub fn rollback(&self, model: &Name, to: Option<u32>) -> Result<JournalEntry, DeployError> {
+        if let Some(running) = self.canary(model) {
+            return Err(DeployError::Refused(format!(
+                "a canary of {model}@{} is running; `kiln canary abort {model}` ends it (v{} keeps serving)",
+                running.candidate.version, running.stable
+            )));
+        }
         let (entries, _) = deploy::read(&self.home).map_err(|e| DeployError::Failed(e.into()))?;
-        let history: Vec<&JournalEntry> = entries.iter().filter(|e| &e.model == model).collect();
+        let history: Vec<&JournalEntry> = entries
+            .iter()
+            .filter(|e| &e.model == model && e.action.is_switch())
+            .collect();
         let current = history
             .last()
             .ok_or_else(|| DeployError::Refused(format!("{model} has never been deployed; nothing to roll back")))?;
@@ -227,14 +277,13 @@ impl Server {
             })?,
         };
         let reason = format!("rollback from {model}@{}", current.to);
-        self.deploy(
-            model,
-            target,
-            Some(current.batching),
-            Action::Rollback,
-            &reason,
-            Gates::Skip,
-        )
+        let plan = Plan {
+            action: Action::Rollback,
+            reason,
+            gates: Gates::Skip,
+            canary: None,
+        };
+        self.deploy(model, target, Some(current.batching), plan)
     }
 
     /// Runs the gates for `candidate` against the version in force (`from`); refuses the
@@ -283,6 +332,9 @@ impl Server {
             }
         };
         for (model, entry) in deploy::in_force(&entries) {
+            if entry.action == Action::Canary {
+                self.note_restart_abort(&entry);
+            }
             let restored = Registry::open(&self.home).map_err(anyhow::Error::from).and_then(|r| {
                 let manifest = r.version(&model, entry.to)?;
                 self.signing
@@ -302,6 +354,229 @@ impl Server {
             }
         }
         self.ready.store(true, Ordering::Relaxed);
+    }
+
+    /// A canary that was running when the daemon stopped ends here: the version in force
+    /// (its `to`) is restored and serves everything.
+    fn note_restart_abort(&self, started: &JournalEntry) {
+        let candidate = started.candidate.map_or_else(String::new, |v| format!(" of v{v}"));
+        let entry = JournalEntry {
+            time: now_rfc3339(),
+            action: Action::Abort,
+            reason: format!(
+                "kilnd restarted during the canary{candidate}; aborted, v{} keeps serving",
+                started.to
+            ),
+            gates: None,
+            ..started.clone()
+        };
+        if let Err(e) = deploy::append(&self.home, &entry) {
+            self.note_problem(format!("cannot journal the aborted canary of {}: {e}", started.model));
+        }
+    }
+
+    /// The canary of `model`, if one runs.
+    pub fn canary(&self, model: &Name) -> Option<Arc<canary::Canary>> {
+        self.canaries
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(model)
+            .cloned()
+    }
+
+    /// Every canary in progress, with its figures.
+    pub fn canary_views(&self) -> Vec<CanaryView> {
+        let canaries = self.canaries.read().unwrap_or_else(|p| p.into_inner()).clone();
+        canaries.iter().map(|(model, c)| self.canary_view(model, c)).collect()
+    }
+
+    fn canary_view(&self, model: &Name, c: &canary::Canary) -> CanaryView {
+        let stable = self.metrics.stats(model.as_str(), c.stable);
+        let candidate = self.metrics.stats(model.as_str(), c.candidate.version);
+        c.view(model, &stable, &candidate)
+    }
+
+    /// The deployment a request for `model` (and `version`, when named) goes to: during a
+    /// canary, every k-th unversioned request goes to the candidate.
+    pub fn route(&self, model: &str, version: Option<&str>) -> Option<Arc<Deployment>> {
+        let stable = self.get(model)?;
+        let canary = self
+            .canaries
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|(name, _)| name.as_str() == model)
+            .map(|(_, c)| c.clone());
+        let Some(canary) = canary else {
+            return Some(stable);
+        };
+        match version {
+            Some(v) if v == canary.candidate.version.to_string() => Some(canary.candidate.clone()),
+            Some(_) => Some(stable),
+            None if canary.takes_next() => Some(canary.candidate.clone()),
+            None => Some(stable),
+        }
+    }
+
+    /// Test-only (`KILN_TEST_CANARY_FAULT_PERCENT`): whether this request to a canary's
+    /// candidate is failed on purpose.
+    pub fn injects_fault(&self, deployment: &Deployment) -> bool {
+        if self.fault_percent <= 0.0 {
+            return false;
+        }
+        let is_candidate = self
+            .canary(&deployment.model)
+            .is_some_and(|c| c.candidate.version == deployment.version);
+        if !is_candidate {
+            return false;
+        }
+        canary::takes(self.faults.fetch_add(1, Ordering::Relaxed), self.fault_percent)
+    }
+
+    fn start_canary(
+        &self,
+        model: &Name,
+        stable: u32,
+        candidate: Deployment,
+        spec: CanarySpec,
+        gates: Option<kiln_core::deploy::GateReport>,
+        signer: Option<Name>,
+    ) -> Result<JournalEntry, DeployError> {
+        let bases = (
+            self.metrics.stats(model.as_str(), stable),
+            self.metrics.stats(model.as_str(), candidate.version),
+        );
+        let version = candidate.version;
+        let until = match (spec.seconds, spec.requests) {
+            (_, Some(n)) => format!("{n} of its requests"),
+            (Some(s), None) => format!("{s} s"),
+            (None, None) => format!("{} s", canary::DEFAULT_SECONDS),
+        };
+        let entry = JournalEntry {
+            time: now_rfc3339(),
+            model: model.clone(),
+            from: Some(stable),
+            to: stable,
+            action: Action::Canary,
+            reason: format!("canary of v{version}: {}% of requests for {until}", spec.percent),
+            batching: candidate.batching,
+            signer: signer.clone(),
+            gates: gates.clone(),
+            candidate: Some(version),
+        };
+        deploy::append(&self.home, &entry)
+            .with_context(|| format!("cannot append to {}", deploy::journal_path(&self.home).display()))
+            .map_err(DeployError::Failed)?;
+        let canary = canary::Canary::new(Arc::new(candidate), stable, spec, bases, gates, signer);
+        self.canaries
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(model.clone(), Arc::new(canary));
+        self.hub
+            .publish(&kiln_core::api::Event::Deployment(Box::new(entry.clone())));
+        Ok(entry)
+    }
+
+    /// Watches `model`'s canary until it ends: rolls it back when it is worse, promotes it
+    /// when it reaches its end.
+    pub fn watch_canary(self: &Arc<Self>, model: Name) {
+        let server = self.clone();
+        let watched = model.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("canary-{model}"))
+            .spawn(move || {
+                let model = watched;
+                loop {
+                    std::thread::sleep(canary::WATCH);
+                    let Some(c) = server.canary(&model) else { return };
+                    let view = server.canary_view(&model, &c);
+                    let ended = match c.judge(&view) {
+                        canary::Verdict::Continue => continue,
+                        canary::Verdict::Promote(why) => server.promote(&model, &why),
+                        canary::Verdict::RollBack(why) => server.abort(&model, &why),
+                    };
+                    if let Err(e) = ended {
+                        server.note_problem(format!("the canary of {model} could not end: {e}"));
+                    }
+                    return;
+                }
+            });
+        if let Err(e) = spawned {
+            self.note_problem(format!("cannot watch the canary of {model}: {e}"));
+        }
+    }
+
+    /// Ends `model`'s canary by switching to its candidate (a `deploy` entry).
+    pub fn promote(&self, model: &Name, reason: &str) -> Result<JournalEntry, DeployError> {
+        let _one_at_a_time = self.switching.lock().unwrap_or_else(|p| p.into_inner());
+        let c = self.take_canary(model)?;
+        let entry = JournalEntry {
+            time: now_rfc3339(),
+            model: model.clone(),
+            from: Some(c.stable),
+            to: c.candidate.version,
+            action: Action::Deploy,
+            reason: reason.to_owned(),
+            batching: c.candidate.batching,
+            signer: c.signer.clone(),
+            gates: c.gates.clone(),
+            candidate: None,
+        };
+        if let Err(e) = deploy::append(&self.home, &entry) {
+            // Not journaled, not switched: the canary goes on as it was.
+            self.canaries
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(model.clone(), c);
+            return Err(DeployError::Failed(anyhow::anyhow!(
+                "cannot append to the journal: {e}"
+            )));
+        }
+        c.ended.store(true, Ordering::Relaxed);
+        self.table
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(model.clone(), c.candidate.clone());
+        if let Ok(registry) = Registry::open(&self.home) {
+            self.move_production(&registry, model, c.candidate.version);
+        }
+        self.hub
+            .publish(&kiln_core::api::Event::Deployment(Box::new(entry.clone())));
+        Ok(entry)
+    }
+
+    /// Ends `model`'s canary without promoting it (an `abort` entry); the version in force
+    /// answers everything again.
+    pub fn abort(&self, model: &Name, reason: &str) -> Result<JournalEntry, DeployError> {
+        let _one_at_a_time = self.switching.lock().unwrap_or_else(|p| p.into_inner());
+        let c = self.take_canary(model)?;
+        c.ended.store(true, Ordering::Relaxed);
+        let entry = JournalEntry {
+            time: now_rfc3339(),
+            model: model.clone(),
+            from: Some(c.stable),
+            to: c.stable,
+            action: Action::Abort,
+            reason: reason.to_owned(),
+            batching: c.candidate.batching,
+            signer: None,
+            gates: None,
+            candidate: Some(c.candidate.version),
+        };
+        deploy::append(&self.home, &entry)
+            .with_context(|| format!("cannot append to {}", deploy::journal_path(&self.home).display()))
+            .map_err(DeployError::Failed)?;
+        self.hub
+            .publish(&kiln_core::api::Event::Deployment(Box::new(entry.clone())));
+        Ok(entry)
+    }
+
+    fn take_canary(&self, model: &Name) -> Result<Arc<canary::Canary>, DeployError> {
+        self.canaries
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(model)
+            .ok_or_else(|| DeployError::Refused(format!("no canary of {model} is running")))
     }
 
     fn note_problem(&self, problem: String) {

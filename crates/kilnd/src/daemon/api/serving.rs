@@ -4,13 +4,13 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use kiln_core::api::{
-    DeployRequest, Deployments, Journal, JournalEntry, JournalQuery, RollbackRequest, TryRequest, TryResult,
+    Canaries, DeployRequest, Deployments, Journal, JournalEntry, JournalQuery, RollbackRequest, TryRequest, TryResult,
 };
 use kiln_core::deploy::{Action, GOLDEN_SAMPLES};
 use kiln_core::names::{ModelRef, Name, Selector};
 
 use super::{ApiError, AppState, Body, Query, blocking, registry};
-use crate::serve::Gates;
+use crate::serve::{Gates, Plan};
 
 /// Deployments in force with live figures, where inference listens, and restore problems.
 pub async fn list(State(state): State<AppState>) -> Json<Deployments> {
@@ -56,14 +56,17 @@ pub async fn deploy(
             force: body.force,
         };
         let reason = if body.force { "deploy --force" } else { "deploy" };
-        Ok(Json(server.deploy(
-            &reference.model,
-            version,
-            body.batching,
-            Action::Deploy,
-            reason,
+        let plan = Plan {
+            action: Action::Deploy,
+            reason: reason.to_owned(),
             gates,
-        )?))
+            canary: body.canary,
+        };
+        let entry = server.deploy(&reference.model, version, body.batching, plan)?;
+        if entry.action == Action::Canary {
+            server.watch_canary(reference.model.clone());
+        }
+        Ok(Json(entry))
     })
     .await
 }
@@ -88,4 +91,48 @@ pub async fn try_sample(
     let model = Name::new(&model)?;
     let server = state.server.clone();
     blocking(move || Ok(Json(crate::serve::sample::try_sample(&server, &model, body.index)?))).await
+}
+
+/// Canaries in progress, with each side's figures since the start.
+pub async fn canaries(State(state): State<AppState>) -> Json<Canaries> {
+    Json(Canaries {
+        canaries: state.server.canary_views(),
+    })
+}
+
+/// Promotes a canary now: its candidate serves everything.
+pub async fn promote_canary(
+    State(state): State<AppState>,
+    Path(model): Path<String>,
+) -> Result<Json<JournalEntry>, ApiError> {
+    let model = Name::new(&model)?;
+    let server = state.server.clone();
+    blocking(move || {
+        let view = server
+            .canary(&model)
+            .map(|c| (c.candidate.version, c.stable))
+            .ok_or_else(|| ApiError::not_found(format!("no canary of {model} is running")))?;
+        let reason = format!("canary of v{} promoted by hand over v{}", view.0, view.1);
+        Ok(Json(server.promote(&model, &reason)?))
+    })
+    .await
+}
+
+/// Aborts a canary: the version in force answers everything again.
+pub async fn abort_canary(
+    State(state): State<AppState>,
+    Path(model): Path<String>,
+) -> Result<Json<JournalEntry>, ApiError> {
+    let model = Name::new(&model)?;
+    let server = state.server.clone();
+    blocking(move || {
+        let version = server
+            .canary(&model)
+            .map(|c| c.candidate.version)
+            .ok_or_else(|| ApiError::not_found(format!("no canary of {model} is running")))?;
+        Ok(Json(
+            server.abort(&model, &format!("canary of v{version} aborted by hand"))?,
+        ))
+    })
+    .await
 }

@@ -1,0 +1,222 @@
+//! Canary deploys: the candidate, loaded, warmed up and past its gates, answers a share of a
+//! model's live requests (every k-th, so the share holds exactly) while the version in force
+//! answers the rest. A watcher compares the two sides' error rates and p99 latencies since
+//! the canary started; a candidate worse beyond the thresholds is rolled back at once (an
+//! `abort` journal entry says why), otherwise it is promoted when its time or request count
+//! is reached (a `deploy` entry). `kiln canary promote|abort` end it by hand.
+//!
+//! A canary is not in force: the journal's version in force keeps serving the rest, and a
+//! daemon restart during a canary aborts it to that version (journaled), so the model is
+//! never left unserved.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use kiln_core::deploy::{
+    CANARY_ERROR_POINTS, CANARY_MIN_REQUESTS, CANARY_P99_LIMIT, CanarySpec, CanaryView, DeploymentStats,
+};
+
+use super::batcher::Deployment;
+
+/// Default length of a canary with neither `--for` nor `--requests`.
+pub const DEFAULT_SECONDS: u64 = 300;
+/// How often the watcher looks.
+pub const WATCH: Duration = Duration::from_millis(250);
+/// Consecutive looks (3 s) the candidate's p99 must stay over the limit before it is rolled
+/// back for it: one slow tail on a busy machine is not a slower model.
+const LATENCY_STRIKES: u32 = 12;
+/// Below this difference two p99s are the same to the watcher, whatever their ratio.
+const P99_FLOOR_MS: f64 = 2.0;
+
+/// One canary in progress.
+pub struct Canary {
+    pub candidate: Arc<Deployment>,
+    pub stable: u32,
+    pub spec: CanarySpec,
+    pub since: String,
+    pub started: Instant,
+    /// Requests routed so far (decides which side the next one takes).
+    routed: AtomicU64,
+    /// Figures of each side when the canary started (metrics are cumulative).
+    pub stable_base: DeploymentStats,
+    pub candidate_base: DeploymentStats,
+    /// The canary has ended (promoted or aborted): the watcher stops.
+    pub ended: AtomicBool,
+    /// Consecutive looks with the candidate's p99 over the limit.
+    strikes: AtomicU32,
+    /// Gate figures and signer, for the `deploy` entry that promotes it.
+    pub gates: Option<kiln_core::deploy::GateReport>,
+    pub signer: Option<kiln_core::names::Name>,
+}
+
+/// What the watcher decided.
+pub enum Verdict {
+    Continue,
+    Promote(String),
+    RollBack(String),
+}
+
+impl Canary {
+    pub fn new(
+        candidate: Arc<Deployment>,
+        stable: u32,
+        spec: CanarySpec,
+        bases: (DeploymentStats, DeploymentStats),
+        gates: Option<kiln_core::deploy::GateReport>,
+        signer: Option<kiln_core::names::Name>,
+    ) -> Self {
+        Self {
+            candidate,
+            stable,
+            spec,
+            since: kiln_core::registry::now_rfc3339(),
+            started: Instant::now(),
+            routed: AtomicU64::new(0),
+            stable_base: bases.0,
+            candidate_base: bases.1,
+            ended: AtomicBool::new(false),
+            strikes: AtomicU32::new(0),
+            gates,
+            signer,
+        }
+    }
+
+    /// Whether the next request goes to the candidate: request n does when
+    /// ⌊(n+1)·p⌋ > ⌊n·p⌋, which sends exactly p percent, evenly spread.
+    pub fn takes_next(&self) -> bool {
+        takes(self.routed.fetch_add(1, Ordering::Relaxed), self.spec.percent)
+    }
+
+    /// The view `kiln canary status` shows, from each side's figures now.
+    pub fn view(
+        &self,
+        model: &kiln_core::names::Name,
+        stable: &DeploymentStats,
+        candidate: &DeploymentStats,
+    ) -> CanaryView {
+        let (sr, se) = delta(stable, &self.stable_base);
+        let (cr, ce) = delta(candidate, &self.candidate_base);
+        CanaryView {
+            model: model.clone(),
+            stable: self.stable,
+            candidate: self.candidate.version,
+            percent: self.spec.percent,
+            since: self.since.clone(),
+            stable_requests: sr,
+            stable_errors: se,
+            candidate_requests: cr,
+            candidate_errors: ce,
+            stable_p99_ms: stable.p99_ms,
+            candidate_p99_ms: candidate.p99_ms,
+            progress: self.progress(cr),
+        }
+    }
+
+    fn progress(&self, candidate_requests: u64) -> f64 {
+        let by_time = self
+            .spec
+            .seconds
+            .map(|s| self.started.elapsed().as_secs_f64() / s.max(1) as f64);
+        let by_requests = self.spec.requests.map(|n| candidate_requests as f64 / n.max(1) as f64);
+        let progress = match (by_time, by_requests) {
+            (None, None) => self.started.elapsed().as_secs_f64() / DEFAULT_SECONDS as f64,
+            (a, b) => a.unwrap_or(0.0).max(b.unwrap_or(0.0)),
+        };
+        progress.clamp(0.0, 1.0)
+    }
+
+    /// Compares the two sides since the start: roll back a candidate worse beyond the
+    /// thresholds, promote one that reached its end.
+    pub fn judge(&self, view: &CanaryView) -> Verdict {
+        let rate = |errors: u64, requests: u64| errors as f64 * 100.0 / requests.max(1) as f64;
+        let (cand, stab) = (
+            rate(view.candidate_errors, view.candidate_requests),
+            rate(view.stable_errors, view.stable_requests),
+        );
+        let figures = format!(
+            "v{} answered {} requests ({} errors, {cand:.1}%; p99 {}), v{} answered {} ({} errors, {stab:.1}%; p99 {})",
+            view.candidate,
+            view.candidate_requests,
+            view.candidate_errors,
+            ms(view.candidate_p99_ms),
+            view.stable,
+            view.stable_requests,
+            view.stable_errors,
+            ms(view.stable_p99_ms)
+        );
+        if view.candidate_requests >= CANARY_MIN_REQUESTS {
+            if cand > stab + CANARY_ERROR_POINTS {
+                return Verdict::RollBack(format!(
+                    "canary rolled back: its error rate is {:.1} points above v{}'s (limit {CANARY_ERROR_POINTS}): {figures}",
+                    cand - stab,
+                    view.stable
+                ));
+            }
+            let slower = match (view.candidate_p99_ms, view.stable_p99_ms) {
+                (Some(c), Some(s)) => {
+                    view.stable_requests >= CANARY_MIN_REQUESTS && c > s * CANARY_P99_LIMIT && c - s > P99_FLOOR_MS
+                }
+                _ => false,
+            };
+            let strikes = if slower {
+                self.strikes.fetch_add(1, Ordering::Relaxed) + 1
+            } else {
+                self.strikes.store(0, Ordering::Relaxed);
+                0
+            };
+            if strikes >= LATENCY_STRIKES {
+                let ratio = view.candidate_p99_ms.unwrap_or(0.0) / view.stable_p99_ms.unwrap_or(1.0).max(1e-9);
+                return Verdict::RollBack(format!(
+                    "canary rolled back: its p99 stayed above {CANARY_P99_LIMIT}x v{}'s for 3 s ({ratio:.2}x): {figures}",
+                    view.stable
+                ));
+            }
+        }
+        if view.progress >= 1.0 {
+            return Verdict::Promote(format!("canary promoted at {}%: {figures}", view.percent));
+        }
+        Verdict::Continue
+    }
+}
+
+/// Whether the `n`-th of a stream goes to a side that takes `percent` of it: when
+/// ⌊(n+1)·p⌋ > ⌊n·p⌋, which gives exactly that share, evenly spread.
+pub fn takes(n: u64, percent: f64) -> bool {
+    let (n, p) = (n as f64, percent / 100.0);
+    ((n + 1.0) * p).floor() > (n * p).floor()
+}
+
+fn delta(now: &DeploymentStats, base: &DeploymentStats) -> (u64, u64) {
+    (
+        now.requests.saturating_sub(base.requests),
+        now.errors.saturating_sub(base.errors),
+    )
+}
+
+fn ms(value: Option<f64>) -> String {
+    value.map_or_else(|| "-".to_owned(), |v| format!("{v:.2} ms"))
+}
+
+/// `KILN_TEST_CANARY_FAULT_PERCENT`: a test-only setting that makes the canary's candidate
+/// fail that share of its requests with 500 (to exercise the automatic rollback).
+pub fn injected_fault_percent() -> f64 {
+    std::env::var("KILN_TEST_CANARY_FAULT_PERCENT")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|p| (0.0..=100.0).contains(p))
+        .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_split_sends_exactly_the_share_evenly() {
+        let taken: Vec<bool> = (0..100).map(|n| takes(n, 10.0)).collect();
+        assert_eq!(taken.iter().filter(|t| **t).count(), 10);
+        assert!(taken[9] && !taken[0] && taken[19] && !taken[10]);
+        assert_eq!((0..1000).filter(|&n| takes(n, 2.5)).count(), 25);
+    }
+}
