@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 use burn::tensor::Device;
 use kiln_core::api::{Batching, DeployRequest, RollbackRequest};
 use kiln_core::client::Blocking;
+use kiln_core::deploy::CanarySpec;
 use kiln_core::jobs::JobDir;
 use kiln_core::names::{Name, Selector};
 use kiln_core::registry::Registry;
@@ -99,6 +100,11 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    // `scripts/bench serving -- canary`: only the canary figure.
+    if std::env::args().any(|a| a == "canary") {
+        canary_throughput(home, &runtime, &json_body);
+        return;
+    }
     for clients in CLIENTS {
         let batch = if clients == 1 { 1 } else { clients };
         let mut rounds = Vec::new();
@@ -144,8 +150,43 @@ fn main() {
         }
     }
     drop(fastapi);
+    canary_throughput(home, &runtime, &json_body);
     time_rollback(home);
     drop(kiln_server);
+}
+
+/// Throughput at 64 clients while a canary sends 10% of the requests to bench@2, against
+/// plain serving of bench@1 alone, in alternating rounds (target ≥ 0.97×). Both versions
+/// are the same training, so the figure is what routing and a second deployment cost.
+fn canary_throughput(home: &Path, runtime: &tokio::runtime::Runtime, target: &Target) {
+    let client = Blocking::new(home).expect("client");
+    let model = bench_model();
+    let mut ratios = Vec::new();
+    for round in 0..ROUNDS {
+        let plain = runtime.block_on(load(target, 64));
+        let mut canary = deploy_request(2, None);
+        canary.force = true;
+        canary.canary = Some(CanarySpec {
+            percent: 10.0,
+            seconds: Some(3600),
+            requests: None,
+        });
+        client.run(|c| c.deploy(&canary)).expect("start the canary");
+        let during = runtime.block_on(load(target, 64));
+        if let Err(e) = client.run(|c| c.abort_canary(&model)) {
+            println!("  (the canary had already ended: {e})");
+        }
+        println!(
+            "64 clients, round {round}: bench@1 alone {:>6.0} req/s | during a 10% canary of bench@2 {:>6.0} req/s",
+            plain.rate, during.rate
+        );
+        ratios.push(during.rate / plain.rate);
+    }
+    let ratio = median(ratios.into_iter());
+    println!(
+        "64 clients during a canary vs plain serving: {ratio:.3}x (median of per-round ratios; target >= 0.97x) {}",
+        verdict(ratio >= 0.97)
+    );
 }
 
 fn show(load: Load) -> String {
