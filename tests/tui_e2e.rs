@@ -3,7 +3,8 @@
 //! watches the loss curve grow on the jobs screen, deploys the new version through the
 //! confirm dialog, sends a test request, trains and deploys a second version, and rolls back
 //! to the first, reading the screen (`tmux capture-pane -p`) at every step. Other tests
-//! quantize a trained version from the optimize form, and run a study and promote a trial.
+//! quantize a trained version from the optimize form, run a study and promote a trial, and
+//! abort a canary started from the CLI.
 //!
 //! Every wait polls the screen against a deadline; a failure prints the last screen and the
 //! tail of the daemon's log. Needs tmux (Debian package `tmux`; `scripts/setup` installs it).
@@ -682,6 +683,96 @@ fn a_signed_version_shows_its_signer_and_a_flipped_byte_shows_as_tampered() {
     std::fs::write(&blob, bytes).unwrap_or_else(|e| console.fail(&format!("flip a byte: {e}")));
     console.press(&["C-r"]);
     console.wait_for_text("v1 shown as tampered", &["✗ tampered", "model.safetensors"]);
+
+    console.press(&["q"]);
+    let status = console.exit_status();
+    console.check(status == 0, &format!("kiln exited with status {status}"));
+}
+
+/// The canary panel's head line for MODEL (`canary fmnist-mlp v1→v2 10% · since …`).
+fn canary_line(screen: &str) -> Option<String> {
+    screen.lines().find_map(|l| match words(l).as_slice() {
+        ["canary", model, ..] if *model == MODEL => Some(l.to_owned()),
+        _ => None,
+    })
+}
+
+#[test]
+fn a_canary_started_from_the_cli_is_shown_and_aborted_from_the_console() {
+    let mut console = Console::open();
+    console.wait_for_text(
+        "the first-run welcome with a live event stream",
+        &["Welcome to kiln", "● live", "1 Models"],
+    );
+    // Two versions trained the same way, the first deployed from the console.
+    for version in [1, 2] {
+        if version == 2 {
+            console.press(&["2"]);
+        }
+        let job = launch_training(&mut console, "1", "2000");
+        console.wait_for(&format!("training of v{version} to succeed"), TRAIN, |s| {
+            (job_row(s, &job)? == ("succeeded".to_owned(), 100)).then_some(())
+        });
+        if version == 1 {
+            deploy_newest(&mut console, 1, &format!("Deploy {MODEL}@1 to production?"));
+        }
+    }
+    show_newest(&mut console, 2);
+
+    // A canary of v2 started from the CLI, another client of the same daemon; the gates are
+    // forced (they are tested elsewhere, and two tiny trainings may differ by a point).
+    let home = console.home.path().to_owned();
+    let candidate = format!("{MODEL}@2");
+    let args = [
+        "deploy",
+        &candidate,
+        "--canary",
+        "10%",
+        "--for",
+        "10m",
+        "--gate-samples",
+        "200",
+        "--force",
+    ];
+    let out = common::kiln(&home, &args);
+    console.check(out.status.success(), &format!("kiln {args:?}: {out:?}"));
+
+    // The serving screen shows it: the split, the way to promotion, both sides' figures.
+    console.press(&["4"]);
+    let line = console.wait_for("the canary on the serving screen", REACT, canary_line);
+    console.check(
+        line.contains("v1→v2") && line.contains("10%"),
+        &format!("the canary line names the split: {line}"),
+    );
+    console.wait_for_text(
+        "the canary's progress and both sides",
+        &["to promotion", "stable", "candidate", "a abort", "p promote"],
+    );
+    console.wait_for("v1 still in force", REACT, |s| {
+        (serving_version(s)? == "v1").then_some(())
+    });
+
+    // Aborted from the console, through the confirm dialog.
+    console.press(&["a"]);
+    console.wait_for_text(
+        "the abort confirm dialog",
+        &["Confirm", &format!("Abort the canary of {MODEL}?")],
+    );
+    console.press(&["Enter"]);
+    console.wait_for_text(
+        "the abort reported in the status line",
+        &[&format!("canary ended, in force: {MODEL}@1")],
+    );
+    console.wait_for("the canary gone from the serving screen", REACT, |s| {
+        canary_line(s).is_none().then_some(())
+    });
+    console.wait_for_text("the abort in the journal", &[&format!("{MODEL} v1→v2 abort")]);
+    console.wait_for("v1 serving", REACT, |s| (serving_version(s)? == "v1").then_some(()));
+    let left = common::json(&common::kiln(&home, &["--json", "canary", "status"]));
+    console.check(
+        left["canaries"].as_array().is_some_and(Vec::is_empty),
+        &format!("kilnd has no canary left: {left}"),
+    );
 
     console.press(&["q"]);
     let status = console.exit_status();

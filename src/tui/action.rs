@@ -4,8 +4,9 @@
 //! Actions are imperative and carry no data: the selection in the current screen says what
 //! they apply to, and a few keys mean the nearest thing on each screen (`c` cancels a job
 //! and stops a study; `o` overlays a run on the jobs screen and opens the optimize form for
-//! a version on the models screen). Destructive work is never an action of its own:
-//! `CancelJob`, `Deploy`, `Rollback` and `Promote` open a confirm dialog holding a
+//! a version on the models screen; `p` promotes a trial on the studies screen and a canary on
+//! the serving screen). Destructive work is never an action of its own:
+//! `CancelJob`, `Deploy`, `Rollback`, `Promote` and `AbortCanary` open a confirm dialog holding a
 //! [`Pending`] operation, and only confirming it emits the request (STYLE: two steps for
 //! destructive actions).
 
@@ -73,7 +74,8 @@ actions! {
     NewTraining = "new-training": "launch a training job (form); studies: start a study from a spec file",
     NewEval = "new-eval": "evaluate the selected version (form)",
     CancelJob = "cancel-job": "jobs: cancel the selected job; studies: stop the selected study (both ask first)",
-    Promote = "promote": "studies: register the selected trial's best checkpoint as a version (asks first)",
+    Promote = "promote": "studies: register the selected trial's best checkpoint as a version; serving: promote the selected model's canary now (both ask first)",
+    AbortCanary = "abort-canary": "serving: abort the selected model's canary, the version in force takes all traffic again (asks first)",
     DeleteVersion = "delete": "models: delete the selected version and its aliases (asks first)",
     ToggleSmoothing = "smoothing": "jobs: EMA smoothing of the loss curve on/off; studies: sort trials by number / best first",
     ToggleLogY = "log-y": "jobs: logarithmic loss axis on/off",
@@ -153,6 +155,16 @@ pub enum Pending {
         trial: u32,
         model: Name,
     },
+    PromoteCanary {
+        model: Name,
+        stable: u32,
+        candidate: u32,
+    },
+    AbortCanary {
+        model: Name,
+        stable: u32,
+        candidate: u32,
+    },
 }
 
 impl Pending {
@@ -181,6 +193,16 @@ impl Pending {
             Pending::Promote { study, trial, model } => {
                 format!("Register trial {trial} of {study} (its best epoch) as a new version of {model}?")
             }
+            Pending::PromoteCanary {
+                model,
+                stable,
+                candidate,
+            } => format!("Promote the canary of {model}: v{candidate} takes all traffic, replacing v{stable}?"),
+            Pending::AbortCanary {
+                model,
+                stable,
+                candidate,
+            } => format!("Abort the canary of {model}? v{stable} takes all traffic again; v{candidate} stops serving."),
         }
     }
 
@@ -193,6 +215,8 @@ impl Pending {
             Pending::DeleteVersion { model, version } => Request::DeleteVersion { model, version },
             Pending::StopStudy { study, .. } => Request::StopStudy(study),
             Pending::Promote { study, trial, .. } => Request::Promote { study, trial },
+            Pending::PromoteCanary { model, .. } => Request::PromoteCanary(model),
+            Pending::AbortCanary { model, .. } => Request::AbortCanary(model),
         }
     }
 }

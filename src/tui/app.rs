@@ -141,6 +141,7 @@ impl App {
             Request::Jobs,
             Request::Telemetry,
             Request::Deployments,
+            Request::Canaries,
             Request::Journal,
             Request::Studies,
         ];
@@ -185,6 +186,7 @@ impl App {
         }
         if self.screen == Screen::Serving && !self.serving.unavailable {
             out.push(Request::Deployments);
+            out.push(Request::Canaries);
         }
         if self.screen == Screen::Studies && !self.studies.unavailable {
             out.push(Request::Studies);
@@ -252,7 +254,7 @@ impl App {
                 // The 1 Hz telemetry tick doubles as the refresh of the serving figures.
                 if self.screen == Screen::Serving && !self.serving.unavailable && !self.serving.fetching {
                     self.serving.fetching = true;
-                    return vec![Request::Deployments];
+                    return vec![Request::Deployments, Request::Canaries];
                 }
             }
             DaemonMsg::Deployments(d) => {
@@ -260,6 +262,7 @@ impl App {
                 self.serving.set(d);
             }
             DaemonMsg::Journal(entries) => self.serving.set_journal(entries),
+            DaemonMsg::Canaries(canaries) => self.serving.canaries = canaries,
             DaemonMsg::JournalEntry(entry) => return self.on_switched(entry),
             DaemonMsg::Tried(result) => self.serving.tried = Some(result),
             other => return self.on_study(other),
@@ -303,7 +306,7 @@ impl App {
         self.studies.select_name(&name);
     }
 
-    /// A deploy or rollback happened: say so and refresh what it changed.
+    /// A deploy, rollback or canary step happened: say so and refresh what it changed.
     fn on_switched(&mut self, entry: JournalEntry) -> Vec<Request> {
         let verb = match entry.action {
             Switch::Rollback => "rolled back",
@@ -322,7 +325,7 @@ impl App {
         });
         self.say(format!("{verb} {}@{}{gates}", entry.model, entry.to));
         self.serving.push_entry(entry);
-        vec![Request::Deployments, Request::Models]
+        vec![Request::Deployments, Request::Canaries, Request::Models]
     }
 
     fn on_job(&mut self, job: JobView) -> Vec<Request> {
@@ -383,6 +386,10 @@ impl App {
             Request::CancelJob(id) => self.complain(format!("cancel {id} failed: {error}")),
             Request::Deploy { model, version } => self.complain(format!("deploy {model}@{version} failed: {error}")),
             Request::Rollback { model, .. } => self.complain(format!("rollback of {model} failed: {error}")),
+            // The canaries are extra: the previous list stays shown until a refetch succeeds.
+            Request::Canaries => {}
+            Request::PromoteCanary(model) => self.complain(format!("promoting the canary of {model} failed: {error}")),
+            Request::AbortCanary(model) => self.complain(format!("aborting the canary of {model} failed: {error}")),
             Request::DeleteVersion { model, version } => {
                 self.complain(format!("delete {model}@{version} failed: {error}"))
             }

@@ -82,6 +82,7 @@ impl DaemonClient {
             Request::Telemetry => DaemonMsg::Telemetry(c.telemetry(None).await?),
             Request::Deployments => DaemonMsg::Deployments(c.deployments().await?),
             Request::Journal => DaemonMsg::Journal(c.journal(Some(JOURNAL_LIMIT)).await?.entries),
+            Request::Canaries => DaemonMsg::Canaries(c.canaries().await?.canaries),
             Request::Studies => DaemonMsg::Studies(c.studies().await?),
             Request::CreateStudy { path } => return self.create_study(request, path).await,
             Request::StopStudy(s) => changed(request, c.stop_study(s).await?),
@@ -109,6 +110,8 @@ impl DaemonClient {
             Request::Rollback { model, to } => {
                 DaemonMsg::JournalEntry(c.rollback(model, &RollbackRequest { to: *to }).await?)
             }
+            Request::PromoteCanary(model) => DaemonMsg::JournalEntry(c.promote_canary(model).await?),
+            Request::AbortCanary(model) => DaemonMsg::JournalEntry(c.abort_canary(model).await?),
             Request::DeleteVersion { model, version } => {
                 c.remove_version(model, *version, true).await?;
                 DaemonMsg::RegistryChanged

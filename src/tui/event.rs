@@ -10,6 +10,7 @@ use kiln_core::api::{
     Signatures, StudyList, StudyView, Telemetry, TryResult, VersionView,
 };
 use kiln_core::client::ClientError;
+use kiln_core::deploy::CanaryView;
 use kiln_core::jobs::JobId;
 use kiln_core::names::{Digest, Name};
 use kiln_core::registry::VersionManifest;
@@ -63,7 +64,9 @@ pub enum DaemonMsg {
     Sample(Sample),
     Deployments(Deployments),
     Journal(Vec<JournalEntry>),
-    /// A deploy or rollback happened (SSE `deployment`, or the answer to our own request).
+    /// Canaries in progress.
+    Canaries(Vec<CanaryView>),
+    /// A deploy, rollback or canary step happened (SSE `deployment`, or the answer to our own request).
     JournalEntry(JournalEntry),
     /// Models changed on disk: refetch them.
     RegistryChanged,

@@ -135,6 +135,7 @@ const DEFAULTS: &[(Action, &[&str])] = &[
     (Action::NewEval, &["e"]),
     (Action::CancelJob, &["c"]),
     (Action::Promote, &["p"]),
+    (Action::AbortCanary, &["a"]),
     (Action::DeleteVersion, &["x"]),
     (Action::ToggleSmoothing, &["s"]),
     (Action::ToggleLogY, &["y"]),

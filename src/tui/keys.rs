@@ -241,10 +241,12 @@ impl App {
             Action::NewTraining => self.new_training(),
             Action::NewEval => self.new_eval(),
             Action::CancelJob => self.cancel_job(),
+            Action::Promote if self.screen == Screen::Serving => self.promote_canary(),
             Action::Promote => {
                 self.complain("select a trial on the studies screen (5) and press promote there");
                 Vec::new()
             }
+            Action::AbortCanary => self.abort_canary(),
             Action::ToggleSmoothing => toggle(&mut self.jobs.chart.smoothing),
             Action::ToggleLogY => toggle(&mut self.jobs.chart.log_y),
             Action::ToggleZoom => {
@@ -302,6 +304,7 @@ impl App {
             Screen::Gpu if self.gpu.availability.is_none() => out.push(Effect::Request(Request::Telemetry)),
             Screen::Serving if self.serving.deployments.is_none() => {
                 out.push(Effect::Request(Request::Deployments));
+                out.push(Effect::Request(Request::Canaries));
                 out.push(Effect::Request(Request::Journal));
             }
             Screen::Studies => out.push(Effect::Request(Request::Studies)),

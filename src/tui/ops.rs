@@ -1,5 +1,6 @@
 //! Operations that change something in kilnd. Each checks read-only mode first; the
-//! destructive ones (cancel, deploy, rollback, delete, stopping a study, promoting a trial)
+//! destructive ones (cancel, deploy, rollback, delete, stopping a study, promoting a trial,
+//! promoting or aborting a canary)
 //! only open a confirm dialog holding a [`Pending`] operation, which the dialog turns into a
 //! request once confirmed.
 
@@ -10,7 +11,7 @@ use super::request::Request;
 use super::state::models::production;
 use kiln_core::jobs::JobRequest;
 use kiln_core::kinds::{DataSource, DatasetKind};
-use kiln_core::names::Selector;
+use kiln_core::names::{Name, Selector};
 use kiln_core::study::{StudyState, TrialState};
 
 impl App {
@@ -94,6 +95,48 @@ impl App {
                 to,
             },
         )
+    }
+
+    /// The selected deployment's canary as `(model, stable, candidate)`; complains when none runs.
+    fn selected_canary(&mut self, verb: &str) -> Option<(Name, u32, u32)> {
+        if self.screen != Screen::Serving {
+            self.complain(format!(
+                "select a model with a canary on the serving screen (4) to {verb} it"
+            ));
+            return None;
+        }
+        let found = self
+            .serving
+            .current_canary()
+            .map(|c| (c.model.clone(), c.stable, c.candidate));
+        if found.is_none() {
+            self.complain(format!("the selected model has no canary to {verb}"));
+        }
+        found
+    }
+
+    pub(super) fn promote_canary(&mut self) -> Vec<Effect> {
+        let Some((model, stable, candidate)) = self.selected_canary("promote") else {
+            return Vec::new();
+        };
+        let pending = Pending::PromoteCanary {
+            model,
+            stable,
+            candidate,
+        };
+        self.confirm("promoting a canary", pending)
+    }
+
+    pub(super) fn abort_canary(&mut self) -> Vec<Effect> {
+        let Some((model, stable, candidate)) = self.selected_canary("abort") else {
+            return Vec::new();
+        };
+        let pending = Pending::AbortCanary {
+            model,
+            stable,
+            candidate,
+        };
+        self.confirm("aborting a canary", pending)
     }
 
     pub(super) fn cancel_job(&mut self) -> Vec<Effect> {

@@ -29,6 +29,8 @@ pub enum Request {
     Telemetry,
     Deployments,
     Journal,
+    /// Canaries in progress (`GET /canaries`), fetched with the deployments.
+    Canaries,
     /// A training or evaluation job (boxed: it is much larger than every other request).
     SubmitJob(Box<JobRequest>),
     CancelJob(JobId),
@@ -44,6 +46,10 @@ pub enum Request {
         model: Name,
         index: usize,
     },
+    /// Let the candidate of `model`'s canary take all traffic now.
+    PromoteCanary(Name),
+    /// End `model`'s canary; the version in force takes all traffic again.
+    AbortCanary(Name),
     DeleteVersion {
         model: Name,
         version: u32,

@@ -112,6 +112,13 @@ fn hints(app: &App) -> Line<'static> {
             Action::ToggleLogY,
         ],
         Screen::Gpu => vec![Action::Filter, Action::NextScreen],
+        Screen::Serving if app.serving.current_canary().is_some() => vec![
+            Action::Filter,
+            Action::TryRequest,
+            Action::Rollback,
+            Action::Promote,
+            Action::AbortCanary,
+        ],
         Screen::Serving => vec![Action::Filter, Action::TryRequest, Action::Rollback],
         Screen::Studies => vec![
             Action::FocusNext,
@@ -141,6 +148,7 @@ fn short_name(screen: Screen, action: Action) -> &'static str {
         (Screen::Studies, Action::CancelJob) => "stop",
         (Screen::Studies, Action::NewTraining) => "new study",
         (Screen::Models, Action::Overlay) => "optimize",
+        (Screen::Serving, Action::AbortCanary) => "abort",
         (_, other) => short_action(other),
     }
 }

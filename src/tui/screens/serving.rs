@@ -1,9 +1,16 @@
-//! The serving screen: deployments with live stats, the journal, and test requests.
+//! The serving screen: deployments with live stats, canaries in progress, the journal, and
+//! test requests.
 //!
 //! ```text
 //! ┌ Deployments · inference at 127.0.0.1:8000 ──────────────────────────────┐
 //! │ MODEL        VER  SINCE        REQ/S   P50ms  P99ms  ERRORS  QUEUE      │
 //! │ fmnist-cnn   v3   11-29 16:40  120.5   0.41   1.9    0       0          │
+//! └──────────────────────────────────────────────────────────────────────────┘
+//! ┌ Canary (p promote · a abort) ───────────────────────────────────────────┐  ← only while
+//! │ canary fmnist-cnn v3→v4 10% · since 11-29 17:00                         │    one runs
+//! │ ━━━━━━━━━━━━━━━━━━━━━━─────────────────────── 42% to promotion          │
+//! │   stable    v3  req 1080  err 0  p99 1.90ms                             │
+//! │   candidate v4  req 120   err 1  p99 2.10ms                             │
 //! └──────────────────────────────────────────────────────────────────────────┘
 //! ┌ Journal ─────────────────────────────┐┌ Test request (t) ───────────────┐
 //! │ 11-29 16:40 fmnist-cnn v2→v3 deploy  ││ sample #4: Sneaker (0.97)       │
@@ -13,18 +20,20 @@
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
-use ratatui::text::Line;
-use ratatui::widgets::{Paragraph, Row, Table, TableState};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{LineGauge, Paragraph, Row, Table, TableState};
 
 use crate::tui::action::Action;
 use crate::tui::app::App;
 use crate::tui::theme::Theme;
 use crate::tui::widgets::{month_day, panel, placeholder};
 use kiln_core::api::{DeploymentView, JournalEntry, TryOutcome, TryResult};
-use kiln_core::deploy::Action as Switch;
+use kiln_core::deploy::{Action as Switch, CanaryView};
 
 /// Share of the body the deployments table takes.
 const TABLE_PCT: u16 = 45;
+/// Lines one canary takes in the canary panel.
+const CANARY_LINES: u16 = 4;
 
 /// Draws the serving screen.
 pub fn render(frame: &mut Frame, area: Rect, app: &App) {
@@ -34,13 +43,25 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         placeholder(frame, area, panel(" Serving ", false, theme), text, theme.muted);
         return;
     }
-    let [top, bottom] = Layout::vertical([
-        Constraint::Percentage(TABLE_PCT),
-        Constraint::Percentage(100 - TABLE_PCT),
-    ])
-    .areas(area);
+    let canary_rows = canary_height(state.canaries.len(), area.height);
+    let [top, canaries, bottom] = if canary_rows == 0 {
+        let [top, bottom] = Layout::vertical([
+            Constraint::Percentage(TABLE_PCT),
+            Constraint::Percentage(100 - TABLE_PCT),
+        ])
+        .areas(area);
+        [top, Rect::default(), bottom]
+    } else {
+        Layout::vertical([
+            Constraint::Fill(TABLE_PCT),
+            Constraint::Length(canary_rows),
+            Constraint::Fill(100 - TABLE_PCT),
+        ])
+        .areas(area)
+    };
     let [journal, tried] = Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(bottom);
     render_deployments(frame, top, app);
+    render_canaries(frame, canaries, app);
     render_journal(frame, journal, app);
     render_try(frame, tried, app);
 }
@@ -109,6 +130,127 @@ fn deployment_row<'a>(x: &DeploymentView, theme: &Theme) -> Row<'a> {
         Line::raw(ms(s.p99_ms)),
         errors,
         Line::raw(s.queue_depth.to_string()),
+    ])
+}
+
+/// Rows of the canary panel: every canary, borders included, but at most half the body
+/// (0 when none runs).
+fn canary_height(canaries: usize, body: u16) -> u16 {
+    if canaries == 0 {
+        return 0;
+    }
+    let wanted = CANARY_LINES.saturating_mul(canaries.min(8) as u16) + 2;
+    wanted.min(body / 2)
+}
+
+fn render_canaries(frame: &mut Frame, area: Rect, app: &App) {
+    let (state, theme) = (&app.serving, &app.theme);
+    if state.canaries.is_empty() || area.height < 3 {
+        return;
+    }
+    // The keys are offered only when they apply: the selected model runs a canary.
+    let title = match state.current_canary() {
+        Some(_) => format!(
+            " Canary ({} promote · {} abort) ",
+            app.keymap.hint(Action::Promote),
+            app.keymap.hint(Action::AbortCanary)
+        ),
+        None => " Canary ".to_owned(),
+    };
+    let block = panel(title, false, theme);
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let selected = state.current().map(|d| &d.model);
+    let mut y = inner.y;
+    for c in &state.canaries {
+        if y >= inner.bottom() {
+            break;
+        }
+        let height = CANARY_LINES.min(inner.bottom() - y);
+        let rect = Rect { y, height, ..inner };
+        render_canary(frame, rect, c, selected == Some(&c.model), theme);
+        y += height;
+    }
+}
+
+/// One canary: what splits the traffic, the way to promotion, and both sides' figures.
+fn render_canary(frame: &mut Frame, area: Rect, c: &CanaryView, selected: bool, theme: &Theme) {
+    let [head, gauge, sides] =
+        Layout::vertical([Constraint::Length(1), Constraint::Length(1), Constraint::Length(2)]).areas(area);
+    let name_style = if selected { theme.title } else { theme.base };
+    let head_line = Line::from(vec![
+        Span::styled("canary ", theme.active),
+        Span::styled(
+            format!("{} v{}→v{} {}%", c.model, c.stable, c.candidate, percent(c.percent)),
+            name_style,
+        ),
+        Span::styled(format!(" · since {}", month_day(&c.since)), theme.muted),
+    ]);
+    frame.render_widget(Paragraph::new(head_line), head);
+    let progress = if c.progress.is_finite() {
+        c.progress.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let label = format!("{:.0}% to promotion", progress * 100.0);
+    let bar = LineGauge::default()
+        .ratio(progress)
+        .label(Span::styled(label, theme.base))
+        // Heavier than the unfilled line, so the progress reads without colour too.
+        .filled_symbol("━")
+        .filled_style(theme.active)
+        .unfilled_style(theme.muted);
+    frame.render_widget(bar, gauge);
+    let lines = vec![
+        side_line(
+            "stable",
+            c.stable,
+            c.stable_requests,
+            c.stable_errors,
+            c.stable_p99_ms,
+            theme,
+        ),
+        side_line(
+            "candidate",
+            c.candidate,
+            c.candidate_requests,
+            c.candidate_errors,
+            c.candidate_p99_ms,
+            theme,
+        ),
+    ];
+    frame.render_widget(Paragraph::new(lines), sides);
+}
+
+/// `10` for 10.0, `2.5` for 2.5.
+fn percent(p: f64) -> String {
+    if p.fract() == 0.0 {
+        format!("{p:.0}")
+    } else {
+        format!("{p:.1}")
+    }
+}
+
+/// `  candidate v4  req 120     err 1    p99 2.10ms`
+fn side_line<'a>(
+    side: &'static str,
+    version: u32,
+    requests: u64,
+    errors: u64,
+    p99: Option<f64>,
+    theme: &Theme,
+) -> Line<'a> {
+    let error_style = if errors > 0 { theme.error } else { theme.base };
+    let p99 = p99.map_or("-".to_owned(), |x| format!("{x:.2}ms"));
+    Line::from(vec![
+        Span::styled(format!("  {side:<9} "), theme.muted),
+        Span::styled(format!("v{version:<4} "), theme.base),
+        Span::styled("req ", theme.muted),
+        Span::styled(format!("{requests:<8}"), theme.base),
+        Span::styled("err ", theme.muted),
+        Span::styled(format!("{errors:<6}"), error_style),
+        Span::styled("p99 ", theme.muted),
+        Span::styled(p99, theme.base),
     ])
 }
 

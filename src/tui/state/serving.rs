@@ -1,9 +1,10 @@
-//! The serving screen's data: deployments with live stats, the recent journal, the last
-//! test-request result.
+//! The serving screen's data: deployments with live stats, canaries in progress, the recent
+//! journal, the last test-request result.
 
 use std::collections::VecDeque;
 
 use kiln_core::api::{DeploymentView, Deployments, JournalEntry, TryResult};
+use kiln_core::deploy::CanaryView;
 use kiln_core::names::Name;
 
 /// Journal entries kept.
@@ -25,6 +26,8 @@ pub struct ServingState {
     pub next_sample: usize,
     /// A deployments request is on its way (the 1 Hz refresh skips a tick then).
     pub fetching: bool,
+    /// Canaries in progress, as last fetched (a failed fetch keeps the previous list).
+    pub canaries: Vec<CanaryView>,
 }
 
 impl ServingState {
@@ -64,6 +67,16 @@ impl ServingState {
     pub fn move_selection(&mut self, delta: isize) {
         let n = self.rows().len();
         self.selected = (self.selected as isize + delta).clamp(0, n.saturating_sub(1) as isize) as usize;
+    }
+
+    /// The canary of `model`, if one runs.
+    pub fn canary(&self, model: &Name) -> Option<&CanaryView> {
+        self.canaries.iter().find(|c| &c.model == model)
+    }
+
+    /// The canary of the selected deployment's model, if one runs.
+    pub fn current_canary(&self) -> Option<&CanaryView> {
+        self.current().and_then(|d| self.canary(&d.model))
     }
 
     /// The version `model` ran before its current one, from the journal.

@@ -251,6 +251,15 @@ pub fn journal() -> DaemonMsg {
     ])))
 }
 
+/// A canary of fmnist-cnn: v4 takes 10% of the traffic beside v3, 42% of the way to promotion.
+pub fn canaries() -> DaemonMsg {
+    DaemonMsg::Canaries(decode(json!([
+        { "model": "fmnist-cnn", "stable": 3, "candidate": 4, "percent": 10.0, "since": "2026-11-29T17:00:00Z",
+          "stable_requests": 1080, "stable_errors": 0, "candidate_requests": 120, "candidate_errors": 1,
+          "stable_p99_ms": 1.9, "candidate_p99_ms": 2.1, "progress": 0.42 },
+    ])))
+}
+
 pub fn tried() -> DaemonMsg {
     let result: TryResult = decode(json!({
         "model": "fmnist-cnn", "version": 3, "dataset": "fashion-mnist", "split": "test", "index": 4,

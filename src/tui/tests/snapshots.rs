@@ -212,6 +212,31 @@ fn snapshot_serving_80x24() {
 }
 
 #[test]
+fn snapshot_serving_canary_80x24() {
+    let mut app = populated();
+    feed(&mut app, vec![fixtures::canaries()]);
+    key(&mut app, KeyCode::Char('4'));
+    assert_snapshot!(draw(&app, 80, 24));
+}
+
+#[test]
+fn snapshot_serving_canary_120x36() {
+    let mut app = populated();
+    feed(&mut app, vec![fixtures::tried(), fixtures::canaries()]);
+    key(&mut app, KeyCode::Char('4'));
+    assert_snapshot!(draw(&app, 120, 36));
+}
+
+#[test]
+fn snapshot_serving_confirm_abort_canary_80x24() {
+    let mut app = populated();
+    feed(&mut app, vec![fixtures::canaries()]);
+    key(&mut app, KeyCode::Char('4'));
+    key(&mut app, KeyCode::Char('a'));
+    assert_snapshot!(draw(&app, 80, 24));
+}
+
+#[test]
 fn snapshot_serving_empty_80x24() {
     let mut app = app();
     let none = Deployments {

@@ -359,3 +359,113 @@ fn a_failed_signature_fetch_keeps_the_versions_and_the_last_badges() {
         "{screen}"
     );
 }
+
+#[test]
+fn canaries_are_fetched_with_the_deployments_stored_and_shown() {
+    let mut app = populated();
+    let effects = key(&mut app, KeyCode::Char('4'));
+    assert!(effects.is_empty(), "deployments already loaded: {effects:?}");
+    let sample: api::Sample = fixtures::decode(serde_json::json!({
+        "at_ms": 2_000_000, "gpus": [],
+        "host": { "cpu_pct": 30.0, "cpus": 16, "memory_used_bytes": 1u64 << 30, "memory_total_bytes": 2u64 << 30, "jobs": [] },
+    }));
+    let tick = feed(&mut app, vec![DaemonMsg::Sample(sample)]);
+    assert_eq!(
+        tick,
+        vec![
+            Effect::Request(Request::Deployments),
+            Effect::Request(Request::Canaries)
+        ]
+    );
+    let before = super::draw(&app, 80, 24);
+    assert!(!before.contains("canary"), "no canary panel before one runs:\n{before}");
+
+    feed(&mut app, vec![fixtures::deployments(), fixtures::canaries()]);
+    assert_eq!(app.serving.canaries.len(), 1);
+    assert_eq!(app.serving.current_canary().map(|c| c.candidate), Some(4));
+    let shown = super::draw(&app, 80, 24);
+    for text in [
+        "canary fmnist-cnn v3→v4 10%",
+        "42% to promotion",
+        "p promote",
+        "a abort",
+    ] {
+        assert!(shown.contains(text), "{text:?} missing:\n{shown}");
+    }
+
+    let error = ClientError::Transport("connection refused".into());
+    let failed = DaemonMsg::Failed {
+        request: Request::Canaries,
+        error,
+    };
+    feed(&mut app, vec![failed]);
+    assert_eq!(app.serving.canaries.len(), 1, "a failed fetch keeps the list");
+    assert_eq!(app.message, None, "and says nothing");
+
+    feed(&mut app, vec![DaemonMsg::Canaries(Vec::new())]);
+    let after = super::draw(&app, 80, 24);
+    assert!(!after.contains("canary") && !after.contains("a abort"), "{after}");
+}
+
+#[test]
+fn promote_and_abort_of_a_canary_go_through_a_confirm_dialog() {
+    let mut app = populated();
+    key(&mut app, KeyCode::Char('4'));
+    key(&mut app, KeyCode::Char('p'));
+    assert_eq!(app.overlay, None, "no canary, nothing to promote");
+    assert!(app.message.as_ref().is_some_and(|m| m.error));
+
+    feed(&mut app, vec![fixtures::canaries()]);
+    assert!(
+        key(&mut app, KeyCode::Char('p')).is_empty(),
+        "nothing sent before confirming"
+    );
+    let promote = Pending::PromoteCanary {
+        model: name("fmnist-cnn"),
+        stable: 3,
+        candidate: 4,
+    };
+    assert_eq!(app.overlay, Some(Overlay::Confirm(promote)));
+    assert_eq!(
+        key(&mut app, KeyCode::Enter),
+        vec![Effect::Request(Request::PromoteCanary(name("fmnist-cnn")))]
+    );
+
+    key(&mut app, KeyCode::Char('a'));
+    let abort = Pending::AbortCanary {
+        model: name("fmnist-cnn"),
+        stable: 3,
+        candidate: 4,
+    };
+    assert_eq!(app.overlay, Some(Overlay::Confirm(abort)));
+    assert!(key(&mut app, KeyCode::Esc).is_empty());
+    key(&mut app, KeyCode::Char('a'));
+    assert_eq!(
+        key(&mut app, KeyCode::Char('y')),
+        vec![Effect::Request(Request::AbortCanary(name("fmnist-cnn")))]
+    );
+
+    let entry: api::JournalEntry = fixtures::decode(serde_json::json!({
+        "time": "2026-11-29T17:05:00Z", "model": "fmnist-cnn", "from": 3, "to": 3, "action": "abort",
+        "candidate": 4, "reason": "aborted by operator",
+    }));
+    let effects = feed(&mut app, vec![DaemonMsg::JournalEntry(entry)]);
+    assert!(
+        effects.contains(&Effect::Request(Request::Canaries)),
+        "a journal entry refetches the canaries: {effects:?}"
+    );
+
+    app.readonly = true;
+    key(&mut app, KeyCode::Char('a'));
+    assert_eq!(app.overlay, None, "read-only refuses aborting a canary");
+}
+
+#[test]
+fn canary_keys_are_refused_off_the_serving_screen() {
+    let mut app = populated();
+    feed(&mut app, vec![fixtures::canaries()]);
+    key(&mut app, KeyCode::Char('a'));
+    assert_eq!(app.overlay, None);
+    let text = app.message.as_ref().map(|m| m.text.clone()).unwrap_or_default();
+    assert!(text.contains("serving screen"), "{text}");
+}
