@@ -90,6 +90,20 @@ pub fn report(
     on: ReportOn<'_>,
     device: &Device,
 ) -> EvalReport {
+    report_and_predictions(model, name, version, data, classes, on, device).0
+}
+
+/// [`report`], and the predictions it was scored from (the deploy gates compare two
+/// versions' predictions row by row).
+pub fn report_and_predictions(
+    model: &ZooModel,
+    name: &str,
+    version: u32,
+    data: &Split,
+    classes: &[String],
+    on: ReportOn<'_>,
+    device: &Device,
+) -> (EvalReport, Collected) {
     let collected = collect(model, data, device);
     let mut report = EvalReport {
         model: name.to_owned(),
@@ -108,7 +122,7 @@ pub fn report(
         created_at: kiln_core::registry::now_rfc3339(),
     };
     score(&mut report, &collected, data, classes);
-    report
+    (report, collected)
 }
 
 /// Fills the classification or regression part of `report` from collected predictions.

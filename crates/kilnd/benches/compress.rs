@@ -25,15 +25,6 @@ use kiln_core::names::{ModelRef, Name};
 
 mod common;
 
-fn flag(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 /// Runs a job to its end; returns the version it registered.
 fn run(client: &Blocking, request: JobRequest) -> (ModelRef, f64) {
     let started = Instant::now();
@@ -94,7 +85,7 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let (epochs, limit) = (flag("--epochs", 3), flag("--limit", 60_000));
+    let (epochs, limit) = (common::flag("--epochs", 3), common::flag("--limit", 60_000));
     let home = tempfile::tempdir().expect("temp home");
     let _daemon = common::start_kilnd(home.path());
     let client = Blocking::new(home.path()).expect("client");

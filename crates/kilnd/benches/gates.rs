@@ -20,15 +20,6 @@ use kiln_core::names::{ModelRef, Name, Selector};
 
 mod common;
 
-fn flag(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn train(client: &Blocking, model: &Name, limit: usize, seed: u64) -> ModelRef {
     let mut train = TrainRequest::new(Arch::Cnn, DataSource::FashionMnist, model.clone());
     train.epochs = 1;
@@ -87,7 +78,7 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let (rounds, limit) = (flag("--rounds", 5).max(1), flag("--limit", 6000));
+    let (rounds, limit) = (common::flag("--rounds", 5).max(1), common::flag("--limit", 6000));
     let home = tempfile::tempdir().expect("temp home");
     let _daemon = common::start_kilnd(home.path());
     let client = Blocking::new(home.path()).expect("client");

@@ -52,11 +52,16 @@ impl Verifier {
 
     /// The status of `version` against the trust store as it is now.
     pub fn status(&self, registry: &Registry, version: &VersionManifest) -> SignatureStatus {
-        match trusted() {
-            Ok((keys, dir)) => registry.check_signature(version, &keys, &dir, &|p| self.hash(p)),
+        self.status_with(registry, version, &trusted())
+    }
+
+    /// [`Self::status`] against a trust store already read (one read for a whole listing).
+    pub fn status_with(&self, registry: &Registry, version: &VersionManifest, trust: &Trust) -> SignatureStatus {
+        match trust {
+            Ok((keys, dir)) => registry.check_signature(version, keys, dir, &|p| self.hash(p)),
             Err(reason) => SignatureStatus::Untrusted {
                 key_hint: String::new(),
-                reason,
+                reason: reason.clone(),
             },
         }
     }
@@ -77,8 +82,11 @@ impl Verifier {
     }
 }
 
+/// The trusted keys and the trust store's folder, or why they cannot be read.
+pub type Trust = Result<(Vec<(Name, PublicKey)>, PathBuf), String>;
+
 /// The trusted keys and the trust store's folder, from the config folder.
-pub fn trusted() -> Result<(Vec<(Name, PublicKey)>, PathBuf), String> {
+pub fn trusted() -> Trust {
     let settings = Settings::load()?;
     let store = settings.key_store();
     let keys = store

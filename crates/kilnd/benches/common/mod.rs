@@ -11,6 +11,16 @@ use kiln_core::kinds::{Arch, DataSource, DeviceName};
 
 /// One epoch of the default `cnn` on the first `limit` Fashion-MNIST images, on CPU, as model
 /// `bench`.
+/// The number after `name` on the command line (`-- --rounds 5`), or `default`.
+pub fn flag(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 pub fn cnn_job(limit: usize, seed: u64) -> JobSpec {
     let mut train = TrainRequest::new(Arch::Cnn, DataSource::FashionMnist, "bench".parse().expect("name"));
     train.epochs = 1;

@@ -218,26 +218,22 @@ fn skipped(name: &str, why: &str) -> GateCheck {
 
 /// Scores and per-row predictions (classes, or ratings as f64).
 fn score(model: &LoadedModel, golden: &Golden, device: &Device) -> (EvalReport, Vec<f64>) {
-    let split = &golden.split;
-    let collected = eval::collect(&model.model, split, device);
-    let mut report = EvalReport {
-        model: model.manifest.model.to_string(),
-        version: model.manifest.version,
-        dataset: golden.name.clone(),
-        split: String::new(),
-        rows: split.len(),
-        device: String::new(),
-        accuracy: None,
-        macro_f1: None,
-        per_class: Vec::new(),
-        confusion_matrix: Vec::new(),
-        rmse: None,
-        mae: None,
-        mean_latency_ms_per_sample: 0.0,
-        created_at: String::new(),
+    let on = eval::ReportOn {
+        dataset: &golden.name,
+        split: "",
+        device: "",
     };
-    eval::score(&mut report, &collected, split, &golden.classes);
-    let predictions = match split.targets {
+    let name = model.manifest.model.to_string();
+    let (report, collected) = eval::report_and_predictions(
+        &model.model,
+        &name,
+        model.manifest.version,
+        &golden.split,
+        &golden.classes,
+        on,
+        device,
+    );
+    let predictions = match golden.split.targets {
         Targets::Classes(_) => collected.predicted_classes.iter().map(|&c| c as f64).collect(),
         Targets::Ratings(_) => collected.predicted_ratings.iter().map(|&r| f64::from(r)).collect(),
     };

@@ -336,6 +336,7 @@ pub async fn list_signatures(State(state): State<AppState>) -> Result<Json<Signa
     let verifier = state.server.signing.clone();
     blocking(move || {
         let listing = registry.scan()?;
+        let trust = crate::signing::trusted();
         let versions = listing
             .models
             .iter()
@@ -343,7 +344,7 @@ pub async fn list_signatures(State(state): State<AppState>) -> Result<Json<Signa
             .map(|v| VersionSignature {
                 model: v.model.clone(),
                 version: v.version,
-                status: verifier.status(&registry, v),
+                status: verifier.status_with(&registry, v, &trust),
             })
             .collect();
         Ok(Json(Signatures { versions }))

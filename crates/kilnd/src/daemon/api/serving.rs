@@ -10,7 +10,8 @@ use kiln_core::deploy::{Action, GOLDEN_SAMPLES};
 use kiln_core::names::{ModelRef, Name, Selector};
 
 use super::{ApiError, AppState, Body, Query, blocking, registry};
-use crate::serve::{Gates, Plan};
+use crate::serve::canary::Canary;
+use crate::serve::{DeployError, Gates, Plan, Server};
 
 /// Deployments in force with live figures, where inference listens, and restore problems.
 pub async fn list(State(state): State<AppState>) -> Json<Deployments> {
@@ -105,15 +106,9 @@ pub async fn promote_canary(
     State(state): State<AppState>,
     Path(model): Path<String>,
 ) -> Result<Json<JournalEntry>, ApiError> {
-    let model = Name::new(&model)?;
-    let server = state.server.clone();
-    blocking(move || {
-        let view = server
-            .canary(&model)
-            .map(|c| (c.candidate.version, c.stable))
-            .ok_or_else(|| ApiError::not_found(format!("no canary of {model} is running")))?;
-        let reason = format!("canary of v{} promoted by hand over v{}", view.0, view.1);
-        Ok(Json(server.promote(&model, &reason)?))
+    end_canary(state, model, |server, model, c| {
+        let reason = format!("canary of v{} promoted by hand over v{}", c.candidate.version, c.stable);
+        server.promote(model, &reason)
     })
     .await
 }
@@ -123,16 +118,25 @@ pub async fn abort_canary(
     State(state): State<AppState>,
     Path(model): Path<String>,
 ) -> Result<Json<JournalEntry>, ApiError> {
+    end_canary(state, model, |server, model, c| {
+        server.abort(model, &format!("canary of v{} aborted by hand", c.candidate.version))
+    })
+    .await
+}
+
+/// Ends `model`'s running canary with `end` (404 when none runs).
+async fn end_canary(
+    state: AppState,
+    model: String,
+    end: impl FnOnce(&Server, &Name, &Canary) -> Result<JournalEntry, DeployError> + Send + 'static,
+) -> Result<Json<JournalEntry>, ApiError> {
     let model = Name::new(&model)?;
     let server = state.server.clone();
     blocking(move || {
-        let version = server
+        let canary = server
             .canary(&model)
-            .map(|c| c.candidate.version)
             .ok_or_else(|| ApiError::not_found(format!("no canary of {model} is running")))?;
-        Ok(Json(
-            server.abort(&model, &format!("canary of v{version} aborted by hand"))?,
-        ))
+        Ok(Json(end(&server, &model, &canary)?))
     })
     .await
 }
