@@ -106,6 +106,7 @@ fn populate(registry: &Registry) -> Result<(), Box<dyn std::error::Error>> {
                 study: None,
                 compression: None,
                 license: None,
+                checkpoint: None,
             };
             registry.add_version(&lock, &name, draft, &Default::default())?;
         }

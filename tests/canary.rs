@@ -254,3 +254,174 @@ fn canaries_roll_back_on_errors_promote_when_healthy_and_a_restart_aborts_them()
     let gone = kiln(home, &["canary", "abort", "fm"]);
     assert_eq!(gone.status.code(), Some(3), "{gone:?}");
 }
+
+/// An image that differs from request to request, so two versions can disagree on some.
+fn image(i: usize) -> Value {
+    let pixels: Vec<f32> = (0..784)
+        .map(|j| ((i * 31 + j * (i % 7 + 1)) % 97) as f32 / 97.0)
+        .collect();
+    json!({"inputs": [{"name": "input", "shape": [1, 784], "datatype": "FP32", "data": pixels}]})
+}
+
+fn class_of(url: &str, i: usize) -> (String, i64) {
+    let (status, answer) = common::http_json("POST", url, None, Some(image(i).to_string().as_bytes()));
+    assert_eq!(status, 200, "{answer:#}");
+    let class = answer["outputs"]
+        .as_array()
+        .and_then(|o| o.iter().find(|t| t["name"] == "class"))
+        .and_then(|t| t["data"][0].as_i64())
+        .unwrap_or_else(|| panic!("no class in {answer:#}"));
+    (answer["model_version"].as_str().unwrap_or("?").to_owned(), class)
+}
+
+fn shadow_status(home: &Path) -> Value {
+    let status = common::json(&kiln(home, &["--json", "canary", "status"]));
+    status["canaries"][0].clone()
+}
+
+#[test]
+fn a_shadow_answers_copies_counts_disagreement_and_ends_only_by_hand() {
+    let home = tempfile::tempdir().expect("home");
+    let home = home.path();
+    let _daemon = common::start(home);
+    assert_eq!(train(home), "fm@1");
+    // v2: barely trained (another seed, a tiny learning rate), so it disagrees with v1 often.
+    let end = common::json(&kiln(
+        home,
+        &[
+            "--json",
+            "train",
+            "mlp",
+            "--data",
+            "fashion-mnist",
+            "--limit",
+            "256",
+            "--epochs",
+            "1",
+            "--seed",
+            "9",
+            "--lr",
+            "0.00001",
+            "--config",
+            r#"{"hidden": [32]}"#,
+            "--name",
+            "fm",
+        ],
+    ));
+    assert_eq!(end["version"], "fm@2", "{end:#}");
+    assert!(
+        kiln(home, &["deploy", "fm@1", "--gate-samples", "200"])
+            .status
+            .success()
+    );
+    let shadow = kiln(
+        home,
+        &[
+            "--json",
+            "deploy",
+            "fm@2",
+            "--shadow",
+            "--requests",
+            "40",
+            "--force",
+            "--gate-samples",
+            "200",
+        ],
+    );
+    let started = common::json(&shadow);
+    assert_eq!(
+        (started["action"].as_str(), started["to"].as_u64()),
+        (Some("shadow"), Some(1)),
+        "{started:#}"
+    );
+
+    // Every request is answered by v1; the shadow gets a copy of each of the first 40.
+    let infer = url(home);
+    let answers: Vec<i64> = (0..40)
+        .map(|i| {
+            let (version, class) = class_of(&infer, i);
+            assert_eq!(version, "1", "the version in force answers everything");
+            class
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        let status = shadow_status(home);
+        if status["compared"] == 40 {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the copies were not all compared: {status:#}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        (status["shadow"].as_bool(), status["skipped"].as_u64()),
+        (Some(true), Some(0)),
+        "{status:#}"
+    );
+    assert_eq!(status["progress"], 1.0, "40 copies end its window: {status:#}");
+    assert_eq!(status["candidate_requests"], 40, "{status:#}");
+
+    // The disagreement it counted is what v2 answers for the same images (asked by version,
+    // which a shadow whose window ended no longer copies).
+    let v2 = infer.replace("/fm/infer", "/fm/versions/2/infer");
+    let disagree = (0..40)
+        .filter(|&i| class_of(&v2, i) != ("2".to_owned(), answers[i]))
+        .count();
+    assert!(disagree > 0, "a barely trained v2 disagrees with v1 somewhere");
+    let status = shadow_status(home);
+    assert_eq!(status["disagreements"].as_u64(), Some(disagree as u64), "{status:#}");
+    assert_eq!(
+        status["compared"], 40,
+        "a finished window copies nothing more: {status:#}"
+    );
+
+    // It is never promoted by itself; by hand it is, with its figures journaled.
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(shadow_status(home)["candidate"], 2, "still waiting for the operator");
+    let promoted = common::json(&kiln(home, &["--json", "canary", "promote", "fm"]));
+    assert_eq!(
+        (promoted["action"].as_str(), promoted["to"].as_u64()),
+        (Some("deploy"), Some(2)),
+        "{promoted:#}"
+    );
+    let reason = promoted["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("shadow of v2 promoted by hand") && reason.contains(&format!("{disagree} of 40 rows")),
+        "{reason}"
+    );
+    assert_eq!(class_of(&infer, 0).0, "2");
+
+    // A shadow refuses other switches while it runs; a restart aborts it to the version in force.
+    assert!(
+        kiln(
+            home,
+            &["deploy", "fm@1", "--shadow", "--gate-samples", "200", "--force"]
+        )
+        .status
+        .success()
+    );
+    assert_eq!(kiln(home, &["rollback", "fm"]).status.code(), Some(5));
+    assert!(kiln(home, &["daemon", "stop"]).status.success());
+    drop(_daemon);
+    let _daemon = common::start(home);
+    let aborted = wait_for_entry(home, "the restart's abort", |e| {
+        e["action"] == "abort"
+            && e["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("restarted during the shadow"))
+    });
+    assert_eq!(aborted["to"], 2, "{aborted:#}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, answer) = common::http_json("POST", &url(home), None, Some(image(1).to_string().as_bytes()));
+        if status == 200 {
+            assert_eq!(answer["model_version"], "2", "{answer:#}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "not served after the restart: {answer:#}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -47,6 +47,7 @@ fn seed(home: &Path, model: &str, versions: u32) {
             study: None,
             compression: None,
             license: None,
+            checkpoint: None,
         };
         registry
             .add_version(&lock, &name, draft, &Default::default())

@@ -2,7 +2,7 @@
 //! a first deploy says which checks it skipped; a genuinely worse candidate is refused by the
 //! golden check with its figures while the version in force keeps answering; `--force`
 //! switches anyway and the journal records the override and the figures; a better candidate
-//! passes both checks.
+//! passes both checks; `--dry-run` reports the gates without switching.
 
 use std::path::Path;
 
@@ -78,6 +78,21 @@ fn a_worse_candidate_is_refused_by_the_golden_gate_and_force_is_journaled() {
         gates["candidate"]["accuracy"].as_f64().is_some_and(|a| a > 0.6),
         "{gates:#}"
     );
+    assert_eq!(answered_by(home), "1");
+
+    // A dry run shows what a deploy would find, and switches nothing.
+    let dry = kiln(
+        home,
+        &["--json", "deploy", "fm@2", "--dry-run", "--gate-samples", "500"],
+    );
+    assert_eq!(dry.status.code(), Some(5), "{dry:?}");
+    let dry = common::json_of(&dry);
+    assert_eq!(
+        (dry["passed"].as_bool(), dry["current"].as_u64()),
+        (Some(false), Some(1)),
+        "{dry:#}"
+    );
+    assert_eq!(check(&dry["report"], "golden")["outcome"], "failed", "{dry:#}");
     assert_eq!(answered_by(home), "1");
 
     // The worse candidate is refused with its figures; v1 keeps answering.

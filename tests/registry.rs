@@ -44,6 +44,7 @@ fn draft(registry: &Registry, payload: &[u8]) -> VersionDraft {
         study: None,
         compression: None,
         license: None,
+        checkpoint: None,
     }
 }
 

@@ -1,5 +1,5 @@
-//! `kiln jobs ls|show|logs|wait|cancel` over the control API, and waiting for a job's end
-//! (shared with `kiln eval`).
+//! `kiln jobs ls|show|logs|wait|cancel|epochs|register` over the control API, and waiting for
+//! a job's end (shared with `kiln eval`).
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -10,7 +10,7 @@ use super::daemon::connect;
 use super::error::{CANCELLED, CliError, FAILURE};
 use super::output::emit;
 use super::table;
-use kiln_core::api::{JobRequest, JobView};
+use kiln_core::api::{EpochList, JobRequest, JobView};
 use kiln_core::client::Blocking;
 use kiln_core::jobs::{JobId, JobState};
 
@@ -36,6 +36,17 @@ pub enum JobsCommand {
     },
     /// Cancel a job (a running worker checkpoints first).
     Cancel { id: JobId },
+    /// The epochs of a training job whose checkpoints are kept, with their validation
+    /// figures (the newest `[training] keep_epoch_checkpoints` jobs keep them; default 10).
+    Epochs { id: JobId },
+    /// Register one epoch's checkpoint of a training job as a new version of its model
+    /// (promote from the curve); the version records the job, epoch and step.
+    Register {
+        id: JobId,
+        /// The epoch (1-based, as `kiln jobs epochs` lists them).
+        #[arg(long)]
+        epoch: usize,
+    },
 }
 
 /// How often a job is polled while waiting or following.
@@ -62,8 +73,46 @@ pub fn run(cmd: &JobsCommand, json: bool) -> Result<u8, CliError> {
                 format!("cancelling job {id} (state was {})", job.status.state)
             })?;
         }
+        JobsCommand::Epochs { id } => {
+            let list = client.run(|c| c.epochs(id))?;
+            emit(json, &list, || epochs_table(&list))?;
+        }
+        JobsCommand::Register { id, epoch } => {
+            let manifest = client.run(|c| c.register_epoch(id, *epoch))?;
+            emit(json, &manifest, || {
+                format!(
+                    "registered {}@{} from epoch {epoch} of job {id} ({}); deploy it with `kiln deploy {}@{}`",
+                    manifest.model,
+                    manifest.version,
+                    figures(&manifest.draft.metrics),
+                    manifest.model,
+                    manifest.version
+                )
+            })?;
+        }
     }
     Ok(0)
+}
+
+fn epochs_table(list: &EpochList) -> String {
+    if list.epochs.is_empty() {
+        let why = list.note.as_deref().unwrap_or("none is kept");
+        return format!("job {} ({}): no epoch checkpoint to register: {why}", list.job, list.model);
+    }
+    let rows: Vec<Vec<String>> = list
+        .epochs
+        .iter()
+        .map(|e| vec![e.epoch.to_string(), e.step.to_string(), figures(&e.metrics)])
+        .collect();
+    table::render(&["EPOCH", "STEP", "VALIDATION"], &rows).trim_end().to_owned()
+}
+
+fn figures(metrics: &std::collections::BTreeMap<String, f64>) -> String {
+    metrics
+        .iter()
+        .map(|(k, v)| format!("{k} {v:.4}"))
+        .collect::<Vec<_>>()
+        .join("  ")
 }
 
 fn list_table(jobs: &[JobView]) -> String {

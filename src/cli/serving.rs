@@ -12,13 +12,14 @@ use super::error::{CliError, NOT_FOUND};
 use super::output::emit;
 use super::table;
 use kiln_core::api::kserve::{InferInput, InferRequest, InferResponse, ModelMetadata};
-use kiln_core::api::{Batching, DeployRequest, Deployments, Journal, JournalEntry, RollbackRequest};
+use kiln_core::api::{Batching, DeployRequest, Deployments, GateRequest, Journal, JournalEntry, RollbackRequest};
 use kiln_core::client::{Blocking, Inference};
 use kiln_core::deploy::{Action, CanarySpec};
 use kiln_core::names::{ModelRef, Name, Selector};
 
 /// `kiln deploy` arguments.
 #[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("split").args(["canary", "shadow"]).multiple(false))]
 pub struct DeployArgs {
     /// `<model>[@<version|alias>]` to serve (default: the newest version).
     reference: ModelRef,
@@ -43,14 +44,24 @@ pub struct DeployArgs {
     /// Start a canary: this share of live requests (e.g. `10%`) goes to the candidate while
     /// the version in force answers the rest; it is rolled back automatically when its error
     /// rate or p99 is worse, and promoted at the end.
-    #[arg(long, value_parser = parse_percent)]
+    #[arg(long, value_parser = parse_percent, conflicts_with = "shadow")]
     canary: Option<f64>,
-    /// How long the canary runs before it is promoted (e.g. `5m`) [default: 5m].
-    #[arg(long = "for", requires = "canary")]
+    /// Start a shadow: the version in force answers every request and the candidate gets a
+    /// copy of each; its answers are discarded, their disagreement rate and its latency
+    /// recorded (`kiln canary status`). It ends only with `kiln canary promote|abort`.
+    #[arg(long)]
+    shadow: bool,
+    /// How long the canary runs before it is promoted, or the shadow copies requests (e.g.
+    /// `5m`) [default: 5m].
+    #[arg(long = "for", requires = "split")]
     for_: Option<humantime::Duration>,
-    /// Promote once the candidate has answered this many requests.
-    #[arg(long, requires = "canary")]
+    /// Promote the canary once the candidate has answered this many requests (a shadow: stop
+    /// copying after this many copies).
+    #[arg(long, requires = "split")]
     requests: Option<u64>,
+    /// Run the gates and print their figures without switching.
+    #[arg(long, conflicts_with_all = ["force", "canary", "shadow"])]
+    dry_run: bool,
 }
 
 /// `10%` or `10`: a share strictly between 0 and 100.
@@ -72,11 +83,12 @@ fn parse_percent(text: &str) -> Result<f64, String> {
 /// `kiln canary status|promote|abort`.
 #[derive(Debug, clap::Subcommand)]
 pub enum CanaryCommand {
-    /// Canaries in progress: the split, each side's requests, errors and p99, progress.
+    /// Canaries and shadows in progress: the split, each side's requests, errors and p99, a
+    /// shadow's disagreement, progress.
     Status,
-    /// Promote a canary now: the candidate serves everything.
+    /// Promote a canary or shadow now: the candidate serves everything.
     Promote { model: Name },
-    /// Abort a canary: the version in force answers everything again.
+    /// Abort a canary or shadow: the version in force answers everything again.
     Abort { model: Name },
 }
 
@@ -87,19 +99,29 @@ pub fn canary(cmd: &CanaryCommand, json: bool) -> Result<u8, CliError> {
             let list = client.run(|c| c.canaries())?;
             emit(json, &list, || {
                 if list.canaries.is_empty() {
-                    return "no canary is running".to_owned();
+                    return "no canary or shadow is running".to_owned();
                 }
                 let rows: Vec<Vec<String>> = list
                     .canaries
                     .iter()
                     .map(|c| {
                         let ms = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.2}"));
+                        let split = if c.shadow {
+                            format!("v{}→v{} shadow", c.stable, c.candidate)
+                        } else {
+                            format!("v{}→v{} {}%", c.stable, c.candidate, c.percent)
+                        };
+                        let disagree = c.disagreement().map_or_else(
+                            || "-".to_owned(),
+                            |d| format!("{:.1}% of {}", d * 100.0, c.compared),
+                        );
                         vec![
                             c.model.to_string(),
-                            format!("v{}→v{} {}%", c.stable, c.candidate, c.percent),
+                            split,
                             format!("{}/{}", c.candidate_requests, c.candidate_errors),
                             format!("{}/{}", c.stable_requests, c.stable_errors),
                             format!("{} / {}", ms(c.candidate_p99_ms), ms(c.stable_p99_ms)),
+                            disagree,
                             format!("{:.0}%", c.progress * 100.0),
                         ]
                     })
@@ -111,6 +133,7 @@ pub fn canary(cmd: &CanaryCommand, json: bool) -> Result<u8, CliError> {
                         "CANDIDATE REQ/ERR",
                         "STABLE REQ/ERR",
                         "P99 MS C / S",
+                        "DISAGREE",
                         "PROGRESS",
                     ],
                     &rows,
@@ -171,12 +194,11 @@ pub fn deploy(args: &DeployArgs, json: bool) -> Result<u8, CliError> {
         batching: batching(args),
         force: args.force,
         gate_samples: Some(args.gate_samples),
-        canary: args.canary.map(|percent| CanarySpec {
-            percent,
-            seconds: args.for_.map(|d| d.as_secs().max(1)),
-            requests: args.requests,
-        }),
+        canary: split(args),
     };
+    if args.dry_run {
+        return dry_run(&client, &request, json);
+    }
     eprintln!(
         "loading and warming up {}, then checking it against the version in force…",
         args.reference
@@ -184,6 +206,45 @@ pub fn deploy(args: &DeployArgs, json: bool) -> Result<u8, CliError> {
     let entry = client.run(|c| c.deploy(&request))?;
     print_entry(&entry, json)?;
     Ok(0)
+}
+
+/// The canary or shadow asked for.
+fn split(args: &DeployArgs) -> Option<CanarySpec> {
+    let percent = if args.shadow { Some(100.0) } else { args.canary }?;
+    Some(CanarySpec {
+        percent,
+        shadow: args.shadow,
+        seconds: args.for_.map(|d| d.as_secs().max(1)),
+        requests: args.requests,
+    })
+}
+
+/// `kiln deploy --dry-run`: the gates' figures; exit 5 when one fails, as a deploy would.
+fn dry_run(client: &Blocking, deploy: &DeployRequest, json: bool) -> Result<u8, CliError> {
+    let request = GateRequest {
+        model: deploy.model.clone(),
+        version: deploy.version.clone(),
+        gate_samples: deploy.gate_samples,
+    };
+    eprintln!("running the gates of {} (nothing is switched)…", deploy.model);
+    let result = client.run(|c| c.check_gates(&request))?;
+    emit(json, &result, || {
+        let against = result
+            .current
+            .map_or_else(|| "nothing in force".to_owned(), |v| format!("v{v} in force"));
+        let verdict = if result.passed {
+            "a deploy would switch"
+        } else {
+            "a deploy would be refused (--force switches anyway)"
+        };
+        format!(
+            "{}@{} against {against}: {verdict}\n{}",
+            result.model,
+            result.version,
+            result.report.summary()
+        )
+    })?;
+    Ok(if result.passed { 0 } else { super::error::REFUSED })
 }
 
 /// The batching flags given, over the daemon's defaults for the rest; `None` when none is.
@@ -213,7 +274,8 @@ fn print_entry(entry: &JournalEntry, json: bool) -> Result<(), CliError> {
             let candidate = entry.candidate.map_or_else(String::new, |v| format!("v{v}"));
             let verb = match entry.action {
                 Action::Canary => format!("canary of {candidate} started"),
-                _ => format!("canary of {candidate} ended"),
+                Action::Shadow => format!("shadow of {candidate} started"),
+                _ => format!("{candidate} ended without promotion"),
             };
             return format!("{}: {verb}; v{} is in force ({})", entry.model, entry.to, entry.reason);
         }

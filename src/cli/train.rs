@@ -87,6 +87,10 @@ pub struct EvalArgs {
     /// Score only the first N rows.
     #[arg(long)]
     limit: Option<usize>,
+    /// Which split: `test`, or `val` (the validation split training scored each epoch on)
+    /// [default: test when the dataset has one, else val].
+    #[arg(long)]
+    split: Option<kiln_core::jobs::EvalSplit>,
     /// Print the job id and return at once; the daemon runs the eval.
     #[arg(long)]
     detach: bool,
@@ -203,6 +207,7 @@ pub fn eval(args: &EvalArgs, json: bool) -> Result<u8, CliError> {
         data: args.data.clone().anchored(&base),
         data_path: anchored(args.data_path.as_ref(), &base),
         limit: args.limit,
+        split: args.split,
     };
     let request = JobRequest::Eval(request);
     let view = client.run(|c| c.submit(&request))?;

@@ -312,7 +312,8 @@ impl App {
             Switch::Rollback => "rolled back",
             Switch::Deploy => "deployed",
             Switch::Canary => "canary started, in force:",
-            Switch::Abort => "canary ended, in force:",
+            Switch::Shadow => "shadow started, in force:",
+            Switch::Abort => "canary or shadow ended, in force:",
         };
         let gates = entry.gates.as_ref().map_or(String::new(), |g| {
             let checks: Vec<String> = g

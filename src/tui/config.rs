@@ -27,10 +27,13 @@ struct ConfigFile {
     theme: Option<String>,
     #[serde(default)]
     keymap: BTreeMap<String, Keys>,
-    /// kilnd's `[signing]` table (kiln_core::settings) shares the file.
+    /// kilnd's `[signing]` and `[training]` tables (kiln_core::settings) share the file.
     #[serde(default)]
     #[allow(dead_code)]
     signing: Option<toml::Table>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    training: Option<toml::Table>,
 }
 
 /// `(theme, keymap)` as read from the file.
@@ -118,7 +121,7 @@ mod tests {
         let (_, problem) = Config::load(dir);
         let problem = problem.unwrap_or_default();
         assert!(
-            problem.ends_with(":2: unknown field `colour`, expected one of `theme`, `keymap`, `signing`"),
+            problem.ends_with(":2: unknown field `colour`, expected one of `theme`, `keymap`, `signing`, `training`"),
             "{problem}"
         );
     }

@@ -284,6 +284,7 @@ impl LaunchForm {
             data: self.data()?,
             data_path: None,
             limit: None,
+            split: None,
         })
     }
 

@@ -14,7 +14,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::api::{
-    AliasRemoved, AliasRequest, AliasSet, Canaries, DeployRequest, Deployments, ErrorBody, Event, Health,
+    AliasRemoved, AliasRequest, AliasSet, Canaries, DeployRequest, Deployments, EpochList, ErrorBody, Event, GateRequest,
+    GateResult, Health,
     ImportRequest, JobList, JobRequest, JobView, Journal, JournalEntry, JournalQuery, LogChunk, MetricsChunk,
     ModelList, ModelView, PromoteRequest, RemoveQuery, RollbackRequest, SignRequest, SignatureView, Signatures, Since,
     StudyCreate, StudyList, StudyView, Telemetry, TelemetryQuery, TryRequest, TryResult, VerifyReport, VersionFilter,
@@ -285,6 +286,22 @@ impl Client {
     /// Registers a trial's best checkpoint (the best trial's by default) as a version.
     pub async fn promote_trial(&self, name: &Name, request: &PromoteRequest) -> Result<VersionManifest, ClientError> {
         self.post(&format!("/studies/{name}/promote"), request).await
+    }
+
+    /// The epochs of job `id` whose checkpoints are kept (promote from the curve).
+    pub async fn epochs(&self, id: &JobId) -> Result<EpochList, ClientError> {
+        self.get(&format!("/jobs/{id}/epochs")).await
+    }
+
+    /// Registers epoch `epoch`'s checkpoint of job `id` as a version of the job's model.
+    pub async fn register_epoch(&self, id: &JobId, epoch: usize) -> Result<VersionManifest, ClientError> {
+        self.post(&format!("/jobs/{id}/epochs/{epoch}/register"), &serde_json::json!({}))
+            .await
+    }
+
+    /// Runs a deploy's gates without switching.
+    pub async fn check_gates(&self, request: &GateRequest) -> Result<GateResult, ClientError> {
+        self.post("/deployments/gates", request).await
     }
 
     /// Metric lines after byte offset `since`.

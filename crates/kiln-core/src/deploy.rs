@@ -22,9 +22,12 @@ pub enum Action {
     /// A canary started: `candidate` takes a share of the requests; `to` (in force) is
     /// unchanged until it is promoted (a `deploy` entry) or aborted.
     Canary,
-    /// A canary ended without promotion (by hand, by its checks, or by a restart); `to`
-    /// keeps serving.
+    /// A canary or shadow ended without promotion (by hand, by its checks, or by a restart);
+    /// `to` keeps serving.
     Abort,
+    /// A shadow started: `candidate` answers a copy of every request, its answers discarded;
+    /// `to` (in force) answers them all until the shadow is promoted or aborted.
+    Shadow,
 }
 
 impl Action {
@@ -81,11 +84,16 @@ pub struct JournalEntry {
     pub candidate: Option<u32>,
 }
 
-/// `kiln deploy m@v --canary 10% [--for 5m | --requests N]`.
+/// `kiln deploy m@v --canary 10% [--for 5m | --requests N]`, or `--shadow [--for …]`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct CanarySpec {
-    /// Share of live requests the candidate answers, in percent (0–100, exclusive).
+    /// Share of live requests the candidate answers, in percent (0–100, exclusive); 100 for a
+    /// shadow, which gets a copy of every request.
     pub percent: f64,
+    /// A shadow: the candidate answers copies, which are compared and discarded; it is
+    /// never promoted by itself.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shadow: bool,
     /// Promote after this many seconds…
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seconds: Option<u64>,
@@ -110,8 +118,28 @@ pub struct CanaryView {
     pub candidate_errors: u64,
     pub stable_p99_ms: Option<f64>,
     pub candidate_p99_ms: Option<f64>,
-    /// 0–1: how far to promotion.
+    /// 0–1: how far to promotion (a shadow: to the end of its window).
     pub progress: f64,
+    /// A shadow: the candidate answers copies only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shadow: bool,
+    /// A shadow's rows answered by both versions, and those they answered differently (a
+    /// different class, or ratings 0.5 or more apart).
+    #[serde(default)]
+    pub compared: u64,
+    #[serde(default)]
+    pub disagreements: u64,
+    /// A shadow's copies not made because the candidate's queue was full (live traffic
+    /// never waits for the shadow).
+    #[serde(default)]
+    pub skipped: u64,
+}
+
+impl CanaryView {
+    /// A shadow's disagreement rate (0–1), once it has compared rows.
+    pub fn disagreement(&self) -> Option<f64> {
+        (self.compared > 0).then(|| self.disagreements as f64 / self.compared as f64)
+    }
 }
 
 /// A candidate whose error rate is worse than the version in force's by more than this

@@ -112,7 +112,20 @@ pub struct EvalRequest {
     /// Score only the first N rows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<usize>,
+    /// Which split to score (default: test when the dataset has one, else validation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<EvalSplit>,
 }
+
+/// The split an evaluation scores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum EvalSplit {
+    Test,
+    /// The validation split training scored each epoch on (same seed, same rows).
+    Val,
+}
+crate::kinds::word_enum!(EvalSplit, "split");
 
 fn empty_object() -> serde_json::Value {
     serde_json::Value::Object(Default::default())

@@ -1,10 +1,13 @@
-//! The `[signing]` table of `config.toml` (the config folder, [`crate::home::config_dir`]),
-//! read by kilnd and its workers:
+//! The `[signing]` and `[training]` tables of `config.toml` (the config folder,
+//! [`crate::home::config_dir`]), read by kilnd and its workers:
 //!
 //! ```toml
 //! [signing]
 //! key = "alice"          # sign every version registered here, and its provenance
 //! require_signed = true  # deploy and restore only versions signed by a trusted key
+//!
+//! [training]
+//! keep_epoch_checkpoints = 10  # the last 10 training jobs keep every epoch's checkpoint
 //! ```
 //!
 //! The console's own settings (theme, keymap) live in the same file; each reader takes its
@@ -29,16 +32,45 @@ pub struct Signing {
     pub require_signed: bool,
 }
 
+/// `[training]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Training {
+    /// How many of the newest training jobs keep a checkpoint of every epoch, so any point of
+    /// their validation curve can be registered as a version (0: none; the final epoch is
+    /// always registered when a job finishes).
+    #[serde(default = "default_keep_epoch_checkpoints")]
+    pub keep_epoch_checkpoints: usize,
+}
+
+/// Training jobs that keep every epoch's checkpoint, unless `[training]` says otherwise.
+pub const KEEP_EPOCH_CHECKPOINTS: usize = 10;
+
+fn default_keep_epoch_checkpoints() -> usize {
+    KEEP_EPOCH_CHECKPOINTS
+}
+
+impl Default for Training {
+    fn default() -> Self {
+        Self {
+            keep_epoch_checkpoints: KEEP_EPOCH_CHECKPOINTS,
+        }
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 struct File {
     #[serde(default)]
     signing: Signing,
+    #[serde(default)]
+    training: Training,
 }
 
-/// The signing settings and where they come from.
+/// kilnd's settings and where they come from.
 #[derive(Debug, Clone, Default)]
 pub struct Settings {
     pub signing: Signing,
+    pub training: Training,
     /// The config folder (keys, trust store); `None` when no home folder can be found.
     pub config_dir: Option<PathBuf>,
 }
@@ -48,11 +80,15 @@ impl Settings {
     /// one an error naming it.
     pub fn load() -> Result<Self, String> {
         let config_dir = crate::home::config_dir();
-        let signing = match &config_dir {
+        let file = match &config_dir {
             Some(dir) => read(&dir.join("config.toml"))?,
-            None => Signing::default(),
+            None => File::default(),
         };
-        Ok(Self { signing, config_dir })
+        Ok(Self {
+            signing: file.signing,
+            training: file.training,
+            config_dir,
+        })
     }
 
     /// The key store under the config folder.
@@ -69,14 +105,13 @@ impl Settings {
     }
 }
 
-fn read(path: &Path) -> Result<Signing, String> {
+fn read(path: &Path) -> Result<File, String> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Signing::default()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(File::default()),
         Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
     };
     toml::from_str::<File>(&text)
-        .map(|f| f.signing)
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 
@@ -93,11 +128,14 @@ mod tests {
             "theme = \"light\"\n[signing]\nkey = \"alice\"\nrequire_signed = true\n",
         )
         .expect("ok");
-        let signing = read(&path).expect("ok");
-        assert_eq!(signing.key.as_ref().map(Name::as_str), Some("alice"));
-        assert!(signing.require_signed);
+        let file = read(&path).expect("ok");
+        assert_eq!(file.signing.key.as_ref().map(Name::as_str), Some("alice"));
+        assert!(file.signing.require_signed);
+        assert_eq!(file.training.keep_epoch_checkpoints, KEEP_EPOCH_CHECKPOINTS);
         std::fs::write(&path, "[signing]\nrequire_signd = true\n").expect("ok");
         assert!(read(&path).expect_err("refused").contains("require_signd"));
-        assert_eq!(read(&dir.path().join("none.toml")).expect("ok"), Signing::default());
+        assert_eq!(read(&dir.path().join("none.toml")).expect("ok").signing, Signing::default());
+        std::fs::write(&path, "[training]\nkeep_epoch_checkpoints = 0\n").expect("ok");
+        assert_eq!(read(&path).expect("ok").training.keep_epoch_checkpoints, 0);
     }
 }

@@ -168,6 +168,7 @@ fn canary_throughput(home: &Path, runtime: &tokio::runtime::Runtime, target: &Ta
         canary.force = true;
         canary.canary = Some(CanarySpec {
             percent: 10.0,
+            shadow: false,
             seconds: Some(3600),
             requests: None,
         });

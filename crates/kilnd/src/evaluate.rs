@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{anyhow, bail};
 use burn::tensor::Device;
+use kiln_core::jobs::EvalSplit;
 use kiln_core::kinds::DataSource;
 use kiln_core::names::ModelRef;
 use kiln_core::registry::{EvalRecord, EvalReport, Registry};
@@ -28,6 +29,9 @@ pub struct EvalArgs {
     /// Score only the first N rows.
     #[arg(long)]
     pub limit: Option<usize>,
+    /// Which split [default: test when the dataset has one, else val].
+    #[arg(long)]
+    pub split: Option<EvalSplit>,
 }
 
 /// Evaluates and attaches the report; returns it.
@@ -44,9 +48,12 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<EvalReport> {
         vocab: vocab.as_ref(),
     };
     let dataset = data::load(&args.data, &options)?;
-    let (split_name, mut split) = match dataset.test {
-        Some(test) => ("test", test),
-        None => ("validation", dataset.val),
+    let (split_name, mut split) = match (args.split, dataset.test) {
+        (Some(EvalSplit::Val), _) | (None, None) => ("validation", dataset.val),
+        (_, Some(test)) => ("test", test),
+        (Some(EvalSplit::Test), None) => {
+            bail!("{} has no test split; use --split val", dataset.id)
+        }
     };
     if let Some(limit) = args.limit {
         split.truncate(limit);

@@ -180,6 +180,7 @@ fn draft(
         study: None,
         compression: None,
         license,
+        checkpoint: None,
     }
 }
 

@@ -7,6 +7,7 @@ pub mod alloc;
 pub mod auth;
 pub mod compress;
 pub mod daemon;
+pub mod epochs;
 pub mod evaluate;
 pub mod events;
 pub mod import;

@@ -111,6 +111,7 @@ fn run_eval(job: &JobDir, request: &EvalRequest, mut status: JobStatus) -> anyho
         data: request.data.clone(),
         data_path: request.data_path.clone(),
         limit: request.limit,
+        split: request.split,
     };
     (status.state, status.message) = match crate::evaluate::run(&args) {
         Ok(report) => {
@@ -351,6 +352,8 @@ struct WorkerSink<'a> {
     total_steps: u64,
     /// A study trial's best-epoch keeper.
     best: Option<BestKeeper>,
+    /// Every epoch's checkpoint, for promote from the curve (not for trials).
+    epochs: Option<crate::epochs::Keeper>,
 }
 
 /// Keeps a trial's best epoch: its weights in `checkpoints/best.safetensors` and what a
@@ -393,7 +396,7 @@ impl BestKeeper {
 }
 
 /// The manifest metrics of one epoch's validation record.
-fn val_metrics(record: &MetricRecord) -> std::collections::BTreeMap<String, f64> {
+pub(crate) fn val_metrics(record: &MetricRecord) -> std::collections::BTreeMap<String, f64> {
     [
         ("val_loss", record.val_loss),
         ("val_accuracy", record.accuracy),
@@ -421,11 +424,17 @@ impl LoopSink for WorkerSink<'_> {
         {
             best.observe(record);
         }
+        if let Some(epochs) = self.epochs.as_mut() {
+            epochs.observe(record);
+        }
         record_progress(self.job, record, self.total_steps);
     }
 
     fn checkpoint(&mut self, checkpoint: &Checkpoint<'_>) -> anyhow::Result<()> {
         checkpoint::save(&self.job.checkpoints(), checkpoint)?;
+        if let Some(epochs) = self.epochs.as_mut() {
+            epochs.save(checkpoint);
+        }
         match self.best.as_mut() {
             Some(best) => best.save(&self.job.checkpoints(), checkpoint),
             None => Ok(()),
@@ -487,7 +496,16 @@ fn train_and_register<M: Task>(
         }),
         None => None,
     };
-    let mut sink = WorkerSink { job, total_steps, best };
+    let epochs = match spec.trial {
+        None => epoch_keeper(plan, job)?,
+        Some(_) => None,
+    };
+    let mut sink = WorkerSink {
+        job,
+        total_steps,
+        best,
+        epochs,
+    };
     let end = train::run(
         model,
         optim,
@@ -538,6 +556,24 @@ fn task_name(shape: &DataShape) -> &'static str {
         DataShape::Tokens { .. } => "text-classification",
         DataShape::Pairs { .. } => "rating-regression",
     }
+}
+
+/// The keeper of every epoch's checkpoint, unless `[training] keep_epoch_checkpoints` is 0;
+/// older jobs' epoch checkpoints beyond that many are removed first.
+fn epoch_keeper(plan: &Plan, job: &JobDir) -> anyhow::Result<Option<crate::epochs::Keeper>> {
+    let keep = match kiln_core::settings::Settings::load() {
+        Ok(settings) => settings.training.keep_epoch_checkpoints,
+        Err(e) => {
+            eprintln!("kilnd worker: {e}; keeping the default number of jobs' epoch checkpoints");
+            kiln_core::settings::KEEP_EPOCH_CHECKPOINTS
+        }
+    };
+    let home = job.path.parent().and_then(Path::parent).unwrap_or(Path::new("."));
+    crate::epochs::prune(home, keep, &job.id);
+    if keep == 0 {
+        return Ok(None);
+    }
+    Ok(Some(crate::epochs::Keeper::new(job, best_template(plan, job)?)))
 }
 
 /// What a trial's best checkpoint needs to become a version, its weights and metrics aside.
@@ -593,6 +629,7 @@ fn draft(plan: &Plan, job: &JobDir, metrics: std::collections::BTreeMap<String, 
         study: None,
         compression: None,
         license: spec.license.clone(),
+        checkpoint: None,
     }
 }
 

@@ -280,7 +280,7 @@ fn journal_line<'a>(e: &JournalEntry, theme: &Theme) -> Line<'a> {
     let from = e.from.map_or("–".to_owned(), |v| format!("v{v}"));
     let style = match e.action {
         Switch::Rollback | Switch::Abort => theme.warn,
-        Switch::Deploy | Switch::Canary => theme.base,
+        Switch::Deploy | Switch::Canary | Switch::Shadow => theme.base,
     };
     let action = e.action.to_string();
     let reason = if e.reason.is_empty() || e.reason == action {

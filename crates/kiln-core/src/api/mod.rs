@@ -24,6 +24,11 @@
 //! | `GET /events` | | Server-Sent [`Event`]s |
 //! | `GET /deployments` · `POST /deployments` | [`DeployRequest`] | [`Deployments`] · [`JournalEntry`] |
 //! | `GET /deployments/journal?limit=` | | [`Journal`] |
+//! | `POST /deployments/gates` | [`GateRequest`] | [`GateResult`] |
+//! | `GET /canaries` | | [`Canaries`] |
+//! | `POST /canaries/{m}/promote` · `POST /canaries/{m}/abort` | | [`JournalEntry`] |
+//! | `GET /jobs/{id}/epochs` | | [`EpochList`] |
+//! | `POST /jobs/{id}/epochs/{n}/register` | | [`VersionManifest`] |
 //! | `POST /deployments/{m}/rollback` | [`RollbackRequest`] | [`JournalEntry`] |
 //! | `POST /deployments/{m}/try` | [`TryRequest`] | [`TryResult`] |
 //! | `GET /studies` · `POST /studies` | [`StudyCreate`] | [`StudyList`] · [`StudyView`] (201) |
@@ -322,7 +327,54 @@ pub struct DeployRequest {
     pub canary: Option<crate::deploy::CanarySpec>,
 }
 
-/// `GET /canaries`.
+/// `POST /deployments/gates`: run a deploy's gates without switching (the deploy dialog shows
+/// the figures before its final confirm; `kiln deploy --dry-run`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateRequest {
+    pub model: Name,
+    /// A number or an alias; the newest version when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<Selector>,
+    /// Rows of the candidate's test split the golden check uses (default 1,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate_samples: Option<usize>,
+}
+
+/// What the gates found for `model@version` against the version in force (`current`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GateResult {
+    pub model: Name,
+    pub version: u32,
+    pub current: Option<u32>,
+    pub report: GateReport,
+    /// Every check passed or was skipped: a deploy would switch without `--force`.
+    pub passed: bool,
+}
+
+/// `GET /jobs/{id}/epochs`: the epochs of a training job whose checkpoints are kept, each
+/// of which can be registered as a version (promote from the curve).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochList {
+    pub job: JobId,
+    pub model: Name,
+    pub epochs: Vec<EpochCheckpoint>,
+    /// Why some or all epochs have no checkpoint (e.g. removed by the retention setting).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// One kept epoch: where training was, and its validation figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochCheckpoint {
+    /// 1-based, as the metrics' `epoch`.
+    pub epoch: usize,
+    pub step: u64,
+    /// `val_loss`, `val_accuracy` or `val_rmse`, as the job's validation record had them.
+    pub metrics: std::collections::BTreeMap<String, f64>,
+}
+
+/// `GET /canaries`: canaries and shadows in progress.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Canaries {
     pub canaries: Vec<crate::deploy::CanaryView>,

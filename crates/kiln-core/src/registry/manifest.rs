@@ -94,6 +94,19 @@ pub struct VersionDraft {
     /// The licence the version is published under (`--license`), also in its model card.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub license: Option<crate::card::License>,
+    /// The epoch checkpoint of a training job this version was registered from (promote from
+    /// the curve: `kiln jobs register JOB --epoch N`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<CheckpointLink>,
+}
+
+/// Where a version registered from a kept epoch checkpoint came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointLink {
+    pub job: String,
+    /// 1-based, as the job's metrics count epochs.
+    pub epoch: usize,
+    pub step: u64,
 }
 
 /// `models/<model>/versions/<n>.json`: immutable once written.

@@ -28,7 +28,8 @@ pub use blobs::{BlobProblem, BlobStore, hash_file, sha256};
 pub use catalog::{Catalog, VersionRow};
 pub use error::{RegistryError, Result};
 pub use manifest::{
-    Aliases, Architecture, DataFile, DatasetRef, EvalRecord, ModelRecord, VersionDraft, VersionLink, VersionManifest,
+    Aliases, Architecture, CheckpointLink, DataFile, DatasetRef, EvalRecord, ModelRecord, VersionDraft, VersionLink,
+    VersionManifest,
     file_name_of, now_rfc3339, role_of_file,
 };
 pub use read::{Listing, ModelDetail, ModelSummary, Problem};

@@ -5,9 +5,15 @@
 //! `abort` journal entry says why), otherwise it is promoted when its time or request count
 //! is reached (a `deploy` entry). `kiln canary promote|abort` end it by hand.
 //!
+//! A shadow (`spec.shadow`) is a canary that answers no one: the version in force answers every
+//! request, and the candidate gets a copy of each (when its queue has room; live traffic never
+//! waits for it). Its answers are compared with the version in force's and discarded; the
+//! disagreement rate and its latency are recorded until its window ends. It is never promoted
+//! or rolled back by itself: the operator promotes or aborts it.
+//!
 //! A canary is not in force: the journal's version in force keeps serving the rest, and a
-//! daemon restart during a canary aborts it to that version (journaled), so the model is
-//! never left unserved.
+//! daemon restart during a canary or shadow aborts it to that version (journaled), so the
+//! model is never left unserved.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -48,6 +54,12 @@ pub struct Canary {
     /// Gate figures and signer, for the `deploy` entry that promotes it.
     pub gates: Option<kiln_core::deploy::GateReport>,
     pub signer: Option<kiln_core::names::Name>,
+    /// A shadow's copies made, rows compared, rows answered differently, and copies not made
+    /// because the candidate's queue was full.
+    mirrored: AtomicU64,
+    compared: AtomicU64,
+    disagreements: AtomicU64,
+    skipped: AtomicU64,
 }
 
 /// What the watcher decided.
@@ -79,7 +91,34 @@ impl Canary {
             strikes: AtomicU32::new(0),
             gates,
             signer,
+            mirrored: AtomicU64::new(0),
+            compared: AtomicU64::new(0),
+            disagreements: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
         }
+    }
+
+    /// `canary` or `shadow`, for messages.
+    pub fn kind(&self) -> &'static str {
+        if self.spec.shadow { "shadow" } else { "canary" }
+    }
+
+    /// Whether a shadow still copies requests (its window has not ended).
+    pub fn mirroring(&self) -> bool {
+        self.spec.shadow && self.progress(self.mirrored.load(Ordering::Relaxed)) < 1.0
+    }
+
+    /// Counts a copy made for the shadow (`true`) or not made because its queue was full.
+    pub fn note_copy(&self, made: bool) {
+        let counter = if made { &self.mirrored } else { &self.skipped };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Compares the shadow's answers with the version in force's, row by row (see [`same`]).
+    pub fn compare(&self, in_force: &[f32], shadow: &[f32]) {
+        let differ = in_force.iter().zip(shadow).filter(|(a, b)| !same(**a, **b)).count();
+        self.compared.fetch_add(in_force.len() as u64, Ordering::Relaxed);
+        self.disagreements.fetch_add(differ as u64, Ordering::Relaxed);
     }
 
     /// Whether the next request goes to the candidate: request n does when
@@ -109,10 +148,19 @@ impl Canary {
             candidate_errors: ce,
             stable_p99_ms: stable.p99_ms,
             candidate_p99_ms: candidate.p99_ms,
-            progress: self.progress(cr),
+            progress: if self.spec.shadow {
+                self.progress(self.mirrored.load(Ordering::Relaxed))
+            } else {
+                self.progress(cr)
+            },
+            shadow: self.spec.shadow,
+            compared: self.compared.load(Ordering::Relaxed),
+            disagreements: self.disagreements.load(Ordering::Relaxed),
+            skipped: self.skipped.load(Ordering::Relaxed),
         }
     }
 
+    /// How far to the end (0–1), by time or by the candidate's requests (a shadow's copies).
     fn progress(&self, candidate_requests: u64) -> f64 {
         let by_time = self
             .spec
@@ -180,6 +228,21 @@ impl Canary {
     }
 }
 
+/// Whether two answers to one row agree: the same class (classifiers answer their argmax) or
+/// ratings less than 0.5 apart, as the golden gate counts agreement.
+pub fn same(a: f32, b: f32) -> bool {
+    (a - b).abs() < 0.5
+}
+
+/// What a row's output says, for comparing two versions: the argmax class of a classifier's
+/// probabilities, or the rating.
+pub fn answer(row: &[f32]) -> f32 {
+    match row {
+        [rating] => *rating,
+        probabilities => super::tensor::argmax(probabilities) as f32,
+    }
+}
+
 /// Whether the `n`-th of a stream goes to a side that takes `percent` of it: when
 /// ⌊(n+1)·p⌋ > ⌊n·p⌋, which gives exactly that share, evenly spread.
 pub fn takes(n: u64, percent: f64) -> bool {
@@ -218,5 +281,14 @@ mod tests {
         assert_eq!(taken.iter().filter(|t| **t).count(), 10);
         assert!(taken[9] && !taken[0] && taken[19] && !taken[10]);
         assert_eq!((0..1000).filter(|&n| takes(n, 2.5)).count(), 25);
+    }
+
+    #[test]
+    fn answers_compare_by_class_or_by_half_a_star() {
+        assert_eq!(answer(&[0.1, 0.7, 0.2]), 1.0);
+        assert_eq!(answer(&[3.7]), 3.7);
+        assert!(same(answer(&[0.6, 0.4]), answer(&[0.9, 0.1])));
+        assert!(!same(answer(&[0.4, 0.6]), answer(&[0.9, 0.1])));
+        assert!(same(3.7, 3.3) && !same(3.7, 3.1));
     }
 }

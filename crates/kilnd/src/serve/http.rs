@@ -20,8 +20,9 @@ use kiln_core::api::ErrorBody;
 use kiln_core::api::kserve::{Live, ModelMetadata, ModelReady, Ready, ServerMetadata, TensorMetadata};
 
 use super::Server;
+use super::canary::{self, Canary};
 use super::batcher::{Deployment, Refused, Timing};
-use super::tensor::{InferRequest, TensorSpec, argmax, softmax};
+use super::tensor::{InferRequest, Rows, TensorSpec, argmax, softmax};
 
 /// An error answer in the protocol's shape.
 struct InferError(StatusCode, String);
@@ -202,7 +203,8 @@ async fn run_infer(
         )
         .into_response()
     } else {
-        match infer_on(&server, &deployment, &headers, body, started).await {
+        let shadow = server.shadow_for(&deployment);
+        match infer_on(&server, &deployment, shadow, &headers, body, started).await {
             Ok(response) => response,
             Err(e) => e.into_response(),
         }
@@ -217,6 +219,7 @@ async fn run_infer(
 async fn infer_on(
     server: &Server,
     deployment: &Deployment,
+    shadow: Option<Arc<Canary>>,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
     started: Instant,
@@ -240,6 +243,7 @@ async fn infer_on(
     if Instant::now() >= deadline {
         return Err(timed_out());
     }
+    let copy = shadow.and_then(|c| mirror(c, &rows, deadline));
     let answer = deployment.submit(rows, deadline).map_err(|refused| match refused {
         Refused::Full => InferError(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -263,11 +267,56 @@ async fn infer_on(
         }
         Err(_) => return Err(timed_out()),
     };
+    if let Some(copy) = copy {
+        copy.compare_later(server.metrics.clone(), &served.rows, deadline);
+    }
     let mut response = respond(deployment, &request, &outputs, &served.rows);
     response
         .headers_mut()
         .insert("server-timing", server_timing(served.timing));
     Ok(response)
+}
+
+/// A copy of a request on its way to a shadow.
+struct ShadowCopy {
+    shadow: Arc<Canary>,
+    answer: tokio::sync::oneshot::Receiver<super::batcher::Answer>,
+    sent: Instant,
+}
+
+/// Sends a copy of `rows` to the shadow's candidate, unless its queue is full (then the copy
+/// is counted as skipped: live traffic never waits for a shadow).
+fn mirror(shadow: Arc<Canary>, rows: &Rows, deadline: Instant) -> Option<ShadowCopy> {
+    let copy = Rows {
+        batch: rows.batch,
+        width: rows.width,
+        values: rows.values.clone(),
+    };
+    let sent = Instant::now();
+    let answer = shadow.candidate.submit(copy, deadline).ok();
+    shadow.note_copy(answer.is_some());
+    answer.map(|answer| ShadowCopy { shadow, answer, sent })
+}
+
+impl ShadowCopy {
+    /// Waits for the shadow's answer off the request's path, then records its latency (as the
+    /// candidate's request) and whether it agrees with `in_force`'s rows.
+    fn compare_later(self, metrics: Arc<super::metrics::Metrics>, in_force: &[Vec<f32>], deadline: Instant) {
+        let in_force: Vec<f32> = in_force.iter().map(|row| canary::answer(row)).collect();
+        tokio::spawn(async move {
+            let candidate = &self.shadow.candidate;
+            let (code, rows) = match tokio::time::timeout_at(deadline.into(), self.answer).await {
+                Ok(Ok(Ok(served))) => (200, Some(served.rows)),
+                Ok(Ok(Err(_))) => (500, None),
+                Ok(Err(_)) | Err(_) => (504, None),
+            };
+            metrics.request(candidate.model.as_str(), candidate.version, code, self.sent.elapsed());
+            if let Some(rows) = rows {
+                let answers: Vec<f32> = rows.iter().map(|row| canary::answer(row)).collect();
+                self.shadow.compare(&in_force, &answers);
+            }
+        });
+    }
 }
 
 /// `Server-Timing` (W3C) of an answer, in milliseconds: how long the request waited in the

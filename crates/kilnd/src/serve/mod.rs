@@ -194,7 +194,8 @@ impl Server {
         let _one_at_a_time = self.switching.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(running) = self.canary(model) {
             return Err(DeployError::Refused(format!(
-                "a canary of {model}@{} is running; `kiln canary promote {model}` or `kiln canary abort {model}` first",
+                "a {} of {model}@{} is running; `kiln canary promote {model}` or `kiln canary abort {model}` first",
+                running.kind(),
                 running.candidate.version
             )));
         }
@@ -205,9 +206,14 @@ impl Server {
         let candidate = manifest.clone();
         let deployment = self.load(&registry, manifest, batching).map_err(DeployError::Failed)?;
         let from = self.get(model.as_str()).map(|d| d.version);
-        if canary.is_some() && from.is_none() {
+        if let (Some(spec), None) = (canary, from) {
+            let (what, flag) = if spec.shadow {
+                ("to copy the traffic of", "--shadow")
+            } else {
+                ("to share the traffic with", "--canary")
+            };
             return Err(DeployError::Refused(format!(
-                "nothing of {model} is in force to share the traffic with; deploy {model}@{version} without --canary"
+                "nothing of {model} is in force {what}; deploy {model}@{version} without {flag}"
             )));
         }
         if canary.is_some() && from == Some(version) {
@@ -250,8 +256,10 @@ impl Server {
     pub fn rollback(&self, model: &Name, to: Option<u32>) -> Result<JournalEntry, DeployError> {
         if let Some(running) = self.canary(model) {
             return Err(DeployError::Refused(format!(
-                "a canary of {model}@{} is running; `kiln canary abort {model}` ends it (v{} keeps serving)",
-                running.candidate.version, running.stable
+                "a {} of {model}@{} is running; `kiln canary abort {model}` ends it (v{} keeps serving)",
+                running.kind(),
+                running.candidate.version,
+                running.stable
             )));
         }
         let (entries, _) = deploy::read(&self.home).map_err(|e| DeployError::Failed(e.into()))?;
@@ -284,6 +292,24 @@ impl Server {
             canary: None,
         };
         self.deploy(model, target, Some(current.batching), plan)
+    }
+
+    /// Runs `model@version`'s gates against the version in force without switching (a dry
+    /// run): the version in force, if any, and the report.
+    pub fn check_gates(
+        &self,
+        model: &Name,
+        version: u32,
+        rows: usize,
+    ) -> Result<(Option<u32>, kiln_core::deploy::GateReport), DeployError> {
+        let registry = Registry::open(&self.home)?;
+        let candidate = registry.version(model, version)?;
+        self.signing.gate(&registry, &candidate).map_err(DeployError::Refused)?;
+        let from = self.get(model.as_str()).map(|d| d.version);
+        let current = from.and_then(|v| registry.version(model, v).ok());
+        let report = gate::run(&registry, &self.splits, &candidate, current.as_ref(), &self.device, rows)
+            .map_err(DeployError::Failed)?;
+        Ok((from, report))
     }
 
     /// Runs the gates for `candidate` against the version in force (`from`); refuses the
@@ -332,7 +358,7 @@ impl Server {
             }
         };
         for (model, entry) in deploy::in_force(&entries) {
-            if entry.action == Action::Canary {
+            if matches!(entry.action, Action::Canary | Action::Shadow) {
                 self.note_restart_abort(&entry);
             }
             let restored = Registry::open(&self.home).map_err(anyhow::Error::from).and_then(|r| {
@@ -360,11 +386,12 @@ impl Server {
     /// (its `to`) is restored and serves everything.
     fn note_restart_abort(&self, started: &JournalEntry) {
         let candidate = started.candidate.map_or_else(String::new, |v| format!(" of v{v}"));
+        let kind = if started.action == Action::Shadow { "shadow" } else { "canary" };
         let entry = JournalEntry {
             time: now_rfc3339(),
             action: Action::Abort,
             reason: format!(
-                "kilnd restarted during the canary{candidate}; aborted, v{} keeps serving",
+                "kilnd restarted during the {kind}{candidate}; aborted, v{} keeps serving",
                 started.to
             ),
             gates: None,
@@ -390,6 +417,38 @@ impl Server {
         canaries.iter().map(|(model, c)| self.canary_view(model, c)).collect()
     }
 
+    /// Each side's figures so far, for the journal entry that ends a canary or shadow.
+    pub fn canary_figures(&self, model: &Name, c: &canary::Canary) -> String {
+        let view = self.canary_view(model, c);
+        let p99 = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |ms| format!("{ms:.2} ms"));
+        let candidate = format!(
+            "v{} answered {} {} ({} errors; p99 {})",
+            view.candidate,
+            view.candidate_requests,
+            if view.shadow { "copies" } else { "requests" },
+            view.candidate_errors,
+            p99(view.candidate_p99_ms)
+        );
+        match view.disagreement() {
+            Some(rate) if view.shadow => format!(
+                "{candidate}; it disagreed with v{} on {} of {} rows ({:.1}%), v{}'s p99 {}",
+                view.stable,
+                view.disagreements,
+                view.compared,
+                rate * 100.0,
+                view.stable,
+                p99(view.stable_p99_ms)
+            ),
+            _ => format!(
+                "{candidate}, v{} answered {} ({} errors; p99 {})",
+                view.stable,
+                view.stable_requests,
+                view.stable_errors,
+                p99(view.stable_p99_ms)
+            ),
+        }
+    }
+
     fn canary_view(&self, model: &Name, c: &canary::Canary) -> CanaryView {
         let stable = self.metrics.stats(model.as_str(), c.stable);
         let candidate = self.metrics.stats(model.as_str(), c.candidate.version);
@@ -413,9 +472,21 @@ impl Server {
         match version {
             Some(v) if v == canary.candidate.version.to_string() => Some(canary.candidate.clone()),
             Some(_) => Some(stable),
-            None if canary.takes_next() => Some(canary.candidate.clone()),
+            None if !canary.spec.shadow && canary.takes_next() => Some(canary.candidate.clone()),
             None => Some(stable),
         }
+    }
+
+    /// The shadow that gets a copy of a request `deployment` answers, while its window lasts.
+    pub fn shadow_for(&self, deployment: &Deployment) -> Option<Arc<canary::Canary>> {
+        let canaries = self.canaries.read().unwrap_or_else(|p| p.into_inner());
+        if canaries.is_empty() {
+            return None;
+        }
+        canaries
+            .get(&deployment.model)
+            .filter(|c| c.stable == deployment.version && c.mirroring())
+            .cloned()
     }
 
     /// Test-only (`KILN_TEST_CANARY_FAULT_PERCENT`): whether this request to a canary's
@@ -452,13 +523,24 @@ impl Server {
             (Some(s), None) => format!("{s} s"),
             (None, None) => format!("{} s", canary::DEFAULT_SECONDS),
         };
+        let (action, reason) = if spec.shadow {
+            (
+                Action::Shadow,
+                format!("shadow of v{version}: a copy of every request for {until}, answers discarded"),
+            )
+        } else {
+            (
+                Action::Canary,
+                format!("canary of v{version}: {}% of requests for {until}", spec.percent),
+            )
+        };
         let entry = JournalEntry {
             time: now_rfc3339(),
             model: model.clone(),
             from: Some(stable),
             to: stable,
-            action: Action::Canary,
-            reason: format!("canary of v{version}: {}% of requests for {until}", spec.percent),
+            action,
+            reason,
             batching: candidate.batching,
             signer: signer.clone(),
             gates: gates.clone(),
@@ -576,7 +658,7 @@ impl Server {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(model)
-            .ok_or_else(|| DeployError::Refused(format!("no canary of {model} is running")))
+            .ok_or_else(|| DeployError::Refused(format!("no canary or shadow of {model} is running")))
     }
 
     fn note_problem(&self, problem: String) {

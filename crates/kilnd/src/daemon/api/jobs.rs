@@ -6,7 +6,9 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use kiln_core::api::{EvalRequest, JobList, JobRequest, JobView, LogChunk, MetricsChunk, Since, TrainRequest};
+use kiln_core::api::{
+    EpochList, EvalRequest, JobList, JobRequest, JobView, LogChunk, MetricsChunk, Since, TrainRequest, VersionManifest,
+};
 use kiln_core::compression::CompressRequest;
 use kiln_core::jobs::{JobDir, JobId};
 use kiln_core::kinds::DeviceName;
@@ -15,6 +17,7 @@ use kiln_core::registry::RegistryError;
 use kiln_engine::data::{self, DataError};
 
 use super::{ApiError, AppState, Body, Query, blocking, registry};
+use crate::epochs::RegisterError;
 
 pub async fn list(State(state): State<AppState>) -> Result<Json<JobList>, ApiError> {
     let supervisor = state.supervisor.clone();
@@ -211,4 +214,61 @@ pub async fn log(
         Ok(Json(LogChunk { text, next }))
     })
     .await
+}
+
+/// The epochs of a training job whose checkpoints are kept (promote from the curve).
+pub async fn epochs(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<EpochList>, ApiError> {
+    let id = job_id(&id)?;
+    let home = state.home.clone();
+    blocking(move || {
+        let job = JobDir::open(&home, &id)?;
+        let spec = job.spec()?;
+        let model = match &spec.request {
+            JobRequest::Train(train) => train.model.clone(),
+            _ => {
+                return Err(ApiError::unprocessable(format!(
+                    "job {id} is not a training job; only training keeps epoch checkpoints"
+                )));
+            }
+        };
+        let epochs = crate::epochs::list(&job);
+        let note = if epochs.is_empty() {
+            crate::epochs::why_none(&job, &spec)
+        } else {
+            None
+        };
+        Ok(Json(EpochList {
+            job: id,
+            model,
+            epochs,
+            note,
+        }))
+    })
+    .await
+}
+
+/// Registers one kept epoch of a training job as the next version of its model.
+pub async fn register_epoch(
+    State(state): State<AppState>,
+    Path((id, epoch)): Path<(String, String)>,
+) -> Result<(StatusCode, Json<VersionManifest>), ApiError> {
+    let id = job_id(&id)?;
+    let epoch: usize = epoch
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("'{epoch}' is not an epoch number")))?;
+    let home = state.home.clone();
+    let hub = state.hub.clone();
+    let manifest = blocking(move || {
+        let job = JobDir::open(&home, &id)?;
+        crate::epochs::register(&home, &job, epoch).map_err(|e| match e {
+            RegisterError::NotFound(m) => ApiError::not_found(m),
+            RegisterError::Unprocessable(e) => ApiError::unprocessable(format!("{e:#}")),
+            RegisterError::Failed(e) => ApiError::internal(format!("{e:#}")),
+        })
+    })
+    .await?;
+    hub.publish(&kiln_core::api::Event::Registry(kiln_core::api::RegistryChanged {
+        at: kiln_core::registry::now_rfc3339(),
+    }));
+    Ok((StatusCode::CREATED, Json(manifest)))
 }

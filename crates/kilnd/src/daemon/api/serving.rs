@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use kiln_core::api::{
-    Canaries, DeployRequest, Deployments, Journal, JournalEntry, JournalQuery, RollbackRequest, TryRequest, TryResult,
+    Canaries, DeployRequest, Deployments, GateRequest, GateResult, Journal, JournalEntry, JournalQuery, RollbackRequest, TryRequest, TryResult,
 };
 use kiln_core::deploy::{Action, GOLDEN_SAMPLES};
 use kiln_core::names::{ModelRef, Name, Selector};
@@ -64,10 +64,37 @@ pub async fn deploy(
             canary: body.canary,
         };
         let entry = server.deploy(&reference.model, version, body.batching, plan)?;
+        // A shadow is never promoted by itself: the operator ends it.
         if entry.action == Action::Canary {
             server.watch_canary(reference.model.clone());
         }
         Ok(Json(entry))
+    })
+    .await
+}
+
+/// A deploy's gates without the switch: what a deploy of the version would find now.
+pub async fn check_gates(
+    State(state): State<AppState>,
+    Body(body): Body<GateRequest>,
+) -> Result<Json<GateResult>, ApiError> {
+    let reference = ModelRef {
+        model: body.model,
+        selector: body.version.unwrap_or(Selector::Latest),
+    };
+    let version = registry(&state)?.resolve(&reference)?;
+    let server = state.server.clone();
+    blocking(move || {
+        let rows = body.gate_samples.unwrap_or(GOLDEN_SAMPLES).max(1);
+        let (current, report) = server.check_gates(&reference.model, version, rows)?;
+        let passed = report.failed().next().is_none();
+        Ok(Json(GateResult {
+            passed,
+            model: reference.model,
+            version,
+            current,
+            report,
+        }))
     })
     .await
 }
@@ -107,7 +134,13 @@ pub async fn promote_canary(
     Path(model): Path<String>,
 ) -> Result<Json<JournalEntry>, ApiError> {
     end_canary(state, model, |server, model, c| {
-        let reason = format!("canary of v{} promoted by hand over v{}", c.candidate.version, c.stable);
+        let reason = format!(
+            "{} of v{} promoted by hand over v{}: {}",
+            c.kind(),
+            c.candidate.version,
+            c.stable,
+            server.canary_figures(model, c)
+        );
         server.promote(model, &reason)
     })
     .await
@@ -119,7 +152,13 @@ pub async fn abort_canary(
     Path(model): Path<String>,
 ) -> Result<Json<JournalEntry>, ApiError> {
     end_canary(state, model, |server, model, c| {
-        server.abort(model, &format!("canary of v{} aborted by hand", c.candidate.version))
+        let reason = format!(
+            "{} of v{} aborted by hand: {}",
+            c.kind(),
+            c.candidate.version,
+            server.canary_figures(model, c)
+        );
+        server.abort(model, &reason)
     })
     .await
 }
@@ -135,7 +174,7 @@ async fn end_canary(
     blocking(move || {
         let canary = server
             .canary(&model)
-            .ok_or_else(|| ApiError::not_found(format!("no canary of {model} is running")))?;
+            .ok_or_else(|| ApiError::not_found(format!("no canary or shadow of {model} is running")))?;
         Ok(Json(end(&server, &model, &canary)?))
     })
     .await
