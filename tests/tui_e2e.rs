@@ -3,8 +3,9 @@
 //! watches the loss curve grow on the jobs screen, deploys the new version through the
 //! confirm dialog, sends a test request, trains and deploys a second version, and rolls back
 //! to the first, reading the screen (`tmux capture-pane -p`) at every step. Other tests
-//! quantize a trained version from the optimize form, run a study and promote a trial, and
-//! abort a canary started from the CLI.
+//! quantize a trained version from the optimize form, run a study and promote a trial, abort
+//! a canary started from the CLI, start a canary from the deploy dialog after reading its
+//! gates, and register an epoch of a loss curve as a version.
 //!
 //! Every wait polls the screen against a deadline; a failure prints the last screen and the
 //! tail of the daemon's log. Needs tmux (Debian package `tmux`; `scripts/setup` installs it).
@@ -773,6 +774,167 @@ fn a_canary_started_from_the_cli_is_shown_and_aborted_from_the_console() {
         left["canaries"].as_array().is_some_and(Vec::is_empty),
         &format!("kilnd has no canary left: {left}"),
     );
+
+    console.press(&["q"]);
+    let status = console.exit_status();
+    console.check(status == 0, &format!("kiln exited with status {status}"));
+}
+
+/// Trains v1 and v2 of MODEL the same way (one epoch over `limit` samples), deploying v1 from
+/// the console; ends on the models screen with v2 the newest and selected.
+fn two_versions_with_the_first_deployed(console: &mut Console, limit: &str) {
+    for version in [1, 2] {
+        if version == 2 {
+            console.press(&["2"]);
+        }
+        let job = launch_training(console, "1", limit);
+        console.wait_for(&format!("training of v{version} to succeed"), TRAIN, |s| {
+            (job_row(s, &job)? == ("succeeded".to_owned(), 100)).then_some(())
+        });
+        if version == 1 {
+            deploy_newest(console, 1, &format!("Deploy {MODEL}@1 to production?"));
+        }
+    }
+    show_newest(console, 2);
+}
+
+#[test]
+fn a_canary_chosen_in_the_deploy_dialog_after_reading_the_gates() {
+    let mut console = Console::open();
+    console.wait_for_text(
+        "the first-run welcome with a live event stream",
+        &["Welcome to kiln", "● live", "1 Models"],
+    );
+    two_versions_with_the_first_deployed(&mut console, "2000");
+
+    // The dialog offers the three modes and asks kilnd for the gates as it opens.
+    console.press(&["d"]);
+    console.wait_for_text(
+        "the deploy dialog with its three modes",
+        &[
+            "Confirm deploy",
+            &format!("Deploy {MODEL}@2, replacing {MODEL}@1 in production?"),
+            "› switch now",
+            "canary 10%",
+            "shadow",
+        ],
+    );
+    // The gates' figures, both versions side by side, before the final confirm.
+    console.wait_for_text(
+        "the gate figures in the dialog",
+        &["gates · ", "golden", "latency", "v2 candidate", "v1 in force", "p99 ms"],
+    );
+    console.press(&["Down"]);
+    let screen = console.wait_for_text("canary 10% chosen", &["› canary 10%"]);
+    // Two tiny trainings may differ by a point: a failed gate refuses enter, and the
+    // explicit force key (journaled by kilnd) deploys past it.
+    if screen.contains("a gate failed") {
+        console.press(&["Enter"]);
+        console.wait_for_text("enter refused after a failed gate", &["enter refused", "f force it"]);
+        console.press(&["f"]);
+    } else {
+        console.press(&["Enter"]);
+    }
+    console.wait_for_text(
+        "the canary start in the status line",
+        &[&format!("canary of {MODEL}@2 started: 10% of requests")],
+    );
+
+    // The serving screen shows it: the split, the way to promotion, both sides; v1 in force.
+    console.press(&["4"]);
+    let line = console.wait_for("the canary on the serving screen", REACT, canary_line);
+    console.check(
+        line.contains("v1→v2") && line.contains("10%"),
+        &format!("the canary line names the split: {line}"),
+    );
+    console.wait_for_text(
+        "the canary's progress and both sides",
+        &["to promotion", "stable", "candidate", "p promote", "a abort"],
+    );
+    console.wait_for("v1 still in force", REACT, |s| {
+        (serving_version(s)? == "v1").then_some(())
+    });
+    console.wait_for_text("the canary in the journal", &[&format!("{MODEL} v1→v2 canary")]);
+    let home = console.home.path().to_owned();
+    let status = common::json(&common::kiln(&home, &["--json", "canary", "status"]));
+    let canaries = status["canaries"].as_array().cloned().unwrap_or_default();
+    console.check(
+        canaries.len() == 1 && canaries[0]["percent"] == 10.0 && canaries[0]["candidate"] == 2,
+        &format!("kilnd runs a 10% canary of v2: {status}"),
+    );
+
+    console.press(&["q"]);
+    let status = console.exit_status();
+    console.check(status == 0, &format!("kiln exited with status {status}"));
+}
+
+#[test]
+fn an_epoch_of_the_loss_curve_is_registered_from_the_jobs_screen() {
+    let mut console = Console::open();
+    console.wait_for_text(
+        "the first-run welcome with a live event stream",
+        &["Welcome to kiln", "● live", "1 Models"],
+    );
+    let job = launch_training(&mut console, "3", "3000");
+    console.wait_for("the three-epoch training to succeed", TRAIN, |s| {
+        (job_row(s, &job)? == ("succeeded".to_owned(), 100)).then_some(())
+    });
+
+    // Every epoch's checkpoint is kept: the chart marks the three validation points.
+    console.wait_for_text(
+        "the kept epochs marked on the chart",
+        &["● kept", "3 kept checkpoints (●)", "move over the validation points"],
+    );
+    // The cursor starts on the last point and moves back to the first.
+    console.press(&["["]);
+    console.wait_for_text(
+        "the cursor on epoch 3",
+        &["epoch 3 · step", "promotable: R registers it"],
+    );
+    console.press(&["["]);
+    console.wait_for_text("the cursor on epoch 2", &["epoch 2 · step"]);
+    console.press(&["["]);
+    let screen = console.wait_for_text(
+        "the cursor on epoch 1, promotable",
+        &[
+            "epoch 1 · step",
+            "val_loss",
+            "val_accuracy",
+            "promotable: R registers it",
+        ],
+    );
+    console.check(screen.contains('◉'), "the point under the cursor is marked ◉");
+
+    // R asks first; confirmed, kilnd registers epoch 1's checkpoint as v2.
+    console.press(&["R"]);
+    console.wait_for_text(
+        "the register confirm dialog",
+        &["Confirm", "Register epoch 1 (step", &job, "enter/y yes"],
+    );
+    console.press(&["Enter"]);
+    console.wait_for_text(
+        "the registration in the status line",
+        &[&format!(
+            "registered {MODEL}@2 from job {job} epoch 1 — deploy it from the models screen"
+        )],
+    );
+
+    // The registry has it, with its lineage: this job, epoch 1.
+    let home = console.home.path().to_owned();
+    let shown = common::json(&common::kiln(
+        &home,
+        &["--json", "models", "show", &format!("{MODEL}@2")],
+    ));
+    let checkpoint = &shown["version"]["checkpoint"];
+    console.check(
+        checkpoint["job"] == job.as_str() && checkpoint["epoch"] == 1 && checkpoint["step"].as_u64().is_some(),
+        &format!("{MODEL}@2 records its checkpoint (job {job}, epoch 1): {shown}"),
+    );
+
+    // The models screen selects it, so d would deploy it; its detail names the epoch.
+    show_newest(&mut console, 2);
+    console.press(&["Enter"]);
+    console.wait_for_text("the lineage in v2's detail", &[&format!("job {job} epoch 1 (step")]);
 
     console.press(&["q"]);
     let status = console.exit_status();

@@ -97,14 +97,19 @@ pub fn run(cmd: &JobsCommand, json: bool) -> Result<u8, CliError> {
 fn epochs_table(list: &EpochList) -> String {
     if list.epochs.is_empty() {
         let why = list.note.as_deref().unwrap_or("none is kept");
-        return format!("job {} ({}): no epoch checkpoint to register: {why}", list.job, list.model);
+        return format!(
+            "job {} ({}): no epoch checkpoint to register: {why}",
+            list.job, list.model
+        );
     }
     let rows: Vec<Vec<String>> = list
         .epochs
         .iter()
         .map(|e| vec![e.epoch.to_string(), e.step.to_string(), figures(&e.metrics)])
         .collect();
-    table::render(&["EPOCH", "STEP", "VALIDATION"], &rows).trim_end().to_owned()
+    table::render(&["EPOCH", "STEP", "VALIDATION"], &rows)
+        .trim_end()
+        .to_owned()
 }
 
 fn figures(metrics: &std::collections::BTreeMap<String, f64>) -> String {

@@ -111,10 +111,9 @@ pub fn canary(cmd: &CanaryCommand, json: bool) -> Result<u8, CliError> {
                         } else {
                             format!("v{}→v{} {}%", c.stable, c.candidate, c.percent)
                         };
-                        let disagree = c.disagreement().map_or_else(
-                            || "-".to_owned(),
-                            |d| format!("{:.1}% of {}", d * 100.0, c.compared),
-                        );
+                        let disagree = c
+                            .disagreement()
+                            .map_or_else(|| "-".to_owned(), |d| format!("{:.1}% of {}", d * 100.0, c.compared));
                         vec![
                             c.model.to_string(),
                             split,

@@ -6,11 +6,13 @@
 //! and stops a study; `o` overlays a run on the jobs screen and opens the optimize form for
 //! a version on the models screen; `p` promotes a trial on the studies screen and a canary on
 //! the serving screen). Destructive work is never an action of its own:
-//! `CancelJob`, `Deploy`, `Rollback`, `Promote` and `AbortCanary` open a confirm dialog holding a
-//! [`Pending`] operation, and only confirming it emits the request (STYLE: two steps for
-//! destructive actions).
+//! `CancelJob`, `Rollback`, `Promote`, `AbortCanary` and `RegisterEpoch` open a confirm dialog
+//! holding a [`Pending`] operation, and only confirming it emits the request; `Deploy` opens
+//! the deploy dialog (`deploy.rs`), which holds the deploy until its final confirm (STYLE: two
+//! steps for destructive actions).
 
 use super::request::Request;
+use super::widgets::grouped;
 use kiln_core::jobs::JobId;
 use kiln_core::names::Name;
 
@@ -68,7 +70,7 @@ actions! {
     FocusPrev = "focus-prev": "previous pane",
     Refresh = "refresh": "refetch everything from kilnd",
     MarkCompare = "compare": "models: mark this version to compare with the selected one",
-    Deploy = "deploy": "models: deploy the selected version (asks first)",
+    Deploy = "deploy": "models: deploy the selected version: switch now, canary 10% or shadow, after seeing its gates (asks first)",
     Rollback = "rollback": "serving: roll the selected deployment back (asks first); studies: resume the selected stopped study",
     TryRequest = "try": "serving: send a test request from a dataset sample",
     NewTraining = "new-training": "launch a training job (form); studies: start a study from a spec file",
@@ -81,6 +83,9 @@ actions! {
     ToggleLogY = "log-y": "jobs: logarithmic loss axis on/off",
     ToggleZoom = "zoom": "jobs: recent / full history",
     Overlay = "overlay": "jobs: overlay the selected run on the chart (again: clear); models: optimize the selected version, prune or quantize it into a child version (form)",
+    PrevEpoch = "prev-epoch": "jobs: move the epoch cursor to the previous validation point of the chart",
+    NextEpoch = "next-epoch": "jobs: move the epoch cursor to the next validation point (● marks a kept checkpoint)",
+    RegisterEpoch = "register-epoch": "jobs: register the checkpoint of the epoch under the cursor as a new version (asks first)",
 }
 
 /// Which screen is showing.
@@ -132,11 +137,6 @@ pub enum Pending {
     CancelJob {
         id: JobId,
     },
-    Deploy {
-        model: Name,
-        version: u32,
-        current: Option<u32>,
-    },
     Rollback {
         model: Name,
         from: u32,
@@ -165,6 +165,13 @@ pub enum Pending {
         stable: u32,
         candidate: u32,
     },
+    /// Register the kept checkpoint of a training job's epoch as a version of `model`.
+    RegisterEpoch {
+        job: JobId,
+        model: Name,
+        epoch: usize,
+        step: u64,
+    },
 }
 
 impl Pending {
@@ -172,12 +179,6 @@ impl Pending {
     pub fn question(&self) -> String {
         match self {
             Pending::CancelJob { id } => format!("Cancel job {id}? A running worker checkpoints first."),
-            Pending::Deploy {
-                model,
-                version,
-                current: Some(c),
-            } => format!("Deploy {model}@{version}, replacing {model}@{c} in production?"),
-            Pending::Deploy { model, version, .. } => format!("Deploy {model}@{version} to production?"),
             Pending::Rollback { model, from, to } => match to {
                 Some(to) => format!("Roll {model} back from v{from} to v{to}?"),
                 None => format!("Roll {model} back from v{from} to the previous version?"),
@@ -203,6 +204,15 @@ impl Pending {
                 stable,
                 candidate,
             } => format!("Abort the canary of {model}? v{stable} takes all traffic again; v{candidate} stops serving."),
+            Pending::RegisterEpoch {
+                job,
+                model,
+                epoch,
+                step,
+            } => format!(
+                "Register epoch {epoch} (step {}) of job {job} as a new version of {model}?",
+                grouped(*step)
+            ),
         }
     }
 
@@ -210,13 +220,13 @@ impl Pending {
     pub fn request(&self) -> Request {
         match self.clone() {
             Pending::CancelJob { id } => Request::CancelJob(id),
-            Pending::Deploy { model, version, .. } => Request::Deploy { model, version },
             Pending::Rollback { model, to, .. } => Request::Rollback { model, to },
             Pending::DeleteVersion { model, version } => Request::DeleteVersion { model, version },
             Pending::StopStudy { study, .. } => Request::StopStudy(study),
             Pending::Promote { study, trial, .. } => Request::Promote { study, trial },
             Pending::PromoteCanary { model, .. } => Request::PromoteCanary(model),
             Pending::AbortCanary { model, .. } => Request::AbortCanary(model),
+            Pending::RegisterEpoch { job, epoch, .. } => Request::RegisterEpoch { job, epoch },
         }
     }
 }

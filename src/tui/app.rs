@@ -6,6 +6,7 @@
 //! tested without a terminal or a daemon. Key handling lives in `keys.rs`.
 
 use super::action::{Action, Effect, Pending, Screen};
+use super::deploy::DeployDialog;
 use super::event::{DaemonMsg, Event};
 use super::form::LaunchForm;
 use super::keymap::Keymap;
@@ -43,6 +44,8 @@ pub enum Overlay {
     },
     Palette(String),
     Confirm(Pending),
+    /// The deploy dialog: mode, gate figures, final confirm.
+    Deploy(DeployDialog),
     Form(LaunchForm),
     /// The path of a study spec being typed (`n` on the studies screen).
     SpecPath(String),
@@ -136,6 +139,7 @@ impl App {
 
     /// Everything worth fetching after (re)connecting.
     pub fn refetch_all(&mut self) -> Vec<Request> {
+        self.jobs.epochs.refresh();
         let mut out = vec![
             Request::Models,
             Request::Jobs,
@@ -265,6 +269,11 @@ impl App {
             DaemonMsg::Canaries(canaries) => self.serving.canaries = canaries,
             DaemonMsg::JournalEntry(entry) => return self.on_switched(entry),
             DaemonMsg::Tried(result) => self.serving.tried = Some(result),
+            DaemonMsg::Gates(result) => return self.on_gates(*result),
+            DaemonMsg::Epochs(list) => self.jobs.epochs.set(list),
+            DaemonMsg::EpochRegistered { job, epoch, version } => {
+                return self.on_epoch_registered(&job, epoch, &version);
+            }
             other => return self.on_study(other),
         }
         Vec::new()
@@ -308,12 +317,20 @@ impl App {
 
     /// A deploy, rollback or canary step happened: say so and refresh what it changed.
     fn on_switched(&mut self, entry: JournalEntry) -> Vec<Request> {
-        let verb = match entry.action {
-            Switch::Rollback => "rolled back",
-            Switch::Deploy => "deployed",
-            Switch::Canary => "canary started, in force:",
-            Switch::Shadow => "shadow started, in force:",
-            Switch::Abort => "canary or shadow ended, in force:",
+        let (model, to) = (&entry.model, entry.to);
+        let candidate = entry.candidate.unwrap_or(to);
+        let what = match entry.action {
+            Switch::Rollback => format!("rolled back {model}@{to}"),
+            Switch::Deploy => format!("deployed {model}@{to}"),
+            Switch::Canary => match self.serving.sent_percent(model, candidate) {
+                Some(p) => format!("canary of {model}@{candidate} started: {p}% of requests"),
+                None => format!("canary of {model}@{candidate} started"),
+            },
+            Switch::Shadow => format!("shadow of {model}@{candidate} started"),
+            Switch::Abort if self.serving.canary(model).is_some_and(|c| c.shadow) => {
+                format!("shadow ended, in force: {model}@{to}")
+            }
+            Switch::Abort => format!("canary ended, in force: {model}@{to}"),
         };
         let gates = entry.gates.as_ref().map_or(String::new(), |g| {
             let checks: Vec<String> = g
@@ -324,7 +341,7 @@ impl App {
             let forced = if g.forced { ", forced" } else { "" };
             format!(" · gates: {}{forced}", checks.join(", "))
         });
-        self.say(format!("{verb} {}@{}{gates}", entry.model, entry.to));
+        self.say(format!("{what}{gates}"));
         self.serving.push_entry(entry);
         vec![Request::Deployments, Request::Canaries, Request::Models]
     }
@@ -385,7 +402,14 @@ impl App {
             Request::Model(m) if missing => self.models.drop_detail(m),
             Request::SubmitJob(_) => self.complain(format!("launch failed: {error}")),
             Request::CancelJob(id) => self.complain(format!("cancel {id} failed: {error}")),
-            Request::Deploy { model, version } => self.complain(format!("deploy {model}@{version} failed: {error}")),
+            Request::Deploy { model, version, .. } => {
+                self.complain(format!("deploy {model}@{version} failed: {error}"))
+            }
+            Request::CheckGates { model, version } => return self.gates_unavailable(model, *version, &error),
+            Request::Epochs(job) => self.jobs.epochs.failed(job, missing),
+            Request::RegisterEpoch { job, epoch } => {
+                self.complain(format!("registering epoch {epoch} of {job} failed: {error}"))
+            }
             Request::Rollback { model, .. } => self.complain(format!("rollback of {model} failed: {error}")),
             // The canaries are extra: the previous list stays shown until a refetch succeeds.
             Request::Canaries => {}

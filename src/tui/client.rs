@@ -14,7 +14,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use super::event::{DaemonMsg, Event};
 use super::request::Request;
-use kiln_core::api::{DeployRequest, PromoteRequest, RollbackRequest, StudyCreate};
+use kiln_core::api::{DeployRequest, GateRequest, PromoteRequest, RollbackRequest, StudyCreate};
 use kiln_core::client::{Client, ClientError};
 use kiln_core::names::Selector;
 
@@ -84,6 +84,15 @@ impl DaemonClient {
             Request::Journal => DaemonMsg::Journal(c.journal(Some(JOURNAL_LIMIT)).await?.entries),
             Request::Canaries => DaemonMsg::Canaries(c.canaries().await?.canaries),
             Request::Studies => DaemonMsg::Studies(c.studies().await?),
+            Request::Epochs(job) => DaemonMsg::Epochs(c.epochs(job).await?),
+            Request::CheckGates { model, version } => {
+                let gates = GateRequest {
+                    model: model.clone(),
+                    version: Some(Selector::Version(*version)),
+                    gate_samples: None,
+                };
+                DaemonMsg::Gates(Box::new(c.check_gates(&gates).await?))
+            }
             Request::CreateStudy { path } => return self.create_study(request, path).await,
             Request::StopStudy(s) => changed(request, c.stop_study(s).await?),
             Request::ResumeStudy(s) => changed(request, c.resume_study(s).await?),
@@ -96,17 +105,27 @@ impl DaemonClient {
         Ok(match request {
             Request::SubmitJob(job) => DaemonMsg::Submitted(c.submit(job).await?),
             Request::CancelJob(id) => DaemonMsg::Job(c.cancel(id).await?),
-            Request::Deploy { model, version } => {
+            Request::Deploy {
+                model,
+                version,
+                canary,
+                force,
+            } => {
                 let deploy = DeployRequest {
                     model: model.clone(),
                     version: Some(Selector::Version(*version)),
                     batching: None,
-                    force: false,
+                    force: *force,
                     gate_samples: None,
-                    canary: None,
+                    canary: *canary,
                 };
                 DaemonMsg::JournalEntry(c.deploy(&deploy).await?)
             }
+            Request::RegisterEpoch { job, epoch } => DaemonMsg::EpochRegistered {
+                job: job.clone(),
+                epoch: *epoch,
+                version: Box::new(c.register_epoch(job, *epoch).await?),
+            },
             Request::Rollback { model, to } => {
                 DaemonMsg::JournalEntry(c.rollback(model, &RollbackRequest { to: *to }).await?)
             }

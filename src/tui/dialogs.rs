@@ -1,6 +1,6 @@
 //! The dialogs drawn over a screen: help (generated from the live keymap), the `:` command
 //! palette, the confirm dialog, the launch form (training, evaluation or optimize) and the
-//! study-spec path input.
+//! study-spec path input; the deploy dialog has its own module (`deploy_dialog.rs`).
 //!
 //! ```text
 //!        ┌ Confirm ──────────────────────────────┐
@@ -14,8 +14,9 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{Block, Cell, Clear, Paragraph, Row, Table, Wrap};
 
-use super::action::Pending;
+use super::action::{Action, Pending};
 use super::app::{App, Overlay};
+use super::deploy_dialog;
 use super::form::{Field, FieldValue, LaunchForm};
 use super::theme::Theme;
 use super::widgets::wrap_words;
@@ -26,18 +27,19 @@ pub fn render_overlay(frame: &mut Frame, area: Rect, app: &App, overlay: &Overla
         Overlay::Help { scroll } => render_help(frame, area, app, *scroll),
         Overlay::Palette(text) => render_palette(frame, area, &app.theme, text),
         Overlay::Confirm(pending) => render_confirm(frame, area, &app.theme, pending),
+        Overlay::Deploy(dialog) => deploy_dialog::render(frame, area, &app.theme, dialog),
         Overlay::Form(form) => render_form(frame, area, &app.theme, form),
         Overlay::SpecPath(text) => render_spec_path(frame, area, &app.theme, text),
     }
 }
 
-fn dialog<'a>(title: &'a str, theme: &Theme) -> Block<'a> {
+pub(super) fn dialog<'a>(title: &'a str, theme: &Theme) -> Block<'a> {
     Block::bordered()
         .border_style(theme.dialog)
         .title(Span::styled(format!(" {title} "), theme.title))
 }
 
-fn popup(frame: &mut Frame, area: Rect, width: u16, height: u16) -> Rect {
+pub(super) fn popup(frame: &mut Frame, area: Rect, width: u16, height: u16) -> Rect {
     let rect = area.centered(
         Constraint::Length(width.min(area.width)),
         Constraint::Length(height.min(area.height)),
@@ -87,9 +89,28 @@ fn render_palette(frame: &mut Frame, area: Rect, theme: &Theme, text: &str) {
     frame.render_widget(Clear, rect);
     let lines = vec![
         Line::from(vec![Span::styled(":", theme.key), Span::raw(format!("{text}▏"))]),
-        Line::styled("models jobs gpu serving studies train theme NAME help q", theme.muted),
+        Line::styled(palette_choices(text), theme.muted),
     ];
     frame.render_widget(Paragraph::new(lines).block(dialog("Command", theme)), rect);
+}
+
+/// The palette's commands; once something is typed, the commands and keymap actions
+/// (`:register-epoch`) that start with it.
+fn palette_choices(text: &str) -> String {
+    const COMMANDS: &str = "models jobs gpu serving studies train theme NAME help q";
+    let typed = text.trim_start();
+    // Nothing typed yet, or an argument being typed (`theme NAME`).
+    if typed.is_empty() || typed.contains(' ') {
+        return COMMANDS.to_owned();
+    }
+    let commands = COMMANDS.split(' ').filter(|c| c.starts_with(typed));
+    let actions = Action::ALL.iter().map(|a| a.name()).filter(|a| a.starts_with(typed));
+    let matches: Vec<&str> = commands.chain(actions).collect();
+    if matches.is_empty() {
+        "no such command or action (? lists the actions)".to_owned()
+    } else {
+        matches.join(" ")
+    }
 }
 
 /// `n` on the studies screen: the path of a spec to start (read by the console, checked by kilnd).

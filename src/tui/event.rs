@@ -6,8 +6,8 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use super::request::Request;
 use kiln_core::api::{
-    self, Deployments, EvalReport, JobView, JournalEntry, LogChunk, MetricsChunk, ModelDetail, ModelList, Sample,
-    Signatures, StudyList, StudyView, Telemetry, TryResult, VersionView,
+    self, Deployments, EpochList, EvalReport, GateResult, JobView, JournalEntry, LogChunk, MetricsChunk, ModelDetail,
+    ModelList, Sample, Signatures, StudyList, StudyView, Telemetry, TryResult, VersionView,
 };
 use kiln_core::client::ClientError;
 use kiln_core::deploy::CanaryView;
@@ -85,6 +85,16 @@ pub enum DaemonMsg {
     Promoted {
         study: Name,
         trial: u32,
+        version: Box<VersionManifest>,
+    },
+    /// What the gates of a deploy found, before the deploy dialog's final confirm.
+    Gates(Box<GateResult>),
+    /// The kept epoch checkpoints of a training job.
+    Epochs(EpochList),
+    /// Epoch `epoch` of `job` was registered as `version`.
+    EpochRegistered {
+        job: JobId,
+        epoch: usize,
         version: Box<VersionManifest>,
     },
     /// A job we submitted was accepted.

@@ -141,6 +141,9 @@ const DEFAULTS: &[(Action, &[&str])] = &[
     (Action::ToggleLogY, &["y"]),
     (Action::ToggleZoom, &["z"]),
     (Action::Overlay, &["o"]),
+    (Action::PrevEpoch, &["["]),
+    (Action::NextEpoch, &["]"]),
+    (Action::RegisterEpoch, &["R"]),
 ];
 
 impl Default for Keymap {

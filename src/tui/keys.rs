@@ -5,6 +5,7 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::action::{Action, Effect, Pending, Screen};
 use super::app::{App, Overlay};
+use super::deploy::{Confirmed, DeployDialog, FORCE_KEY};
 use super::form::LaunchForm;
 use super::request::Request;
 use super::state::models::ModelsFocus;
@@ -48,6 +49,7 @@ impl App {
             }
             Overlay::Palette(text) => self.on_palette_key(text, key),
             Overlay::Confirm(pending) => self.on_confirm_key(pending, key),
+            Overlay::Deploy(dialog) => self.on_deploy_key(dialog, key),
             Overlay::Form(form) => self.on_form_key(form, key),
             Overlay::SpecPath(text) => self.on_spec_path_key(text, key),
         }
@@ -89,6 +91,30 @@ impl App {
                 Vec::new()
             }
         }
+    }
+
+    /// The deploy dialog: move between the modes, enter deploys (once the gates passed), the
+    /// force key deploys past a failed gate, esc cancels.
+    fn on_deploy_key(&mut self, mut dialog: DeployDialog, key: KeyEvent) -> Vec<Effect> {
+        let confirmed = match (key.code, self.keymap.action_for(&key)) {
+            (KeyCode::Esc | KeyCode::Char('n'), _) => {
+                self.say("not deployed");
+                return Vec::new();
+            }
+            (KeyCode::Enter | KeyCode::Char('y'), _) => dialog.confirm(),
+            (KeyCode::Char(FORCE_KEY), _) => dialog.force(),
+            (KeyCode::BackTab, _) | (_, Some(Action::Up | Action::FocusPrev)) => {
+                dialog.move_mode(-1);
+                Confirmed::Wait
+            }
+            (KeyCode::Tab, _) | (_, Some(Action::Down | Action::FocusNext)) => {
+                dialog.move_mode(1);
+                Confirmed::Wait
+            }
+            _ => Confirmed::Wait,
+        };
+        self.overlay = Some(Overlay::Deploy(dialog));
+        requests(self.deploy_confirmed(confirmed))
     }
 
     fn on_palette_key(&mut self, mut text: String, key: KeyEvent) -> Vec<Effect> {
@@ -180,12 +206,16 @@ impl App {
                 Vec::new()
             }
             "theme" => vec![Effect::LoadTheme(arg.to_owned())],
-            _ => {
-                self.complain(format!(
-                    "unknown command ':{command}' (try :models :jobs :gpu :serving :studies :theme NAME :q)"
-                ));
-                Vec::new()
-            }
+            // Every keymap action by its name too (`:register-epoch`), as the help lists them.
+            _ => match Action::from_name(verb) {
+                Some(action) if arg.is_empty() => self.apply(action),
+                _ => {
+                    self.complain(format!(
+                        "unknown command ':{command}' (try :models :jobs :gpu :serving :studies :theme NAME :q, or an action named in the help)"
+                    ));
+                    Vec::new()
+                }
+            },
         }
     }
 
@@ -247,6 +277,9 @@ impl App {
                 Vec::new()
             }
             Action::AbortCanary => self.abort_canary(),
+            Action::PrevEpoch => self.move_epoch(-1),
+            Action::NextEpoch => self.move_epoch(1),
+            Action::RegisterEpoch => self.register_epoch(),
             Action::ToggleSmoothing => toggle(&mut self.jobs.chart.smoothing),
             Action::ToggleLogY => toggle(&mut self.jobs.chart.log_y),
             Action::ToggleZoom => {

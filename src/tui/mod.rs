@@ -15,6 +15,8 @@ pub mod action;
 pub mod app;
 pub mod client;
 pub mod config;
+pub mod deploy;
+mod deploy_dialog;
 pub mod dialogs;
 pub mod event;
 pub mod form;

@@ -1,17 +1,21 @@
 //! Operations that change something in kilnd. Each checks read-only mode first; the
-//! destructive ones (cancel, deploy, rollback, delete, stopping a study, promoting a trial,
-//! promoting or aborting a canary)
-//! only open a confirm dialog holding a [`Pending`] operation, which the dialog turns into a
-//! request once confirmed.
+//! destructive ones (cancel, rollback, delete, stopping a study, promoting a trial, promoting
+//! or aborting a canary, registering an epoch) only open a confirm dialog holding a
+//! [`Pending`] operation, which the dialog turns into a request once confirmed; a deploy
+//! opens the deploy dialog, which asks for the gates first.
 
-use super::action::{Effect, Pending, Screen};
+use super::action::{Action, Effect, Pending, Screen};
 use super::app::{App, Overlay};
+use super::deploy::{Confirmed, DeployDialog};
 use super::form::{FIRST_ARCH, LaunchForm, first_run_request};
 use super::request::Request;
 use super::state::models::production;
-use kiln_core::jobs::JobRequest;
+use kiln_core::api::GateResult;
+use kiln_core::client::ClientError;
+use kiln_core::jobs::{JobId, JobRequest};
 use kiln_core::kinds::{DataSource, DatasetKind};
 use kiln_core::names::{Name, Selector};
+use kiln_core::registry::VersionManifest;
 use kiln_core::study::{StudyState, TrialState};
 
 impl App {
@@ -48,14 +52,13 @@ impl App {
             .find(|d| d.model == model)
             .map(|d| d.version)
             .or_else(|| self.models.current_model().and_then(|m| production(&m.aliases)));
-        self.confirm(
-            "deploy",
-            Pending::Deploy {
-                model,
-                version,
-                current,
-            },
-        )
+        if !self.allowed("deploy") {
+            return Vec::new();
+        }
+        let dialog = DeployDialog::new(model, version, current);
+        let gates = dialog.gates_request();
+        self.overlay = Some(Overlay::Deploy(dialog));
+        vec![Effect::Request(gates)]
     }
 
     pub(super) fn delete_version(&mut self) -> Vec<Effect> {
@@ -289,5 +292,123 @@ impl App {
             self.overlay = Some(Overlay::SpecPath(String::new()));
         }
         Vec::new()
+    }
+}
+
+/// The deploy dialog's answers and keys, and promote from the curve.
+impl App {
+    /// The gates' answer: shown in the deploy dialog, or the deploy when enter was waiting.
+    pub(super) fn on_gates(&mut self, result: GateResult) -> Vec<Request> {
+        let Some(Overlay::Deploy(dialog)) = &mut self.overlay else {
+            return Vec::new();
+        };
+        if !dialog.is_for(&result.model, result.version) {
+            return Vec::new();
+        }
+        let confirmed = dialog.set_gates(result);
+        self.deploy_confirmed(confirmed)
+    }
+
+    /// kilnd could not run the gates ahead: the dialog says why and a deploy stays possible
+    /// (kilnd runs the gates itself then).
+    pub(super) fn gates_unavailable(&mut self, model: &Name, version: u32, error: &ClientError) -> Vec<Request> {
+        let Some(Overlay::Deploy(dialog)) = &mut self.overlay else {
+            return Vec::new();
+        };
+        if !dialog.is_for(model, version) {
+            return Vec::new();
+        }
+        let why = if error.is_not_found() && error.to_string().contains("no such route") {
+            "this kilnd cannot run the gates ahead (no POST /api/v1/deployments/gates)".to_owned()
+        } else {
+            format!("the gates could not be run ahead: {error}")
+        };
+        let confirmed = dialog.gates_unavailable(why);
+        self.deploy_confirmed(confirmed)
+    }
+
+    /// What a key or an answer in the deploy dialog led to: a deploy closes the dialog and
+    /// says what was sent.
+    pub(super) fn deploy_confirmed(&mut self, confirmed: Confirmed) -> Vec<Request> {
+        let Confirmed::Send(request) = confirmed else {
+            return Vec::new();
+        };
+        self.overlay = None;
+        if let Request::Deploy {
+            model,
+            version,
+            canary,
+            force,
+        } = &request
+        {
+            let what = match canary {
+                Some(spec) if spec.shadow => format!("starting a shadow of {model}@{version}"),
+                Some(spec) => {
+                    self.serving.sent_canary = Some((model.clone(), *version, spec.percent));
+                    format!("starting a canary of {model}@{version} ({}% of requests)", spec.percent)
+                }
+                None => format!("deploying {model}@{version}"),
+            };
+            let forced = if *force { ", forced past the failed gates" } else { "" };
+            self.say(format!("{what}{forced}…"));
+        }
+        vec![request]
+    }
+
+    /// Moves the epoch cursor over the selected run's validation points.
+    pub(super) fn move_epoch(&mut self, delta: isize) -> Vec<Effect> {
+        if self.screen != Screen::Jobs {
+            self.complain("the epoch cursor moves over a run's validation points on the jobs screen (2)");
+        } else if !self.jobs.move_epoch_cursor(delta) {
+            self.complain("the selected job has no validation point yet");
+        }
+        Vec::new()
+    }
+
+    /// Asks to register the kept checkpoint of the epoch under the cursor.
+    pub(super) fn register_epoch(&mut self) -> Vec<Effect> {
+        let keys = format!(
+            "{} / {}",
+            self.keymap.hint(Action::PrevEpoch),
+            self.keymap.hint(Action::NextEpoch)
+        );
+        if self.screen != Screen::Jobs {
+            self.complain(format!(
+                "move the epoch cursor ({keys}) on the jobs screen (2) and register from there"
+            ));
+            return Vec::new();
+        }
+        let Some((job, point, kept)) = self.jobs.cursor_point() else {
+            self.complain(format!("move the epoch cursor ({keys}) onto a validation point first"));
+            return Vec::new();
+        };
+        let (id, epoch) = (job.id.clone(), point.epoch);
+        let Some(kept) = kept else {
+            let note = self.jobs.epochs.list(&id).and_then(|l| l.note.clone());
+            let why = note.map_or(String::new(), |n| format!(": {n}"));
+            self.complain(format!("epoch {epoch} of {id} has no kept checkpoint{why}"));
+            return Vec::new();
+        };
+        let step = kept.step;
+        let Some(model) = self.jobs.epochs.list(&id).map(|l| l.model.clone()) else {
+            return Vec::new();
+        };
+        let pending = Pending::RegisterEpoch {
+            job: id,
+            model,
+            epoch,
+            step,
+        };
+        self.confirm("registering an epoch", pending)
+    }
+
+    /// An epoch was registered: say so, refetch the models and select the new version there.
+    pub(super) fn on_epoch_registered(&mut self, job: &JobId, epoch: usize, version: &VersionManifest) -> Vec<Request> {
+        let (model, v) = (&version.model, version.version);
+        self.say(format!(
+            "registered {model}@{v} from job {job} epoch {epoch} — deploy it from the models screen"
+        ));
+        self.models.select_when_listed(model.clone(), v);
+        vec![Request::Models]
     }
 }

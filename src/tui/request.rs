@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use kiln_core::deploy::CanarySpec;
 use kiln_core::jobs::{JobId, JobRequest};
 use kiln_core::names::{Digest, Name};
 
@@ -34,9 +35,18 @@ pub enum Request {
     /// A training or evaluation job (boxed: it is much larger than every other request).
     SubmitJob(Box<JobRequest>),
     CancelJob(JobId),
+    /// Run the gates of deploying `model@version` without switching (the deploy dialog).
+    CheckGates {
+        model: Name,
+        version: u32,
+    },
+    /// Deploy `model@version`: at once (`canary: None`), as a canary or as a shadow; `force`
+    /// overrides a failed gate (kilnd journals it).
     Deploy {
         model: Name,
         version: u32,
+        canary: Option<CanarySpec>,
+        force: bool,
     },
     Rollback {
         model: Name,
@@ -66,5 +76,12 @@ pub enum Request {
     Promote {
         study: Name,
         trial: u32,
+    },
+    /// The epochs of a training job whose checkpoints are kept (`GET /jobs/{id}/epochs`).
+    Epochs(JobId),
+    /// Register a kept epoch checkpoint of a training job as a version of its model.
+    RegisterEpoch {
+        job: JobId,
+        epoch: usize,
     },
 }

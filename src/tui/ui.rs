@@ -8,8 +8,8 @@
 //! └──────────────────────────────────────────────────────────────────────┘
 //!  ? help  : command  / filter  tab screen  q quit                [read-only]
 //! ```
-//! Dialogs (help, palette, confirm, launch form, spec path) are drawn over it by `dialogs.rs`; the panels
-//! and placeholders screens share live in `widgets.rs`.
+//! Dialogs (help, palette, confirm, deploy, launch form, spec path) are drawn over it by
+//! `dialogs.rs`; the panels and placeholders screens share live in `widgets.rs`.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};

@@ -1,5 +1,5 @@
 //! Small building blocks every screen and dialog shares: the bordered panel, the centred
-//! placeholder, word wrapping and the short date formats. They depend on nothing but the
+//! placeholder, word wrapping, counts with thousands separators and the short date formats. They depend on nothing but the
 //! theme, so screens, dialogs and the frame layout all point here and never at each other.
 //!
 //! ```text
@@ -59,6 +59,19 @@ pub fn wrap_words(text: &str, width: usize) -> Vec<String> {
     lines
 }
 
+/// `1,234,567`: a count with thousands separators.
+pub fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// A short date-time for tables: `2026-11-29 16:40` from an RFC 3339 string.
 pub fn short_time(rfc3339: &str) -> String {
     let s: String = rfc3339.chars().take(16).collect();
@@ -81,5 +94,13 @@ mod tests {
         assert_eq!(short_time("2026-11-29T16:40:12Z"), "2026-11-29 16:40");
         assert_eq!(month_day("2026-11-29T16:40:12Z"), "11-29 16:40");
         assert_eq!(month_day("soon"), "soon");
+    }
+
+    #[test]
+    fn counts_group_their_thousands() {
+        assert_eq!(grouped(0), "0");
+        assert_eq!(grouped(999), "999");
+        assert_eq!(grouped(1_234), "1,234");
+        assert_eq!(grouped(1_234_567), "1,234,567");
     }
 }

@@ -14,12 +14,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::api::{
-    AliasRemoved, AliasRequest, AliasSet, Canaries, DeployRequest, Deployments, EpochList, ErrorBody, Event, GateRequest,
-    GateResult, Health,
-    ImportRequest, JobList, JobRequest, JobView, Journal, JournalEntry, JournalQuery, LogChunk, MetricsChunk,
-    ModelList, ModelView, PromoteRequest, RemoveQuery, RollbackRequest, SignRequest, SignatureView, Signatures, Since,
-    StudyCreate, StudyList, StudyView, Telemetry, TelemetryQuery, TryRequest, TryResult, VerifyReport, VersionFilter,
-    VersionList, VersionManifest, VersionRemoved, VersionView, kserve,
+    AliasRemoved, AliasRequest, AliasSet, Canaries, DeployRequest, Deployments, EpochList, ErrorBody, Event,
+    GateRequest, GateResult, Health, ImportRequest, JobList, JobRequest, JobView, Journal, JournalEntry, JournalQuery,
+    LogChunk, MetricsChunk, ModelList, ModelView, PromoteRequest, RemoveQuery, RollbackRequest, SignRequest,
+    SignatureView, Signatures, Since, StudyCreate, StudyList, StudyView, Telemetry, TelemetryQuery, TryRequest,
+    TryResult, VerifyReport, VersionFilter, VersionList, VersionManifest, VersionRemoved, VersionView, kserve,
 };
 use crate::jobs::JobId;
 use crate::names::{Digest, Name, Selector};

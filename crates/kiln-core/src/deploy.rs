@@ -142,6 +142,9 @@ impl CanaryView {
     }
 }
 
+/// How long a canary runs, or a shadow copies, with neither `--for` nor `--requests`.
+pub const CANARY_SECONDS: u64 = 300;
+
 /// A candidate whose error rate is worse than the version in force's by more than this
 /// (points of percent) is rolled back…
 pub const CANARY_ERROR_POINTS: f64 = 1.0;

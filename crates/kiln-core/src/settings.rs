@@ -111,8 +111,7 @@ fn read(path: &Path) -> Result<File, String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(File::default()),
         Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
     };
-    toml::from_str::<File>(&text)
-        .map_err(|e| format!("{}: {e}", path.display()))
+    toml::from_str::<File>(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 #[cfg(test)]
@@ -134,7 +133,10 @@ mod tests {
         assert_eq!(file.training.keep_epoch_checkpoints, KEEP_EPOCH_CHECKPOINTS);
         std::fs::write(&path, "[signing]\nrequire_signd = true\n").expect("ok");
         assert!(read(&path).expect_err("refused").contains("require_signd"));
-        assert_eq!(read(&dir.path().join("none.toml")).expect("ok").signing, Signing::default());
+        assert_eq!(
+            read(&dir.path().join("none.toml")).expect("ok").signing,
+            Signing::default()
+        );
         std::fs::write(&path, "[training]\nkeep_epoch_checkpoints = 0\n").expect("ok");
         assert_eq!(read(&path).expect("ok").training.keep_epoch_checkpoints, 0);
     }

@@ -165,7 +165,10 @@ pub enum RegisterError {
 /// Why `job` has no kept epochs, for listings that come back empty.
 pub fn why_none(job: &JobDir, spec: &JobSpec) -> Option<String> {
     let JobRequest::Train(train) = &spec.request else {
-        return Some(format!("job {} is not a training job; only training keeps epoch checkpoints", job.id));
+        return Some(format!(
+            "job {} is not a training job; only training keeps epoch checkpoints",
+            job.id
+        ));
     };
     if let Some(tag) = &train.trial {
         return Some(format!(

@@ -28,6 +28,8 @@ pub struct Trace {
     pub points: Vec<(f64, f64)>,
     pub style: Style,
     pub scatter: bool,
+    /// Draw each point as this character (the jobs screen's epoch markers), not as a line.
+    pub symbol: Option<char>,
 }
 
 impl Trace {
@@ -38,6 +40,18 @@ impl Trace {
             points,
             style,
             scatter: false,
+            symbol: None,
+        }
+    }
+
+    /// Points drawn as `symbol`, one per cell.
+    pub fn marks(name: &str, points: Vec<(f64, f64)>, style: Style, symbol: char) -> Self {
+        Self {
+            name: name.to_owned(),
+            points,
+            style,
+            scatter: true,
+            symbol: Some(symbol),
         }
     }
 }
@@ -77,7 +91,11 @@ pub fn render_traces(frame: &mut Frame, area: Rect, block: Block<'_>, traces: &[
         .map(|t| {
             Dataset::default()
                 .name(t.name.clone())
-                .marker(if t.scatter { Marker::Dot } else { Marker::Braille })
+                .marker(match (t.symbol, t.scatter) {
+                    (Some(c), _) => Marker::Custom(c),
+                    (None, true) => Marker::Dot,
+                    (None, false) => Marker::Braille,
+                })
                 .graph_type(if t.scatter { GraphType::Scatter } else { GraphType::Line })
                 .style(t.style)
                 .data(&t.points)
@@ -102,11 +120,16 @@ pub fn render_traces(frame: &mut Frame, area: Rect, block: Block<'_>, traces: &[
     frame.render_widget(chart, area);
 }
 
-/// `── train ── val` in the traces' colours, for the panel title.
+/// `── train ── val ● kept` in the traces' colours, for the panel title (unnamed traces are
+/// left out).
 pub fn legend(traces: &[Trace]) -> Line<'static> {
     let spans: Vec<Span> = traces
         .iter()
-        .map(|t| Span::styled(format!(" ── {} ", t.name), t.style))
+        .filter(|t| !t.name.is_empty())
+        .map(|t| {
+            let symbol = t.symbol.map_or_else(|| "──".to_owned(), String::from);
+            Span::styled(format!(" {symbol} {} ", t.name), t.style)
+        })
         .collect();
     Line::from(spans).right_aligned()
 }
@@ -129,7 +152,8 @@ pub fn short(v: f64) -> String {
     }
 }
 
-fn transform(points: Vec<(f64, f64)>, log_y: bool) -> Vec<(f64, f64)> {
+/// The points as the y axis shows them: log10 of the positive ones when `log_y`.
+pub fn transform(points: Vec<(f64, f64)>, log_y: bool) -> Vec<(f64, f64)> {
     if !log_y {
         return points;
     }

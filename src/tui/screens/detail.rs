@@ -1,8 +1,8 @@
-//! The version detail pane: manifest, lineage, signature status, a compressed version's
-//! comparison with its parent (`compression.rs`) and evaluation report with its confusion
-//! matrix; or, when another version is marked (`m`), the two side by side with differing rows
-//! highlighted (with the compression reports' figures when one is the compressed child of the
-//! other, or both are compressed).
+//! The version detail pane: manifest, lineage (parents, study trial, training checkpoint),
+//! signature status, a compressed version's comparison with its parent (`compression.rs`) and
+//! evaluation report with its confusion matrix; or, when another version is marked (`m`), the
+//! two side by side with differing rows highlighted (with the compression reports' figures
+//! when one is the compressed child of the other, or both are compressed).
 //!
 //! ```text
 //! ┌ fmnist-cnn@3 · production ──────────────┐   ┌ compare ───────────────────────────┐
@@ -26,7 +26,7 @@ use super::models::signature_style;
 use crate::tui::app::App;
 use crate::tui::state::models::ModelsFocus;
 use crate::tui::theme::Theme;
-use crate::tui::widgets::{panel, placeholder, short_time};
+use crate::tui::widgets::{grouped, panel, placeholder, short_time};
 use kiln_core::api::{EvalReport, VersionManifest, VersionView};
 use kiln_core::names::Name;
 
@@ -102,6 +102,10 @@ fn detail_lines<'a>(app: &'a App, m: &'a VersionManifest) -> Vec<Line<'a>> {
     } else {
         format!("← {}", lineage.join(" ← "))
     };
+    if let Some(c) = &d.checkpoint {
+        let step = grouped(c.step);
+        lineage = format!("job {} epoch {} (step {step}) · {lineage}", c.job, c.epoch);
+    }
     if let Some(s) = &d.study {
         lineage = format!("study {} trial {} (epoch {}) · {lineage}", s.study, s.trial, s.epoch);
     }

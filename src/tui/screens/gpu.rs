@@ -165,12 +165,7 @@ fn render_metric(frame: &mut Frame, area: Rect, app: &App, state: &GpuState, met
     let traces: Vec<Trace> = state
         .segments(value)
         .into_iter()
-        .map(|points| Trace {
-            name: String::new(),
-            points,
-            style,
-            scatter: false,
-        })
+        .map(|points| Trace::line("", points, style))
         .collect();
     let block = Block::default().title(Line::styled(name.to_owned(), app.theme.muted));
     let mut axes = time_axis(state);

@@ -5,9 +5,11 @@
 //! │ JOB              STATE     MODEL        ARCH  PROGRESS     ETA   S/S  │
 //! │ j1764434400-ab12 running   fmnist-cnn   cnn   ████░░ 61%   1m10s 1.7k │
 //! └───────────────────────────────────────────────────────────────────────┘
-//! ┌ loss · j1764434400-ab12 · s ema · y log · z recent · o overlay ───────┐
-//! │ (train, val and overlay curves; see chart.rs)                          │
+//! ┌ loss · j1764434400-ab12 · step → ──────────────── ── train ── val ● kept ┐
+//! │ (train, val and overlay curves; see chart.rs; ● kept epoch, ○ not kept, │
+//! │  ◉ the epoch cursor)                                                     │
 //! └───────────────────────────────────────────────────────────────────────┘
+//!  epoch 2 · step 1,876 · val_loss 0.410 · val_accuracy 0.853 · promotable: R registers it
 //! ┌ log ──────────────────────────────────────────────────────────────────┐
 //! │ epoch 1: val_loss 0.31 accuracy 0.887                                  │
 //! └───────────────────────────────────────────────────────────────────────┘
@@ -15,16 +17,17 @@
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
-use ratatui::text::Line;
+use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Row, Table, TableState};
 
-use super::chart::{Axes, legend, loss_traces, render_traces, run_range, short};
+use super::chart::{Axes, Trace, legend, loss_traces, render_traces, run_range, short, transform};
+use crate::tui::action::Action;
 use crate::tui::app::App;
 use crate::tui::series::Zoom;
 use crate::tui::state::jobs::{RunData, arch_or_kind, format_duration, progress, subject};
-use crate::tui::widgets::{panel, placeholder};
+use crate::tui::widgets::{grouped, panel, placeholder};
 use kiln_core::api::{JobRequest, JobView};
-use kiln_core::jobs::{JobId, JobState};
+use kiln_core::jobs::{JobId, JobState, MetricRecord};
 
 /// Rows of the body the job list takes at most.
 const LIST_MAX: u16 = 10;
@@ -40,7 +43,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     };
     let visible = app.jobs.visible();
     if visible.is_empty() {
-        let key = app.keymap.hint(crate::tui::action::Action::NewTraining);
+        let key = app.keymap.hint(Action::NewTraining);
         let text = if app.jobs.filter.is_empty() {
             format!("No jobs yet. Press {key} to launch a training.")
         } else {
@@ -161,9 +164,16 @@ fn render_chart(frame: &mut Frame, area: Rect, app: &App) {
         (Some((_, o)), Zoom::Full) => widen(range, o.train.x_range(Zoom::Full)),
         _ => range,
     };
+    let [area, info] = if run.val_points.is_empty() {
+        [area, Rect::default()]
+    } else {
+        Layout::vertical([Constraint::Min(0), Constraint::Length(1)]).areas(area)
+    };
     let columns = area.width.saturating_sub(10).max(10) as usize;
-    let traces = loss_traces(run, overlay, opts, range, columns, theme);
+    let mut traces = loss_traces(run, overlay, opts, range, columns, theme);
+    traces.extend(epoch_marks(app, job, run));
     let block = block.title(legend(&traces));
+    render_epoch_info(frame, info, app);
     let mut axes = Axes::fit([range.0, range.1.max(range.0 + 1.0)]);
     axes.y_log = opts.log_y;
     render_traces(frame, area, block, &traces, axes, theme);
@@ -183,6 +193,96 @@ fn chart_title(job: &JobId, opts: crate::tui::state::jobs::ChartOptions) -> Stri
     }
     title.push_str("· step → ");
     title
+}
+
+/// Kept epochs (`●`, promotable), validation points without a kept checkpoint (`○`, once
+/// kilnd has said which are kept) and the epoch cursor (`◉`), over the validation curve.
+fn epoch_marks(app: &App, job: &JobView, run: &RunData) -> Vec<Trace> {
+    let (theme, epochs) = (&app.theme, &app.jobs.epochs);
+    let listed = epochs.list(&job.id).is_some();
+    let cursor = epochs.cursor(&job.id);
+    let (mut kept, mut other, mut under) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, r) in run.val_points.iter().enumerate() {
+        let Some(loss) = r.val_loss else { continue };
+        let point = (r.step as f64, loss);
+        if cursor == Some(i) {
+            under.push(point);
+        } else if epochs.kept(&job.id, r.epoch).is_some() {
+            kept.push(point);
+        } else if listed {
+            other.push(point);
+        }
+    }
+    let log_y = app.jobs.chart.log_y;
+    let mut traces = vec![
+        Trace::marks("", transform(other, log_y), theme.muted, '○'),
+        Trace::marks("kept", transform(kept, log_y), theme.ok, '●'),
+        Trace::marks("", transform(under, log_y), theme.key, '◉'),
+    ];
+    traces.retain(|t| !t.points.is_empty());
+    traces
+}
+
+/// Under the chart: the validation point under the epoch cursor and whether its checkpoint
+/// can be registered, or how to move the cursor.
+fn render_epoch_info(frame: &mut Frame, area: Rect, app: &App) {
+    if area.height == 0 {
+        return;
+    }
+    let (theme, keymap) = (&app.theme, &app.keymap);
+    let key = |a: Action| Span::styled(keymap.hint(a), theme.key);
+    let Some((job, point, kept)) = app.jobs.cursor_point() else {
+        let kept = app.jobs.current().map_or(0, |j| {
+            let points = app.jobs.val_points();
+            points
+                .iter()
+                .filter(|p| app.jobs.epochs.kept(&j.id, p.epoch).is_some())
+                .count()
+        });
+        let mut spans = vec![
+            Span::raw(" "),
+            key(Action::PrevEpoch),
+            Span::raw(" "),
+            key(Action::NextEpoch),
+            Span::styled(" move over the validation points", theme.muted),
+        ];
+        if kept > 0 {
+            let text = format!(" · {kept} kept checkpoint{} (●)", if kept == 1 { "" } else { "s" });
+            spans.push(Span::styled(text, theme.ok));
+        }
+        frame.render_widget(Paragraph::new(Line::from(spans)), area);
+        return;
+    };
+    let mut spans = vec![Span::styled(format!(" {}", point_figures(point)), theme.base)];
+    match kept {
+        Some(_) => {
+            spans.push(Span::styled(" · promotable: ", theme.ok));
+            spans.push(key(Action::RegisterEpoch));
+            spans.push(Span::styled(" registers it", theme.ok));
+        }
+        None => {
+            let note = app.jobs.epochs.list(&job.id).and_then(|l| l.note.as_deref());
+            let text = note.map_or_else(|| " · not kept".to_owned(), |n| format!(" · not kept: {n}"));
+            spans.push(Span::styled(text, theme.muted));
+        }
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+/// `epoch 2 · step 1,876 · val_loss 0.410 · val_accuracy 0.853`.
+fn point_figures(r: &MetricRecord) -> String {
+    let mut text = format!("epoch {} · step {}", r.epoch, grouped(r.step));
+    let figures = [
+        ("val_loss", r.val_loss),
+        ("val_accuracy", r.accuracy),
+        ("val_rmse", r.rmse),
+    ];
+    for (name, value) in figures {
+        if let Some(v) = value {
+            text.push_str(&format!(" · {name} {v:.3}"));
+        }
+    }
+    text
 }
 
 fn widen(range: (f64, f64), other: Option<(f64, f64)>) -> (f64, f64) {

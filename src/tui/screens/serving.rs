@@ -11,6 +11,11 @@
 //! │ ━━━━━━━━━━━━━━━━━━━━━━─────────────────────── 42% to promotion          │
 //! │   stable    v3  req 1080  err 0  p99 1.90ms                             │
 //! │   candidate v4  req 120   err 1  p99 2.10ms                             │
+//! │ shadow fmnist-cnn v3→v4 · since 11-29 17:10                             │  ← a shadow
+//! │ ━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━ window over: p promote · a abort │
+//! │   disagreement 3.2% of 1,234 rows                                       │
+//! │   stable    v3  req 1234  err 0  p99 1.90ms                             │
+//! │   shadow    v4  req 1234  err 0  p99 2.05ms                             │
 //! └──────────────────────────────────────────────────────────────────────────┘
 //! ┌ Journal ─────────────────────────────┐┌ Test request (t) ───────────────┐
 //! │ 11-29 16:40 fmnist-cnn v2→v3 deploy  ││ sample #4: Sneaker (0.97)       │
@@ -26,14 +31,20 @@ use ratatui::widgets::{LineGauge, Paragraph, Row, Table, TableState};
 use crate::tui::action::Action;
 use crate::tui::app::App;
 use crate::tui::theme::Theme;
-use crate::tui::widgets::{month_day, panel, placeholder};
+use crate::tui::widgets::{grouped, month_day, panel, placeholder};
 use kiln_core::api::{DeploymentView, JournalEntry, TryOutcome, TryResult};
 use kiln_core::deploy::{Action as Switch, CanaryView};
 
 /// Share of the body the deployments table takes.
 const TABLE_PCT: u16 = 45;
-/// Lines one canary takes in the canary panel.
+/// Lines one canary takes in the canary panel…
 const CANARY_LINES: u16 = 4;
+/// …and one shadow (its disagreement rate has a line of its own).
+const SHADOW_LINES: u16 = 5;
+
+fn canary_lines(c: &CanaryView) -> u16 {
+    if c.shadow { SHADOW_LINES } else { CANARY_LINES }
+}
 
 /// Draws the serving screen.
 pub fn render(frame: &mut Frame, area: Rect, app: &App) {
@@ -43,7 +54,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         placeholder(frame, area, panel(" Serving ", false, theme), text, theme.muted);
         return;
     }
-    let canary_rows = canary_height(state.canaries.len(), area.height);
+    let canary_rows = canary_height(&state.canaries, area.height);
     let [top, canaries, bottom] = if canary_rows == 0 {
         let [top, bottom] = Layout::vertical([
             Constraint::Percentage(TABLE_PCT),
@@ -135,11 +146,11 @@ fn deployment_row<'a>(x: &DeploymentView, theme: &Theme) -> Row<'a> {
 
 /// Rows of the canary panel: every canary, borders included, but at most half the body
 /// (0 when none runs).
-fn canary_height(canaries: usize, body: u16) -> u16 {
-    if canaries == 0 {
+fn canary_height(canaries: &[CanaryView], body: u16) -> u16 {
+    if canaries.is_empty() {
         return 0;
     }
-    let wanted = CANARY_LINES.saturating_mul(canaries.min(8) as u16) + 2;
+    let wanted: u16 = canaries.iter().take(8).map(canary_lines).sum::<u16>() + 2;
     wanted.min(body / 2)
 }
 
@@ -149,13 +160,15 @@ fn render_canaries(frame: &mut Frame, area: Rect, app: &App) {
         return;
     }
     // The keys are offered only when they apply: the selected model runs a canary.
+    let what = if state.canaries.iter().all(|c| c.shadow) {
+        "Shadow"
+    } else {
+        "Canary"
+    };
+    let keys = keys_hint(app);
     let title = match state.current_canary() {
-        Some(_) => format!(
-            " Canary ({} promote · {} abort) ",
-            app.keymap.hint(Action::Promote),
-            app.keymap.hint(Action::AbortCanary)
-        ),
-        None => " Canary ".to_owned(),
+        Some(_) => format!(" {what} ({keys}) "),
+        None => format!(" {what} "),
     };
     let block = panel(title, false, theme);
     let inner = block.inner(area);
@@ -166,24 +179,43 @@ fn render_canaries(frame: &mut Frame, area: Rect, app: &App) {
         if y >= inner.bottom() {
             break;
         }
-        let height = CANARY_LINES.min(inner.bottom() - y);
+        let height = canary_lines(c).min(inner.bottom() - y);
         let rect = Rect { y, height, ..inner };
-        render_canary(frame, rect, c, selected == Some(&c.model), theme);
+        render_canary(frame, rect, c, selected == Some(&c.model), app);
         y += height;
     }
 }
 
-/// One canary: what splits the traffic, the way to promotion, and both sides' figures.
-fn render_canary(frame: &mut Frame, area: Rect, c: &CanaryView, selected: bool, theme: &Theme) {
-    let [head, gauge, sides] =
-        Layout::vertical([Constraint::Length(1), Constraint::Length(1), Constraint::Length(2)]).areas(area);
+/// `p promote · a abort`, from the live keymap.
+fn keys_hint(app: &App) -> String {
+    format!(
+        "{} promote · {} abort",
+        app.keymap.hint(Action::Promote),
+        app.keymap.hint(Action::AbortCanary)
+    )
+}
+
+/// One canary: what splits the traffic, the way to promotion, and both sides' figures; a
+/// shadow: the copies, the way to the end of its window, and how often the versions disagree.
+fn render_canary(frame: &mut Frame, area: Rect, c: &CanaryView, selected: bool, app: &App) {
+    let theme = &app.theme;
+    let shadow_rows = if c.shadow { 1 } else { 0 };
+    let [head, gauge, disagreement, sides] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(1),
+        Constraint::Length(shadow_rows),
+        Constraint::Length(2),
+    ])
+    .areas(area);
     let name_style = if selected { theme.title } else { theme.base };
+    let (kind, split) = if c.shadow {
+        ("shadow ", String::new())
+    } else {
+        ("canary ", format!(" {}%", percent(c.percent)))
+    };
     let head_line = Line::from(vec![
-        Span::styled("canary ", theme.active),
-        Span::styled(
-            format!("{} v{}→v{} {}%", c.model, c.stable, c.candidate, percent(c.percent)),
-            name_style,
-        ),
+        Span::styled(kind, theme.active),
+        Span::styled(format!("{} v{}→v{}{split}", c.model, c.stable, c.candidate), name_style),
         Span::styled(format!(" · since {}", month_day(&c.since)), theme.muted),
     ]);
     frame.render_widget(Paragraph::new(head_line), head);
@@ -192,7 +224,11 @@ fn render_canary(frame: &mut Frame, area: Rect, c: &CanaryView, selected: bool, 
     } else {
         0.0
     };
-    let label = format!("{:.0}% to promotion", progress * 100.0);
+    let label = match (c.shadow, progress >= 1.0) {
+        (false, _) => format!("{:.0}% to promotion", progress * 100.0),
+        (true, false) => format!("{:.0}% of the window", progress * 100.0),
+        (true, true) => format!("window over: {}", keys_hint(app)),
+    };
     let bar = LineGauge::default()
         .ratio(progress)
         .label(Span::styled(label, theme.base))
@@ -201,6 +237,9 @@ fn render_canary(frame: &mut Frame, area: Rect, c: &CanaryView, selected: bool, 
         .filled_style(theme.active)
         .unfilled_style(theme.muted);
     frame.render_widget(bar, gauge);
+    if c.shadow {
+        frame.render_widget(Paragraph::new(disagreement_line(c, theme)), disagreement);
+    }
     let lines = vec![
         side_line(
             "stable",
@@ -211,7 +250,7 @@ fn render_canary(frame: &mut Frame, area: Rect, c: &CanaryView, selected: bool, 
             theme,
         ),
         side_line(
-            "candidate",
+            if c.shadow { "shadow" } else { "candidate" },
             c.candidate,
             c.candidate_requests,
             c.candidate_errors,
@@ -220,6 +259,25 @@ fn render_canary(frame: &mut Frame, area: Rect, c: &CanaryView, selected: bool, 
         ),
     ];
     frame.render_widget(Paragraph::new(lines), sides);
+}
+
+/// `  disagreement 3.2% of 1,234 rows · 12 copies skipped`.
+fn disagreement_line<'a>(c: &CanaryView, theme: &Theme) -> Line<'a> {
+    let mut spans = vec![Span::styled("  disagreement ", theme.muted)];
+    match c.disagreement() {
+        Some(rate) => {
+            let style = if c.disagreements > 0 { theme.warn } else { theme.ok };
+            spans.push(Span::styled(format!("{:.1}%", rate * 100.0), style));
+            spans.push(Span::styled(format!(" of {} rows", grouped(c.compared)), theme.base));
+        }
+        None => spans.push(Span::styled("– no rows compared yet", theme.muted)),
+    }
+    if c.skipped > 0 {
+        let copies = if c.skipped == 1 { "copy" } else { "copies" };
+        let text = format!(" · {} {copies} skipped (shadow queue full)", grouped(c.skipped));
+        spans.push(Span::styled(text, theme.warn));
+    }
+    Line::from(spans)
 }
 
 /// `10` for 10.0, `2.5` for 2.5.

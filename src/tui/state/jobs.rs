@@ -1,5 +1,6 @@
-//! The jobs screen's data: the job list, each watched run's bounded loss series and log
-//! tail, the chart toggles, and progress/ETA arithmetic.
+//! The jobs screen's data: the job list, each watched run's bounded loss series, validation
+//! points and log tail, the chart toggles, the kept epochs and the epoch cursor (`epochs.rs`),
+//! and progress/ETA arithmetic.
 //!
 //! Metric records arrive both from `GET …/metrics?since=` and from SSE `metrics` events, so
 //! they may overlap; a record is kept only when its step is past the last one seen for its
@@ -7,14 +8,17 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
+use super::epochs::Epochs;
 use crate::tui::request::Request;
 use crate::tui::series::{Ema, Series, Zoom};
-use kiln_core::api::{JobRequest, JobView, LogChunk, MetricsChunk};
+use kiln_core::api::{EpochCheckpoint, JobRequest, JobView, LogChunk, MetricsChunk};
 use kiln_core::jobs::{JobId, JobState, MetricRecord};
 use kiln_core::kinds::MetricKind;
 
 /// Lines of log kept per run.
 pub const LOG_LINES: usize = 400;
+/// Validation records kept per run for the epoch cursor (one per epoch: far more than runs have).
+pub const VAL_POINTS: usize = 10_000;
 /// EMA weight of the newest training-loss value.
 const EMA_ALPHA: f64 = 0.1;
 
@@ -30,6 +34,8 @@ pub struct RunData {
     pub first_time: Option<f64>,
     pub last_train: Option<MetricRecord>,
     pub last_val: Option<MetricRecord>,
+    /// Every validation record, oldest first: the points the epoch cursor moves over.
+    pub val_points: Vec<MetricRecord>,
     /// Steps in one epoch, learnt from the first validation record.
     pub steps_per_epoch: Option<f64>,
     pub log: VecDeque<String>,
@@ -52,6 +58,7 @@ impl Default for RunData {
             first_time: None,
             last_train: None,
             last_val: None,
+            val_points: Vec::new(),
             steps_per_epoch: None,
             log: VecDeque::new(),
             log_next: 0,
@@ -91,6 +98,9 @@ impl RunData {
                 self.steps_per_epoch = Some(r.step as f64 / r.epoch as f64);
             }
             self.last_val = Some(r.clone());
+            if self.val_points.len() < VAL_POINTS {
+                self.val_points.push(r.clone());
+            }
         }
     }
 
@@ -135,6 +145,8 @@ pub struct JobsState {
     pub overlay: Option<JobId>,
     /// The daemon has no log route (404).
     pub log_unavailable: bool,
+    /// Kept epoch checkpoints and the epoch cursor.
+    pub epochs: Epochs,
     inflight: HashSet<(JobId, bool)>,
 }
 
@@ -190,14 +202,26 @@ impl JobsState {
     /// Replaces the list.
     pub fn set_jobs(&mut self, mut jobs: Vec<JobView>) {
         let keep = self.current().map(|j| j.id.clone());
+        for job in &jobs {
+            self.note_end(job);
+        }
         jobs.sort_by(|a, b| b.id.cmp(&a.id));
         self.jobs = Some(jobs);
         self.reselect(keep);
     }
 
+    /// A job that was active and no longer is gets its kept epochs asked for again.
+    fn note_end(&mut self, job: &JobView) {
+        let was_active = self.jobs.iter().flatten().any(|j| j.id == job.id && j.is_active());
+        if was_active && !job.is_active() {
+            self.epochs.job_ended(&job.id);
+        }
+    }
+
     /// Inserts or updates one job.
     pub fn upsert(&mut self, job: JobView) {
         let keep = self.current().map(|j| j.id.clone());
+        self.note_end(&job);
         let jobs = self.jobs.get_or_insert_with(Vec::new);
         match jobs.iter_mut().find(|j| j.id == job.id) {
             Some(slot) => *slot = job,
@@ -261,7 +285,8 @@ impl JobsState {
     }
 
     /// Metrics and log requests the selected and overlaid runs need: whatever was never
-    /// loaded, plus fresh metrics / log of an active job when `follow_*` asks for them.
+    /// loaded, plus fresh metrics / log of an active job when `follow_*` asks for them; and
+    /// the selected training job's kept epochs when they are due.
     pub fn wanted(&mut self, follow_metrics: bool, follow_log: bool) -> Vec<Request> {
         let mut ids: Vec<(JobId, bool)> = self
             .current()
@@ -282,7 +307,41 @@ impl JobsState {
                 out.push(Request::Log { job: id, since });
             }
         }
+        out.extend(self.want_epochs());
         out
+    }
+
+    /// The selected training job's kept epochs, once its metric history is in.
+    fn want_epochs(&mut self) -> Option<Request> {
+        let job = self.current().filter(|j| j.spec.request.as_train().is_some())?;
+        let id = job.id.clone();
+        let run = self.runs.get(&id).filter(|r| r.metrics_loaded)?;
+        let points = run.val_points.len();
+        self.epochs.want(&id, points)
+    }
+
+    /// The selected job's validation points (oldest first).
+    pub fn val_points(&self) -> &[MetricRecord] {
+        self.current()
+            .and_then(|j| self.runs.get(&j.id))
+            .map_or(&[], |r| r.val_points.as_slice())
+    }
+
+    /// Moves the epoch cursor over the selected job's validation points; `false` when it has none.
+    pub fn move_epoch_cursor(&mut self, delta: isize) -> bool {
+        let Some(id) = self.current().map(|j| j.id.clone()) else {
+            return false;
+        };
+        let points = self.val_points().len();
+        self.epochs.move_cursor(&id, points, delta).is_some()
+    }
+
+    /// The validation point under the cursor on the selected job, with its kept checkpoint
+    /// when it is promotable.
+    pub fn cursor_point(&self) -> Option<(&JobView, &MetricRecord, Option<&EpochCheckpoint>)> {
+        let job = self.current()?;
+        let point = self.val_points().get(self.epochs.cursor(&job.id)?)?;
+        Some((job, point, self.epochs.kept(&job.id, point.epoch)))
     }
 
     /// The metrics request run `id` needs, if any: its history when never loaded, or (when

@@ -67,6 +67,8 @@ pub struct ModelsState {
     pub selected_model: usize,
     pub selected_version: usize,
     pub compare: Option<(Name, u32)>,
+    /// A version to select once its model's versions list it (one just registered).
+    select_pending: Option<(Name, u32)>,
     index: Vec<IndexRow>,
 }
 
@@ -104,6 +106,37 @@ impl ModelsState {
     pub fn set_detail(&mut self, detail: ModelDetail) {
         self.details.insert(detail.record.name.clone(), detail);
         self.rebuild_index();
+        if let Some((model, version)) = self.select_pending.clone()
+            && self.select_version(&model, version)
+        {
+            self.select_pending = None;
+        }
+    }
+
+    /// Selects `model@version` (in the versions pane) as soon as it is listed.
+    pub fn select_when_listed(&mut self, model: Name, version: u32) {
+        if !self.select_version(&model, version) {
+            self.select_pending = Some((model, version));
+        }
+    }
+
+    /// Selects `model@version` when it is visible; `false` when it is not (yet).
+    fn select_version(&mut self, model: &Name, version: u32) -> bool {
+        let rows = self.rows();
+        let found = self.visible.iter().enumerate().find_map(|(i, v)| {
+            let named = rows.get(v.model).is_some_and(|m| &m.name == model);
+            let at = v.versions.iter().position(|n| *n == version);
+            named.then_some(at.map(|at| (i, at))).flatten()
+        });
+        let Some((model_row, version_row)) = found else {
+            return false;
+        };
+        self.selected_model = model_row;
+        self.selected_version = version_row;
+        if self.focus == ModelsFocus::Models {
+            self.focus = ModelsFocus::Versions;
+        }
+        true
     }
 
     /// Forgets a model the daemon no longer knows.

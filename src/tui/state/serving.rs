@@ -28,6 +28,9 @@ pub struct ServingState {
     pub fetching: bool,
     /// Canaries in progress, as last fetched (a failed fetch keeps the previous list).
     pub canaries: Vec<CanaryView>,
+    /// The last canary this console started, `(model, candidate, percent)`: the journal
+    /// entry that reports it does not carry the share.
+    pub sent_canary: Option<(Name, u32, f64)>,
 }
 
 impl ServingState {
@@ -77,6 +80,14 @@ impl ServingState {
     /// The canary of the selected deployment's model, if one runs.
     pub fn current_canary(&self) -> Option<&CanaryView> {
         self.current().and_then(|d| self.canary(&d.model))
+    }
+
+    /// The share of requests of the canary of `model@candidate` this console started.
+    pub fn sent_percent(&self, model: &Name, candidate: u32) -> Option<f64> {
+        self.sent_canary
+            .as_ref()
+            .filter(|(m, c, _)| m == model && *c == candidate)
+            .map(|(_, _, p)| *p)
     }
 
     /// The version `model` ran before its current one, from the journal.

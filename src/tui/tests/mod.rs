@@ -1,11 +1,14 @@
 //! Console tests without a terminal or a daemon: `update` driven by events (`update.rs`,
 //! `studies.rs` for the studies screen, `compression.rs` for the optimize form and the
-//! compression reports),
+//! compression reports, `deploy.rs` for the deploy dialog and the shadow panel, `epochs.rs`
+//! for promoting from the curve),
 //! and every screen and dialog rendered into a ratatui `TestBackend` and compared with insta
 //! snapshots (`snapshots.rs`, files in `snapshots/`; review changes with `cargo insta review`
 //! or by reading the diff).
 
 mod compression;
+mod deploy;
+mod epochs;
 mod fixtures;
 mod snapshots;
 mod studies;

@@ -64,25 +64,20 @@ fn readonly_refuses_every_mutation_and_says_so() {
 }
 
 #[test]
-fn deploy_asks_with_the_version_it_replaces() {
+fn deploy_opens_the_deploy_dialog_with_the_version_it_replaces() {
     let mut app = populated();
     key(&mut app, KeyCode::Enter);
     assert_eq!(app.models.focus, ModelsFocus::Versions);
-    key(&mut app, KeyCode::Char('d'));
-    let expected = Pending::Deploy {
+    let effects = key(&mut app, KeyCode::Char('d'));
+    let gates = Request::CheckGates {
         model: name("fmnist-cnn"),
         version: 3,
-        current: Some(3),
     };
-    assert_eq!(app.overlay, Some(Overlay::Confirm(expected)));
-    let effects = key(&mut app, KeyCode::Char('y'));
-    assert_eq!(
-        effects,
-        vec![Effect::Request(Request::Deploy {
-            model: name("fmnist-cnn"),
-            version: 3
-        })]
-    );
+    assert_eq!(effects, vec![Effect::Request(gates)], "only the gates are asked for");
+    let Some(Overlay::Deploy(dialog)) = &app.overlay else {
+        panic!("expected the deploy dialog, got {:?}", app.overlay);
+    };
+    assert_eq!((dialog.version, dialog.current), (3, Some(3)));
 }
 
 #[test]

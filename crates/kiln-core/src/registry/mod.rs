@@ -29,8 +29,7 @@ pub use catalog::{Catalog, VersionRow};
 pub use error::{RegistryError, Result};
 pub use manifest::{
     Aliases, Architecture, CheckpointLink, DataFile, DatasetRef, EvalRecord, ModelRecord, VersionDraft, VersionLink,
-    VersionManifest,
-    file_name_of, now_rfc3339, role_of_file,
+    VersionManifest, file_name_of, now_rfc3339, role_of_file,
 };
 pub use read::{Listing, ModelDetail, ModelSummary, Problem};
 pub use report::{ClassScore, EvalReport};

@@ -25,8 +25,7 @@ use kiln_core::deploy::{
 
 use super::batcher::Deployment;
 
-/// Default length of a canary with neither `--for` nor `--requests`.
-pub const DEFAULT_SECONDS: u64 = 300;
+pub use kiln_core::deploy::CANARY_SECONDS as DEFAULT_SECONDS;
 /// How often the watcher looks.
 pub const WATCH: Duration = Duration::from_millis(250);
 /// Consecutive looks (3 s) the candidate's p99 must stay over the limit before it is rolled

@@ -20,8 +20,8 @@ use kiln_core::api::ErrorBody;
 use kiln_core::api::kserve::{Live, ModelMetadata, ModelReady, Ready, ServerMetadata, TensorMetadata};
 
 use super::Server;
-use super::canary::{self, Canary};
 use super::batcher::{Deployment, Refused, Timing};
+use super::canary::{self, Canary};
 use super::tensor::{InferRequest, Rows, TensorSpec, argmax, softmax};
 
 /// An error answer in the protocol's shape.

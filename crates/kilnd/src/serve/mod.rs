@@ -307,8 +307,15 @@ impl Server {
         self.signing.gate(&registry, &candidate).map_err(DeployError::Refused)?;
         let from = self.get(model.as_str()).map(|d| d.version);
         let current = from.and_then(|v| registry.version(model, v).ok());
-        let report = gate::run(&registry, &self.splits, &candidate, current.as_ref(), &self.device, rows)
-            .map_err(DeployError::Failed)?;
+        let report = gate::run(
+            &registry,
+            &self.splits,
+            &candidate,
+            current.as_ref(),
+            &self.device,
+            rows,
+        )
+        .map_err(DeployError::Failed)?;
         Ok((from, report))
     }
 
@@ -386,7 +393,11 @@ impl Server {
     /// (its `to`) is restored and serves everything.
     fn note_restart_abort(&self, started: &JournalEntry) {
         let candidate = started.candidate.map_or_else(String::new, |v| format!(" of v{v}"));
-        let kind = if started.action == Action::Shadow { "shadow" } else { "canary" };
+        let kind = if started.action == Action::Shadow {
+            "shadow"
+        } else {
+            "canary"
+        };
         let entry = JournalEntry {
             time: now_rfc3339(),
             action: Action::Abort,

@@ -4,7 +4,8 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use kiln_core::api::{
-    Canaries, DeployRequest, Deployments, GateRequest, GateResult, Journal, JournalEntry, JournalQuery, RollbackRequest, TryRequest, TryResult,
+    Canaries, DeployRequest, Deployments, GateRequest, GateResult, Journal, JournalEntry, JournalQuery,
+    RollbackRequest, TryRequest, TryResult,
 };
 use kiln_core::deploy::{Action, GOLDEN_SAMPLES};
 use kiln_core::names::{ModelRef, Name, Selector};
