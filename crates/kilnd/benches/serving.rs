@@ -48,6 +48,8 @@ mod common;
 use common::Process;
 
 const ROUNDS: usize = 7;
+/// Rounds of the canary figure, alternating which side goes first.
+const CANARY_ROUNDS: usize = 12;
 /// Seconds each round measures one side (after WARM_UP).
 const SECONDS: f64 = 1.5;
 const WARM_UP: Duration = Duration::from_millis(300);
@@ -157,13 +159,17 @@ fn main() {
 
 /// Throughput at 64 clients while a canary sends 10% of the requests to bench@2, against
 /// plain serving of bench@1 alone, in alternating rounds (target ≥ 0.97×). Both versions
-/// are the same training, so the figure is what routing and a second deployment cost.
+/// are the same training, so the figure is what routing and a second deployment cost; each
+/// round checks that bench@2 really answered its 10%.
 fn canary_throughput(home: &Path, runtime: &tokio::runtime::Runtime, target: &Target) {
     let client = Blocking::new(home).expect("client");
     let model = bench_model();
     let mut ratios = Vec::new();
-    for round in 0..ROUNDS {
-        let plain = runtime.block_on(load(target, 64));
+    for round in 0..CANARY_ROUNDS {
+        // Plain first in even rounds, the canary first in odd ones, so neither side always
+        // follows a deploy's gates (or the machine's drift).
+        let plain_first = round % 2 == 0;
+        let before = plain_first.then(|| runtime.block_on(load(target, 64)));
         let mut canary = deploy_request(2, None);
         canary.force = true;
         canary.canary = Some(CanarySpec {
@@ -174,11 +180,21 @@ fn canary_throughput(home: &Path, runtime: &tokio::runtime::Runtime, target: &Ta
         });
         client.run(|c| c.deploy(&canary)).expect("start the canary");
         let during = runtime.block_on(load(target, 64));
+        // The figure means something only if the candidate really answered its share.
+        let status = client.run(|c| c.canaries()).expect("canary status");
+        let share = status.canaries.first().map_or(0.0, |c| {
+            c.candidate_requests as f64 * 100.0 / (c.candidate_requests + c.stable_requests).max(1) as f64
+        });
+        assert!(
+            (8.0..=12.0).contains(&share),
+            "bench@2 answered {share:.1}% of the requests, not 10%"
+        );
         if let Err(e) = client.run(|c| c.abort_canary(&model)) {
             println!("  (the canary had already ended: {e})");
         }
+        let plain = before.unwrap_or_else(|| runtime.block_on(load(target, 64)));
         println!(
-            "64 clients, round {round}: bench@1 alone {:>6.0} req/s | during a 10% canary of bench@2 {:>6.0} req/s",
+            "64 clients, round {round}: bench@1 alone {:>6.0} req/s | during a 10% canary of bench@2 {:>6.0} req/s (bench@2 answered {share:.1}%)",
             plain.rate, during.rate
         );
         ratios.push(during.rate / plain.rate);

@@ -1,6 +1,8 @@
 //! Canary deploys: the candidate, loaded, warmed up and past its gates, answers a share of a
-//! model's live requests (every k-th, so the share holds exactly) while the version in force
-//! answers the rest. A watcher compares the two sides' error rates and p99 latencies since
+//! model's live requests while the version in force answers the rest. The share is taken
+//! from the version in force's batches (the candidate runs every k-th batch by rows, so the
+//! share holds, and both versions batch as fully as one version alone would): see
+//! [`super::batcher::Deployment::host`]. A watcher compares the two sides' error rates and p99 latencies since
 //! the canary started; a candidate worse beyond the thresholds is rolled back at once (an
 //! `abort` journal entry says why), otherwise it is promoted when its time or request count
 //! is reached (a `deploy` entry). `kiln canary promote|abort` end it by hand.
@@ -41,8 +43,6 @@ pub struct Canary {
     pub spec: CanarySpec,
     pub since: String,
     pub started: Instant,
-    /// Requests routed so far (decides which side the next one takes).
-    routed: AtomicU64,
     /// Figures of each side when the canary started (metrics are cumulative).
     pub stable_base: DeploymentStats,
     pub candidate_base: DeploymentStats,
@@ -83,7 +83,6 @@ impl Canary {
             spec,
             since: kiln_core::registry::now_rfc3339(),
             started: Instant::now(),
-            routed: AtomicU64::new(0),
             stable_base: bases.0,
             candidate_base: bases.1,
             ended: AtomicBool::new(false),
@@ -118,12 +117,6 @@ impl Canary {
         let differ = in_force.iter().zip(shadow).filter(|(a, b)| !same(**a, **b)).count();
         self.compared.fetch_add(in_force.len() as u64, Ordering::Relaxed);
         self.disagreements.fetch_add(differ as u64, Ordering::Relaxed);
-    }
-
-    /// Whether the next request goes to the candidate: request n does when
-    /// ⌊(n+1)·p⌋ > ⌊n·p⌋, which sends exactly p percent, evenly spread.
-    pub fn takes_next(&self) -> bool {
-        takes(self.routed.fetch_add(1, Ordering::Relaxed), self.spec.percent)
     }
 
     /// The view `kiln canary status` shows, from each side's figures now.

@@ -196,23 +196,23 @@ async fn run_infer(
         Ok(d) => d,
         Err(e) => return e.into_response(),
     };
-    let response = if server.injects_fault(&deployment) {
-        InferError(
+    let shadow = server.shadow_for(&deployment);
+    // The version that answered: during a canary, the candidate runs some of the batches of
+    // the version in force's queue.
+    let mut served_by = deployment.version;
+    let response = match infer_on(&server, &deployment, shadow, &headers, body, started, &mut served_by).await {
+        Ok(_) if server.injects_fault(&deployment.model, served_by) => InferError(
             StatusCode::INTERNAL_SERVER_ERROR,
             "injected fault (KILN_TEST_CANARY_FAULT_PERCENT, a test-only setting)".into(),
         )
-        .into_response()
-    } else {
-        let shadow = server.shadow_for(&deployment);
-        match infer_on(&server, &deployment, shadow, &headers, body, started).await {
-            Ok(response) => response,
-            Err(e) => e.into_response(),
-        }
+        .into_response(),
+        Ok(response) => response,
+        Err(e) => e.into_response(),
     };
     let code = response.status().as_u16();
     server
         .metrics
-        .request(deployment.model.as_str(), deployment.version, code, started.elapsed());
+        .request(deployment.model.as_str(), served_by, code, started.elapsed());
     response
 }
 
@@ -223,6 +223,7 @@ async fn infer_on(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
     started: Instant,
+    served_by: &mut u32,
 ) -> Result<Response, InferError> {
     let body = body.map_err(|e| InferError(e.status(), format!("cannot read the request body: {}", e.body_text())))?;
     let (json_part, binary) = split_binary(headers, &body)?;
@@ -256,7 +257,10 @@ async fn infer_on(
     })?;
     let served = match tokio::time::timeout_at(deadline.into(), answer).await {
         Ok(Ok(Ok(served))) => served,
-        Ok(Ok(Err(message))) => return Err(InferError(StatusCode::INTERNAL_SERVER_ERROR, message)),
+        Ok(Ok(Err(failed))) => {
+            *served_by = failed.version;
+            return Err(InferError(StatusCode::INTERNAL_SERVER_ERROR, failed.message));
+        }
         // The batcher drops requests whose deadline passed while they were queued.
         Ok(Err(_)) if Instant::now() >= deadline => return Err(timed_out()),
         Ok(Err(_)) => {
@@ -270,7 +274,8 @@ async fn infer_on(
     if let Some(copy) = copy {
         copy.compare_later(server.metrics.clone(), &served.rows, deadline);
     }
-    let mut response = respond(deployment, &request, &outputs, &served.rows);
+    *served_by = served.version;
+    let mut response = respond(deployment, served.version, &request, &outputs, &served.rows);
     response
         .headers_mut()
         .insert("server-timing", server_timing(served.timing));
@@ -351,7 +356,13 @@ fn split_binary<'a>(headers: &HeaderMap, body: &'a [u8]) -> Result<(&'a [u8], &'
 /// Builds the response: JSON data, or the binary extension when the client asked for it.
 /// Serialized straight from borrowed typed fields: building a `serde_json::Value` first cost
 /// an allocation per key and value of every answer.
-fn respond(d: &Deployment, request: &InferRequest, outputs: &[&TensorSpec], rows: &[Vec<f32>]) -> Response {
+fn respond(
+    d: &Deployment,
+    version: u32,
+    request: &InferRequest,
+    outputs: &[&TensorSpec],
+    rows: &[Vec<f32>],
+) -> Response {
     let mut binary = Vec::new();
     let tensors: Vec<OutputTensor> = outputs
         .iter()
@@ -378,7 +389,7 @@ fn respond(d: &Deployment, request: &InferRequest, outputs: &[&TensorSpec], rows
         .collect();
     let answer = InferResponse {
         model_name: d.model.as_str(),
-        model_version: d.version,
+        model_version: version,
         id: request.id.as_deref(),
         outputs: tensors,
     };

@@ -224,6 +224,21 @@ impl Server {
             Gates::Skip => None,
         };
         if let (Some(spec), Some(stable)) = (canary, from) {
+            if !spec.shadow
+                && let Some(serving) = self.get(model.as_str())
+                && !serving.signature.same_tensors(&deployment.signature)
+            {
+                return Err(DeployError::Refused(format!(
+                    "{model}@{version} takes or gives other tensors than v{stable} (input {:?}, outputs {:?}), so it cannot answer v{stable}'s clients; deploy it without --canary",
+                    deployment.signature.input.shape,
+                    deployment
+                        .signature
+                        .outputs
+                        .iter()
+                        .map(|o| &o.shape)
+                        .collect::<Vec<_>>()
+                )));
+            }
             return self.start_canary(model, stable, deployment, spec, gates, signer);
         }
         let entry = JournalEntry {
@@ -307,14 +322,16 @@ impl Server {
         self.signing.gate(&registry, &candidate).map_err(DeployError::Refused)?;
         let from = self.get(model.as_str()).map(|d| d.version);
         let current = from.and_then(|v| registry.version(model, v).ok());
-        let report = gate::run(
-            &registry,
-            &self.splits,
-            &candidate,
-            current.as_ref(),
-            &self.device,
-            rows,
-        )
+        let report = on_own_thread("gates", || {
+            gate::run(
+                &registry,
+                &self.splits,
+                &candidate,
+                current.as_ref(),
+                &self.device,
+                rows,
+            )
+        })
         .map_err(DeployError::Failed)?;
         Ok((from, report))
     }
@@ -330,8 +347,10 @@ impl Server {
         force: bool,
     ) -> Result<kiln_core::deploy::GateReport, DeployError> {
         let current = from.and_then(|v| registry.version(&candidate.model, v).ok());
-        let mut report = gate::run(registry, &self.splits, candidate, current.as_ref(), &self.device, rows)
-            .map_err(DeployError::Failed)?;
+        let mut report = on_own_thread("gates", || {
+            gate::run(registry, &self.splits, candidate, current.as_ref(), &self.device, rows)
+        })
+        .map_err(DeployError::Failed)?;
         if report.failed().next().is_some() {
             if !force {
                 let keeps = from.map_or(String::new(), |v| format!("; v{v} keeps serving"));
@@ -483,7 +502,7 @@ impl Server {
         match version {
             Some(v) if v == canary.candidate.version.to_string() => Some(canary.candidate.clone()),
             Some(_) => Some(stable),
-            None if !canary.spec.shadow && canary.takes_next() => Some(canary.candidate.clone()),
+            // A canary's candidate runs its share of the version in force's batches.
             None => Some(stable),
         }
     }
@@ -500,15 +519,15 @@ impl Server {
             .cloned()
     }
 
-    /// Test-only (`KILN_TEST_CANARY_FAULT_PERCENT`): whether this request to a canary's
-    /// candidate is failed on purpose.
-    pub fn injects_fault(&self, deployment: &Deployment) -> bool {
+    /// Test-only (`KILN_TEST_CANARY_FAULT_PERCENT`): whether this answer of a canary's
+    /// candidate (`version` of `model`) is replaced by a failure on purpose.
+    pub fn injects_fault(&self, model: &Name, version: u32) -> bool {
         if self.fault_percent <= 0.0 {
             return false;
         }
         let is_candidate = self
-            .canary(&deployment.model)
-            .is_some_and(|c| c.candidate.version == deployment.version);
+            .canary(model)
+            .is_some_and(|c| !c.spec.shadow && c.candidate.version == version);
         if !is_candidate {
             return false;
         }
@@ -560,7 +579,13 @@ impl Server {
         deploy::append(&self.home, &entry)
             .with_context(|| format!("cannot append to {}", deploy::journal_path(&self.home).display()))
             .map_err(DeployError::Failed)?;
-        let canary = canary::Canary::new(Arc::new(candidate), stable, spec, bases, gates, signer);
+        let candidate = Arc::new(candidate);
+        if !spec.shadow
+            && let Some(serving) = self.get(model.as_str())
+        {
+            serving.host(&candidate, spec.percent);
+        }
+        let canary = canary::Canary::new(candidate, stable, spec, bases, gates, signer);
         self.canaries
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -626,10 +651,14 @@ impl Server {
             )));
         }
         c.ended.store(true, Ordering::Relaxed);
-        self.table
+        let replaced = self
+            .table
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(model.clone(), c.candidate.clone());
+        if let Some(old) = replaced {
+            old.unhost();
+        }
         if let Ok(registry) = Registry::open(&self.home) {
             self.move_production(&registry, model, c.candidate.version);
         }
@@ -644,6 +673,9 @@ impl Server {
         let _one_at_a_time = self.switching.lock().unwrap_or_else(|p| p.into_inner());
         let c = self.take_canary(model)?;
         c.ended.store(true, Ordering::Relaxed);
+        if let Some(serving) = self.get(model.as_str()) {
+            serving.unhost();
+        }
         let entry = JournalEntry {
             time: now_rfc3339(),
             model: model.clone(),
@@ -690,27 +722,11 @@ impl Server {
         } else {
             1
         };
-        // On a thread of its own that ends here. libtorch's OpenMP keeps a pool of worker
-        // threads for each thread that ran a parallel op (loading does), for as long as that
-        // thread lives. While the pools hold more threads than there are cores, libgomp lets
-        // every worker spin only 100 times before it sleeps, whatever GOMP_SPINCOUNT says, so
-        // each parallel region of the lead's forward passes paid a futex wake-up: a pool left
-        // on a tokio blocking thread (kept alive by the telemetry tick) cost ~6 sleeps per
-        // one-row forward pass.
-        std::thread::scope(|scope| {
-            let loading = std::thread::Builder::new()
-                .name(format!("load-{what}"))
-                .spawn_scoped(scope, || {
-                    let loaded = LoadedModel::from_registry(registry, manifest, self.device.clone())
-                        .with_context(|| format!("cannot load {what}"))?;
-                    Deployment::start(loaded, batching, instances, self.metrics.clone())
-                        .with_context(|| format!("{what} failed its warm-up"))
-                })
-                .context("cannot start a thread to load the model")?;
-            loading.join().unwrap_or_else(|panic| {
-                let why = batcher::panic_message(&*panic).unwrap_or("no message");
-                Err(anyhow::anyhow!("loading {what} panicked: {why}"))
-            })
+        on_own_thread(&format!("load-{what}"), || {
+            let loaded = LoadedModel::from_registry(registry, manifest, self.device.clone())
+                .with_context(|| format!("cannot load {what}"))?;
+            Deployment::start(loaded, batching, instances, self.metrics.clone())
+                .with_context(|| format!("{what} failed its warm-up"))
         })
     }
 
@@ -726,4 +742,24 @@ impl Server {
             ));
         }
     }
+}
+
+/// Runs `work` (which runs libtorch ops) on a thread of its own that ends with it. libtorch's
+/// OpenMP keeps a pool of worker threads for each thread that ran a parallel op, for as long
+/// as that thread lives. While the pools hold more threads than there are cores, libgomp lets
+/// every worker spin only 100 times before it sleeps, whatever GOMP_SPINCOUNT says, so each
+/// parallel region of the serving threads' forward passes pays a futex wake-up: a pool left on
+/// a tokio blocking thread (kept alive by the telemetry tick) cost ~6 sleeps per one-row
+/// forward pass. Loading a model and the gates' forward passes run here.
+fn on_own_thread<T: Send>(name: &str, work: impl FnOnce() -> anyhow::Result<T> + Send) -> anyhow::Result<T> {
+    std::thread::scope(|scope| {
+        let running = std::thread::Builder::new()
+            .name(name.to_owned())
+            .spawn_scoped(scope, work)
+            .with_context(|| format!("cannot start a thread for {name}"))?;
+        running.join().unwrap_or_else(|panic| {
+            let why = batcher::panic_message(&*panic).unwrap_or("no message");
+            Err(anyhow::anyhow!("{name} panicked: {why}"))
+        })
+    })
 }

@@ -73,7 +73,7 @@ pub fn try_sample(server: &Server, model: &Name, index: usize) -> Result<TryResu
     let output = answer
         .blocking_recv()
         .map_err(|_| failed(anyhow::anyhow!("the batcher dropped the request")))?
-        .map_err(|e| failed(anyhow::anyhow!(e)))?;
+        .map_err(|e| failed(anyhow::anyhow!(e.message)))?;
     let logits = output.rows.into_iter().next().unwrap_or_default();
     let outcome = match &split.targets {
         Targets::Classes(truth) => {

@@ -30,7 +30,7 @@ impl DataType {
 }
 
 /// One declared tensor; `-1` marks a dimension of any size (the batch, or a sequence).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TensorSpec {
     pub name: &'static str,
     pub datatype: DataType,
@@ -49,6 +49,11 @@ pub struct Signature {
 }
 
 impl Signature {
+    /// Whether `other` takes and gives the same tensors (so one can answer for the other).
+    pub fn same_tensors(&self, other: &Signature) -> bool {
+        self.input == other.input && self.outputs == other.outputs
+    }
+
     pub fn of(arch: &ArchConfig) -> Self {
         let classifier = |input: TensorSpec, classes: usize, limits: Vec<usize>| Self {
             input,
