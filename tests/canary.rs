@@ -111,6 +111,9 @@ fn canaries_roll_back_on_errors_promote_when_healthy_and_a_restart_aborts_them()
             .success()
     );
 
+    // The canaries below pass --force: the gates (whose latency check is timed, and these
+    // clients load the machine) have their own test; here they must not decide the outcome.
+
     // 1. A failing candidate is rolled back automatically; clients see only injected faults.
     let load = Load::start(home);
     let started = common::json(&kiln(
@@ -123,6 +126,7 @@ fn canaries_roll_back_on_errors_promote_when_healthy_and_a_restart_aborts_them()
             "20%",
             "--requests",
             "100000",
+            "--force",
             "--gate-samples",
             "200",
         ],
@@ -177,6 +181,7 @@ fn canaries_roll_back_on_errors_promote_when_healthy_and_a_restart_aborts_them()
             "25%",
             "--requests",
             "200",
+            "--force",
             "--gate-samples",
             "200",
         ],
@@ -214,6 +219,7 @@ fn canaries_roll_back_on_errors_promote_when_healthy_and_a_restart_aborts_them()
             "10%",
             "--for",
             "10m",
+            "--force",
             "--gate-samples",
             "200",
         ],

@@ -30,7 +30,7 @@ use kiln_engine::loaded::LoadedModel;
 const LATENCY_ROUNDS: usize = 200;
 const WARM_UP: usize = 10;
 /// Latency passes before the check fails: each must exceed the limit.
-const LATENCY_PASSES: usize = 3;
+const LATENCY_PASSES: usize = 5;
 
 /// Test splits already loaded, by (dataset, seed, vocabulary): a second deploy of the same
 /// model does not read its dataset again.
