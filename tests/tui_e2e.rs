@@ -5,7 +5,9 @@
 //! to the first, reading the screen (`tmux capture-pane -p`) at every step. Other tests
 //! quantize a trained version from the optimize form, run a study and promote a trial, abort
 //! a canary started from the CLI, start a canary from the deploy dialog after reading its
-//! gates, and register an epoch of a loss curve as a version.
+//! gates, register an epoch of a loss curve as a version, and watch a run with an absurd
+//! learning rate marked exploding in the layers pane; drill from an evaluation's confusion
+//! matrix into a cell and one of its samples, drawn in half-blocks.
 //!
 //! Every wait polls the screen against a deadline; a failure prints the last screen and the
 //! tail of the daemon's log. Needs tmux (Debian package `tmux`; `scripts/setup` installs it).
@@ -935,6 +937,151 @@ fn an_epoch_of_the_loss_curve_is_registered_from_the_jobs_screen() {
     show_newest(&mut console, 2);
     console.press(&["Enter"]);
     console.wait_for_text("the lineage in v2's detail", &[&format!("job {job} epoch 1 (step")]);
+
+    console.press(&["q"]);
+    let status = console.exit_status();
+    console.check(status == 0, &format!("kiln exited with status {status}"));
+}
+
+#[test]
+fn a_diverging_run_is_marked_exploding_in_the_layers_pane() {
+    let mut console = Console::open();
+    console.wait_for_text(
+        "the first-run welcome with a live event stream",
+        &["Welcome to kiln", "● live", "1 Models"],
+    );
+    // A run with an absurd learning rate, started from the CLI (another client of the daemon).
+    let home = console.home.path().to_owned();
+    let args = [
+        "--json",
+        "train",
+        "mlp",
+        "--data",
+        "fashion-mnist",
+        "--epochs",
+        "1",
+        "--limit",
+        "2000",
+        "--lr",
+        "1e4",
+        "--optimizer",
+        "sgd",
+        "--name",
+        "boom",
+        "--detach",
+    ];
+    let out = common::kiln(&home, &args);
+    console.check(out.status.success(), &format!("kiln {args:?}: {out:?}"));
+    let job = common::json(&out)["id"].as_str().unwrap_or_default().to_owned();
+    console.check(job.starts_with('j'), &format!("a job id from {out:?}"));
+
+    console.press(&["2"]);
+    console.wait_for("the run to end as failed (diverged)", TRAIN, |s| {
+        (job_row(s, &job)?.0 == "failed").then_some(())
+    });
+    // L swaps the loss chart for the layers pane: the first hidden layer is marked exploding.
+    console.press(&["L"]);
+    let screen = console.wait_for_text(
+        "the exploding mark in the layers pane",
+        &[
+            &format!("layers · {job}"),
+            "GRAD NORM OVER THE RUN",
+            "hidden.0",
+            "▲ exploding",
+        ],
+    );
+    let warning = format!("⚠ job {job} layer ");
+    console.check(
+        screen
+            .lines()
+            .any(|l| l.contains(&warning) && l.contains("exploding gradients")),
+        "the status line warns of the exploding layer",
+    );
+    console.press(&["L"]);
+    console.wait_for_text("the loss chart back", &[&format!("loss · {job}")]);
+
+    console.press(&["q"]);
+    let status = console.exit_status();
+    console.check(status == 0, &format!("kiln exited with status {status}"));
+}
+
+/// The off-diagonal cell of a confusion matrix with the most rows: `(true, predicted, rows)`.
+fn most_confused(matrix: &serde_json::Value) -> Option<(usize, usize, u64)> {
+    let rows = matrix.as_array()?;
+    let mut best = None;
+    for (t, row) in rows.iter().enumerate() {
+        for (p, n) in row.as_array()?.iter().enumerate() {
+            let n = n.as_u64()?;
+            if t != p && n > 0 && best.is_none_or(|(_, _, m)| n > m) {
+                best = Some((t, p, n));
+            }
+        }
+    }
+    best
+}
+
+#[test]
+fn drill_from_an_eval_into_a_cell_and_see_a_sample_in_half_blocks() {
+    let mut console = Console::open();
+    console.wait_for_text(
+        "the first-run welcome with a live event stream",
+        &["Welcome to kiln", "● live", "1 Models"],
+    );
+    let job = launch_training(&mut console, "1", "2000");
+    console.wait_for("the training to succeed", TRAIN, |s| {
+        (job_row(s, &job)? == ("succeeded".to_owned(), 100)).then_some(())
+    });
+
+    // `kiln eval` from the CLI, another client of the same daemon: it keeps every row's
+    // prediction, so its matrix can be drilled into. The busiest wrong cell is the target.
+    let home = console.home.path().to_owned();
+    let version = format!("{MODEL}@1");
+    let args = ["--json", "eval", &version, "--data", "fashion-mnist", "--limit", "1000"];
+    let report = common::json(&common::kiln(&home, &args));
+    console.check(
+        report["predictions"].is_string(),
+        &format!("the report names its stored predictions: {report}"),
+    );
+    let Some((truth, predicted, rows)) = most_confused(&report["confusion_matrix"]) else {
+        console.fail(&format!("no off-diagonal cell with samples in {report}"));
+    };
+
+    // The version's full-width detail, then its eval report with the cell cursor on it.
+    show_newest(&mut console, 1);
+    console.press(&["Enter", "Enter"]);
+    let title = format!("┏ {version} ");
+    console.wait_for("the full-width detail with the eval report", REACT, |s| {
+        (s.lines().any(|l| l.starts_with(&title)) && s.contains("opens the matrix cell by cell")).then_some(())
+    });
+    console.press(&["Enter"]);
+    console.wait_for_text("the eval report view", &["· eval fashion-mnist", "ECE", "t\\p"]);
+    for _ in 0..truth {
+        console.press(&["Down"]);
+    }
+    for _ in 0..predicted {
+        console.press(&["Right"]);
+    }
+    let cell = format!("true {} → predicted {}", CLASSES[truth], CLASSES[predicted]);
+    let count = if rows == 1 {
+        "1 sample ·".to_owned()
+    } else {
+        format!("{rows} samples ·")
+    };
+    console.wait_for_text("the cursor on the cell", &[&format!("{cell}: {count}")]);
+
+    // Enter lists the cell's samples, most confident first; enter again opens the first.
+    console.press(&["Enter"]);
+    console.wait_for_text("the cell's samples", &[&cell, "by confidence", "CONF", "LOSS"]);
+    console.press(&["Enter"]);
+    let screen = console.wait_for("the sample drawn in half-blocks beside its bars", REACT, |s| {
+        let bar = s.lines().any(|l| l.contains('█') && l.contains('%'));
+        (s.contains('▀') && bar && s.contains("half-blocks")).then(|| s.to_owned())
+    });
+    console.check(
+        screen.contains(&format!("true {}", CLASSES[truth])),
+        "the sample pane names the true class",
+    );
+    eprintln!("drill-down: {cell} ({rows} rows), its first sample drawn in half-blocks");
 
     console.press(&["q"]);
     let status = console.exit_status();

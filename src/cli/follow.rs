@@ -106,7 +106,9 @@ impl Progress {
     }
 
     fn show(&mut self, records: &[MetricRecord], status: &JobStatus, epochs: usize) {
-        for record in records {
+        // `layers` records are for the console's layers pane; a warning they raise reaches the
+        // job's log and message.
+        for record in records.iter().filter(|r| r.kind != MetricKind::Layers) {
             if !self.bar || record.kind == MetricKind::Val {
                 self.finish();
                 eprintln!("{}", progress_line(record, epochs));

@@ -11,6 +11,7 @@ mod compress;
 mod daemon;
 mod error;
 mod follow;
+mod inspect;
 mod jobs;
 mod keys;
 mod models;
@@ -59,8 +60,12 @@ enum Command {
     /// Train a model as a daemon job, following it (Ctrl-C cancels with a checkpoint;
     /// --detach returns at once).
     Train(train::TrainArgs),
-    /// Evaluate a version on a dataset as a daemon job and attach the report to it.
+    /// Evaluate a version on a dataset as a daemon job and attach the report to it (with
+    /// every row's prediction, for `kiln inspect`).
     Eval(train::EvalArgs),
+    /// The samples behind a version's latest evaluation: a confusion-matrix cell, the hardest
+    /// rows, or the rows another version disagrees on.
+    Inspect(inspect::InspectArgs),
     /// Prune a version into a smaller child version (unstructured, or --structured units and
     /// filters), fine-tune it, and report it against its parent.
     Prune(compress::PruneArgs),
@@ -120,6 +125,7 @@ fn run(command: &Command, json: bool) -> Result<u8, CliError> {
         Command::Models(cmd) => models::run(cmd, json),
         Command::Train(args) => train::train(args, json),
         Command::Eval(args) => train::eval(args, json),
+        Command::Inspect(args) => inspect::inspect(args, json),
         Command::Prune(args) => compress::prune(args, json),
         Command::Quantize(args) => compress::quantize(args, json),
         Command::Tune(args) => studies::tune(args, json),

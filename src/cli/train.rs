@@ -69,6 +69,10 @@ pub struct TrainArgs {
     pin: bool,
     #[command(flatten)]
     card: super::signing::CardArgs,
+    /// Record no per-layer statistics (weight and gradient norms, update ratios, dead units)
+    /// while training.
+    #[arg(long)]
+    no_layer_stats: bool,
     /// Print the job id and return at once; the daemon runs the job.
     #[arg(long)]
     detach: bool,
@@ -125,6 +129,7 @@ fn resumed(args: &TrainArgs, old: &JobId, client: &Blocking) -> Result<TrainRequ
     };
     request.resume = Some(old.clone());
     request.epochs = args.epochs.unwrap_or(request.epochs);
+    request.layer_stats &= !args.no_layer_stats;
     Ok(request)
 }
 
@@ -164,6 +169,7 @@ fn fresh(args: &TrainArgs) -> Result<TrainRequest, CliError> {
     request.limit = args.limit;
     request.from = args.from.clone();
     request.pin = args.pin.then(Vec::new);
+    request.layer_stats = !args.no_layer_stats;
     (request.license, request.card) = args.card.resolve()?;
     Ok(request)
 }
@@ -263,6 +269,9 @@ mod tests {
             (request.optimizer, request.schedule),
             (Optimizer::Adam, Schedule::Cosine)
         );
+        assert!(request.layer_stats, "layer statistics are on by default");
+        let quiet = parse(&["cnn", "--data", "fashion-mnist", "--no-layer-stats"]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!quiet.layer_stats);
         let request = parse(&[
             "mlp",
             "--data",

@@ -79,13 +79,16 @@ actions! {
     Promote = "promote": "studies: register the selected trial's best checkpoint as a version; serving: promote the selected model's canary now (both ask first)",
     AbortCanary = "abort-canary": "serving: abort the selected model's canary, the version in force takes all traffic again (asks first)",
     DeleteVersion = "delete": "models: delete the selected version and its aliases (asks first)",
-    ToggleSmoothing = "smoothing": "jobs: EMA smoothing of the loss curve on/off; studies: sort trials by number / best first",
+    ToggleSmoothing = "smoothing": "jobs: EMA smoothing of the loss curve on/off; studies: sort trials by number / best first; models samples: sort by confidence / loss",
     ToggleLogY = "log-y": "jobs: logarithmic loss axis on/off",
     ToggleZoom = "zoom": "jobs: recent / full history",
+    ToggleLayers = "layers": "jobs: the layers pane (each layer's gradient norm over the run, update ratio, dead units, exploding/vanishing marks) in place of the loss chart (again: the chart)",
     Overlay = "overlay": "jobs: overlay the selected run on the chart (again: clear); models: optimize the selected version, prune or quantize it into a child version (form)",
     PrevEpoch = "prev-epoch": "jobs: move the epoch cursor to the previous validation point of the chart",
     NextEpoch = "next-epoch": "jobs: move the epoch cursor to the next validation point (● marks a kept checkpoint)",
     RegisterEpoch = "register-epoch": "jobs: register the checkpoint of the epoch under the cursor as a new version (asks first)",
+    Hardest = "hardest": "models: the selected version's hardest samples (highest loss) in its latest evaluation",
+    Disagree = "disagree": "models: the samples where the version marked with m and the selected one disagree",
 }
 
 /// Which screen is showing.

@@ -235,6 +235,10 @@ impl App {
                 self.jobs.add_log(&job, &chunk);
                 Vec::new()
             }
+            msg @ (DaemonMsg::Inspected { .. } | DaemonMsg::SampleLoaded { .. }) => {
+                self.models.inspect.take_answer(msg);
+                Vec::new()
+            }
             other => self.on_other(other),
         }
     }
@@ -396,6 +400,7 @@ impl App {
                 self.serving.unavailable |= missing;
             }
             Request::Report(_) => self.models.reports_unavailable |= missing,
+            Request::Inspect { .. } | Request::Sample { .. } => self.models.inspect.request_failed(&request, &error),
             // The badges are extra: the versions list stands without them, and the previous
             // answer (if any) stays shown until a refetch succeeds.
             Request::Signatures => {}

@@ -93,6 +93,17 @@ impl DaemonClient {
                 };
                 DaemonMsg::Gates(Box::new(c.check_gates(&gates).await?))
             }
+            Request::Inspect { model, version, query } => DaemonMsg::Inspected {
+                model: model.clone(),
+                version: *version,
+                query: query.clone(),
+                inspection: Box::new(c.inspect(model, *version, query).await?),
+            },
+            Request::Sample { model, version, index } => DaemonMsg::SampleLoaded {
+                model: model.clone(),
+                version: *version,
+                detail: Box::new(c.sample(model, *version, *index).await?),
+            },
             Request::CreateStudy { path } => return self.create_study(request, path).await,
             Request::StopStudy(s) => changed(request, c.stop_study(s).await?),
             Request::ResumeStudy(s) => changed(request, c.resume_study(s).await?),

@@ -11,6 +11,7 @@ use kiln_core::api::{
 };
 use kiln_core::client::ClientError;
 use kiln_core::deploy::CanaryView;
+use kiln_core::inspect::{InspectQuery, Inspection, SampleDetail};
 use kiln_core::jobs::JobId;
 use kiln_core::names::{Digest, Name};
 use kiln_core::registry::VersionManifest;
@@ -96,6 +97,19 @@ pub enum DaemonMsg {
         job: JobId,
         epoch: usize,
         version: Box<VersionManifest>,
+    },
+    /// Samples of `model@version`'s evaluation, for the query that asked for them.
+    Inspected {
+        model: Name,
+        version: u32,
+        query: InspectQuery,
+        inspection: Box<Inspection>,
+    },
+    /// One evaluated row of `model@version` as the model saw it.
+    SampleLoaded {
+        model: Name,
+        version: u32,
+        detail: Box<SampleDetail>,
     },
     /// A job we submitted was accepted.
     Submitted(JobView),

@@ -140,10 +140,13 @@ const DEFAULTS: &[(Action, &[&str])] = &[
     (Action::ToggleSmoothing, &["s"]),
     (Action::ToggleLogY, &["y"]),
     (Action::ToggleZoom, &["z"]),
+    (Action::ToggleLayers, &["L"]),
     (Action::Overlay, &["o"]),
     (Action::PrevEpoch, &["["]),
     (Action::NextEpoch, &["]"]),
     (Action::RegisterEpoch, &["R"]),
+    (Action::Hardest, &["w"]),
+    (Action::Disagree, &["v"]),
 ];
 
 impl Default for Keymap {

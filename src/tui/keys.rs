@@ -221,6 +221,11 @@ impl App {
 
     /// Carries out one keymap action.
     pub fn apply(&mut self, action: Action) -> Vec<Effect> {
+        if self.screen == Screen::Models
+            && let Some(effects) = self.apply_inspect_action(action)
+        {
+            return effects;
+        }
         match action {
             Action::Quit => vec![Effect::Quit],
             Action::Help => self.open(Overlay::Help { scroll: 0 }),
@@ -282,6 +287,7 @@ impl App {
             Action::RegisterEpoch => self.register_epoch(),
             Action::ToggleSmoothing => toggle(&mut self.jobs.chart.smoothing),
             Action::ToggleLogY => toggle(&mut self.jobs.chart.log_y),
+            Action::ToggleLayers => toggle(&mut self.jobs.chart.layers),
             Action::ToggleZoom => {
                 use super::series::Zoom;
                 self.jobs.chart.zoom = match self.jobs.chart.zoom {
@@ -387,6 +393,7 @@ impl App {
             Screen::Models => {
                 self.models.focus = match (self.models.focus, delta > 0) {
                     (ModelsFocus::Models, true) => ModelsFocus::Versions,
+                    (drilled @ (ModelsFocus::Matrix | ModelsFocus::Samples | ModelsFocus::Sample), _) => drilled,
                     (ModelsFocus::Versions, true) | (ModelsFocus::Detail, true) => ModelsFocus::Detail,
                     (ModelsFocus::Detail, false) => ModelsFocus::Versions,
                     (_, false) => ModelsFocus::Models,

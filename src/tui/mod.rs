@@ -20,6 +20,8 @@ mod deploy_dialog;
 pub mod dialogs;
 pub mod event;
 pub mod form;
+pub mod graphics;
+mod inspect;
 pub mod keymap;
 mod keys;
 mod ops;
@@ -93,12 +95,19 @@ pub fn build_app(options: &Options, config_dir: Option<&Path>) -> App {
 fn run(options: Options) -> anyhow::Result<()> {
     let home = kiln_core::home::kiln_home()?;
     let config_dir = config::config_dir();
-    let app = build_app(&options, config_dir.as_deref());
+    let mut app = build_app(&options, config_dir.as_deref());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     let mut terminal = ratatui::try_init()?;
+    // Asked before the input thread starts reading the terminal, which answers on stdin.
+    let setting = std::env::var(graphics::GRAPHICS_VAR).ok();
+    let (graphics, problem) = graphics::Graphics::detect(setting.as_deref(), graphics::in_tmux());
+    app.models.inspect.graphics = graphics;
+    if let Some(problem) = problem {
+        app.complain(problem);
+    }
     let result = runtime.block_on(event_loop(&mut terminal, app, home, config_dir));
     ratatui::restore();
     runtime.shutdown_background();

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use kiln_core::deploy::CanarySpec;
+use kiln_core::inspect::InspectQuery;
 use kiln_core::jobs::{JobId, JobRequest};
 use kiln_core::names::{Digest, Name};
 
@@ -83,5 +84,17 @@ pub enum Request {
     RegisterEpoch {
         job: JobId,
         epoch: usize,
+    },
+    /// Samples of `model@version`'s latest evaluation (a cell, the hardest, the disagreements).
+    Inspect {
+        model: Name,
+        version: u32,
+        query: InspectQuery,
+    },
+    /// One evaluated row as the model saw it.
+    Sample {
+        model: Name,
+        version: u32,
+        index: u32,
     },
 }

@@ -183,6 +183,8 @@ theme_slots! {
     cpu,
     /// Host memory gauge.
     ram,
+    /// A word of a text sample outside the model's vocabulary.
+    oov,
 }
 
 #[derive(Debug, Deserialize)]

@@ -8,6 +8,8 @@
 //! └──────────────────────────────────────────────────────────────────────┘
 //!  ? help  : command  / filter  tab screen  q quit                [read-only]
 //! ```
+//! The status line shows, in this order: the filter being typed, the last message, a job's
+//! exploding layer (`⚠ job … layer hidden.0: exploding gradients …`), or the key hints.
 //! Dialogs (help, palette, confirm, deploy, launch form, spec path) are drawn over it by
 //! `dialogs.rs`; the panels and placeholders screens share live in `widgets.rs`.
 
@@ -18,6 +20,7 @@ use ratatui::widgets::Paragraph;
 
 use super::action::{Action, Screen};
 use super::app::{App, Connection};
+use super::state::models::ModelsFocus;
 use super::{dialogs, screens};
 
 /// Draws one frame.
@@ -86,6 +89,8 @@ fn render_status(frame: &mut Frame, area: Rect, app: &App) {
         Line::from(vec![Span::styled("/", theme.key), Span::raw(format!("{text}▏"))])
     } else if let Some(m) = &app.message {
         Line::styled(format!(" {}", m.text), if m.error { theme.error } else { theme.status })
+    } else if let Some(warning) = app.jobs.layer_warning() {
+        Line::styled(format!(" {warning}"), theme.error)
     } else {
         hints(app)
     };
@@ -97,6 +102,16 @@ fn render_status(frame: &mut Frame, area: Rect, app: &App) {
 fn hints(app: &App) -> Line<'static> {
     let mut actions = vec![Action::Help, Action::Palette];
     actions.extend(match app.screen {
+        Screen::Models if app.models.focus == ModelsFocus::Matrix => {
+            vec![Action::Select, Action::Hardest, Action::Disagree, Action::Back]
+        }
+        Screen::Models if app.models.focus.drilled() => vec![
+            Action::Select,
+            Action::ToggleSmoothing,
+            Action::Hardest,
+            Action::Disagree,
+            Action::Back,
+        ],
         Screen::Models => vec![
             Action::Filter,
             Action::Deploy,
@@ -108,8 +123,8 @@ fn hints(app: &App) -> Line<'static> {
             Action::Filter,
             Action::NewTraining,
             Action::CancelJob,
+            Action::ToggleLayers,
             Action::ToggleSmoothing,
-            Action::ToggleLogY,
         ],
         Screen::Gpu => vec![Action::Filter, Action::NextScreen],
         Screen::Serving if app.serving.current_canary().is_some() => vec![
@@ -148,6 +163,7 @@ fn short_name(screen: Screen, action: Action) -> &'static str {
         (Screen::Studies, Action::CancelJob) => "stop",
         (Screen::Studies, Action::NewTraining) => "new study",
         (Screen::Models, Action::Overlay) => "optimize",
+        (Screen::Models, Action::ToggleSmoothing) => "sort",
         (Screen::Serving, Action::AbortCanary) => "abort",
         (_, other) => short_action(other),
     }

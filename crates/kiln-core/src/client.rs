@@ -15,10 +15,11 @@ use serde::de::DeserializeOwned;
 
 use crate::api::{
     AliasRemoved, AliasRequest, AliasSet, Canaries, DeployRequest, Deployments, EpochList, ErrorBody, Event,
-    GateRequest, GateResult, Health, ImportRequest, JobList, JobRequest, JobView, Journal, JournalEntry, JournalQuery,
-    LogChunk, MetricsChunk, ModelList, ModelView, PromoteRequest, RemoveQuery, RollbackRequest, SignRequest,
-    SignatureView, Signatures, Since, StudyCreate, StudyList, StudyView, Telemetry, TelemetryQuery, TryRequest,
-    TryResult, VerifyReport, VersionFilter, VersionList, VersionManifest, VersionRemoved, VersionView, kserve,
+    GateRequest, GateResult, Health, ImportRequest, InspectQuery, Inspection, JobList, JobRequest, JobView, Journal,
+    JournalEntry, JournalQuery, LogChunk, MetricsChunk, ModelList, ModelView, PromoteRequest, RemoveQuery,
+    RollbackRequest, SampleDetail, SignRequest, SignatureView, Signatures, Since, StudyCreate, StudyList, StudyView,
+    Telemetry, TelemetryQuery, TryRequest, TryResult, VerifyReport, VersionFilter, VersionList, VersionManifest,
+    VersionRemoved, VersionView, kserve,
 };
 use crate::jobs::JobId;
 use crate::names::{Digest, Name, Selector};
@@ -285,6 +286,19 @@ impl Client {
     /// Registers a trial's best checkpoint (the best trial's by default) as a version.
     pub async fn promote_trial(&self, name: &Name, request: &PromoteRequest) -> Result<VersionManifest, ClientError> {
         self.post(&format!("/studies/{name}/promote"), request).await
+    }
+
+    /// Samples of `model@version`'s latest evaluation: a confusion-matrix cell, the worst, or
+    /// where another version disagrees.
+    pub async fn inspect(&self, model: &Name, version: u32, query: &InspectQuery) -> Result<Inspection, ClientError> {
+        self.get_with(&format!("/models/{model}/versions/{version}/inspect"), query)
+            .await
+    }
+
+    /// One evaluated row as the model saw it, with the version's answer.
+    pub async fn sample(&self, model: &Name, version: u32, index: u32) -> Result<SampleDetail, ClientError> {
+        self.get(&format!("/models/{model}/versions/{version}/samples/{index}"))
+            .await
     }
 
     /// The epochs of job `id` whose checkpoints are kept (promote from the curve).

@@ -99,6 +99,10 @@ pub struct TrainRequest {
     /// The model card's description (Markdown; kiln writes the front matter and the facts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub card: Option<String>,
+    /// Record per-layer statistics (`layers` metric records) while training (default on;
+    /// `kiln train --no-layer-stats` turns them off).
+    #[serde(default = "yes")]
+    pub layer_stats: bool,
 }
 
 /// Score a stored version on a dataset and attach the report to it.
@@ -147,6 +151,10 @@ fn default_seed() -> u64 {
     42
 }
 
+fn yes() -> bool {
+    true
+}
+
 impl TrainRequest {
     /// A request with every default, to train `arch` on `data` as `model`.
     pub fn new(arch: Arch, data: DataSource, model: Name) -> Self {
@@ -171,6 +179,7 @@ impl TrainRequest {
             trial: None,
             license: None,
             card: None,
+            layer_stats: true,
         }
     }
 }
@@ -337,6 +346,9 @@ pub struct MetricRecord {
     pub lr: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub samples_per_sec: Option<f64>,
+    /// A `layers` record's statistics, one per layer with weights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layers: Option<Vec<crate::inspect::LayerStats>>,
 }
 
 /// A job identifier: `j<unix seconds>-<4 hex>`, valid as a [`Name`].

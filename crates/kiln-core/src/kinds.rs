@@ -302,6 +302,8 @@ pub enum MetricKind {
     Train,
     /// Validation at the end of each epoch.
     Val,
+    /// Per-layer statistics, about once a second.
+    Layers,
 }
 word_enum!(MetricKind, "metric kind");
 

@@ -1,12 +1,14 @@
 //! Evaluation of a stored version: accuracy, per-class precision/recall/F1, macro-F1 and the
-//! confusion matrix for classifiers; RMSE/MAE for `mf`; mean latency per sample.
+//! confusion matrix for classifiers; RMSE/MAE for `mf`; mean latency per sample. With rows kept
+//! ([`report_with_rows`]): every row's prediction, top classes and loss, and calibration.
 
 #![allow(deprecated)] // burn-tch is deprecated upstream; kiln pins burn 0.22 on purpose.
 
 use std::time::Instant;
 
-use burn::tensor::{Device, Int, Tensor};
+use burn::tensor::Device;
 
+use kiln_core::inspect::{CALIBRATION_BINS, Calibration, ReliabilityBin, RowPrediction, TOP_K};
 use kiln_core::registry::{ClassScore, EvalReport};
 
 use super::data::{Split, Targets};
@@ -18,37 +20,134 @@ pub struct Collected {
     pub predicted_classes: Vec<i64>,
     pub predicted_ratings: Vec<f32>,
     pub seconds: f64,
+    /// Every row's prediction in detail, when asked for.
+    pub rows: Vec<RowPrediction>,
 }
 
 /// Runs `model` over `data` in batches.
 pub fn collect(model: &ZooModel, data: &Split, device: &Device) -> Collected {
+    collect_rows(model, data, device, false)
+}
+
+/// [`collect`], keeping every row's prediction in detail when `keep` is set.
+fn collect_rows(model: &ZooModel, data: &Split, device: &Device, keep: bool) -> Collected {
     match model {
-        ZooModel::Mlp(m) => collect_with(m, data, device),
-        ZooModel::Cnn(m) => collect_with(m, data, device),
-        ZooModel::Rnn(m) => collect_with(m, data, device),
-        ZooModel::Mf(m) => collect_with(m, data, device),
+        ZooModel::Mlp(m) => collect_with(m, data, device, keep),
+        ZooModel::Cnn(m) => collect_with(m, data, device, keep),
+        ZooModel::Rnn(m) => collect_with(m, data, device, keep),
+        ZooModel::Mf(m) => collect_with(m, data, device, keep),
     }
 }
 
-fn collect_with<M: Task>(model: &M, data: &Split, device: &Device) -> Collected {
+fn collect_with<M: Task>(model: &M, data: &Split, device: &Device, keep: bool) -> Collected {
     let rows: Vec<usize> = (0..data.len()).collect();
     let mut out = Collected {
         predicted_classes: Vec::new(),
         predicted_ratings: Vec::new(),
         seconds: 0.0,
+        rows: Vec::new(),
     };
     for chunk in rows.chunks(256) {
         let started = Instant::now();
         match model.predict(data, chunk, device) {
+            // The logits come back to the host either way: reading a batch's few logits and
+            // taking the argmax here is faster than burn's argmax on the device and reading
+            // that back, and it is what the rows kept need.
             Prediction::Logits(logits) => {
-                let classes: Tensor<1, Int> = logits.argmax(1).reshape([chunk.len()]);
-                out.predicted_classes.extend(classes.into_data().iter::<i64>());
+                let [_, classes] = logits.dims();
+                let values: Vec<f32> = logits.into_data().iter::<f32>().collect();
+                let Targets::Classes(truth) = &data.targets else {
+                    unreachable!("a classifier's split has classes")
+                };
+                for (&row, logits) in chunk.iter().zip(values.chunks(classes.max(1))) {
+                    if keep {
+                        let kept = classified(row, logits, truth[row]);
+                        out.predicted_classes.push(kept.prediction as i64);
+                        out.rows.push(kept);
+                    } else {
+                        out.predicted_classes.push(first_max(logits) as i64);
+                    }
+                }
             }
-            Prediction::Ratings(r) => out.predicted_ratings.extend(r.into_data().iter::<f32>()),
+            Prediction::Ratings(r) => {
+                let start = out.predicted_ratings.len();
+                out.predicted_ratings.extend(r.into_data().iter::<f32>());
+                if let (true, Targets::Ratings(truth)) = (keep, &data.targets) {
+                    for (&row, &rating) in chunk.iter().zip(&out.predicted_ratings[start..]) {
+                        out.rows.push(RowPrediction {
+                            index: row as u32,
+                            label: truth[row],
+                            prediction: rating,
+                            top: Vec::new(),
+                            loss: rating - truth[row],
+                        });
+                    }
+                }
+            }
         }
         out.seconds += started.elapsed().as_secs_f64();
     }
     out
+}
+
+/// The index of the largest value (the first of equal maxima).
+fn first_max(values: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, v) in values.iter().enumerate() {
+        if *v > values[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// One classified row from its logits: the argmax (the first of equal maxima, as the serving
+/// path's), the [`TOP_K`] most probable classes, and the cross-entropy against `truth`.
+fn classified(row: usize, logits: &[f32], truth: i64) -> RowPrediction {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exp: Vec<f32> = logits.iter().map(|l| (l - max).exp()).collect();
+    let sum: f32 = exp.iter().sum();
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
+    let top = order.iter().take(TOP_K).map(|&c| (c as u16, exp[c] / sum)).collect();
+    let truth_index = usize::try_from(truth).unwrap_or(0).min(logits.len().saturating_sub(1));
+    // log-softmax of the true class, computed without the probability underflowing to 0.
+    let loss = sum.ln() - (logits[truth_index] - max);
+    RowPrediction {
+        index: row as u32,
+        label: truth as f32,
+        prediction: order.first().copied().unwrap_or(0) as f32,
+        top,
+        loss,
+    }
+}
+
+/// Expected calibration error over [`CALIBRATION_BINS`] equal-width confidence bins.
+pub fn calibration(rows: &[RowPrediction]) -> Calibration {
+    let mut bins: Vec<ReliabilityBin> = (0..CALIBRATION_BINS)
+        .map(|b| ReliabilityBin {
+            lower: b as f64 / CALIBRATION_BINS as f64,
+            upper: (b + 1) as f64 / CALIBRATION_BINS as f64,
+            rows: 0,
+            confidence: 0.0,
+            accuracy: 0.0,
+        })
+        .collect();
+    for row in rows {
+        let confidence = f64::from(row.confidence());
+        let b = ((confidence * CALIBRATION_BINS as f64) as usize).min(CALIBRATION_BINS - 1);
+        bins[b].rows += 1;
+        bins[b].confidence += confidence;
+        bins[b].accuracy += f64::from(u8::from(row.prediction == row.label));
+    }
+    let total = rows.len().max(1) as f64;
+    let mut ece = 0.0;
+    for bin in bins.iter_mut().filter(|b| b.rows > 0) {
+        bin.confidence /= bin.rows as f64;
+        bin.accuracy /= bin.rows as f64;
+        ece += bin.rows as f64 / total * (bin.accuracy - bin.confidence).abs();
+    }
+    Calibration { ece, bins }
 }
 
 /// Seconds one forward pass over `rows` of `data` takes, its output read back to the host
@@ -104,7 +203,39 @@ pub fn report_and_predictions(
     on: ReportOn<'_>,
     device: &Device,
 ) -> (EvalReport, Collected) {
-    let collected = collect(model, data, device);
+    scored(model, name, version, data, classes, on, device, false)
+}
+
+/// [`report`] with calibration (classifiers), and every row's prediction in detail, as
+/// `kiln eval` stores them.
+pub fn report_with_rows(
+    model: &ZooModel,
+    name: &str,
+    version: u32,
+    data: &Split,
+    classes: &[String],
+    on: ReportOn<'_>,
+    device: &Device,
+) -> (EvalReport, Vec<RowPrediction>) {
+    let (mut report, collected) = scored(model, name, version, data, classes, on, device, true);
+    if !classes.is_empty() {
+        report.calibration = Some(calibration(&collected.rows));
+    }
+    (report, collected.rows)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn scored(
+    model: &ZooModel,
+    name: &str,
+    version: u32,
+    data: &Split,
+    classes: &[String],
+    on: ReportOn<'_>,
+    device: &Device,
+    keep: bool,
+) -> (EvalReport, Collected) {
+    let collected = collect_rows(model, data, device, keep);
     let mut report = EvalReport {
         model: name.to_owned(),
         version,
@@ -120,6 +251,8 @@ pub fn report_and_predictions(
         mae: None,
         mean_latency_ms_per_sample: 0.0,
         created_at: kiln_core::registry::now_rfc3339(),
+        calibration: None,
+        predictions: None,
     };
     score(&mut report, &collected, data, classes);
     (report, collected)

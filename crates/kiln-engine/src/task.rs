@@ -8,6 +8,7 @@ use burn::nn::loss::{CrossEntropyLossConfig, MseLoss, Reduction};
 use burn::tensor::{Device, Int, Tensor};
 
 use super::data::Split;
+use super::layers::Probe;
 use super::model::{Cnn, Mf, Mlp, Rnn};
 
 /// A batch's predictions.
@@ -23,20 +24,35 @@ pub enum Prediction {
 pub trait Task: Module + Clone + Send + 'static {
     /// Predicts the given rows of `data`.
     fn predict(&self, data: &Split, rows: &[usize], device: &Device) -> Prediction;
+
+    /// Predicts as [`Task::predict`] does, showing each ReLU layer's output to `probe` (a
+    /// model without ReLU layers has nothing to show).
+    fn predict_probed(&self, data: &Split, rows: &[usize], device: &Device, probe: &mut Probe) -> Prediction {
+        let _ = probe;
+        self.predict(data, rows, device)
+    }
 }
 
 impl Task for Mlp {
     fn predict(&self, data: &Split, rows: &[usize], device: &Device) -> Prediction {
-        Prediction::Logits(self.forward(data.float_batch(rows, device)))
+        self.predict_probed(data, rows, device, &mut Probe::off())
+    }
+
+    fn predict_probed(&self, data: &Split, rows: &[usize], device: &Device, probe: &mut Probe) -> Prediction {
+        Prediction::Logits(self.forward_probed(data.float_batch(rows, device), probe))
     }
 }
 
 impl Task for Cnn {
     fn predict(&self, data: &Split, rows: &[usize], device: &Device) -> Prediction {
+        self.predict_probed(data, rows, device, &mut Probe::off())
+    }
+
+    fn predict_probed(&self, data: &Split, rows: &[usize], device: &Device, probe: &mut Probe) -> Prediction {
         let x = data.float_batch(rows, device);
         let [batch, _] = x.dims();
         let [c, h, w] = self.input_shape();
-        Prediction::Logits(self.forward(x.reshape([batch, c, h, w])))
+        Prediction::Logits(self.forward_probed(x.reshape([batch, c, h, w]), probe))
     }
 }
 

@@ -1,5 +1,6 @@
 //! The training loop every `kilnd worker` runs: batches in seeded order, metrics at least
-//! once a second, a checkpoint each epoch (and on SIGTERM), NaN detection, validation.
+//! once a second (and per-layer statistics, `layers`), a checkpoint each epoch (and on
+//! SIGTERM), NaN detection, validation.
 
 #![allow(deprecated)] // burn-tch is deprecated upstream; kiln pins burn 0.22 on purpose.
 
@@ -14,6 +15,7 @@ use kiln_core::kinds::{MetricKind, Optimizer, Schedule};
 
 use super::checkpoint::{Checkpoint, Position};
 use super::data::Split;
+use super::layers::LayerRecorder;
 use super::task::{self, BatchScore, Task};
 use super::{ops, weights};
 
@@ -27,6 +29,8 @@ pub struct LoopSettings {
     pub seed: u64,
     /// Pruning masks kept after every optimizer step, so pruned weights stay zero.
     pub masks: Option<super::compress::Masks>,
+    /// Record per-layer statistics (`layers` metric records, see [`super::layers`]).
+    pub layer_stats: bool,
 }
 
 /// How the loop ended.
@@ -83,6 +87,7 @@ pub fn run<M: Task>(
 ) -> anyhow::Result<LoopEnd<M>> {
     let mut step = start.step;
     let mut last_train_loss = f64::NAN;
+    let mut layers = settings.layer_stats.then(|| LayerRecorder::new(&model));
     for epoch in start.epoch..settings.epochs {
         let order = super::data::permutation(train.len(), settings.seed.wrapping_add(epoch as u64));
         let batches: Vec<&[usize]> = order.chunks(settings.batch_size).collect();
@@ -101,22 +106,31 @@ pub fn run<M: Task>(
                 save_checkpoint(sink, &model, &optim, position)?;
                 return Ok(LoopEnd::Cancelled { position });
             }
-            let prediction = model.predict(train, rows, device);
+            let sampled = layers.as_mut().is_some_and(LayerRecorder::sample_now);
+            let prediction = match layers.as_mut().filter(|_| sampled) {
+                Some(recorder) => model.predict_probed(train, rows, device, recorder.probe()),
+                None => model.predict(train, rows, device),
+            };
             let loss = task::loss(&prediction, train, rows, device);
             let value = loss.clone().into_scalar::<f64>();
             step += 1;
-            if !value.is_finite() {
+            let diverged = !value.is_finite();
+            // Without layer statistics a diverged step ends the run at once; with them its
+            // gradients are recorded first (see `layers`).
+            if diverged && layers.is_none() {
                 return Ok(LoopEnd::Diverged { step });
             }
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            let due = window.due() || index + 1 == batches.len();
             let lr = settings.lr_at(step, batches.len());
-            model = optim.step(lr, model, grads);
-            if let Some(masks) = &settings.masks {
-                model = super::compress::apply(model, masks);
+            let record = layers.as_mut().is_some_and(|l| l.wants(due, value));
+            let recorder = layers.as_mut().filter(|_| record);
+            model = optimize(model, &mut optim, loss, lr, settings, recorder, (step, epoch), sink);
+            if diverged {
+                return Ok(LoopEnd::Diverged { step });
             }
             window.add(value, rows.len());
             epoch_loss.add(value, rows.len());
-            if window.due() || index + 1 == batches.len() {
+            if due {
                 sink.metric(&window.record(step, epoch, lr));
                 window = Window::new();
             }
@@ -143,6 +157,30 @@ pub fn run<M: Task>(
         val,
         train_loss: last_train_loss,
     })
+}
+
+/// One optimizer step on `loss`; with a `recorder`, the step's `layers` record goes to `sink`.
+#[allow(clippy::too_many_arguments)]
+fn optimize<M: Task>(
+    model: M,
+    optim: &mut ModuleOptimizer,
+    loss: burn::tensor::Tensor<1>,
+    lr: f64,
+    settings: &LoopSettings,
+    recorder: Option<&mut LayerRecorder>,
+    (step, epoch): (u64, usize),
+    sink: &mut dyn LoopSink,
+) -> M {
+    let grads = GradientsParams::from_grads(loss.backward(), &model);
+    let before = recorder.as_ref().map(|r| r.before(&model, &grads));
+    let mut model = optim.step(lr, model, grads);
+    if let Some(masks) = &settings.masks {
+        model = super::compress::apply(model, masks);
+    }
+    if let (Some(recorder), Some(before)) = (recorder, before) {
+        sink.metric(&recorder.record(before, &model, step, epoch));
+    }
+    model
 }
 
 fn save_checkpoint<M: Task>(
@@ -184,6 +222,7 @@ fn val_record(score: &BatchScore, step: u64, epoch: usize, data: &Split) -> Metr
         rmse: ratings.then(|| score.rmse()),
         lr: None,
         samples_per_sec: None,
+        layers: None,
     }
 }
 
@@ -229,11 +268,13 @@ impl Window {
             rmse: None,
             lr: Some(lr),
             samples_per_sec: Some(self.rows as f64 / seconds),
+            layers: None,
         }
     }
 }
 
-fn now() -> f64 {
+/// Seconds since the Unix epoch, as metric records carry them.
+pub(crate) fn now() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())

@@ -258,6 +258,8 @@ fn finetune<M: Task>(
         schedule: kiln_core::kinds::Schedule::Cosine,
         seed: plan.parent.draft.seed.unwrap_or(0),
         masks,
+        // A fine-tune's pruned weights stay zero: their layers would read as dead or vanishing.
+        layer_stats: false,
     };
     let total_steps = (plan.dataset.train.len().div_ceil(settings.batch_size) * settings.finetune_epochs) as u64;
     status.total_steps = Some(total_steps);

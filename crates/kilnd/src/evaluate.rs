@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{anyhow, bail};
 use burn::tensor::Device;
+use kiln_core::inspect::Predictions;
 use kiln_core::jobs::EvalSplit;
 use kiln_core::kinds::DataSource;
 use kiln_core::names::ModelRef;
@@ -66,7 +67,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<EvalReport> {
         device: "cpu",
     };
     let name = loaded.manifest.model.to_string();
-    let report = eval::report(
+    let (mut report, rows) = eval::report_with_rows(
         &loaded.model,
         &name,
         version,
@@ -75,6 +76,16 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<EvalReport> {
         on,
         &loaded.device,
     );
+    let predictions = Predictions {
+        data: args.data.clone(),
+        data_path: args.data_path.clone(),
+        seed,
+        split: split_name.to_owned(),
+        classes: dataset.classes.clone(),
+        fingerprint: crate::inspect::fingerprint(&split),
+        rows,
+    };
+    report.predictions = Some(crate::inspect::store(&registry, &predictions)?);
     attach(&registry, &args.reference, version, &report)?;
     Ok(report)
 }

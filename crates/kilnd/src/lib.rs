@@ -11,6 +11,7 @@ pub mod epochs;
 pub mod evaluate;
 pub mod events;
 pub mod import;
+pub mod inspect;
 pub mod predict;
 pub mod serve;
 pub mod signing;

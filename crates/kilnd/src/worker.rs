@@ -14,6 +14,7 @@ use kiln_core::jobs::{
 };
 use kiln_core::kinds::MetricKind;
 use kiln_core::kinds::{Arch, DeviceName};
+use kiln_core::layers::LayerWatch;
 use kiln_core::names::ModelRef;
 use kiln_core::registry::{
     DatasetRef, Extras, Registry, Trained, VersionDraft, VersionLink, VersionManifest, now_rfc3339,
@@ -354,6 +355,10 @@ struct WorkerSink<'a> {
     best: Option<BestKeeper>,
     /// Every epoch's checkpoint, for promote from the curve (not for trials).
     epochs: Option<crate::epochs::Keeper>,
+    /// Each layer's first and latest statistics, to warn when one explodes.
+    layers: LayerWatch,
+    /// The job's message is a layer's warning.
+    warned: bool,
 }
 
 /// Keeps a trial's best epoch: its weights in `checkpoints/best.safetensors` and what a
@@ -419,6 +424,10 @@ fn trial_done_message(trial: &Option<TrialTag>, best: Option<(usize, f64)>) -> S
 
 impl LoopSink for WorkerSink<'_> {
     fn metric(&mut self, record: &MetricRecord) {
+        if record.kind == MetricKind::Layers {
+            self.layers_record(record);
+            return;
+        }
         if record.kind == MetricKind::Val
             && let Some(best) = self.best.as_mut()
         {
@@ -438,6 +447,32 @@ impl LoopSink for WorkerSink<'_> {
         match self.best.as_mut() {
             Some(best) => best.save(&self.job.checkpoints(), checkpoint),
             None => Ok(()),
+        }
+    }
+}
+
+impl WorkerSink<'_> {
+    /// Appends a `layers` record (the `train` record of the same step moves the status); a
+    /// layer whose gradients start to explode is logged and becomes the job's message while
+    /// it runs, until no layer explodes any more.
+    fn layers_record(&mut self, record: &MetricRecord) {
+        if let Err(e) = self.job.append_metric(record) {
+            eprintln!("kilnd worker: cannot record metrics: {e}");
+        }
+        let exploded = self.layers.observe(record);
+        for layer in &exploded {
+            eprintln!("kilnd worker: {}", layer.warning());
+        }
+        let message = match (exploded.first(), self.layers.exploding()) {
+            (Some(layer), _) => layer.warning(),
+            (None, None) if self.warned => String::new(),
+            _ => return,
+        };
+        self.warned = !message.is_empty();
+        if let Ok(mut status) = self.job.status() {
+            status.message = message;
+            status.updated_at = now_rfc3339();
+            let _ = self.job.write_status(&status);
         }
     }
 }
@@ -484,6 +519,7 @@ fn train_and_register<M: Task>(
         schedule: spec.schedule,
         seed: spec.seed,
         masks: None,
+        layer_stats: spec.layer_stats,
     };
     let device = plan.device.clone();
     let total_steps = (plan.dataset.train.len().div_ceil(spec.batch_size.max(1)) * spec.epochs) as u64;
@@ -505,6 +541,8 @@ fn train_and_register<M: Task>(
         total_steps,
         best,
         epochs,
+        layers: LayerWatch::default(),
+        warned: false,
     };
     let end = train::run(
         model,
@@ -663,4 +701,75 @@ fn register(
     registry
         .register_trained(&plan.spec.model, trained)
         .context("cannot register the trained version")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kiln_core::inspect::LayerStats;
+    use kiln_core::jobs::JobSpec;
+    use kiln_core::kinds::DataSource;
+
+    fn layers(step: u64, grad: f64) -> MetricRecord {
+        let stats = |name: &str, grad: f64| LayerStats {
+            name: name.into(),
+            weight_norm: 20.0,
+            grad_norm: grad,
+            update_ratio: 1e-3,
+            dead: None,
+        };
+        MetricRecord {
+            kind: MetricKind::Layers,
+            step,
+            epoch: 0,
+            time: step as f64,
+            train_loss: None,
+            val_loss: None,
+            accuracy: None,
+            rmse: None,
+            lr: None,
+            samples_per_sec: None,
+            layers: Some(vec![stats("hidden.0", grad), stats("output", 0.4)]),
+        }
+    }
+
+    #[test]
+    fn an_exploding_layer_is_the_running_jobs_message_while_it_explodes() {
+        let home = tempfile::tempdir().expect("tempdir");
+        let request = TrainRequest::new(Arch::Mlp, DataSource::FashionMnist, "fm".parse().expect("name"));
+        let spec = JobSpec {
+            id: JobId::generate(),
+            request: JobRequest::Train(request),
+        };
+        let job = JobDir::create(home.path(), &spec).expect("job");
+        let mut sink = WorkerSink {
+            job: &job,
+            total_steps: 100,
+            best: None,
+            epochs: None,
+            layers: LayerWatch::default(),
+            warned: false,
+        };
+        sink.metric(&layers(1, 0.5));
+        assert_eq!(
+            job.status().expect("status").message,
+            "",
+            "a healthy layer says nothing"
+        );
+        sink.metric(&layers(2, 5e4));
+        let message = job.status().expect("status").message;
+        assert_eq!(
+            message,
+            "layer hidden.0: exploding gradients (grad norm 5.0e+04, 1.0e+05x its first) — the run may diverge"
+        );
+        sink.metric(&layers(3, 0.6));
+        assert_eq!(
+            job.status().expect("status").message,
+            "",
+            "cleared once no layer explodes"
+        );
+        let (records, _) = job.metrics_since(0).expect("metrics");
+        assert_eq!(records.len(), 3, "every record kept");
+        assert_eq!(records[1], layers(2, 5e4));
+    }
 }

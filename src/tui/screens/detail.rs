@@ -1,6 +1,6 @@
 //! The version detail pane: manifest, lineage (parents, study trial, training checkpoint),
 //! signature status, a compressed version's comparison with its parent (`compression.rs`) and
-//! evaluation report with its confusion matrix; or, when another version is marked (`m`), the
+//! evaluation report with its confusion matrix (enter opens it cell by cell, `eval.rs`); or, when another version is marked (`m`), the
 //! two side by side with differing rows highlighted (with the compression reports' figures
 //! when one is the compressed child of the other, or both are compressed).
 //!
@@ -27,8 +27,7 @@ use crate::tui::app::App;
 use crate::tui::state::models::ModelsFocus;
 use crate::tui::theme::Theme;
 use crate::tui::widgets::{grouped, panel, placeholder, short_time};
-use kiln_core::api::{EvalReport, VersionManifest, VersionView};
-use kiln_core::names::Name;
+use kiln_core::api::{EvalReport, VersionManifest};
 
 /// Draws the detail (or compare) pane.
 pub fn render(frame: &mut Frame, area: Rect, app: &App) {
@@ -132,7 +131,7 @@ fn eval_lines<'a>(app: &'a App, m: &VersionManifest) -> Vec<Line<'a>> {
     let Some(view) = state.versions.get(&key) else {
         return vec![kv("eval", "loading…".into(), theme)];
     };
-    let report = find_report(app, view, &key);
+    let report = app.report_of(&key.0, key.1);
     let Some(record) = view.evals.last() else {
         return match report {
             Some(r) => report_summary(r, theme),
@@ -150,26 +149,36 @@ fn eval_lines<'a>(app: &'a App, m: &VersionManifest) -> Vec<Line<'a>> {
         theme,
     )];
     match report {
-        Some(report) => lines.extend(report_lines(report, theme)),
+        Some(report) => {
+            lines.extend(report_lines(report, theme));
+            lines.extend(drill_down_hint(app, report));
+        }
         None => lines.push(Line::styled("full report: not served by this kilnd", theme.muted)),
     }
     lines
 }
 
-/// The newest full report for a version: fetched as a blob, or the result of an evaluation
-/// job still in the job list.
-fn find_report<'a>(app: &'a App, view: &'a VersionView, key: &(Name, u32)) -> Option<&'a EvalReport> {
-    let state = &app.models;
-    let from_blob = view.evals.iter().rev().find_map(|e| state.reports.get(&e.report));
-    let from_jobs = || {
-        app.jobs
-            .jobs
-            .iter()
-            .flatten()
-            .filter_map(|j| j.result.as_ref())
-            .find(|r| r.model == key.0.as_str() && r.version == key.1)
+/// Under a report that can be drilled into: its calibration and the key that opens it.
+fn drill_down_hint<'a>(app: &'a App, report: &EvalReport) -> Option<Line<'a>> {
+    let theme = &app.theme;
+    let ece = report
+        .calibration
+        .as_ref()
+        .map(|c| format!("ECE {} · ", fmt_number(c.ece)));
+    if ece.is_none() && report.predictions.is_none() {
+        return None;
+    }
+    let what = if report.predictions.is_some() {
+        "the matrix cell by cell, its samples and calibration"
+    } else {
+        "calibration (no per-row predictions kept: re-run `kiln eval` to inspect samples)"
     };
-    from_blob.or_else(from_jobs)
+    Some(Line::from(vec![
+        Span::styled(format!("{:<10}", "inspect"), theme.muted),
+        Span::raw(ece.unwrap_or_default()),
+        Span::styled(app.keymap.hint(crate::tui::action::Action::Select), theme.key),
+        Span::raw(format!(" opens {what}")),
+    ]))
 }
 
 /// Headline figures of a report, then its matrix.
@@ -197,55 +206,9 @@ pub fn report_summary<'a>(report: &EvalReport, theme: &'a Theme) -> Vec<Line<'a>
     lines
 }
 
-/// Per-class scores and the confusion matrix (rows: truth, columns: predicted).
+/// The confusion matrix (rows: truth, columns: predicted) with each class's F1.
 pub fn report_lines<'a>(report: &EvalReport, theme: &'a Theme) -> Vec<Line<'a>> {
-    let mut lines = Vec::new();
-    if report.confusion_matrix.is_empty() {
-        return lines;
-    }
-    let names: Vec<String> = (0..report.confusion_matrix.len())
-        .map(|i| {
-            report
-                .per_class
-                .get(i)
-                .map_or_else(|| i.to_string(), |c| abbrev(&c.class))
-        })
-        .collect();
-    let width = report
-        .confusion_matrix
-        .iter()
-        .flatten()
-        .map(|n| n.to_string().len())
-        .max()
-        .unwrap_or(1)
-        .max(names.iter().map(|n| n.chars().count()).max().unwrap_or(1))
-        + 1;
-    let mut header = vec![Span::styled(format!("{:<5}", "t\\p"), theme.muted)];
-    header.extend(names.iter().map(|n| Span::styled(format!("{n:>width$}"), theme.header)));
-    header.push(Span::styled("   F1", theme.header));
-    lines.push(Line::from(header));
-    for (i, (row, name)) in report.confusion_matrix.iter().zip(&names).enumerate() {
-        let mut spans = vec![Span::styled(format!("{name:<5}"), theme.header)];
-        spans.extend(row.iter().enumerate().map(|(j, n)| {
-            let style = match (i == j, *n > 0) {
-                (true, _) => theme.ok,
-                (false, true) => theme.warn,
-                (false, false) => theme.muted,
-            };
-            Span::styled(format!("{n:>width$}"), style)
-        }));
-        let f1 = report
-            .per_class
-            .get(i)
-            .map_or(String::new(), |c| format!(" {:.3}", c.f1));
-        spans.push(Span::raw(f1));
-        lines.push(Line::from(spans));
-    }
-    lines
-}
-
-fn abbrev(class: &str) -> String {
-    class.chars().filter(|c| !c.is_whitespace()).take(4).collect()
+    super::eval::matrix_lines(report, theme, None)
 }
 
 fn join_numbers(map: &std::collections::BTreeMap<String, f64>) -> String {

@@ -7,7 +7,7 @@
 //! └───────────────────────────────────────────────────────────────────────┘
 //! ┌ loss · j1764434400-ab12 · step → ──────────────── ── train ── val ● kept ┐
 //! │ (train, val and overlay curves; see chart.rs; ● kept epoch, ○ not kept, │
-//! │  ◉ the epoch cursor)                                                     │
+//! │  ◉ the epoch cursor; `L` swaps in the layers pane, layers.rs)            │
 //! └───────────────────────────────────────────────────────────────────────┘
 //!  epoch 2 · step 1,876 · val_loss 0.410 · val_accuracy 0.853 · promotable: R registers it
 //! ┌ log ──────────────────────────────────────────────────────────────────┐
@@ -63,7 +63,12 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     ])
     .areas(area);
     render_list(frame, list, app, &visible);
-    render_chart(frame, chart, app);
+    // An evaluation keeps its report in the chart's place: it has no layers to show.
+    let training = app.jobs.current().is_some_and(|j| j.spec.request.as_train().is_some());
+    match app.jobs.chart.layers && training {
+        true => super::layers::render(frame, chart, app),
+        false => render_chart(frame, chart, app),
+    }
     render_log(frame, log, app);
 }
 

@@ -11,8 +11,10 @@
 //! │ 3   production  acc 0.912 ✓ alice   ││ confusion matrix (or a compare  │
 //! └─────────────────────────────────────┘└ with the marked version) ───────┘
 //! ```
-//! Enter / → moves focus models → versions → full-width detail; esc goes back. An empty
-//! registry shows the first-run welcome instead.
+//! Enter / → moves focus models → versions → full-width detail; enter again drills into the
+//! evaluation (the report with a navigable confusion matrix, `eval.rs`; a cell's samples and
+//! one sample as the model saw it, `samples.rs`); esc goes back. An empty registry shows the
+//! first-run welcome instead.
 //!
 //! The versions list shows each version's signature badge once kilnd has sent them
 //! (`✓ signer` / `unsigned` / `✗ tampered`, …); where the pane is too narrow for both, the
@@ -53,9 +55,11 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         render_welcome(frame, area, app);
         return;
     }
-    if state.focus == ModelsFocus::Detail {
-        detail::render(frame, area, app);
-        return;
+    match state.focus {
+        ModelsFocus::Detail => return detail::render(frame, area, app),
+        ModelsFocus::Matrix => return super::eval::render(frame, area, app),
+        ModelsFocus::Samples | ModelsFocus::Sample => return super::samples::render(frame, area, app),
+        ModelsFocus::Models | ModelsFocus::Versions => {}
     }
     let [top, bottom] = Layout::vertical([
         Constraint::Percentage(MODELS_PCT),

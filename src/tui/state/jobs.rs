@@ -1,6 +1,6 @@
 //! The jobs screen's data: the job list, each watched run's bounded loss series, validation
-//! points and log tail, the chart toggles, the kept epochs and the epoch cursor (`epochs.rs`),
-//! and progress/ETA arithmetic.
+//! points, layer statistics (`layers.rs`) and log tail, the chart toggles, the kept epochs and
+//! the epoch cursor (`epochs.rs`), and progress/ETA arithmetic.
 //!
 //! Metric records arrive both from `GET …/metrics?since=` and from SSE `metrics` events, so
 //! they may overlap; a record is kept only when its step is past the last one seen for its
@@ -9,6 +9,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use super::epochs::Epochs;
+use super::layers::LayerHistory;
 use crate::tui::request::Request;
 use crate::tui::series::{Ema, Series, Zoom};
 use kiln_core::api::{EpochCheckpoint, JobRequest, JobView, LogChunk, MetricsChunk};
@@ -44,6 +45,8 @@ pub struct RunData {
     /// History fetched over HTTP (SSE alone only brings what happened since connecting).
     pub metrics_loaded: bool,
     pub log_loaded: bool,
+    /// Per-layer statistics (`layers` records) for the layers pane.
+    pub layers: LayerHistory,
 }
 
 impl Default for RunData {
@@ -65,6 +68,7 @@ impl Default for RunData {
             log_partial: String::new(),
             metrics_loaded: false,
             log_loaded: false,
+            layers: LayerHistory::default(),
         }
     }
 }
@@ -84,6 +88,10 @@ impl RunData {
     }
 
     fn add_record(&mut self, r: &MetricRecord) {
+        if r.kind == MetricKind::Layers {
+            self.layers.add(r);
+            return;
+        }
         let x = r.step as f64;
         if let Some(loss) = r.train_loss {
             self.train.push(x, loss);
@@ -131,6 +139,8 @@ pub struct ChartOptions {
     pub smoothing: bool,
     pub log_y: bool,
     pub zoom: Zoom,
+    /// The layers pane takes the loss chart's place.
+    pub layers: bool,
 }
 
 /// Everything the jobs screen shows.
@@ -355,6 +365,26 @@ impl JobsState {
         }
         let since = run.filter(|r| r.metrics_loaded).map_or(0, |r| r.next);
         Some(Request::Metrics { job: id.clone(), since })
+    }
+
+    /// `⚠ job <id> layer <name>: exploding gradients (…)` for the selected job, or else a
+    /// running one, whose gradients explode: from the run's `layers` records when they are
+    /// loaded, else from the warning the worker made the job's message.
+    pub fn layer_warning(&self) -> Option<String> {
+        let exploding = |j: &JobView| self.runs.get(&j.id)?.layers.watch.exploding().map(|w| w.warning());
+        let selected = self.current().and_then(|j| Some((j, exploding(j)?)));
+        let running = || {
+            self.jobs
+                .iter()
+                .flatten()
+                .filter(|j| j.status.state == JobState::Running)
+                .find_map(|j| {
+                    let warned = kiln_core::layers::is_warning(&j.status.message).then(|| j.status.message.clone());
+                    Some((j, exploding(j).or(warned)?))
+                })
+        };
+        let (job, warning) = selected.or_else(running)?;
+        Some(format!("⚠ job {} {warning}", job.id))
     }
 
     /// Marks (or clears) the selected job as the chart's overlay.

@@ -3,7 +3,9 @@
 
 pub mod epochs;
 pub mod gpu;
+pub mod inspect;
 pub mod jobs;
+pub mod layers;
 pub mod models;
 pub mod serving;
 pub mod studies;

@@ -1,7 +1,8 @@
 //! The models screen's data and selection: the model list, every model's versions (fetched
 //! once per registry change), a lowercase search index over all versions for `/` filtering,
-//! version manifests with their evaluation reports, every version's signature status, and
-//! the compare mark.
+//! version manifests with their evaluation reports, every version's signature status, the
+//! compare mark, and the drill-down into an evaluation (the confusion-matrix cursor here, the
+//! samples and the open sample in `inspect.rs`).
 //!
 //! Filtering never allocates per row beyond the result: each version keeps a prebuilt
 //! haystack (`model@v arch dataset aliases task`, and `int8 of v3` for a compressed
@@ -10,6 +11,7 @@
 
 use std::collections::HashMap;
 
+use super::inspect::InspectState;
 use crate::tui::request::Request;
 use kiln_core::api::{EvalReport, ModelDetail, ModelList, ModelSummary, Signatures, VersionManifest, VersionView};
 use kiln_core::names::{Digest, Name};
@@ -31,6 +33,19 @@ pub enum ModelsFocus {
     Versions,
     /// The detail pane, full width.
     Detail,
+    /// The latest evaluation report, its confusion matrix under a cell cursor.
+    Matrix,
+    /// A samples list of the evaluation (a cell, the hardest, the disagreements).
+    Samples,
+    /// The sample open beside the list.
+    Sample,
+}
+
+impl ModelsFocus {
+    /// Whether the drill-down into an evaluation has the screen.
+    pub fn drilled(self) -> bool {
+        matches!(self, Self::Matrix | Self::Samples | Self::Sample)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -67,6 +82,12 @@ pub struct ModelsState {
     pub selected_model: usize,
     pub selected_version: usize,
     pub compare: Option<(Name, u32)>,
+    /// The confusion-matrix cursor: (true class, predicted class).
+    pub cell: (usize, usize),
+    /// The drill-down: samples list and open sample.
+    pub inspect: InspectState,
+    /// Where esc from the samples list goes back to.
+    pub samples_from: ModelsFocus,
     /// A version to select once its model's versions list it (one just registered).
     select_pending: Option<(Name, u32)>,
     index: Vec<IndexRow>,
@@ -255,11 +276,18 @@ impl ModelsState {
                 self.selected_model = step(self.selected_model, self.visible.len());
                 self.selected_version = 0;
             }
-            ModelsFocus::Versions | ModelsFocus::Detail => {
+            ModelsFocus::Versions | ModelsFocus::Detail | ModelsFocus::Matrix => {
                 let n = self.visible.get(self.selected_model).map_or(0, |v| v.versions.len());
                 self.selected_version = step(self.selected_version, n);
             }
+            ModelsFocus::Samples | ModelsFocus::Sample => self.inspect.move_selection(delta),
         }
+    }
+
+    /// Moves the confusion-matrix cursor, staying inside a `classes`×`classes` matrix.
+    pub fn move_cell(&mut self, rows: isize, columns: isize, classes: usize) {
+        let step = |i: usize, d: isize| (i as isize + d).clamp(0, classes.saturating_sub(1) as isize) as usize;
+        self.cell = (step(self.cell.0, rows), step(self.cell.1, columns));
     }
 
     /// What the selected version still needs fetched (its evals, then their reports).

@@ -5,6 +5,7 @@ use serde_json::{Value, json};
 
 use crate::tui::event::DaemonMsg;
 use kiln_core::api::{ModelView, StudyList, StudyView, TryResult};
+use kiln_core::inspect::InspectQuery;
 use kiln_core::jobs::JobId;
 use kiln_core::names::Name;
 use kiln_core::study::{Params, PrunedAt, StudyRecord, StudyState, Trial, TrialState};
@@ -386,4 +387,133 @@ pub fn studies() -> DaemonMsg {
         studies: vec![study(), other_study()],
         problems: Vec::new(),
     })
+}
+
+// ── The drill-down into an evaluation (issue #20) ────────────────────────────────────────
+
+/// fmnist-cnn@3's report again, now with calibration and stored per-row predictions, so it
+/// can be drilled into.
+pub fn inspectable_report() -> DaemonMsg {
+    let DaemonMsg::Report { digest, mut report } = report() else {
+        panic!("report() is a report");
+    };
+    let bins: Vec<Value> = (0..10)
+        .map(|i| {
+            let rows = [0, 0, 0, 2, 0, 10, 15, 25, 48, 200][i];
+            let lower = i as f64 / 10.0;
+            let confidence = if rows == 0 { 0.0 } else { lower + 0.06 };
+            let accuracy = [0.0, 0.0, 0.0, 0.5, 0.0, 0.4, 0.6, 0.72, 0.9, 0.97][i];
+            json!({ "lower": lower, "upper": lower + 0.1, "rows": rows, "confidence": confidence, "accuracy": accuracy })
+        })
+        .collect();
+    report.calibration = Some(decode(json!({ "ece": 0.042, "bins": bins })));
+    report.predictions = Some(decode(json!(format!("sha256:{}", "bb".repeat(32)))));
+    DaemonMsg::Report { digest, report }
+}
+
+/// One listed sample of fmnist-cnn's classes: its top 3 with `p` on `prediction`.
+pub fn sample_view(index: u32, label: &str, prediction: &str, p: f32, loss: f32) -> Value {
+    let rest: Vec<&str> = ["T-shirt", "Trouser", "Pullover"]
+        .into_iter()
+        .filter(|c| *c != prediction)
+        .collect();
+    let second = (1.0 - p) * 0.8;
+    json!({ "index": index, "label": label, "prediction": prediction, "confidence": p, "loss": loss,
+            "top": [{ "class": prediction, "probability": p }, { "class": rest[0], "probability": second },
+                    { "class": rest[1], "probability": 1.0 - p - second }] })
+}
+
+/// kilnd's answer to `query` on fmnist-cnn-like `model@version`: `samples` of `total`.
+pub fn inspected(model: &str, version: u32, query: InspectQuery, total: usize, samples: Vec<Value>) -> DaemonMsg {
+    inspected_with(
+        model,
+        version,
+        query,
+        &["T-shirt", "Trouser", "Pullover"],
+        total,
+        samples,
+    )
+}
+
+/// kilnd's answer to `query` on `model@version` over `classes` (none for ratings).
+pub fn inspected_with(
+    model: &str,
+    version: u32,
+    query: InspectQuery,
+    classes: &[&str],
+    total: usize,
+    samples: Vec<Value>,
+) -> DaemonMsg {
+    DaemonMsg::Inspected {
+        model: name(model),
+        version,
+        query,
+        inspection: Box::new(decode(json!({
+            "model": model, "version": version, "dataset": "fashion-mnist", "split": "test",
+            "classes": classes, "total": total, "samples": samples,
+        }))),
+    }
+}
+
+/// The pullovers fmnist-cnn@3 took for T-shirts (cell 2,0), most confident first.
+pub fn pullovers_as_tshirts() -> Vec<Value> {
+    vec![
+        sample_view(812, "Pullover", "T-shirt", 0.712, 1.427),
+        sample_view(4031, "Pullover", "T-shirt", 0.64, 1.022),
+        sample_view(97, "Pullover", "T-shirt", 0.51, 0.81),
+    ]
+}
+
+/// A 28×28 grey image: a pullover's silhouette (body and sleeves), brighter at the top.
+pub fn pullover_pixels() -> Vec<f32> {
+    let mut pixels = vec![0.0f32; 28 * 28];
+    for y in 3..26 {
+        let shade = 1.0 - y as f32 / 40.0;
+        let (from, to) = if y < 14 { (3, 25) } else { (8, 20) };
+        for x in from..to {
+            pixels[y * 28 + x] = shade;
+        }
+    }
+    pixels
+}
+
+/// `sample #index` of `model@version` as the model saw it.
+pub fn sample_loaded(model: &str, version: u32, view: Value, input: Value) -> DaemonMsg {
+    DaemonMsg::SampleLoaded {
+        model: name(model),
+        version,
+        detail: Box::new(decode(json!({ "sample": view, "input": input }))),
+    }
+}
+
+/// Sample 812 of fmnist-cnn@3: the pullover image.
+pub fn image_sample() -> DaemonMsg {
+    let input = json!({ "kind": "image", "channels": 1, "height": 28, "width": 28, "pixels": pullover_pixels() });
+    sample_loaded(
+        "fmnist-cnn",
+        3,
+        sample_view(812, "Pullover", "T-shirt", 0.712, 1.427),
+        input,
+    )
+}
+
+/// A fortune of fortunes-rnn@1 with two words outside its vocabulary.
+pub fn text_sample() -> DaemonMsg {
+    let words: Vec<Value> = "You will be awarded some great honor by the quizzical gnomes"
+        .split(' ')
+        .map(|w| json!({ "text": w, "known": !matches!(w, "quizzical" | "gnomes") }))
+        .collect();
+    let view = json!({ "index": 77, "label": "fortunes", "prediction": "riddles", "confidence": 0.58, "loss": 1.2,
+                       "top": [{ "class": "riddles", "probability": 0.58 }, { "class": "fortunes", "probability": 0.3 },
+                               { "class": "humorists", "probability": 0.12 }] });
+    let input = json!({ "kind": "text", "text": "You will be awarded some great honor by the quizzical gnomes", "words": words });
+    sample_loaded("fortunes-rnn", 1, view, input)
+}
+
+/// A rating of ratings-mf@1: user 17 rated item 42 a 4, the model said 2.9.
+pub fn rating_sample() -> DaemonMsg {
+    let view = json!({ "index": 5, "label": "4.0", "prediction": "2.9", "confidence": 1.0, "loss": -1.1 });
+    let input = json!({ "kind": "rating", "user": 17, "item": 42, "rating": 4.0,
+                        "others": [[3, 5.0], [8, 4.5], [19, 2.0], [23, 3.5]] });
+    sample_loaded("ratings-mf", 1, view, input)
 }

@@ -1,7 +1,8 @@
 //! Console tests without a terminal or a daemon: `update` driven by events (`update.rs`,
 //! `studies.rs` for the studies screen, `compression.rs` for the optimize form and the
 //! compression reports, `deploy.rs` for the deploy dialog and the shadow panel, `epochs.rs`
-//! for promoting from the curve),
+//! for promoting from the curve, `inspect.rs` for the drill-down into an evaluation,
+//! `layers.rs` for the layers pane),
 //! and every screen and dialog rendered into a ratatui `TestBackend` and compared with insta
 //! snapshots (`snapshots.rs`, files in `snapshots/`; review changes with `cargo insta review`
 //! or by reading the diff).
@@ -10,6 +11,8 @@ mod compression;
 mod deploy;
 mod epochs;
 mod fixtures;
+mod inspect;
+mod layers;
 mod snapshots;
 mod studies;
 mod update;

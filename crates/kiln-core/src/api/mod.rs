@@ -24,6 +24,8 @@
 //! | `GET /events` | | Server-Sent [`Event`]s |
 //! | `GET /deployments` · `POST /deployments` | [`DeployRequest`] | [`Deployments`] · [`JournalEntry`] |
 //! | `GET /deployments/journal?limit=` | | [`Journal`] |
+//! | `GET /models/{m}/versions/{v}/inspect?cell=&worst=&disagree=&sort=&limit=` | | [`Inspection`] |
+//! | `GET /models/{m}/versions/{v}/samples/{index}` | | [`SampleDetail`] |
 //! | `POST /deployments/gates` | [`GateRequest`] | [`GateResult`] |
 //! | `GET /canaries` | | [`Canaries`] |
 //! | `POST /canaries/{m}/promote` · `POST /canaries/{m}/abort` | | [`JournalEntry`] |
@@ -45,6 +47,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use crate::deploy::{Batching, DeploymentStats, DeploymentView, GateReport, JournalEntry};
+pub use crate::inspect::{InspectQuery, Inspection, SampleDetail};
 pub use crate::jobs::{EvalRequest, JobId, JobRequest, JobSpec, JobStatus, MetricRecord, TrainRequest};
 pub use crate::registry::{
     EvalRecord, EvalReport, ModelDetail, ModelSummary, Problem, SignatureStatus, VersionManifest, VersionRow,

@@ -36,6 +36,12 @@ pub struct EvalReport {
     pub mae: Option<f64>,
     pub mean_latency_ms_per_sample: f64,
     pub created_at: String,
+    /// Expected calibration error and the reliability diagram (classifiers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<crate::inspect::Calibration>,
+    /// The blob of every row's prediction ([`crate::inspect::Predictions`], zstd JSON).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predictions: Option<crate::names::Digest>,
 }
 
 impl EvalReport {
@@ -61,6 +67,18 @@ impl EvalReport {
             for row in &self.confusion_matrix {
                 out.push_str(&row.iter().map(|v| format!("{v:>6}")).collect::<String>());
                 out.push('\n');
+            }
+        }
+        if let Some(calibration) = &self.calibration {
+            out.push_str(&format!(
+                "\nexpected calibration error {:.4} (confidence bins: rows, mean confidence → accuracy)\n",
+                calibration.ece
+            ));
+            for bin in calibration.bins.iter().filter(|b| b.rows > 0) {
+                out.push_str(&format!(
+                    "  {:.1}–{:.1} {:>7}  {:.3} → {:.3}\n",
+                    bin.lower, bin.upper, bin.rows, bin.confidence, bin.accuracy
+                ));
             }
         }
         if let (Some(rmse), Some(mae)) = (self.rmse, self.mae) {

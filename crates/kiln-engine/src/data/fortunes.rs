@@ -82,14 +82,7 @@ pub fn categories(path: Option<&Path>, wanted: &[String]) -> Result<Vec<(String,
 
 pub fn load(wanted: &[String], options: &LoadOptions<'_>) -> Result<Dataset, DataError> {
     let files = categories(options.path, wanted)?;
-    let mut quotes = Vec::new();
-    let mut labels = Vec::new();
-    for (label, (_, path)) in files.iter().enumerate() {
-        for quote in read_quotes(path)? {
-            quotes.push(quote);
-            labels.push(label as i64);
-        }
-    }
+    let (quotes, labels) = all_quotes(&files)?;
     let classes: Vec<String> = match options.vocab {
         Some(vocab) => vocab.classes.clone(),
         None => files.iter().map(|(name, _)| name.clone()).collect(),
@@ -133,6 +126,46 @@ pub fn load(wanted: &[String], options: &LoadOptions<'_>) -> Result<Dataset, Dat
         test: None,
         vocab: Some(vocab),
     })
+}
+
+fn all_quotes(files: &[(String, PathBuf)]) -> Result<(Vec<String>, Vec<i64>), DataError> {
+    let mut quotes = Vec::new();
+    let mut labels = Vec::new();
+    for (label, (_, path)) in files.iter().enumerate() {
+        for quote in read_quotes(path)? {
+            quotes.push(quote);
+            labels.push(label as i64);
+        }
+    }
+    Ok((quotes, labels))
+}
+
+/// The quote behind row `row` of the validation split [`load`] makes with these options
+/// (the text the tokens were made from, words outside the vocabulary included).
+pub fn validation_quote(wanted: &[String], options: &LoadOptions<'_>, row: usize) -> Result<String, DataError> {
+    let files = categories(options.path, wanted)?;
+    let (quotes, _) = all_quotes(&files)?;
+    let order = super::permutation(quotes.len(), options.seed);
+    let val_len = (quotes.len() / 10).max(1);
+    let val = &order[quotes.len() - val_len..];
+    val.get(row)
+        .map(|&i| quotes[i].clone())
+        .ok_or_else(|| DataError::TooSmall {
+            id: "fortunes".into(),
+            reason: format!("no validation row {row}"),
+        })
+}
+
+/// The words of `text` as the tokenizer splits them, each marked when `vocab` knows it.
+pub fn known_words(vocab: &Vocab, text: &str) -> Vec<(String, bool)> {
+    let index = vocab.index();
+    words(text)
+        .into_iter()
+        .map(|w| {
+            let known = index.contains_key(w.as_str());
+            (w, known)
+        })
+        .collect()
 }
 
 /// (category, file) pairs, sorted by name.

@@ -15,7 +15,7 @@ use kiln_core::kinds::DataSource;
 use kiln_core::names::Digest;
 use kiln_core::registry::DataFile;
 
-pub use fortunes::Vocab;
+pub use fortunes::{Vocab, known_words, validation_quote};
 pub use split::{Inputs, Split, Targets};
 
 /// The tokenizer and vocabulary stored with a text model's version (its `vocab` blob,

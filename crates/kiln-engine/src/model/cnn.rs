@@ -6,6 +6,7 @@ use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::DType;
 
+use crate::layers::Probe;
 use crate::ops;
 use serde::{Deserialize, Serialize};
 
@@ -139,17 +140,23 @@ impl Cnn {
 
     /// `[batch, channels, height, width]` → logits `[batch, classes]`.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        self.forward_probed(images, &mut Probe::off())
+    }
+
+    /// [`Cnn::forward`], showing each ReLU output to `probe` (`convs.<i>`, `hidden`).
+    pub fn forward_probed(&self, images: Tensor<4>, probe: &mut Probe) -> Tensor<2> {
         // conv → ReLU → max-pool, computed as conv → max-pool → ReLU: the same function with
         // the same gradients (ReLU is monotone, so it commutes with a max, ties included),
         // with the ReLU and its backward on a quarter of the values.
         // A half-precision copy takes f32 images and answers f32 logits.
         let images = super::to_dtype(images, self.output.weight.val().dtype());
-        let x = self
-            .convs
-            .iter()
-            .fold(images, |x, conv| ops::relu(self.pool.forward(ops::conv2d(conv, x))));
+        let x = self.convs.iter().enumerate().fold(images, |x, (i, conv)| {
+            let x = ops::relu(self.pool.forward(ops::conv2d(conv, x)));
+            probe.relu(|| format!("convs.{i}"), x)
+        });
         let x = x.flatten::<2>(1, 3);
-        super::to_dtype(self.output.forward(ops::relu(self.hidden.forward(x))), DType::F32)
+        let x = probe.relu(|| "hidden".to_owned(), ops::relu(self.hidden.forward(x)));
+        super::to_dtype(self.output.forward(x), DType::F32)
     }
 }
 

@@ -4,6 +4,7 @@ use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::DType;
 
+use crate::layers::Probe;
 use crate::ops;
 use serde::{Deserialize, Serialize};
 
@@ -72,8 +73,15 @@ impl Mlp {
     /// `[batch, inputs]` → logits `[batch, classes]`, f32 whatever precision the weights
     /// compute in (a half-precision copy takes f32 rows and casts them).
     pub fn forward(&self, input: Tensor<2>) -> Tensor<2> {
+        self.forward_probed(input, &mut Probe::off())
+    }
+
+    /// [`Mlp::forward`], showing each hidden layer's ReLU output to `probe` (`hidden.<i>`).
+    pub fn forward_probed(&self, input: Tensor<2>, probe: &mut Probe) -> Tensor<2> {
         let input = super::to_dtype(input, self.output.weight.val().dtype());
-        let x = self.hidden.iter().fold(input, |x, layer| ops::relu(layer.forward(x)));
+        let x = self.hidden.iter().enumerate().fold(input, |x, (i, layer)| {
+            probe.relu(|| format!("hidden.{i}"), ops::relu(layer.forward(x)))
+        });
         super::to_dtype(self.output.forward(x), DType::F32)
     }
 }

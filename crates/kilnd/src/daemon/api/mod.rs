@@ -7,6 +7,7 @@
 //! alias removal, aliases, imports, jobs, deploys and rollbacks — arrives here and passes
 //! the same checks, whichever client sent it.
 
+mod inspect;
 mod jobs;
 mod registry;
 mod serving;
@@ -186,6 +187,14 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/jobs/{id}/cancel", post(jobs::cancel))
         .route("/api/v1/jobs/{id}/metrics", get(jobs::metrics))
         .route("/api/v1/jobs/{id}/log", get(jobs::log))
+        .route(
+            "/api/v1/models/{model}/versions/{version}/inspect",
+            get(inspect::inspect),
+        )
+        .route(
+            "/api/v1/models/{model}/versions/{version}/samples/{index}",
+            get(inspect::sample),
+        )
         .route("/api/v1/jobs/{id}/epochs", get(jobs::epochs))
         .route("/api/v1/jobs/{id}/epochs/{epoch}/register", post(jobs::register_epoch))
         .route("/api/v1/studies", get(studies::list).post(studies::create))
