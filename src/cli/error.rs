@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use kiln_core::client::{ClientError, InferenceError};
+use kiln_core::context::ContextError;
 use kiln_core::home::HomeError;
 
 /// Exit code: something failed.
@@ -80,7 +81,7 @@ impl From<ClientError> for CliError {
         let code = match &e {
             ClientError::NotRunning(_) => NOT_FOUND,
             ClientError::Http { status, .. } => control_code(*status),
-            ClientError::Transport(_) | ClientError::Decode(_) => FAILURE,
+            ClientError::Transport(_) | ClientError::Decode(_) | ClientError::Tunnel(_) => FAILURE,
         };
         Self {
             code,
@@ -98,6 +99,19 @@ impl From<InferenceError> for CliError {
                 ..
             } => BAD_INPUT,
             _ => FAILURE,
+        };
+        Self {
+            code,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<ContextError> for CliError {
+    fn from(e: ContextError) -> Self {
+        let code = match &e {
+            ContextError::Unknown { .. } | ContextError::Config(_) => BAD_INPUT,
+            ContextError::Unreachable { .. } => FAILURE,
         };
         Self {
             code,

@@ -63,7 +63,7 @@ pub fn run(cmd: &JobsCommand, json: bool) -> Result<u8, CliError> {
         }
         JobsCommand::Show { id } => {
             let job = client.run(|c| c.job(id))?;
-            emit(json, &job, || serde_json::to_string_pretty(&job).unwrap_or_default())?;
+            emit(json, &job, || show_text(&job))?;
         }
         JobsCommand::Logs { id, follow } => return logs(&client, id, *follow),
         JobsCommand::Wait { id, timeout } => return wait(&client, id, timeout.map(Into::into), json),
@@ -120,7 +120,9 @@ fn figures(metrics: &std::collections::BTreeMap<String, f64>) -> String {
         .join("  ")
 }
 
+/// The jobs table; a SLURM column (`12 PENDING (Resources)`) when any job ran through Slurm.
 fn list_table(jobs: &[JobView]) -> String {
+    let slurm = jobs.iter().any(|j| j.slurm.is_some());
     let rows: Vec<Vec<String>> = jobs
         .iter()
         .map(|j| {
@@ -129,19 +131,34 @@ fn list_table(jobs: &[JobView]) -> String {
                 JobRequest::Eval(e) => (j.spec.request.kind().to_string(), e.reference.to_string()),
                 JobRequest::Compress(c) => (j.spec.request.kind().to_string(), c.reference.to_string()),
             };
-            vec![
+            let mut row = vec![
                 j.id.to_string(),
                 j.status.state.to_string(),
                 what,
                 j.spec.request.subject(),
                 model,
                 j.status.step.to_string(),
-            ]
+            ];
+            if slurm {
+                row.push(j.slurm.as_ref().map_or_else(|| "-".to_owned(), |s| s.summary()));
+            }
+            row
         })
         .collect();
-    table::render(&["JOB", "STATE", "ARCH", "DATA", "MODEL", "STEP"], &rows)
-        .trim_end()
-        .to_owned()
+    let mut header = vec!["JOB", "STATE", "ARCH", "DATA", "MODEL", "STEP"];
+    if slurm {
+        header.push("SLURM");
+    }
+    table::render(&header, &rows).trim_end().to_owned()
+}
+
+/// `kiln jobs show`: the job as JSON, then its Slurm job in words when it has one.
+fn show_text(job: &JobView) -> String {
+    let text = serde_json::to_string_pretty(job).unwrap_or_default();
+    match &job.slurm {
+        Some(slurm) => format!("{text}\nslurm {}", slurm.summary()),
+        None => text,
+    }
 }
 
 /// Prints the worker log; with `follow`, keeps polling until the job has ended and the log
@@ -204,5 +221,41 @@ pub fn exit_code(state: JobState) -> u8 {
         JobState::Succeeded => 0,
         JobState::Cancelled => CANCELLED,
         _ => FAILURE,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(id: &str, slurm: Option<serde_json::Value>) -> JobView {
+        let mut view = serde_json::json!({
+            "id": id,
+            "spec": {"id": id, "kind": "train", "arch": "mlp", "data": "fashion-mnist", "model": "fm"},
+            "status": {"state": "queued", "updated_at": "2026-11-29T16:00:00Z"},
+        });
+        if let Some(slurm) = slurm {
+            view["slurm"] = slurm;
+        }
+        serde_json::from_value(view).expect("a job view")
+    }
+
+    #[test]
+    fn the_slurm_column_appears_only_when_a_job_ran_through_slurm() {
+        let local = job("j1764434400-ab12", None);
+        assert!(!list_table(std::slice::from_ref(&local)).contains("SLURM"));
+        let pending = job(
+            "j1764434401-ab13",
+            Some(
+                serde_json::json!({"job_id": 12, "state": "PENDING", "reason": "Resources",
+                                    "submitted_at": "2026-11-29T16:00:00Z"}),
+            ),
+        );
+        let table = list_table(&[local, pending.clone()]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].ends_with("SLURM"), "{table}");
+        assert!(lines[1].ends_with(" -"), "{table}");
+        assert!(lines[2].ends_with("12 PENDING (Resources)"), "{table}");
+        assert!(show_text(&pending).ends_with("\nslurm 12 PENDING (Resources)"));
     }
 }

@@ -8,6 +8,7 @@
 //! 6 job cancelled.
 
 mod compress;
+mod contexts;
 mod daemon;
 mod error;
 mod follow;
@@ -47,6 +48,10 @@ pub struct Cli {
     /// disabled.
     #[arg(long)]
     readonly: bool,
+    /// Talk to the kilnd of another box: a `[contexts.NAME]` of config.toml, reached over ssh
+    /// (`local`: this box). Paths given to commands are that box's paths.
+    #[arg(long, global = true, env = "KILN_CONTEXT", value_name = "NAME")]
+    context: Option<String>,
     /// Without a subcommand, `kiln` opens the console.
     #[command(subcommand)]
     command: Option<Command>,
@@ -81,6 +86,9 @@ enum Command {
     /// Signing keys and the trust store (in the config folder; no daemon needed).
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// This box and every context of config.toml, with live status (reachable, running jobs,
+    /// GPU utilisation, deployments).
+    Contexts,
     /// Start, inspect or stop the kilnd daemon.
     #[command(subcommand)]
     Daemon(daemon::DaemonCommand),
@@ -112,10 +120,19 @@ enum Command {
 /// `kiln` alone: start kilnd when none answers (the console retries if that fails), then
 /// open the console.
 fn open_console(cli: &Cli) -> ExitCode {
-    let _ = daemon::connect();
+    let context = cli
+        .context
+        .clone()
+        .filter(|name| !name.is_empty() && name != kiln_core::context::LOCAL);
+    // A context's session (which starts its kilnd) opens inside the console, which shows
+    // the box as unreachable and retries rather than failing before it opens.
+    if context.is_none() {
+        let _ = daemon::connect();
+    }
     crate::tui::main(crate::tui::Options {
         theme: cli.theme.clone(),
         readonly: cli.readonly,
+        context,
     })
 }
 
@@ -131,6 +148,7 @@ fn run(command: &Command, json: bool) -> Result<u8, CliError> {
         Command::Tune(args) => studies::tune(args, json),
         Command::Studies(cmd) => studies::run(cmd, json),
         Command::Keys(cmd) => keys::run(cmd, json),
+        Command::Contexts => contexts::run(json),
         Command::Daemon(cmd) => daemon::run(cmd, json),
         Command::Jobs(cmd) => jobs::run(cmd, json),
         Command::Deploy(args) => serving::deploy(args, json),
@@ -170,6 +188,7 @@ fn write_out(bytes: &[u8]) -> Result<u8, CliError> {
 /// Runs the CLI and maps the outcome to the documented exit codes.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    daemon::set_context(cli.context.clone());
     let Some(command) = &cli.command else {
         return open_console(&cli);
     };

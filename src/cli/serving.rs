@@ -363,7 +363,7 @@ fn deployments_table(list: &Deployments) -> String {
 /// Sends one infer request and prints the outputs.
 pub fn predict(args: &PredictArgs, json: bool) -> Result<u8, CliError> {
     let client = connect()?;
-    let inference = Inference::new(client.client().home())?;
+    let inference = client.client().inference()?;
     let (model, version) = match args.reference.split_once('@') {
         Some((m, v)) => (m, Some(v)),
         None => (args.reference.as_str(), None),

@@ -49,7 +49,7 @@ macro_rules! actions {
 actions! {
     Quit = "quit": "quit kiln (jobs and deployments keep running in kilnd)",
     Help = "help": "show this help",
-    Palette = "palette": "command palette (:models :jobs :gpu :serving :studies :theme NAME :q)",
+    Palette = "palette": "command palette (:models :jobs :gpu :serving :studies :ctx NAME :theme NAME :q)",
     Filter = "filter": "filter the current list",
     Back = "back": "close the dialog / leave the pane / clear the filter",
     NextScreen = "next-screen": "next screen (studies: switch between the study list and the trials)",
@@ -59,6 +59,7 @@ actions! {
     ShowGpu = "gpu": "GPU screen",
     ShowServing = "serving": "serving screen",
     ShowStudies = "studies": "hyperparameter studies screen",
+    ShowContexts = "contexts": "contexts screen: every box's kilnd at a glance; enter or :ctx NAME switches to one, :ctx local back",
     Up = "up": "move up",
     Down = "down": "move down",
     PageUp = "page-up": "move up a page",
@@ -100,16 +101,18 @@ pub enum Screen {
     Gpu,
     Serving,
     Studies,
+    Contexts,
 }
 
 impl Screen {
     /// Screens in tab order.
-    pub const ALL: [Screen; 5] = [
+    pub const ALL: [Screen; 6] = [
         Screen::Models,
         Screen::Jobs,
         Screen::Gpu,
         Screen::Serving,
         Screen::Studies,
+        Screen::Contexts,
     ];
 
     /// The tab title.
@@ -120,6 +123,7 @@ impl Screen {
             Screen::Gpu => "GPU",
             Screen::Serving => "Serving",
             Screen::Studies => "Studies",
+            Screen::Contexts => "Contexts",
         }
     }
 
@@ -241,6 +245,14 @@ pub enum Effect {
     Request(Request),
     /// Load and switch to a theme.
     LoadTheme(String),
+    /// Leave the current context's kilnd and connect to context `name` (`local`: this box's);
+    /// what arrives from it is stamped with `generation`.
+    SwitchContext { name: String, generation: u64 },
+    /// The session of context `name` opened: start talking to it (unless the console has
+    /// switched again since `generation`).
+    AttachContext { name: String, generation: u64 },
+    /// Read config.toml's contexts again and survey each one.
+    SurveyContexts,
     /// Leave the console.
     Quit,
 }

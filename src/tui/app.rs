@@ -11,6 +11,7 @@ use super::event::{DaemonMsg, Event};
 use super::form::LaunchForm;
 use super::keymap::Keymap;
 use super::request::Request;
+use super::state::contexts::ContextsState;
 use super::state::gpu::GpuState;
 use super::state::jobs::JobsState;
 use super::state::models::ModelsState;
@@ -19,6 +20,7 @@ use super::state::studies::StudiesState;
 use super::theme::Theme;
 use kiln_core::api::{JobRequest, JobView, JournalEntry, MetricsChunk, StudyView};
 use kiln_core::client::ClientError;
+use kiln_core::context::LOCAL;
 use kiln_core::deploy::Action as Switch;
 use kiln_core::jobs::JobState;
 
@@ -32,7 +34,8 @@ pub enum Connection {
     Live,
     /// kilnd answers but has no event stream: polling every 2 s.
     Polling,
-    /// kilnd cannot be reached (why); the client keeps retrying.
+    /// kilnd cannot be reached (why: for a context, its tunnel or its session); the client
+    /// keeps retrying.
     Down(String),
 }
 
@@ -75,6 +78,12 @@ pub struct App {
     pub gpu: GpuState,
     pub serving: ServingState,
     pub studies: StudiesState,
+    /// The context whose kilnd the console shows (`local`: this box's).
+    pub context: String,
+    /// Bumped on every switch of context: what the old connection still sends is dropped.
+    pub generation: u64,
+    /// The contexts screen; kept across switches (it shows every box at once).
+    pub contexts: ContextsState,
     /// Something changed since the last frame.
     pub dirty: bool,
 }
@@ -96,6 +105,9 @@ impl App {
             gpu: GpuState::default(),
             serving: ServingState::default(),
             studies: StudiesState::default(),
+            context: LOCAL.to_owned(),
+            generation: 0,
+            contexts: ContextsState::default(),
             dirty: true,
         }
     }
@@ -112,12 +124,32 @@ impl App {
                 Vec::new()
             }
             Event::Terminate => vec![Effect::Quit],
-            Event::Daemon(msg) => {
-                let quiet = matches!(*msg, DaemonMsg::PollTick)
+            // From the connection to a context the console has left since.
+            Event::Stamped { generation, .. } if generation != self.generation => Vec::new(),
+            Event::Daemon(msg) | Event::Stamped { msg, .. } => {
+                let quiet = matches!(*msg, DaemonMsg::PollTick | DaemonMsg::SurveyTick)
                     || (matches!(*msg, DaemonMsg::Sample(_)) && self.screen != Screen::Gpu);
                 self.dirty |= !quiet;
-                self.on_daemon(*msg).into_iter().map(Effect::Request).collect()
+                self.on_daemon_msg(*msg)
             }
+        }
+    }
+
+    /// A daemon message: context messages may ask the loop for more than requests.
+    fn on_daemon_msg(&mut self, msg: DaemonMsg) -> Vec<Effect> {
+        match msg {
+            DaemonMsg::ContextOpened { name } => self.context_opened(name),
+            DaemonMsg::ContextUnreachable { name, problem } => self.context_unreachable(&name, problem),
+            DaemonMsg::ContextsListed(listed) => {
+                self.contexts.set_entries(listed);
+                Vec::new()
+            }
+            DaemonMsg::ContextSurveyed(status) => {
+                self.contexts.set_status(status);
+                Vec::new()
+            }
+            DaemonMsg::SurveyTick => self.survey_tick(),
+            other => self.on_daemon(other).into_iter().map(Effect::Request).collect(),
         }
     }
 

@@ -1,16 +1,18 @@
 //! The console's side of kilnd's control API: [`Request`]s carried out through the one
 //! client of the contract ([`kiln_core::client::Client`]), and the event stream kept open.
 //!
-//! Requests run as tokio tasks and report back as [`DaemonMsg`]s on the UI channel; nothing
-//! here touches UI state. The event stream ([`Client::events`]) reconnects with exponential
-//! backoff; while kilnd has no `/api/v1/events` route the client falls back to a 2 s polling
-//! tick.
+//! Requests run as tokio tasks and report back as [`DaemonMsg`]s on the UI channel, stamped
+//! with the client's generation ([`Event::Stamped`]); nothing here touches UI state. The event
+//! stream ([`Client::events`]) reconnects with exponential backoff; while kilnd has no
+//! `/api/v1/events` route the client falls back to a 2 s polling tick. The same holds for a
+//! context's kilnd, whose ssh tunnel reconnects by itself: its failures name the context.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use tokio::sync::mpsc::UnboundedSender;
+use tokio::task::JoinHandle;
 
 use super::event::{DaemonMsg, Event};
 use super::request::Request;
@@ -31,17 +33,35 @@ const HEALTH_EVERY: Duration = Duration::from_secs(10);
 /// comments, so this counts events only; kilnd pushes a telemetry sample every second.
 const STREAM_SILENCE: Duration = Duration::from_secs(35);
 
-/// Handle on the daemon of one `KILN_HOME`; cheap to clone.
+/// Handle on the daemon of one `KILN_HOME`, here or on a context's box; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct DaemonClient {
     client: Client,
+    /// Stamped on everything this client sends (the console's generation when it was made).
+    generation: u64,
 }
 
 impl DaemonClient {
     /// A client for the daemon under `home`; contacts nothing yet.
     pub fn new(home: &Path) -> Self {
-        Self {
-            client: Client::new(home),
+        Self::from_client(Client::new(home))
+    }
+
+    /// A client around `client` (e.g. [`Client::remote`] for a context's kilnd).
+    pub fn from_client(client: Client) -> Self {
+        Self { client, generation: 0 }
+    }
+
+    /// The same client, stamping what it sends with `generation`.
+    pub fn stamped(self, generation: u64) -> Self {
+        Self { generation, ..self }
+    }
+
+    /// `msg` as this client's event.
+    fn event(&self, msg: DaemonMsg) -> Event {
+        Event::Stamped {
+            generation: self.generation,
+            msg: Box::new(msg),
         }
     }
 
@@ -54,7 +74,7 @@ impl DaemonClient {
                 Ok(msg) => msg,
                 Err(error) => DaemonMsg::Failed { request, error },
             };
-            let _ = tx.send(msg.into());
+            let _ = tx.send(client.event(msg));
         });
     }
 
@@ -178,8 +198,9 @@ impl DaemonClient {
         Ok(changed(request, study))
     }
 
-    /// Keeps the event stream open for the life of the console, reconnecting with backoff.
-    pub fn spawn_events(&self, tx: UnboundedSender<Event>) {
+    /// Keeps the event stream open, reconnecting with backoff, until the task is aborted
+    /// (a switch of context) or the console closes.
+    pub fn spawn_events(&self, tx: UnboundedSender<Event>) -> JoinHandle<()> {
         let client = self.clone();
         tokio::spawn(async move {
             let mut backoff = FIRST_BACKOFF;
@@ -189,7 +210,7 @@ impl DaemonClient {
                     Ok(()) => "the event stream ended".to_owned(),
                     Err(e) => e.to_string(),
                 };
-                if tx.send(DaemonMsg::Disconnected(reason).into()).is_err() {
+                if tx.send(client.event(DaemonMsg::Disconnected(reason))).is_err() {
                     return;
                 }
                 if started.elapsed() > LONG_LIVED {
@@ -198,7 +219,7 @@ impl DaemonClient {
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
-        });
+        })
     }
 
     /// Forwards events until the stream ends or goes quiet; a kilnd without the route (404)
@@ -209,7 +230,7 @@ impl DaemonClient {
             other => other?,
         };
         let mut events = std::pin::pin!(events);
-        send(tx, DaemonMsg::Connected { live: true })?;
+        self.send(tx, DaemonMsg::Connected { live: true })?;
         let mut health = tokio::time::interval(HEALTH_EVERY);
         health.tick().await;
         loop {
@@ -224,7 +245,7 @@ impl DaemonClient {
                 }
             };
             match next {
-                Some(Ok(event)) => send(tx, event.into())?,
+                Some(Ok(event)) => self.send(tx, event.into())?,
                 // An event this console cannot read is skipped, not a reason to reconnect.
                 Some(Err(ClientError::Decode(_))) => {}
                 Some(Err(e)) => return Err(e),
@@ -233,13 +254,18 @@ impl DaemonClient {
         }
     }
 
+    fn send(&self, tx: &UnboundedSender<Event>, msg: DaemonMsg) -> Result<(), ClientError> {
+        tx.send(self.event(msg))
+            .map_err(|_| ClientError::Transport("the console is closing".into()))
+    }
+
     /// No event stream on this kilnd: tick every [`POLL_EVERY`] while its health answers.
     async fn poll(&self, tx: &UnboundedSender<Event>) -> Result<(), ClientError> {
-        send(tx, DaemonMsg::Connected { live: false })?;
+        self.send(tx, DaemonMsg::Connected { live: false })?;
         loop {
             tokio::time::sleep(POLL_EVERY).await;
             self.client.health().await?;
-            send(tx, DaemonMsg::PollTick)?;
+            self.send(tx, DaemonMsg::PollTick)?;
         }
     }
 }
@@ -255,11 +281,6 @@ fn silence() -> ClientError {
     ClientError::Transport(format!("no word from kilnd for {}s", STREAM_SILENCE.as_secs()))
 }
 
-fn send(tx: &UnboundedSender<Event>, msg: DaemonMsg) -> Result<(), ClientError> {
-    tx.send(msg.into())
-        .map_err(|_| ClientError::Transport("the console is closing".into()))
-}
-
 #[cfg(test)]
 mod tests {
     use tokio::sync::mpsc::unbounded_channel;
@@ -269,7 +290,7 @@ mod tests {
 
     fn received(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Event>) -> Vec<DaemonMsg> {
         std::iter::from_fn(|| match rx.try_recv() {
-            Ok(Event::Daemon(msg)) => Some(*msg),
+            Ok(Event::Daemon(msg) | Event::Stamped { msg, .. }) => Some(*msg),
             _ => None,
         })
         .collect()

@@ -27,13 +27,20 @@ struct ConfigFile {
     theme: Option<String>,
     #[serde(default)]
     keymap: BTreeMap<String, Keys>,
-    /// kilnd's `[signing]` and `[training]` tables (kiln_core::settings) share the file.
+    /// kilnd's `[signing]`, `[training]` and `[daemon]` tables (kiln_core::settings) and the
+    /// `[contexts.NAME]` tables (kiln_core::context) share the file.
     #[serde(default)]
     #[allow(dead_code)]
     signing: Option<toml::Table>,
     #[serde(default)]
     #[allow(dead_code)]
     training: Option<toml::Table>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    daemon: Option<toml::Table>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    contexts: Option<toml::Table>,
 }
 
 /// `(theme, keymap)` as read from the file.
@@ -121,7 +128,10 @@ mod tests {
         let (_, problem) = Config::load(dir);
         let problem = problem.unwrap_or_default();
         assert!(
-            problem.ends_with(":2: unknown field `colour`, expected one of `theme`, `keymap`, `signing`, `training`"),
+            problem.ends_with(
+                ":2: unknown field `colour`, expected one of `theme`, `keymap`, `signing`, `training`, `daemon`, \
+                 `contexts`"
+            ),
             "{problem}"
         );
     }

@@ -25,7 +25,7 @@ use super::widgets::wrap_words;
 pub fn render_overlay(frame: &mut Frame, area: Rect, app: &App, overlay: &Overlay) {
     match overlay {
         Overlay::Help { scroll } => render_help(frame, area, app, *scroll),
-        Overlay::Palette(text) => render_palette(frame, area, &app.theme, text),
+        Overlay::Palette(text) => render_palette(frame, area, app, text),
         Overlay::Confirm(pending) => render_confirm(frame, area, &app.theme, pending),
         Overlay::Deploy(dialog) => deploy_dialog::render(frame, area, &app.theme, dialog),
         Overlay::Form(form) => render_form(frame, area, &app.theme, form),
@@ -83,22 +83,32 @@ fn render_help(frame: &mut Frame, area: Rect, app: &App, scroll: u16) {
     frame.render_widget(table, rect);
 }
 
-fn render_palette(frame: &mut Frame, area: Rect, theme: &Theme, text: &str) {
+fn render_palette(frame: &mut Frame, area: Rect, app: &App, text: &str) {
+    let theme = &app.theme;
     let rect = popup(frame, area, 60, 5);
     let rect = Rect { y: area.y + 2, ..rect };
     frame.render_widget(Clear, rect);
     let lines = vec![
         Line::from(vec![Span::styled(":", theme.key), Span::raw(format!("{text}▏"))]),
-        Line::styled(palette_choices(text), theme.muted),
+        Line::styled(palette_choices(text, &app.contexts.names()), theme.muted),
     ];
     frame.render_widget(Paragraph::new(lines).block(dialog("Command", theme)), rect);
 }
 
 /// The palette's commands; once something is typed, the commands and keymap actions
-/// (`:register-epoch`) that start with it.
-fn palette_choices(text: &str) -> String {
-    const COMMANDS: &str = "models jobs gpu serving studies train theme NAME help q";
+/// (`:register-epoch`) that start with it; after `ctx `, the contexts.
+pub(super) fn palette_choices(text: &str, contexts: &[&str]) -> String {
+    const COMMANDS: &str = "models jobs gpu serving studies ctx NAME train theme NAME help q";
     let typed = text.trim_start();
+    if let Some(name) = typed.strip_prefix("ctx ") {
+        let name = name.trim();
+        let matches: Vec<&str> = contexts.iter().copied().filter(|c| c.starts_with(name)).collect();
+        return if matches.is_empty() {
+            format!("no such context (known: {})", contexts.join(" "))
+        } else {
+            format!("contexts: {}", matches.join(" "))
+        };
+    }
     // Nothing typed yet, or an argument being typed (`theme NAME`).
     if typed.is_empty() || typed.contains(' ') {
         return COMMANDS.to_owned();

@@ -1,15 +1,19 @@
 //! Everything the UI loop reacts to arrives as one [`Event`] on one channel: key presses and
-//! resizes from the input thread, and [`DaemonMsg`]s from the HTTP/SSE tasks.
+//! resizes from the input thread, and [`DaemonMsg`]s from the HTTP/SSE tasks. What the
+//! connection to one context sends comes [`Event::Stamped`] with that connection's
+//! generation, so nothing from a box the console has left reaches the state of the next.
 
 use ratatui::crossterm::event::{self as term, KeyEvent, KeyEventKind};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::request::Request;
+use super::state::contexts::ContextEntry;
 use kiln_core::api::{
     self, Deployments, EpochList, EvalReport, GateResult, JobView, JournalEntry, LogChunk, MetricsChunk, ModelDetail,
     ModelList, Sample, Signatures, StudyList, StudyView, Telemetry, TryResult, VersionView,
 };
 use kiln_core::client::ClientError;
+use kiln_core::context::ContextStatus;
 use kiln_core::deploy::CanaryView;
 use kiln_core::inspect::{InspectQuery, Inspection, SampleDetail};
 use kiln_core::jobs::JobId;
@@ -25,6 +29,9 @@ pub enum Event {
     Resized,
     /// The daemon answered, pushed an event, or went away.
     Daemon(Box<DaemonMsg>),
+    /// A [`DaemonMsg`] of the connection to one context: dropped unless `generation` is
+    /// still the console's (it has not switched contexts since).
+    Stamped { generation: u64, msg: Box<DaemonMsg> },
     /// SIGTERM or SIGHUP (e.g. the SSH session closed): leave, restoring the terminal.
     Terminate,
 }
@@ -41,6 +48,21 @@ pub enum DaemonMsg {
     Disconnected(String),
     /// A polling tick, sent only while kilnd has no event stream.
     PollTick,
+    /// The session of context `name` is open: the loop can attach to it.
+    ContextOpened {
+        name: String,
+    },
+    /// Context `name` could not be opened (why, naming the context); the loop retries.
+    ContextUnreachable {
+        name: String,
+        problem: String,
+    },
+    /// The contexts config.toml names now (or why it could not be read).
+    ContextsListed(Result<Vec<ContextEntry>, String>),
+    /// One context's live figures, for the contexts screen.
+    ContextSurveyed(ContextStatus),
+    /// Every few seconds: time to survey the contexts again, if their screen shows.
+    SurveyTick,
     Models(ModelList),
     ModelDetail(ModelDetail),
     Version(VersionView),

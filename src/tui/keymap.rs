@@ -117,6 +117,7 @@ const DEFAULTS: &[(Action, &[&str])] = &[
     (Action::ShowGpu, &["3"]),
     (Action::ShowServing, &["4"]),
     (Action::ShowStudies, &["5"]),
+    (Action::ShowContexts, &["6"]),
     (Action::Up, &["up", "k"]),
     (Action::Down, &["down", "j"]),
     (Action::PageUp, &["pgup"]),

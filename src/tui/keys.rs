@@ -182,7 +182,7 @@ impl App {
                 self.jobs.filter = text.to_owned();
                 self.jobs.selected = 0;
             }
-            Screen::Gpu | Screen::Serving | Screen::Studies => {}
+            Screen::Gpu | Screen::Serving | Screen::Studies | Screen::Contexts => {}
         }
     }
 
@@ -196,6 +196,7 @@ impl App {
             "gpu" | "g" => self.apply(Action::ShowGpu),
             "serving" | "s" | "deployments" => self.apply(Action::ShowServing),
             "studies" | "study" | "tune" => self.apply(Action::ShowStudies),
+            "ctx" | "context" | "contexts" => self.ctx_command(arg),
             "help" => self.apply(Action::Help),
             "train" => self.new_training(),
             "theme" if arg.is_empty() => {
@@ -211,7 +212,7 @@ impl App {
                 Some(action) if arg.is_empty() => self.apply(action),
                 _ => {
                     self.complain(format!(
-                        "unknown command ':{command}' (try :models :jobs :gpu :serving :studies :theme NAME :q, or an action named in the help)"
+                        "unknown command ':{command}' (try :models :jobs :gpu :serving :studies :ctx [NAME] :theme NAME :q, or an action named in the help)"
                     ));
                     Vec::new()
                 }
@@ -242,12 +243,14 @@ impl App {
             Action::ShowGpu => self.show(Screen::Gpu),
             Action::ShowServing => self.show(Screen::Serving),
             Action::ShowStudies => self.show(Screen::Studies),
+            Action::ShowContexts => self.show(Screen::Contexts),
             Action::Up => self.move_selection(-1),
             Action::Down => self.move_selection(1),
             Action::PageUp => self.move_selection(-PAGE),
             Action::PageDown => self.move_selection(PAGE),
             Action::Top => self.move_selection(-(1 << 30)),
             Action::Bottom => self.move_selection(1 << 30),
+            Action::Refresh if self.screen == Screen::Contexts => vec![Effect::SurveyContexts],
             Action::Refresh => requests(self.refetch_all()),
             other => self.apply_screen_action(other),
         }
@@ -347,6 +350,7 @@ impl App {
                 out.push(Effect::Request(Request::Journal));
             }
             Screen::Studies => out.push(Effect::Request(Request::Studies)),
+            Screen::Contexts => out.push(Effect::SurveyContexts),
             _ => {}
         }
         out
@@ -383,6 +387,7 @@ impl App {
             Screen::Jobs => self.jobs.move_selection(delta),
             Screen::Serving => self.serving.move_selection(delta),
             Screen::Studies => self.studies.move_selection(delta),
+            Screen::Contexts => self.contexts.move_selection(delta),
             Screen::Gpu => {}
         }
         self.wanted_here()
@@ -412,6 +417,7 @@ impl App {
         match self.screen {
             Screen::Models => self.focus(1),
             Screen::Serving => self.try_request(),
+            Screen::Contexts => self.switch_to_selected(),
             Screen::Studies if self.studies.focus == StudiesFocus::Studies => self.focus(1),
             _ => Vec::new(),
         }

@@ -2,10 +2,14 @@
 //!
 //! ```text
 //!  input thread ──Key/Resize──┐
-//!  SSE task ─────DaemonMsg────┼──▶ one channel ──▶ App::update ──▶ Effects ──▶ requests (tokio tasks)
-//!  request tasks ─DaemonMsg───┘                        │                        theme loads, quit
+//!  SSE task ─────DaemonMsg────┤
+//!  request tasks ─DaemonMsg───┼──▶ one channel ──▶ App::update ──▶ Effects ──▶ requests, contexts (Link)
+//!  session, surveys ─DaemonMsg┘                        │                        theme loads, quit
 //!                                                      └──▶ render(&App) when something changed
 //! ```
+//!
+//! The kilnd it shows is this box's, or a context's reached over ssh (`kiln --context NAME`,
+//! `:ctx NAME`): [`link::Link`] owns that connection and switches it.
 //!
 //! `kiln` with no subcommand runs [`main`]. The terminal is restored on every exit path,
 //! and on panic (ratatui's hook). Nothing here links libtorch; all data comes from kilnd, as
@@ -24,11 +28,13 @@ pub mod graphics;
 mod inspect;
 pub mod keymap;
 mod keys;
+pub mod link;
 mod ops;
 pub mod request;
 pub mod screens;
 pub mod series;
 pub mod state;
+mod switch;
 pub mod theme;
 pub mod ui;
 pub mod widgets;
@@ -44,10 +50,10 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use action::Effect;
 use app::App;
-use client::DaemonClient;
 use config::Config;
 use event::Event;
 use keymap::Keymap;
+use link::Link;
 use theme::Theme;
 
 /// Console options from the command line.
@@ -57,6 +63,8 @@ pub struct Options {
     pub theme: Option<String>,
     /// Disable every mutating action.
     pub readonly: bool,
+    /// Open on this context (a `[contexts.NAME]` of config.toml) instead of this box's kilnd.
+    pub context: Option<String>,
 }
 
 /// Runs the console until the user quits.
@@ -96,6 +104,11 @@ fn run(options: Options) -> anyhow::Result<()> {
     let home = kiln_core::home::kiln_home()?;
     let config_dir = config::config_dir();
     let mut app = build_app(&options, config_dir.as_deref());
+    let link = Link::new(home, config_dir.clone());
+    app.contexts.set_entries(link.list());
+    if let Some(name) = options.context.filter(|n| !n.is_empty()) {
+        app.context = name;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -108,7 +121,7 @@ fn run(options: Options) -> anyhow::Result<()> {
     if let Some(problem) = problem {
         app.complain(problem);
     }
-    let result = runtime.block_on(event_loop(&mut terminal, app, home, config_dir));
+    let result = runtime.block_on(event_loop(&mut terminal, app, link, config_dir));
     ratatui::restore();
     runtime.shutdown_background();
     result
@@ -117,14 +130,14 @@ fn run(options: Options) -> anyhow::Result<()> {
 async fn event_loop(
     terminal: &mut DefaultTerminal,
     mut app: App,
-    home: PathBuf,
+    mut link: Link,
     config_dir: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     let (tx, mut rx): (UnboundedSender<Event>, UnboundedReceiver<Event>) = unbounded_channel();
     event::spawn_input(tx.clone());
     event::spawn_signals(tx.clone());
-    let client = DaemonClient::new(&home);
-    client.spawn_events(tx.clone());
+    link::spawn_survey_ticks(tx.clone());
+    link.switch(&app.context, app.generation, &tx);
     loop {
         if app.dirty {
             terminal.draw(|frame| ui::render(frame, &app))?;
@@ -138,8 +151,11 @@ async fn event_loop(
         for effect in effects {
             match effect {
                 Effect::Quit => return Ok(()),
-                Effect::Request(request) => client.spawn(request, &tx),
+                Effect::Request(request) => link.spawn(request, &tx),
                 Effect::LoadTheme(name) => switch_theme(&mut app, &name, config_dir.as_deref()),
+                Effect::SwitchContext { name, generation } => link.switch(&name, generation, &tx),
+                Effect::AttachContext { name, generation } => link.attach(&name, generation, &tx),
+                Effect::SurveyContexts => link.survey(&tx),
             }
         }
     }

@@ -1,8 +1,8 @@
 //! Drawing the whole console from `&App` (render only borrows state).
 //!
 //! ```text
-//!  kiln  1 Models  2 Jobs  3 GPU  4 Serving  5 Studies            ● live
-//!  kilnd unreachable: connection refused — retrying (data may be stale)   ← only when down
+//!  kiln  1 Models  2 Jobs  3 GPU  4 Serving  5 Studies  6 Contexts  ⎈ a100-1  ● live
+//!  context a100-1: the ssh tunnel … ; reconnecting (data may be stale)   ← only when down
 //! ┌──────────────────────────────────────────────────────────────────────┐
 //! │                         the current screen                           │
 //! └──────────────────────────────────────────────────────────────────────┘
@@ -43,6 +43,7 @@ pub fn render(frame: &mut Frame, app: &App) {
         Screen::Gpu => screens::gpu::render(frame, body, app),
         Screen::Serving => screens::serving::render(frame, body, app),
         Screen::Studies => screens::studies::render(frame, body, app),
+        Screen::Contexts => screens::contexts::render(frame, body, app),
     }
     render_status(frame, status, app);
     if let Some(overlay) = &app.overlay {
@@ -50,9 +51,18 @@ pub fn render(frame: &mut Frame, app: &App) {
     }
 }
 
-fn banner_text(app: &App) -> Option<String> {
+/// The line under the header while the current kilnd cannot be reached; for another box's,
+/// it names the context (the problem is usually its ssh tunnel, not kilnd).
+pub fn banner_text(app: &App) -> Option<String> {
     match &app.connection {
+        Connection::Down(reason) if app.remote() => {
+            let name = &app.context;
+            let reason = reason.strip_prefix(&format!("context {name}: ")).unwrap_or(reason);
+            let reason = reason.strip_suffix("; reconnecting").unwrap_or(reason);
+            Some(format!(" context {name}: {reason}; reconnecting (data may be stale)"))
+        }
         Connection::Down(reason) => Some(format!(" kilnd down, retrying (data may be stale): {reason}")),
+        Connection::Connecting if app.remote() => Some(format!(" connecting to {} over ssh…", app.context)),
         _ => None,
     }
 }
@@ -73,11 +83,23 @@ fn render_header(frame: &mut Frame, area: Rect, app: &App) {
         Connection::Connecting => ("… connecting", theme.muted),
         Connection::Live => ("● live", theme.ok),
         Connection::Polling => ("○ polling", theme.warn),
+        Connection::Down(_) if app.remote() => ("✕ unreachable", theme.error),
         Connection::Down(_) => ("✕ kilnd down", theme.error),
     };
-    let [left, right] = Layout::horizontal([Constraint::Min(0), Constraint::Length(14)]).areas(area);
+    let context = format!("⎈ {}", app.context);
+    let width = context.chars().count() + 2 + state.chars().count();
+    let right = Line::from(vec![
+        Span::styled(context, theme.title),
+        Span::raw("  "),
+        Span::styled(state, style),
+    ]);
+    let [left, right_area] = Layout::horizontal([
+        Constraint::Min(0),
+        Constraint::Length(u16::try_from(width).unwrap_or(u16::MAX)),
+    ])
+    .areas(area);
     frame.render_widget(Paragraph::new(Line::from(spans)), left);
-    frame.render_widget(Paragraph::new(Line::styled(state, style).right_aligned()), right);
+    frame.render_widget(Paragraph::new(right.right_aligned()), right_area);
 }
 
 fn render_status(frame: &mut Frame, area: Rect, app: &App) {
@@ -135,6 +157,7 @@ fn hints(app: &App) -> Line<'static> {
             Action::AbortCanary,
         ],
         Screen::Serving => vec![Action::Filter, Action::TryRequest, Action::Rollback],
+        Screen::Contexts => vec![Action::Select, Action::Refresh],
         Screen::Studies => vec![
             Action::FocusNext,
             Action::ToggleSmoothing,
@@ -165,6 +188,7 @@ fn short_name(screen: Screen, action: Action) -> &'static str {
         (Screen::Models, Action::Overlay) => "optimize",
         (Screen::Models, Action::ToggleSmoothing) => "sort",
         (Screen::Serving, Action::AbortCanary) => "abort",
+        (Screen::Contexts, Action::Select) => "switch",
         (_, other) => short_action(other),
     }
 }

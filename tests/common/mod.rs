@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod ssh;
+
 /// The `kilnd` binary of this build: the workspace puts it beside `kiln` (`scripts/test` builds
 /// both; `cargo test -p kiln` alone does not build the daemon's package).
 /// A file under `assets/fixtures`. The checkout comes from cargo's run-time

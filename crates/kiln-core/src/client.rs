@@ -3,9 +3,11 @@
 //! [`crate::api`] types the daemon encodes from.
 //!
 //! The daemon is found through `$KILN_HOME/daemon/{address,token}`, re-read for every request,
-//! so a restarted daemon (new port, new token) is picked up without a new client.
+//! so a restarted daemon (new port, new token) is picked up without a new client; or, for a
+//! context ([`crate::context`]), through that context's ssh tunnel, which reconnects by itself.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
@@ -21,6 +23,7 @@ use crate::api::{
     Telemetry, TelemetryQuery, TryRequest, TryResult, VerifyReport, VersionFilter, VersionList, VersionManifest,
     VersionRemoved, VersionView, kserve,
 };
+use crate::context::Session;
 use crate::jobs::JobId;
 use crate::names::{Digest, Name, Selector};
 use crate::registry::EvalReport;
@@ -30,6 +33,9 @@ use crate::registry::EvalReport;
 pub enum ClientError {
     #[error("no kilnd answers for {0}; start it with `kiln daemon start`")]
     NotRunning(String),
+    /// A context's tunnel is down (the message says why; it is reconnecting).
+    #[error("{0}")]
+    Tunnel(String),
     #[error("kilnd answered {status}: {message}")]
     Http { status: u16, message: String },
     #[error("cannot talk to kilnd: {0}")]
@@ -47,7 +53,7 @@ impl ClientError {
     /// No daemon answered at all (nothing listening, or no address on record).
     pub fn is_unreachable(&self) -> bool {
         match self {
-            Self::NotRunning(_) => true,
+            Self::NotRunning(_) | Self::Tunnel(_) => true,
             Self::Transport(reason) => reason.starts_with(CONNECTION_REFUSED),
             _ => false,
         }
@@ -67,11 +73,21 @@ struct Endpoint {
     token: String,
 }
 
-/// A client of the daemon that owns one `KILN_HOME`. Cheap to clone.
+/// Which daemon a client talks to.
+#[derive(Debug, Clone)]
+enum Daemon {
+    /// The one of this `KILN_HOME`.
+    Local(PathBuf),
+    /// A context's, through its tunnel.
+    Remote(Arc<Session>),
+}
+
+/// A client of the daemon that owns one `KILN_HOME`, here or on a context's box. Cheap to
+/// clone.
 #[derive(Debug, Clone)]
 pub struct Client {
     http: reqwest::Client,
-    home: PathBuf,
+    daemon: Daemon,
 }
 
 impl Client {
@@ -79,24 +95,64 @@ impl Client {
     pub fn new(home: &Path) -> Self {
         Self {
             http: reqwest::Client::new(),
-            home: home.to_owned(),
+            daemon: Daemon::Local(home.to_owned()),
         }
     }
 
-    /// The `KILN_HOME` this client talks about.
-    pub fn home(&self) -> &Path {
-        &self.home
+    /// A client for a context's daemon, through its session's tunnel.
+    pub fn remote(session: Arc<Session>) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            daemon: Daemon::Remote(session),
+        }
+    }
+
+    /// The local `KILN_HOME` this client talks about (`None` for a context's).
+    pub fn home(&self) -> Option<&Path> {
+        match &self.daemon {
+            Daemon::Local(home) => Some(home),
+            Daemon::Remote(_) => None,
+        }
+    }
+
+    /// The context's session, for a context's client.
+    pub fn session(&self) -> Option<&Arc<Session>> {
+        match &self.daemon {
+            Daemon::Local(_) => None,
+            Daemon::Remote(session) => Some(session),
+        }
+    }
+
+    /// The inference endpoint of the same daemon.
+    pub fn inference(&self) -> Result<Inference, InferenceError> {
+        match &self.daemon {
+            Daemon::Local(home) => Inference::new(home),
+            Daemon::Remote(session) => {
+                let address = session.inference().ok_or(InferenceError::NotServing)?;
+                Ok(Inference::at(&address.to_string()))
+            }
+        }
     }
 
     fn endpoint(&self) -> Result<Endpoint, ClientError> {
-        let dir = self.home.join("daemon");
+        let home = match &self.daemon {
+            Daemon::Local(home) => home,
+            Daemon::Remote(session) => {
+                let route = session.route().map_err(ClientError::Tunnel)?;
+                return Ok(Endpoint {
+                    base: format!("http://{}{}", route.control, crate::api::PREFIX),
+                    token: route.token,
+                });
+            }
+        };
+        let dir = home.join("daemon");
         let read = |name: &str| std::fs::read_to_string(dir.join(name)).map(|s| s.trim().to_owned());
         match (read("address"), read("token")) {
             (Ok(address), Ok(token)) if !address.is_empty() => Ok(Endpoint {
                 base: format!("http://{address}{}", crate::api::PREFIX),
                 token,
             }),
-            _ => Err(ClientError::NotRunning(self.home.display().to_string())),
+            _ => Err(ClientError::NotRunning(home.display().to_string())),
         }
     }
 
@@ -114,10 +170,23 @@ impl Client {
     }
 
     async fn send_raw(&self, builder: reqwest::RequestBuilder) -> Result<Vec<u8>, ClientError> {
-        exchange(builder)
+        let answer = exchange(builder)
             .await
-            .map_err(transport)?
-            .map_err(|(status, message)| ClientError::Http { status, message })
+            .map_err(transport)
+            .and_then(|a| a.map_err(|(status, message)| ClientError::Http { status, message }));
+        self.check(&answer);
+        answer
+    }
+
+    /// A context's request that found no kilnd behind the tunnel (refused locally: the tunnel
+    /// is gone; cut off: ssh could not reach the remote port), or a token it no longer takes
+    /// (the remote daemon restarted): the session reconnects, which starts that kilnd again.
+    fn check<T>(&self, answer: &Result<T, ClientError>) {
+        if let (Daemon::Remote(session), Err(e)) = (&self.daemon, answer)
+            && (e.is_unreachable() || matches!(e, ClientError::Transport(_) | ClientError::Http { status: 401, .. }))
+        {
+            session.lost(&format!("kilnd did not answer through the tunnel ({e})"));
+        }
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
@@ -367,11 +436,17 @@ impl Client {
             .header(reqwest::header::ACCEPT, "text/event-stream")
             .send()
             .await
-            .map_err(transport)?;
+            .map_err(transport);
+        self.check(&response);
+        let response = response?;
         let status = response.status().as_u16();
         if !(200..300).contains(&status) {
-            let message = "event stream refused".to_owned();
-            return Err(ClientError::Http { status, message });
+            let refused = Err(ClientError::Http {
+                status,
+                message: "event stream refused".to_owned(),
+            });
+            self.check(&refused);
+            return refused;
         }
         Ok(response.bytes_stream().eventsource().filter_map(|item| async move {
             match item {
@@ -412,15 +487,20 @@ impl Inference {
     pub fn new(home: &Path) -> Result<Self, InferenceError> {
         let address = std::fs::read_to_string(home.join("daemon").join("inference_address"))
             .map_err(|_| InferenceError::NotServing)?;
+        Ok(Self::at(address.trim()))
+    }
+
+    /// The inference endpoint at `address` (`host:port`).
+    pub fn at(address: &str) -> Self {
         let token = std::env::var("KILN_INFERENCE_TOKEN")
             .ok()
             .map(|t| t.trim().to_owned())
             .filter(|t| !t.is_empty());
-        Ok(Self {
+        Self {
             http: reqwest::Client::new(),
-            base: format!("http://{}", address.trim()),
+            base: format!("http://{address}"),
             token,
-        })
+        }
     }
 
     fn path(model: &str, version: Option<&str>) -> String {
@@ -470,11 +550,13 @@ pub struct Blocking {
 impl Blocking {
     /// A blocking client for the daemon of `home`.
     pub fn new(home: &Path) -> std::io::Result<Self> {
+        Self::with(Client::new(home))
+    }
+
+    /// A blocking client around `client` (e.g. a context's).
+    pub fn with(client: Client) -> std::io::Result<Self> {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        Ok(Self {
-            runtime,
-            client: Client::new(home),
-        })
+        Ok(Self { runtime, client })
     }
 
     /// The async client, for [`Blocking::run`].

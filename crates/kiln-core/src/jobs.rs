@@ -8,6 +8,8 @@
 //! jobs/<id>/result.json     an eval job's report, written once at the end
 //! jobs/<id>/data.json       a training job's data files and their digests
 //! jobs/<id>/checkpoints/    the latest checkpoint, replaced whole each epoch
+//! jobs/<id>/slurm.sh        the batch script a Slurm job runs (the slurm executor only)
+//! jobs/<id>/slurm.json      the Slurm job running it (SlurmJob), written by the daemon only
 //! ```
 
 use std::fs::{self, OpenOptions};
@@ -326,6 +328,74 @@ pub struct JobStatus {
     pub updated_at: String,
 }
 
+/// `slurm.json`: the Slurm job that runs a job's worker, as the daemon last saw it. Only the
+/// daemon writes it (the worker keeps writing `status.json`); its id is what a restarted
+/// daemon re-adopts, so a job is never submitted twice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlurmJob {
+    pub job_id: u64,
+    /// Slurm's state word: `PENDING`, `RUNNING`, `COMPLETED`, `FAILED`, … (an open set that
+    /// grows between Slurm releases), or [`SlurmJob::GONE`].
+    pub state: String,
+    /// Why it waits or ended, as Slurm says (`Resources`, `Priority`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// `exit:signal`, as `scontrol` and `sacct` print it (`1:0`, `0:15`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<String>,
+    pub submitted_at: String,
+}
+
+/// Slurm's states that end a job for good (a requeued job is not submitted with them).
+const SLURM_FINAL_STATES: [&str; 10] = [
+    "BOOT_FAIL",
+    "CANCELLED",
+    "COMPLETED",
+    "DEADLINE",
+    "FAILED",
+    "NODE_FAIL",
+    "OUT_OF_MEMORY",
+    "PREEMPTED",
+    "TIMEOUT",
+    SlurmJob::GONE,
+];
+
+impl SlurmJob {
+    /// kiln's word for a job Slurm no longer knows (it left `squeue` and no accounting
+    /// remembers it): it has ended, how is unknown.
+    pub const GONE: &'static str = "GONE";
+
+    /// Whether Slurm is done with the job: its processes have ended on the node.
+    pub fn has_ended(&self) -> bool {
+        SLURM_FINAL_STATES.contains(&self.state.as_str())
+    }
+
+    /// Whether Slurm cancelled it (`scancel`, by kiln or by hand).
+    pub fn was_cancelled(&self) -> bool {
+        self.state == "CANCELLED"
+    }
+
+    /// `12 PENDING (Resources)` while it waits or runs, `12 FAILED exit 1:0` once it ended.
+    pub fn summary(&self) -> String {
+        let mut text = format!("{} {}", self.job_id, self.state);
+        match (&self.reason, &self.exit_code, self.has_ended()) {
+            (Some(reason), _, false) => text.push_str(&format!(" ({reason})")),
+            (_, Some(code), true) => text.push_str(&format!(" exit {code}")),
+            _ => {}
+        }
+        text
+    }
+
+    /// `Slurm job 12 ended FAILED with exit code 1:0`, for a job's final message.
+    pub fn ending(&self) -> String {
+        match (self.state.as_str(), &self.exit_code) {
+            (Self::GONE, _) => format!("Slurm job {} ended; Slurm no longer knows how", self.job_id),
+            (state, Some(code)) => format!("Slurm job {} ended {state} with exit code {code}", self.job_id),
+            (state, None) => format!("Slurm job {} ended {state}", self.job_id),
+        }
+    }
+}
+
 /// One line of `metrics.jsonl`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricRecord {
@@ -402,6 +472,9 @@ pub enum JobError {
         path: PathBuf,
         source: io::Error,
     },
+    /// The scheduler running the job (Slurm) refused an order; says what and how to retry.
+    #[error("{0}")]
+    Scheduler(String),
 }
 
 fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> JobError {
@@ -472,6 +545,16 @@ impl JobDir {
 
     pub fn log_path(&self) -> PathBuf {
         self.path.join("worker.log")
+    }
+
+    /// The Slurm job running this one, when the slurm executor submitted it.
+    pub fn slurm(&self) -> Option<SlurmJob> {
+        serde_json::from_slice(&fs::read(self.path.join("slurm.json")).ok()?).ok()
+    }
+
+    /// Records the Slurm job running this one (crash-safely; the daemon alone writes it).
+    pub fn write_slurm(&self, job: &SlurmJob) -> Result<(), JobError> {
+        self.write_json("slurm.json", job)
     }
 
     pub fn result_path(&self) -> PathBuf {
@@ -626,8 +709,14 @@ pub fn spawn_detached(mut command: Command, home: &Path, log: &Path) -> io::Resu
         .spawn()
 }
 
+/// `kilnd worker --job <id>` for `job` under `home`: what every executor runs, a child here
+/// or a Slurm batch script on a node.
+pub fn worker_command(mut kilnd: Command, home: &Path, job: &JobDir) -> Command {
+    kilnd.args(["worker", "--job", job.id.as_str()]).env("KILN_HOME", home);
+    kilnd
+}
+
 /// Starts `kilnd worker --job <id>` for `job`, detached, logging to its `worker.log`.
-pub fn spawn_worker(mut kilnd: Command, home: &Path, job: &JobDir) -> io::Result<Child> {
-    kilnd.args(["worker", "--job", job.id.as_str()]);
-    spawn_detached(kilnd, home, &job.log_path())
+pub fn spawn_worker(kilnd: Command, home: &Path, job: &JobDir) -> io::Result<Child> {
+    spawn_detached(worker_command(kilnd, home, job), home, &job.log_path())
 }

@@ -8,6 +8,7 @@ pub mod api;
 pub mod card;
 pub mod client;
 pub mod compression;
+pub mod context;
 pub mod deploy;
 pub mod fsx;
 pub mod home;

@@ -1,4 +1,4 @@
-//! The `[signing]` and `[training]` tables of `config.toml` (the config folder,
+//! The `[signing]`, `[training]` and `[daemon]` tables of `config.toml` (the config folder,
 //! [`crate::home::config_dir`]), read by kilnd and its workers:
 //!
 //! ```toml
@@ -8,6 +8,14 @@
 //!
 //! [training]
 //! keep_epoch_checkpoints = 10  # the last 10 training jobs keep every epoch's checkpoint
+//!
+//! [daemon]
+//! executor = "slurm"     # "local" (default): workers on this machine; "slurm": sbatch
+//! partition = "gpu"      # the rest is optional and passed to sbatch as given
+//! account = "ml-lab"
+//! gres = "gpu:1"
+//! time = "02:00:00"
+//! sbatch_args = ["--qos=normal", "--cpus-per-task=8"]
 //! ```
 //!
 //! The console's own settings (theme, keymap) live in the same file; each reader takes its
@@ -58,12 +66,67 @@ impl Default for Training {
     }
 }
 
+/// Where kilnd runs its jobs' workers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Executor {
+    /// As child processes of the daemon, within its per-device limit.
+    #[default]
+    Local,
+    /// As Slurm batch jobs (`sbatch`): Slurm queues them and picks their nodes. `$KILN_HOME`
+    /// must be one shared folder at the same path on every node (a filesystem with atomic
+    /// renames and file locks, e.g. NFSv4), `kilnd` installed at the same path, and the
+    /// datasets a job reads present there too.
+    Slurm,
+}
+crate::kinds::word_enum!(Executor, "executor");
+
+/// The environment variable that overrides `[daemon] executor`.
+pub const EXECUTOR_ENV: &str = "KILN_EXECUTOR";
+
+/// `[daemon]`: how kilnd runs jobs. The Slurm fields are passed to `sbatch` as given (Slurm
+/// checks them: a bad partition fails the job with sbatch's own message).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Daemon {
+    #[serde(default)]
+    pub executor: Executor,
+    /// `sbatch --partition`.
+    #[serde(default)]
+    pub partition: Option<String>,
+    /// `sbatch --account`.
+    #[serde(default)]
+    pub account: Option<String>,
+    /// `sbatch --gres`, e.g. `gpu:1`: a job's GPUs are the ones Slurm gives it.
+    #[serde(default)]
+    pub gres: Option<String>,
+    /// `sbatch --time`, e.g. `02:00:00`.
+    #[serde(default)]
+    pub time: Option<String>,
+    /// More `sbatch` arguments, each one word, e.g. `["--qos=normal"]`.
+    #[serde(default)]
+    pub sbatch_args: Vec<String>,
+}
+
+impl Daemon {
+    /// The table with `KILN_EXECUTOR` (when set) in place of `executor`; a value that names
+    /// no executor is an error saying which ones exist.
+    pub fn with_env_override(mut self, value: Option<&str>) -> Result<Self, String> {
+        if let Some(value) = value.map(str::trim).filter(|v| !v.is_empty()) {
+            self.executor = value.parse().map_err(|e| format!("{EXECUTOR_ENV}={value}: {e}"))?;
+        }
+        Ok(self)
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 struct File {
     #[serde(default)]
     signing: Signing,
     #[serde(default)]
     training: Training,
+    #[serde(default)]
+    daemon: Daemon,
 }
 
 /// kilnd's settings and where they come from.
@@ -71,6 +134,8 @@ struct File {
 pub struct Settings {
     pub signing: Signing,
     pub training: Training,
+    /// `[daemon]` as written (kilnd applies `KILN_EXECUTOR` over it).
+    pub daemon: Daemon,
     /// The config folder (keys, trust store); `None` when no home folder can be found.
     pub config_dir: Option<PathBuf>,
 }
@@ -87,6 +152,7 @@ impl Settings {
         Ok(Self {
             signing: file.signing,
             training: file.training,
+            daemon: file.daemon,
             config_dir,
         })
     }
@@ -139,5 +205,33 @@ mod tests {
         );
         std::fs::write(&path, "[training]\nkeep_epoch_checkpoints = 0\n").expect("ok");
         assert_eq!(read(&path).expect("ok").training.keep_epoch_checkpoints, 0);
+    }
+
+    #[test]
+    fn the_daemon_table_picks_the_executor_and_the_environment_overrides_it() {
+        let dir = tempfile::tempdir().expect("ok");
+        let path = dir.path().join("config.toml");
+        assert_eq!(read(&path).expect("ok").daemon.executor, Executor::Local);
+        std::fs::write(
+            &path,
+            "[daemon]\nexecutor = \"slurm\"\npartition = \"debug\"\ngres = \"gpu:1\"\n\
+             time = \"02:00:00\"\nsbatch_args = [\"--qos=low\"]\n",
+        )
+        .expect("ok");
+        let daemon = read(&path).expect("ok").daemon;
+        assert_eq!(daemon.executor, Executor::Slurm);
+        assert_eq!(daemon.partition.as_deref(), Some("debug"));
+        assert_eq!(daemon.sbatch_args, ["--qos=low"]);
+        let local = daemon.clone().with_env_override(Some("local")).expect("ok");
+        assert_eq!(local.executor, Executor::Local);
+        assert_eq!(daemon.clone().with_env_override(Some("")).expect("ok"), daemon);
+        let bad = daemon.with_env_override(Some("slrum")).expect_err("refused");
+        assert!(
+            bad.contains("KILN_EXECUTOR=slrum") && bad.contains("local, slurm"),
+            "{bad}"
+        );
+        std::fs::write(&path, "[daemon]\nexecutor = \"pbs\"\n").expect("ok");
+        let bad = read(&path).expect_err("refused");
+        assert!(bad.contains("pbs") && bad.contains("slurm"), "{bad}");
     }
 }

@@ -28,7 +28,7 @@ fn main() {
     );
 
     let started = Instant::now();
-    let supervisor = Supervisor::new(home.path(), 1, Hub::new(16));
+    let supervisor = Supervisor::new(home.path(), 1, Hub::new(16), None);
     println!(
         "daemon start-up: indexing every job once took {:.0} ms",
         started.elapsed().as_secs_f64() * 1e3

@@ -204,7 +204,7 @@ fn execute(
     stop: &Arc<AtomicBool>,
     status: &mut JobStatus,
 ) -> anyhow::Result<Outcome> {
-    if let Some(threads) = spec.threads {
+    if let Some(threads) = spec.threads.or_else(slurm_cpus) {
         tch::set_num_threads(threads.clamp(1, 1024) as i32);
     }
     let registry = Registry::open(home)?;
@@ -296,6 +296,12 @@ pub fn pick_device(requested: Option<DeviceName>) -> anyhow::Result<(Device, Str
         None if gpus > 0 => Ok((Device::libtorch_cuda(0), "cuda:0".into())),
         None => Ok((Device::libtorch(), "cpu".into())),
     }
+}
+
+/// The CPUs Slurm gave this job (`sbatch --cpus-per-task`), when it runs as a Slurm job: a
+/// node shared with other jobs must not see every core taken by one.
+fn slurm_cpus() -> Option<usize> {
+    std::env::var("SLURM_CPUS_PER_TASK").ok()?.trim().parse().ok()
 }
 
 /// The architecture config: sizes implied by the data, then the user's overrides.

@@ -5,9 +5,10 @@
 //! │ JOB              STATE     MODEL        ARCH  PROGRESS     ETA   S/S  │
 //! │ j1764434400-ab12 running   fmnist-cnn   cnn   ████░░ 61%   1m10s 1.7k │
 //! └───────────────────────────────────────────────────────────────────────┘
-//! ┌ loss · j1764434400-ab12 · step → ──────────────── ── train ── val ● kept ┐
+//! ┌ loss · j1764434400-ab12 · slurm 12 RUNNING · step → ── train ── val ● kept ┐
 //! │ (train, val and overlay curves; see chart.rs; ● kept epoch, ○ not kept, │
-//! │  ◉ the epoch cursor; `L` swaps in the layers pane, layers.rs)            │
+//! │  ◉ the epoch cursor; `L` swaps in the layers pane, layers.rs; the Slurm  │
+//! │  part only for a job run through Slurm, its reason while it is pending)  │
 //! └───────────────────────────────────────────────────────────────────────┘
 //!  epoch 2 · step 1,876 · val_loss 0.410 · val_accuracy 0.853 · promotable: R registers it
 //! ┌ log ──────────────────────────────────────────────────────────────────┐
@@ -27,7 +28,7 @@ use crate::tui::series::Zoom;
 use crate::tui::state::jobs::{RunData, arch_or_kind, format_duration, progress, subject};
 use crate::tui::widgets::{grouped, panel, placeholder};
 use kiln_core::api::{JobRequest, JobView};
-use kiln_core::jobs::{JobId, JobState, MetricRecord};
+use kiln_core::jobs::{JobState, MetricRecord};
 
 /// Rows of the body the job list takes at most.
 const LIST_MAX: u16 = 10;
@@ -140,7 +141,7 @@ fn render_chart(frame: &mut Frame, area: Rect, app: &App) {
     let (jobs, theme) = (&app.jobs, &app.theme);
     let opts = jobs.chart;
     let Some(job) = jobs.current() else { return };
-    let title = chart_title(&job.id, opts);
+    let title = chart_title(job, opts);
     let block = panel(title, false, theme);
     if let JobRequest::Eval(_) = job.spec.request {
         render_eval(frame, area, app, job);
@@ -151,12 +152,12 @@ fn render_chart(frame: &mut Frame, area: Rect, app: &App) {
         .get(&job.id)
         .filter(|r| !r.train.is_empty() || !r.val.is_empty())
     else {
-        let text = if job.is_active() {
-            "waiting for the first metrics…"
-        } else {
-            "no metrics recorded"
+        let text = match (&job.slurm, job.status.state) {
+            (Some(slurm), JobState::Queued) => format!("queued in Slurm: job {}", slurm.summary()),
+            _ if job.is_active() => "waiting for the first metrics…".to_owned(),
+            _ => "no metrics recorded".to_owned(),
         };
-        placeholder(frame, area, block, text, theme.muted);
+        placeholder(frame, area, block, &text, theme.muted);
         return;
     };
     let overlay = jobs
@@ -184,9 +185,13 @@ fn render_chart(frame: &mut Frame, area: Rect, app: &App) {
     render_traces(frame, area, block, &traces, axes, theme);
 }
 
-/// ` loss · <job> · ema · log-y · recent · step → `: the toggles that are on.
-fn chart_title(job: &JobId, opts: crate::tui::state::jobs::ChartOptions) -> String {
-    let mut title = format!(" loss · {job} ");
+/// ` loss · <job> · slurm 12 RUNNING · ema · log-y · recent · step → `: the Slurm job
+/// running it, if any, and the toggles that are on.
+fn chart_title(job: &JobView, opts: crate::tui::state::jobs::ChartOptions) -> String {
+    let mut title = format!(" loss · {} ", job.id);
+    if let Some(slurm) = &job.slurm {
+        title.push_str(&format!("· slurm {} ", slurm.summary()));
+    }
     for (on, text) in [
         (opts.smoothing, "ema"),
         (opts.log_y, "log-y"),

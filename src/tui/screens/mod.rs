@@ -2,6 +2,7 @@
 
 pub mod chart;
 pub mod compression;
+pub mod contexts;
 pub mod detail;
 pub mod eval;
 pub mod gpu;

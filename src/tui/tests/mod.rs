@@ -2,12 +2,13 @@
 //! `studies.rs` for the studies screen, `compression.rs` for the optimize form and the
 //! compression reports, `deploy.rs` for the deploy dialog and the shadow panel, `epochs.rs`
 //! for promoting from the curve, `inspect.rs` for the drill-down into an evaluation,
-//! `layers.rs` for the layers pane),
+//! `layers.rs` for the layers pane, `contexts.rs` for contexts and their screen),
 //! and every screen and dialog rendered into a ratatui `TestBackend` and compared with insta
 //! snapshots (`snapshots.rs`, files in `snapshots/`; review changes with `cargo insta review`
 //! or by reading the diff).
 
 mod compression;
+mod contexts;
 mod deploy;
 mod epochs;
 mod fixtures;

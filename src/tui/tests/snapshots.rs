@@ -153,6 +153,29 @@ fn snapshot_jobs_smoothed_log_y_with_overlay_120x36() {
 }
 
 #[test]
+fn snapshot_jobs_pending_in_slurm_80x24() {
+    let mut app = app();
+    let mut pending = fixtures::job("j1764440000-5101", "queued", 0, 0);
+    pending["slurm"] = json!({"job_id": 12, "state": "PENDING", "reason": "Resources",
+                              "submitted_at": "2026-11-29T16:00:00Z"});
+    let mut running = fixtures::job("j1764434400-ab12", "running", 1400, 1);
+    running["slurm"] = json!({"job_id": 11, "state": "RUNNING", "submitted_at": "2026-11-29T15:00:00Z"});
+    let jobs = vec![fixtures::decode(pending), fixtures::decode(running)];
+    feed(
+        &mut app,
+        vec![DaemonMsg::Connected { live: true }, DaemonMsg::Jobs(jobs)],
+    );
+    key(&mut app, KeyCode::Char('2'));
+    assert_snapshot!(draw(&app, 80, 24));
+    key(&mut app, KeyCode::Char('j'));
+    let screen = draw(&app, 80, 24);
+    assert!(
+        screen.contains("loss · j1764434400-ab12 · slurm 11 RUNNING · step →"),
+        "{screen}"
+    );
+}
+
+#[test]
 fn snapshot_jobs_eval_result_80x24() {
     let mut app = populated();
     let job: JobView = fixtures::decode(fixtures::eval_job());

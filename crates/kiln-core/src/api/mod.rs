@@ -48,7 +48,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::deploy::{Batching, DeploymentStats, DeploymentView, GateReport, JournalEntry};
 pub use crate::inspect::{InspectQuery, Inspection, SampleDetail};
-pub use crate::jobs::{EvalRequest, JobId, JobRequest, JobSpec, JobStatus, MetricRecord, TrainRequest};
+pub use crate::jobs::{EvalRequest, JobId, JobRequest, JobSpec, JobStatus, MetricRecord, SlurmJob, TrainRequest};
 pub use crate::registry::{
     EvalRecord, EvalReport, ModelDetail, ModelSummary, Problem, SignatureStatus, VersionManifest, VersionRow,
     VersionSignature,
@@ -241,7 +241,8 @@ pub struct MissingBlob {
     pub digest: Digest,
 }
 
-/// A job as the API shows it: id, spec, status, and an evaluation job's report.
+/// A job as the API shows it: id, spec, status, an evaluation job's report, and the Slurm
+/// job running it under the slurm executor.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobView {
     pub id: JobId,
@@ -249,6 +250,8 @@ pub struct JobView {
     pub status: JobStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<EvalReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slurm: Option<SlurmJob>,
 }
 
 impl JobView {

@@ -11,6 +11,7 @@
 //! ```
 
 mod api;
+pub mod slurm;
 pub mod studies;
 pub mod supervisor;
 pub mod telemetry;
@@ -162,6 +163,7 @@ pub fn run(home: &Path, port: u16, jobs_per_device: usize, serving: &ServingArgs
     if require_signed {
         eprintln!("kilnd: strict mode: only versions signed by a trusted key are deployed or restored");
     }
+    let slurm = executor(&settings.daemon)?;
     let config = Config {
         signing: Arc::new(crate::signing::Verifier::new(require_signed)),
         port,
@@ -171,10 +173,29 @@ pub fn run(home: &Path, port: u16, jobs_per_device: usize, serving: &ServingArgs
         inference_token,
         device,
         limits,
+        slurm,
     };
     runtime.block_on(serve(home, &dir, config))?;
     drop(lock);
     Ok(())
+}
+
+/// The sbatch options when jobs go to Slurm (`[daemon] executor`, which `KILN_EXECUTOR`
+/// overrides), after checking Slurm's commands run here; `None` for local workers.
+fn executor(daemon: &kiln_core::settings::Daemon) -> anyhow::Result<Option<slurm::Sbatch>> {
+    let env = std::env::var(kiln_core::settings::EXECUTOR_ENV).ok();
+    let daemon = daemon
+        .clone()
+        .with_env_override(env.as_deref())
+        .map_err(|e| anyhow!("{e}"))?;
+    match daemon.executor {
+        kiln_core::settings::Executor::Local => Ok(None),
+        kiln_core::settings::Executor::Slurm => {
+            slurm::check_installed().map_err(|e| anyhow!("{e}"))?;
+            eprintln!("kilnd: jobs run as Slurm batch jobs (sbatch); $KILN_HOME must be shared with the nodes");
+            Ok(Some(slurm::Sbatch::from_settings(&daemon)))
+        }
+    }
 }
 
 struct Config {
@@ -186,6 +207,7 @@ struct Config {
     device: burn::tensor::Device,
     limits: Limits,
     signing: Arc<crate::signing::Verifier>,
+    slurm: Option<slurm::Sbatch>,
 }
 
 async fn serve(home: &Path, dir: &Path, config: Config) -> anyhow::Result<()> {
@@ -195,7 +217,7 @@ async fn serve(home: &Path, dir: &Path, config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
     let addr = listener.local_addr()?;
     let hub = Hub::new(1024);
-    let supervisor = Arc::new(Supervisor::new(home, config.jobs_per_device, hub.clone()));
+    let supervisor = Arc::new(Supervisor::new(home, config.jobs_per_device, hub.clone(), config.slurm));
     let server = Arc::new(Server::new(
         home.to_owned(),
         config.device,

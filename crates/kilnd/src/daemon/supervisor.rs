@@ -10,6 +10,12 @@
 //!
 //! Each tick publishes what changed: job states and new metric lines (`job`, `metrics`
 //! events), and a `registry` event when a job that registered or scored a version ends.
+//!
+//! With the slurm executor ([`slurm_jobs`]) queued jobs go to `sbatch` instead, all at once
+//! (Slurm does the queueing), and a job's worker is its Slurm job: watched with `squeue`,
+//! cancelled with `scancel`, re-adopted after a restart from its `slurm.json`.
+
+mod slurm_jobs;
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::process::ExitStatusExt;
@@ -18,10 +24,11 @@ use std::process::{Child, Command};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use kiln_core::api::{Event, JobView, MetricsChunk, RegistryChanged};
-use kiln_core::jobs::{self, JobDir, JobError, JobId, JobKind, JobRequest, JobSpec, JobState, JobStatus};
+use kiln_core::jobs::{self, JobDir, JobError, JobId, JobKind, JobRequest, JobSpec, JobState, JobStatus, SlurmJob};
 use kiln_core::registry::now_rfc3339;
 use kiln_engine::device::SPIN_COUNT_SET_BY_KILND;
 
+use super::slurm::{self, Sbatch};
 use crate::events::Hub;
 
 /// A worker this daemon is responsible for.
@@ -30,17 +37,27 @@ enum Worker {
     Child(Child),
     /// Started by an earlier daemon: only its pid and start time are known.
     Adopted { pid: u32, start: Option<u64> },
+    /// Being handed to `sbatch` (which runs outside the supervisor's lock).
+    Submitting,
+    /// A Slurm job, on a node of Slurm's choosing: it ends when Slurm says so.
+    Slurm { job_id: u64 },
 }
 
 impl Worker {
-    fn pid(&self) -> u32 {
+    /// The local process id; `None` for a Slurm job (its pid is on a node).
+    fn pid(&self) -> Option<u32> {
         match self {
-            Self::Child(child) => child.id(),
-            Self::Adopted { pid, .. } => *pid,
+            Self::Child(child) => Some(child.id()),
+            Self::Adopted { pid, .. } => Some(*pid),
+            Self::Submitting | Self::Slurm { .. } => None,
         }
     }
 
-    /// How the process ended, once it has.
+    fn is_slurm(&self) -> bool {
+        matches!(self, Self::Submitting | Self::Slurm { .. })
+    }
+
+    /// How the local process ended, once it has (a Slurm job's end is read from Slurm).
     fn ended(&mut self) -> Option<String> {
         match self {
             Self::Child(child) => match child.try_wait() {
@@ -53,6 +70,7 @@ impl Worker {
             Self::Adopted { pid, start } => {
                 (!alive(*pid, *start)).then(|| "ended (exit status unknown: adopted after a daemon restart)".to_owned())
             }
+            Self::Submitting | Self::Slurm { .. } => None,
         }
     }
 }
@@ -67,8 +85,11 @@ struct Live {
     worker: Option<Worker>,
     /// Asked to cancel: a worker that then dies without a status was cancelled, not failed.
     cancelling: bool,
-    /// The status as last published, and how far its metrics were sent.
-    published: Option<JobStatus>,
+    /// The Slurm job running it, as last written to `slurm.json`.
+    slurm: Option<SlurmJob>,
+    /// The status (as shown) and Slurm job as last published, and how far its metrics were
+    /// sent.
+    published: Option<(JobStatus, Option<SlurmJob>)>,
     metrics_offset: u64,
 }
 
@@ -83,6 +104,10 @@ struct Jobs {
 pub struct Supervisor {
     home: PathBuf,
     per_device: usize,
+    /// Where queued jobs go: `sbatch` with these options, or (`None`) local workers.
+    slurm: Option<Sbatch>,
+    /// When Slurm was last asked, and what went wrong then.
+    polls: Mutex<slurm_jobs::PollClock>,
     jobs: Mutex<Jobs>,
     hub: Hub,
     /// Woken when a job is submitted, so an idle ticker can sleep.
@@ -91,11 +116,14 @@ pub struct Supervisor {
 
 impl Supervisor {
     /// A supervisor for `home`, indexing the jobs already there (each ended one read once) and
-    /// re-adopting live workers of jobs marked running.
-    pub fn new(home: &Path, per_device: usize, hub: Hub) -> Self {
+    /// re-adopting live workers of jobs marked running, and Slurm jobs. `slurm` submits new
+    /// jobs through `sbatch`; `None` runs them here.
+    pub fn new(home: &Path, per_device: usize, hub: Hub, slurm: Option<Sbatch>) -> Self {
         let supervisor = Self {
             home: home.to_owned(),
             per_device: per_device.max(1),
+            slurm,
+            polls: Mutex::default(),
             jobs: Mutex::new(Jobs::default()),
             hub,
             wake: tokio::sync::Notify::new(),
@@ -108,29 +136,35 @@ impl Supervisor {
         self.jobs.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Whether new jobs go to Slurm.
+    pub fn uses_slurm(&self) -> bool {
+        self.slurm.is_some()
+    }
+
     fn index_existing(&self) {
         let mut jobs = self.lock();
+        let mut unrecorded = slurm_jobs::Unrecorded::new(self.uses_slurm());
         for dir in jobs::list(&self.home) {
             let (Ok(spec), Ok(status)) = (dir.spec(), dir.status()) else {
                 continue;
             };
-            if status.state == JobState::Running {
-                let adopted = status
-                    .pid
-                    .filter(|&pid| alive(pid, status.pid_start))
-                    .map(|pid| Worker::Adopted {
-                        pid,
-                        start: status.pid_start,
-                    });
-                if adopted.is_none() {
-                    finish_unknown(&dir, "its worker was gone when the daemon restarted");
-                }
-                jobs.live.insert(dir.id.clone(), Live::new(dir, spec, adopted));
-            } else if status.state == JobState::Queued {
-                jobs.live.insert(dir.id.clone(), Live::new(dir, spec, None));
-            } else {
-                jobs.ended.insert(dir.id.clone(), Arc::new(view_of(&dir, spec, status)));
+            let slurm = dir
+                .slurm()
+                .or_else(|| (!status.state.is_final()).then(|| unrecorded.find(&dir)).flatten());
+            let shown = as_shown(status.clone(), slurm.as_ref());
+            if shown.state.is_final() {
+                jobs.ended
+                    .insert(dir.id.clone(), Arc::new(view_of(&dir, spec, shown, slurm)));
+                continue;
             }
+            // A Slurm job's pid is on its node: Slurm, not this machine's /proc, says whether
+            // it still runs.
+            let worker = match &slurm {
+                Some(record) => Some(Worker::Slurm { job_id: record.job_id }),
+                None if status.state == JobState::Running => adopt(&dir, &status),
+                None => None,
+            };
+            jobs.live.insert(dir.id.clone(), Live::new(dir, spec, worker, slurm));
         }
     }
 
@@ -142,8 +176,10 @@ impl Supervisor {
             request,
         };
         let dir = JobDir::create(&self.home, &spec)?;
-        let view = view_of(&dir, spec.clone(), dir.status()?);
-        self.lock().live.insert(dir.id.clone(), Live::new(dir, spec, None));
+        let view = view_of(&dir, spec.clone(), dir.status()?, None);
+        self.lock()
+            .live
+            .insert(dir.id.clone(), Live::new(dir, spec, None, None));
         self.wake.notify_one();
         Ok(view)
     }
@@ -160,18 +196,22 @@ impl Supervisor {
 
     /// Every job, oldest first.
     pub fn list(&self) -> Vec<JobView> {
-        let (live, ended): (Vec<(JobDir, JobSpec)>, Vec<Arc<JobView>>) = {
+        type LiveCopy = (JobDir, JobSpec, Option<SlurmJob>);
+        let (live, ended): (Vec<LiveCopy>, Vec<Arc<JobView>>) = {
             let jobs = self.lock();
             (
-                jobs.live.values().map(|l| (l.dir.clone(), l.spec.clone())).collect(),
+                jobs.live
+                    .values()
+                    .map(|l| (l.dir.clone(), l.spec.clone(), l.slurm.clone()))
+                    .collect(),
                 jobs.ended.values().cloned().collect(),
             )
         };
         let mut views: Vec<JobView> = ended.iter().map(|v| (**v).clone()).collect();
-        views.extend(
-            live.into_iter()
-                .filter_map(|(dir, spec)| Some(view_of(&dir, spec, dir.status().ok()?))),
-        );
+        views.extend(live.into_iter().filter_map(|(dir, spec, slurm)| {
+            let status = as_shown(dir.status().ok()?, slurm.as_ref());
+            Some(view_of(&dir, spec, status, slurm))
+        }));
         views.sort_by(|a, b| a.id.cmp(&b.id));
         views
     }
@@ -192,12 +232,19 @@ impl Supervisor {
     }
 
     /// Cancels a job: SIGTERM to a running worker (it checkpoints first), or straight to
-    /// `cancelled` for a queued one.
+    /// `cancelled` for a queued one. A Slurm job, queued or running, is cancelled with
+    /// `scancel`, and ends once Slurm says it has.
     pub fn cancel(&self, id: &JobId) -> Result<JobView, JobError> {
         let dir = JobDir::open(&self.home, id)?;
         let mut jobs = self.lock();
         let mut status = dir.status()?;
+        let mut scancel = None;
         match (status.state, jobs.live.get_mut(id)) {
+            (_, Some(live)) if live.worker.as_ref().is_some_and(Worker::is_slurm) => {
+                live.cancelling = true;
+                // Still being submitted: the submission cancels it once it has an id.
+                scancel = live.slurm_id();
+            }
             (JobState::Queued, _) => {
                 status.state = JobState::Cancelled;
                 status.message = "cancelled before it started".into();
@@ -214,6 +261,13 @@ impl Supervisor {
             _ => {}
         }
         drop(jobs);
+        if let Some(job_id) = scancel {
+            slurm::cancel(job_id).map_err(|e| {
+                JobError::Scheduler(format!(
+                    "could not cancel Slurm job {job_id} of job {id}: {e}; retry `kiln jobs cancel {id}`"
+                ))
+            })?;
+        }
         self.wake.notify_one();
         read_view(&dir)
     }
@@ -223,7 +277,13 @@ impl Supervisor {
     pub fn prune(&self, id: &JobId, order: &kiln_core::study::PrunedAt) -> Result<JobView, JobError> {
         let dir = JobDir::open(&self.home, id)?;
         dir.write_prune_order(order)?;
-        if dir.status()?.state == JobState::Queued {
+        // A job handed to Slurm may start any moment: scancel it, and it ends `pruned`.
+        let submitted = self
+            .lock()
+            .live
+            .get(id)
+            .is_some_and(|l| l.worker.as_ref().is_some_and(Worker::is_slurm));
+        if dir.status()?.state == JobState::Queued && !submitted {
             finish_as(
                 &dir,
                 JobState::Pruned,
@@ -243,10 +303,21 @@ impl Supervisor {
         }
     }
 
-    /// One supervision pass over the live jobs: reap ended workers, publish changes, move
-    /// ended jobs to the index, start queued jobs with room.
+    /// One supervision pass over the live jobs: learn what Slurm says (every couple of
+    /// seconds), reap ended workers, publish changes, move ended jobs to the index, start
+    /// queued jobs with room or hand them to Slurm. Slurm's commands run outside the lock.
     pub fn tick(&self) {
+        let polled = self.poll_slurm();
+        let submissions = self.tick_locked(polled);
+        self.submit_to_slurm(submissions);
+    }
+
+    /// The part of a tick that holds the lock; returns the jobs to submit to Slurm.
+    fn tick_locked(&self, polled: Option<slurm_jobs::Polled>) -> Vec<JobDir> {
         let mut jobs = self.lock();
+        if let Some(polled) = polled {
+            slurm_jobs::record(&mut jobs, &polled);
+        }
         let mut ended = Vec::new();
         for (id, live) in jobs.live.iter_mut() {
             live.reap();
@@ -262,7 +333,11 @@ impl Supervisor {
             }
             jobs.ended.insert(id, Arc::new(view));
         }
+        if self.uses_slurm() {
+            return slurm_jobs::take_queued(&mut jobs);
+        }
         self.start_queued(&mut jobs);
+        Vec::new()
     }
 
     /// Publishes a live job's new metric lines and status change; returns its final view
@@ -276,23 +351,26 @@ impl Supervisor {
             let job = live.dir.id.clone();
             self.hub.publish(&Event::Metrics(MetricsChunk { job, records, next }));
         }
-        if live.published.as_ref() == Some(&status) {
+        let status = as_shown(status, live.slurm.as_ref());
+        let seen = (status, live.slurm.clone());
+        if live.published.as_ref() == Some(&seen) {
             return None;
         }
-        live.published = Some(status.clone());
-        let view = view_of(&live.dir, live.spec.clone(), status.clone());
+        live.published = Some(seen.clone());
+        let (status, slurm) = seen;
+        let view = view_of(&live.dir, live.spec.clone(), status.clone(), slurm);
         self.hub.publish(&Event::Job(Box::new(view.clone())));
         status.state.is_final().then_some(view)
     }
 
     fn start_queued(&self, jobs: &mut Jobs) {
         let mut busy: HashMap<String, usize> = HashMap::new();
-        for live in jobs.live.values().filter(|l| l.worker.is_some()) {
+        let local = |l: &&Live| l.worker.as_ref().is_some_and(|w| !w.is_slurm());
+        for live in jobs.live.values().filter(local) {
             *busy.entry(live.device.clone()).or_default() += 1;
         }
         for live in jobs.live.values_mut().filter(|l| l.worker.is_none()) {
-            // The status this tick's publish_changes just read.
-            let queued = live.published.as_ref().is_some_and(|s| s.state == JobState::Queued);
+            let queued = live.is_queued();
             let running = busy.entry(live.device.clone()).or_default();
             // A study's trials are paced by the study's own `concurrent`, not the device limit.
             let trial = live.spec.request.as_train().is_some_and(|t| t.trial.is_some());
@@ -314,7 +392,7 @@ impl Supervisor {
         self.lock()
             .live
             .iter()
-            .filter_map(|(id, live)| Some((live.worker.as_ref()?.pid(), id.clone())))
+            .filter_map(|(id, live)| Some((live.worker.as_ref()?.pid()?, id.clone())))
             .collect()
     }
 
@@ -330,7 +408,7 @@ impl Supervisor {
 }
 
 impl Live {
-    fn new(dir: JobDir, spec: JobSpec, worker: Option<Worker>) -> Self {
+    fn new(dir: JobDir, spec: JobSpec, worker: Option<Worker>, slurm: Option<SlurmJob>) -> Self {
         let device = spec
             .request
             .device()
@@ -341,13 +419,32 @@ impl Live {
             device,
             worker,
             cancelling: false,
+            slurm,
             published: None,
             metrics_offset: 0,
         }
     }
 
+    /// Whether the status this tick's publish_changes just read says `queued`.
+    fn is_queued(&self) -> bool {
+        self.published
+            .as_ref()
+            .is_some_and(|(s, _)| s.state == JobState::Queued)
+    }
+
+    /// The Slurm job id, once submitted.
+    fn slurm_id(&self) -> Option<u64> {
+        match self.worker {
+            Some(Worker::Slurm { job_id }) => Some(job_id),
+            _ => None,
+        }
+    }
+
     /// Records how the worker ended when it has, unless it wrote its own final status.
     fn reap(&mut self) {
+        if self.slurm_id().is_some() {
+            return self.reap_slurm();
+        }
         let Some(how) = self.worker.as_mut().and_then(Worker::ended) else {
             return;
         };
@@ -364,6 +461,22 @@ impl Live {
             finish_unknown(&self.dir, &format!("the worker {how}"));
         }
     }
+}
+
+/// The worker of a job marked running when the daemon starts, if it still runs here; the job
+/// is failed otherwise.
+fn adopt(dir: &JobDir, status: &JobStatus) -> Option<Worker> {
+    let adopted = status
+        .pid
+        .filter(|&pid| alive(pid, status.pid_start))
+        .map(|pid| Worker::Adopted {
+            pid,
+            start: status.pid_start,
+        });
+    if adopted.is_none() {
+        finish_unknown(dir, "its worker was gone when the daemon restarted");
+    }
+    adopted
 }
 
 /// `kilnd` itself, for the processes the daemon starts (workers, imports). They keep
@@ -410,10 +523,25 @@ fn is_zombie(pid: u32) -> bool {
 
 /// The job as the API shows it, read from its folder.
 fn read_view(dir: &JobDir) -> Result<JobView, JobError> {
-    Ok(view_of(dir, dir.spec()?, dir.status()?))
+    let slurm = dir.slurm();
+    Ok(view_of(
+        dir,
+        dir.spec()?,
+        as_shown(dir.status()?, slurm.as_ref()),
+        slurm,
+    ))
 }
 
-fn view_of(dir: &JobDir, spec: JobSpec, status: JobStatus) -> JobView {
+/// The status as the API shows it: a Slurm job whose worker wrote its final status still
+/// runs until Slurm says it ended, which is when a failure learns Slurm's exit code.
+fn as_shown(mut status: JobStatus, slurm: Option<&SlurmJob>) -> JobStatus {
+    if status.state.is_final() && slurm.is_some_and(|s| !s.has_ended()) {
+        status.state = JobState::Running;
+    }
+    status
+}
+
+fn view_of(dir: &JobDir, spec: JobSpec, status: JobStatus, slurm: Option<SlurmJob>) -> JobView {
     let result = if spec.request.kind() == JobKind::Eval {
         dir.result()
     } else {
@@ -424,6 +552,7 @@ fn view_of(dir: &JobDir, spec: JobSpec, status: JobStatus) -> JobView {
         spec,
         status,
         result,
+        slurm,
     }
 }
 

@@ -67,7 +67,7 @@ fn check_train(state: &AppState, t: &TrainRequest) -> Result<(), ApiError> {
             t.arch, t.config
         )));
     }
-    check_device(t.device)?;
+    check_device(state, t.device)?;
     if let Some(old) = &t.resume
         && !state.supervisor.resumable(old)?
     {
@@ -105,8 +105,12 @@ fn pin_data(t: &mut TrainRequest) -> Result<(), ApiError> {
     data::check_pin(&now, pin).map_err(ApiError::unprocessable)
 }
 
-/// A CUDA device asked for exists.
-fn check_device(device: Option<DeviceName>) -> Result<(), ApiError> {
+/// A CUDA device asked for exists. With the slurm executor the job runs on a node with the
+/// GPUs `--gres` gives it, not this machine's: the worker checks there.
+fn check_device(state: &AppState, device: Option<DeviceName>) -> Result<(), ApiError> {
+    if state.supervisor.uses_slurm() {
+        return Ok(());
+    }
     if let Some(DeviceName::Cuda(index)) = device {
         let gpus = tch::Cuda::device_count();
         if index as i64 >= gpus {
@@ -130,7 +134,7 @@ fn check_eval(state: &AppState, e: &EvalRequest) -> Result<(), ApiError> {
 /// parent is a mistake in the request, 422, so the CLI exits 2), then for its data.
 fn check_compress(state: &AppState, c: &CompressRequest) -> Result<(), ApiError> {
     c.check().map_err(ApiError::unprocessable)?;
-    check_device(c.device)?;
+    check_device(state, c.device)?;
     let registry = registry(state)?;
     let version = registry.resolve(&c.reference).map_err(|e| match e {
         RegistryError::UnknownModel(_)

@@ -66,7 +66,8 @@ pub struct Studies {
     problems: Vec<String>,
     /// Jobs already tagged for a trial when the daemon started: (study, trial, attempt) → job.
     orphans: Mutex<HashMap<(Name, u32, u32), JobId>>,
-    gpus: usize,
+    /// Where trials run: this machine's GPUs, or Slurm's nodes.
+    executor: place::Executor,
 }
 
 /// Seconds since the Unix epoch.
@@ -103,7 +104,13 @@ impl Studies {
             runs: Mutex::new(runs),
             problems,
             orphans: Mutex::new(orphans),
-            gpus: usize::try_from(tch::Cuda::device_count()).unwrap_or(0),
+            executor: if supervisor.uses_slurm() {
+                place::Executor::Slurm
+            } else {
+                place::Executor::Local {
+                    gpus: usize::try_from(tch::Cuda::device_count()).unwrap_or(0),
+                }
+            },
         }
     }
 
@@ -262,7 +269,7 @@ impl Studies {
             let Some(number) = self.next_trial(run) else {
                 return submitted;
             };
-            let Some(device) = place::device(&run.record, &self.telemetry, self.gpus) else {
+            let Some(device) = place::device(&run.record, &self.telemetry, self.executor) else {
                 return submitted;
             };
             match self.submit(run, supervisor, number, device) {

@@ -4,7 +4,9 @@
 //! intra-op threads, so two trials do not fight over every core). With GPUs, each trial gets
 //! a device of its own: the GPU with the fewest of the study's trials, one per GPU unless
 //! the budget's `per_gpu` allows more — and then only when telemetry shows that GPU has the
-//! free memory another trial of this study takes.
+//! free memory another trial of this study takes. With the slurm executor a trial takes what
+//! Slurm gives its job (`--gres`, `--cpus-per-task`): it asks for no device or thread count
+//! of this machine's.
 
 use std::path::Path;
 
@@ -24,8 +26,21 @@ pub struct Placement {
     pub threads: Option<usize>,
 }
 
+/// Where trials run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Executor {
+    /// On this machine, which has `gpus` CUDA devices.
+    Local { gpus: usize },
+    /// As Slurm jobs, on the nodes Slurm picks.
+    Slurm,
+}
+
 /// Where the study's next trial goes; `None` while no GPU has room for it.
-pub fn device(record: &StudyRecord, telemetry: &TelemetryStore, gpus: usize) -> Option<Placement> {
+pub fn device(record: &StudyRecord, telemetry: &TelemetryStore, executor: Executor) -> Option<Placement> {
+    let gpus = match executor {
+        Executor::Local { gpus } => gpus,
+        Executor::Slurm => return Some(on_slurm(record.spec.base.device)),
+    };
     let budget = record.spec.budget;
     let cpu_threads = (num_cores() / budget.concurrent.max(1)).max(1);
     match record.spec.base.device {
@@ -55,6 +70,16 @@ pub fn device(record: &StudyRecord, telemetry: &TelemetryStore, gpus: usize) -> 
         device: Some(DeviceName::Cuda(index)),
         threads: None,
     })
+}
+
+/// A Slurm job's placement: the device the study names, if any, else the worker's own pick
+/// on its node.
+fn on_slurm(device: Option<DeviceName>) -> Placement {
+    Placement {
+        name: device.map_or_else(|| "slurm".to_owned(), |d| d.to_string()),
+        device,
+        threads: None,
+    }
 }
 
 fn cpu(threads: usize) -> Placement {
