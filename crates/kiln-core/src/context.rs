@@ -745,8 +745,8 @@ mod tests {
         c.env.insert("KILN_EXECUTOR".into(), "slurm".into());
         assert_eq!(
             c.remote_kiln(&["daemon", "connection", "--json"]),
-            "env KILN_EXECUTOR=slurm 'KILN_HOME=/data/kiln home' KILN_CONTROL_PORT=0 ~/.cargo/bin/kiln daemon \
-             connection --json"
+            "env 'KILN_EXECUTOR=slurm' 'KILN_HOME=/data/kiln home' 'KILN_CONTROL_PORT=0' ~/.cargo/bin/kiln \
+             daemon connection --json"
         );
         assert_eq!(config("box").remote_kiln(&["x;rm -rf /"]), "kiln 'x;rm -rf /'");
     }
