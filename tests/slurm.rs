@@ -44,11 +44,14 @@ fn unavailable() -> Option<String> {
     }
 }
 
-/// Whether to go on; says `SKIPPED` on stderr when not.
+/// Whether to go on; says `SKIPPED` on stderr when not. Written to the stderr stream itself,
+/// not through `eprintln!`, which the test harness captures and hides for a passing test.
 fn slurm_here(test: &str) -> bool {
+    use std::io::Write;
     match unavailable() {
         Some(why) => {
-            eprintln!("SKIPPED: Slurm is not available here: {why} ({test})");
+            let line = format!("SKIPPED: Slurm is not available here: {why} ({test})\n");
+            let _ = std::io::stderr().write_all(line.as_bytes());
             false
         }
         None => true,
@@ -275,10 +278,21 @@ fn a_daemon_restarted_while_a_slurm_job_runs_re_adopts_it_without_resubmitting()
     d = slurm_daemon(home.path());
     let health = get(&d, "/api/v1/health");
     let adopted = get(&d, &format!("/api/v1/jobs/{id}"));
-    nix::sys::signal::kill(worker, nix::sys::signal::Signal::SIGCONT).expect("SIGCONT");
     assert_eq!(health["running_jobs"][0], Value::String(id.clone()), "{health}");
     assert_eq!(adopted["status"]["state"], "running", "kept, not failed: {adopted}");
     assert_eq!(adopted["slurm"]["job_id"], slurm_id, "{adopted}");
+
+    // A daemon killed between sbatch's answer and writing slurm.json: the next one finds the
+    // Slurm job by its name instead of submitting another.
+    let _ = d.child.kill();
+    let _ = d.child.wait();
+    let record = home.path().join("jobs").join(&id).join("slurm.json");
+    std::fs::remove_file(&record).expect("remove slurm.json");
+    d = slurm_daemon(home.path());
+    let adopted = get(&d, &format!("/api/v1/jobs/{id}"));
+    nix::sys::signal::kill(worker, nix::sys::signal::Signal::SIGCONT).expect("SIGCONT");
+    assert_eq!(adopted["slurm"]["job_id"], slurm_id, "found by name: {adopted}");
+    assert!(record.is_file(), "the record is written again");
 
     let done = wait_final(&d, &id);
     assert_eq!(
@@ -291,6 +305,42 @@ fn a_daemon_restarted_while_a_slurm_job_runs_re_adopts_it_without_resubmitting()
         get(&d, "/api/v1/models/xor/versions/1")["version"]["job_id"],
         Value::String(id)
     );
+}
+
+#[test]
+fn a_studys_trials_run_as_slurm_jobs_and_asha_prunes_them_through_scancel() {
+    if !slurm_here("a_studys_trials_run_as_slurm_jobs_and_asha_prunes_them_through_scancel") {
+        return;
+    }
+    let home = tempfile::tempdir().expect("tempdir");
+    let _d = slurm_daemon(home.path());
+    let spec = home.path().join("study.toml");
+    std::fs::write(&spec, common::asha_study("fm-slurm")).expect("spec");
+    let out = kiln(home.path(), &["--json", "tune", &spec.to_string_lossy()]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let view = common::json_of(&out);
+    assert_eq!(view["state"], "completed", "{view:#}");
+    let trials = view["trials"].as_array().expect("trials");
+    assert_eq!(trials.len(), 6, "{view:#}");
+    let mut pruned = 0;
+    for trial in trials {
+        assert_eq!(
+            trial["device"], "slurm",
+            "placed by Slurm, not on this machine's devices: {trial:#}"
+        );
+        let job = trial["jobs"][0].as_str().expect("job");
+        let job = common::json(&kiln(home.path(), &["--json", "jobs", "show", job]));
+        assert!(job["slurm"]["job_id"].is_u64(), "every trial is a Slurm job: {job:#}");
+        if trial["state"] == "pruned" {
+            pruned += 1;
+            assert_eq!(job["status"]["state"], "pruned", "{job:#}");
+            assert!(
+                job["status"]["message"].as_str().is_some_and(|m| m.contains("ASHA")),
+                "{job:#}"
+            );
+        }
+    }
+    assert!(pruned > 0, "ASHA pruned no trial: {view:#}");
 }
 
 #[test]
