@@ -12,18 +12,16 @@
 //! `common::ssh`).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 mod common;
 
 use common::ssh::{CONTEXT, Remote};
+use common::tmux::{Terminal, env_line};
 
 /// The terminal the console runs in.
-const COLUMNS: &str = "120";
-const ROWS: &str = "36";
-/// The tmux session (and target) name.
-const SESSION: &str = "kiln";
+const COLUMNS: u16 = 120;
+const ROWS: u16 = 36;
 /// How often the screen is read while waiting.
 const POLL: Duration = Duration::from_millis(150);
 /// While a short-lived state (the banner of a dropped tunnel) is awaited.
@@ -35,35 +33,10 @@ const MODEL: &str = "remotefm";
 
 /// A console in a private tmux server; it goes away on drop, even on failure.
 struct Console {
-    socket: String,
+    terminal: Terminal,
     local: PathBuf,
     remote: PathBuf,
     ssh_dir: PathBuf,
-    /// The last screen read, for failure messages.
-    screen: String,
-}
-
-impl Drop for Console {
-    fn drop(&mut self) {
-        let _ = self.tmux(&["kill-server"]);
-    }
-}
-
-/// Fails with the package to install when tmux is missing.
-fn require_tmux() {
-    match Command::new("tmux").arg("-V").output() {
-        Ok(out) if out.status.success() => {}
-        Ok(out) => panic!("`tmux -V` failed: {out:?}"),
-        Err(e) => panic!(
-            "this test drives the console in tmux, which cannot be run ({e}): install the `tmux` package \
-             (apt-get install tmux, or run scripts/setup)"
-        ),
-    }
-}
-
-/// `'text'` for sh, with embedded quotes escaped.
-fn shell_quote(text: &str) -> String {
-    format!("'{}'", text.replace('\'', r"'\''"))
 }
 
 /// The last `n` lines of a file (empty when it cannot be read).
@@ -77,91 +50,28 @@ impl Console {
     /// `kiln ARGS` (no subcommand: the console) on the empty `local` home, with the config
     /// folder naming the remote context, in a detached tmux session.
     fn open(remote: &Remote, local: &Path, args: &[&str]) -> Console {
-        require_tmux();
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let console = Console {
-            socket: format!("kiln-ctx-{}-{nanos}", std::process::id()),
+        // The same environment `Remote::local_command` gives kiln, on tmux's command line.
+        let command = remote.local_command(local);
+        let vars = command.get_envs().filter_map(|(name, value)| Some((name, value?)));
+        let line = env_line(vars, env!("CARGO_BIN_EXE_kiln"), args);
+        Console {
+            terminal: Terminal::open("kiln-ctx", local, COLUMNS, ROWS, &line),
             local: local.to_owned(),
             remote: remote.home.path().to_owned(),
             ssh_dir: remote.dir.path().to_owned(),
-            screen: String::new(),
-        };
-        let conf = local.join("tmux.conf");
-        let settings = "set -g remain-on-exit on\nset -g status off\nset -g default-shell /bin/sh\n";
-        std::fs::write(&conf, settings).expect("write tmux.conf");
-        // The same environment `Remote::local_command` gives kiln, on tmux's command line.
-        let command = remote.local_command(local);
-        let mut line = String::from("env");
-        for (name, value) in command.get_envs() {
-            if let Some(value) = value {
-                let pair = format!("{}={}", name.to_string_lossy(), value.to_string_lossy());
-                line.push(' ');
-                line.push_str(&shell_quote(&pair));
-            }
         }
-        line.push(' ');
-        line.push_str(&shell_quote(env!("CARGO_BIN_EXE_kiln")));
-        for arg in args {
-            line.push(' ');
-            line.push_str(&shell_quote(arg));
-        }
-        let conf = conf.to_str().expect("utf-8 temp path").to_owned();
-        let out = console.tmux(&[
-            "-f",
-            &conf,
-            "new-session",
-            "-d",
-            "-s",
-            SESSION,
-            "-x",
-            COLUMNS,
-            "-y",
-            ROWS,
-            &line,
-        ]);
-        assert!(out.status.success(), "tmux new-session failed: {out:?}");
-        console
-    }
-
-    fn tmux(&self, args: &[&str]) -> Output {
-        Command::new("tmux")
-            .arg("-L")
-            .arg(&self.socket)
-            .args(args)
-            .env_remove("TMUX")
-            .output()
-            .expect("run tmux")
-    }
-
-    /// Reads the screen as text.
-    fn capture(&mut self) -> &str {
-        let out = self.tmux(&["capture-pane", "-p", "-t", SESSION]);
-        assert!(out.status.success(), "tmux capture-pane failed: {out:?}");
-        self.screen = String::from_utf8_lossy(&out.stdout).into_owned();
-        &self.screen
     }
 
     /// Presses keys by tmux name (`Enter`) or as single characters.
     fn press(&self, keys: &[&str]) {
-        let mut args = vec!["send-keys", "-t", SESSION];
-        args.extend_from_slice(keys);
-        let out = self.tmux(&args);
-        assert!(out.status.success(), "tmux send-keys {keys:?} failed: {out:?}");
-    }
-
-    /// Types `text` literally.
-    fn type_text(&self, text: &str) {
-        let out = self.tmux(&["send-keys", "-t", SESSION, "-l", text]);
-        assert!(out.status.success(), "tmux send-keys -l {text:?} failed: {out:?}");
+        self.terminal.press(keys);
     }
 
     /// Runs a `:` command.
     fn command(&mut self, text: &str) {
         self.press(&[":"]);
         self.wait_for_text("the command palette", &["Command", "models jobs"]);
-        self.type_text(text);
+        self.terminal.type_text(text);
         self.wait_for_text(&format!(":{text} typed"), &[&format!(":{text}▏")]);
         self.press(&["Enter"]);
     }
@@ -171,24 +81,18 @@ impl Console {
         panic!(
             "{why}\n──── last screen ────\n{}\n──── local kilnd log (tail) ────\n{}\n──── remote kilnd log (tail) \
              ────\n{}\n──── sshd log (tail) ────\n{}",
-            self.screen,
+            self.terminal.screen,
             tail(&self.local.join("daemon/daemon.log"), 20),
             tail(&self.remote.join("daemon/daemon.log"), 20),
             tail(&self.ssh_dir.join("sshd.log"), 20),
         );
     }
 
-    /// Reads the screen every `poll` until `found` returns something, or fails after `timeout`.
-    fn wait_every<T>(&mut self, what: &str, poll: Duration, mut found: impl FnMut(&str) -> Option<T>) -> T {
-        let deadline = Instant::now() + REACT;
-        loop {
-            if let Some(v) = found(self.capture()) {
-                return v;
-            }
-            if Instant::now() >= deadline {
-                self.fail(&format!("waited {REACT:?} for {what}"));
-            }
-            std::thread::sleep(poll);
+    /// Reads the screen every `poll` until `found` returns something, or fails after REACT.
+    fn wait_every<T>(&mut self, what: &str, poll: Duration, found: impl FnMut(&str) -> Option<T>) -> T {
+        match self.terminal.wait(what, REACT, poll, found) {
+            Ok(v) => v,
+            Err(why) => self.fail(&why),
         }
     }
 

@@ -1,25 +1,17 @@
 //! The daemon over real HTTP on 127.0.0.1 (port 0): token checks, error answers, and jobs
 //! submitted, supervised and re-adopted across a daemon restart.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 mod common;
-use common::{Daemon, command, start, start_with};
+use common::{Daemon, command, start, start_with, xor_csv};
 
-fn get(d: &Daemon, path: &str, token: Option<&str>) -> (u16, Value) {
+/// GET without the daemon's token, or with another: the status and the answer.
+fn get_as(d: &Daemon, path: &str, token: Option<&str>) -> (u16, Value) {
     common::http_json("GET", &format!("{}{path}", d.base), token, None)
-}
-
-fn post(d: &Daemon, path: &str, body: &str) -> (u16, Value) {
-    common::http_json(
-        "POST",
-        &format!("{}{path}", d.base),
-        Some(&d.token),
-        Some(body.as_bytes()),
-    )
 }
 
 /// `pid`'s environment, as `NAME=value` strings.
@@ -39,42 +31,23 @@ fn spin_count(pid: u32) -> Option<String> {
 /// Polls the job until its state is one of `want`. Jobs waited on for `running` are sized
 /// to run for seconds, many polls long, so that state cannot slip by between two polls.
 fn wait_state(d: &Daemon, id: &str, want: &[&str]) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(240);
-    loop {
-        let (_, job) = get(d, &format!("/api/v1/jobs/{id}"), Some(&d.token));
-        if want.iter().any(|w| job["status"]["state"] == *w) {
-            return job;
-        }
-        assert!(Instant::now() < deadline, "job never reached {want:?}: {job}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn csv(dir: &Path) -> PathBuf {
-    let path = dir.join("xor.csv");
-    let mut text = String::from("a,b,label\n");
-    for i in 0..400 {
-        let (a, b) = ((i * 37 % 100) as f64 / 100.0, (i * 61 % 100) as f64 / 100.0);
-        text.push_str(&format!("{a},{b},{}\n", u8::from(a + b > 1.0)));
-    }
-    std::fs::write(&path, text).expect("csv");
-    path
+    d.wait_state(id, want, Duration::from_secs(240))
 }
 
 #[test]
 fn requests_need_the_token_and_bad_requests_get_json_errors() {
     let home = tempfile::tempdir().expect("tempdir");
     let d = start(home.path());
-    assert_eq!(get(&d, "/api/v1/health", None).0, 401);
-    assert_eq!(get(&d, "/api/v1/health", Some("wrong")).0, 401);
-    let (code, body) = get(&d, "/api/v1/nope", Some(&d.token));
+    assert_eq!(get_as(&d, "/api/v1/health", None).0, 401);
+    assert_eq!(get_as(&d, "/api/v1/health", Some("wrong")).0, 401);
+    let (code, body) = d.get("/api/v1/nope");
     assert_eq!(code, 404);
     assert!(body["error"].is_string());
-    assert_eq!(post(&d, "/api/v1/jobs", "{not json").0, 400);
-    assert_eq!(post(&d, "/api/v1/jobs", r#"{"arch": "mlp"}"#).0, 422);
-    assert_eq!(get(&d, "/api/v1/models/..%2Fetc", Some(&d.token)).0, 400);
-    assert_eq!(get(&d, "/api/v1/jobs/unknown-job", Some(&d.token)).0, 404);
-    let (code, health) = get(&d, "/api/v1/health", Some(&d.token));
+    assert_eq!(d.post("/api/v1/jobs", "{not json").0, 400);
+    assert_eq!(d.post("/api/v1/jobs", r#"{"arch": "mlp"}"#).0, 422);
+    assert_eq!(d.get("/api/v1/models/..%2Fetc").0, 400);
+    assert_eq!(d.get("/api/v1/jobs/unknown-job").0, 404);
+    let (code, health) = d.get("/api/v1/health");
     assert_eq!(code, 200, "the daemon keeps serving after bad requests");
     assert_eq!(health["kiln"], env!("CARGO_PKG_VERSION"));
     let second = command(common::kilnd_bin(), home.path())
@@ -90,11 +63,11 @@ fn requests_need_the_token_and_bad_requests_get_json_errors() {
 #[test]
 fn a_submitted_job_trains_registers_and_survives_a_daemon_restart() {
     let home = tempfile::tempdir().expect("tempdir");
-    let data = csv(home.path());
+    let data = xor_csv(home.path());
     let mut d = start(home.path());
     let spec = json!({"kind": "train", "arch": "mlp", "data": format!("csv:{}", data.display()), "epochs": 100, "batch_size": 8,
         "lr": 0.01, "optimizer": "adam", "seed": 1, "model": "xor"});
-    let (code, job) = post(&d, "/api/v1/jobs", &spec.to_string());
+    let (code, job) = d.post("/api/v1/jobs", &spec.to_string());
     assert_eq!(code, 201, "{job}");
     let id = job["id"].as_str().expect("id").to_owned();
     let running = wait_state(&d, &id, &["running"]);
@@ -109,7 +82,7 @@ fn a_submitted_job_trains_registers_and_survives_a_daemon_restart() {
     let _ = d.child.kill();
     let _ = d.child.wait();
     d = start(home.path());
-    let (_, health) = get(&d, "/api/v1/health", Some(&d.token));
+    let (_, health) = d.get("/api/v1/health");
     nix::sys::signal::kill(worker, nix::sys::signal::Signal::SIGCONT).expect("SIGCONT");
     assert_eq!(health["running_jobs"][0], Value::String(id.clone()), "{health}");
     let done = wait_state(&d, &id, &["succeeded", "failed", "cancelled"]);
@@ -117,19 +90,19 @@ fn a_submitted_job_trains_registers_and_survives_a_daemon_restart() {
         done["status"]["state"], "succeeded",
         "the re-adopted job finishes: {done}"
     );
-    let (code, version) = get(&d, "/api/v1/models/xor/versions/1", Some(&d.token));
+    let (code, version) = d.get("/api/v1/models/xor/versions/1");
     assert_eq!(code, 200, "{version}");
     assert_eq!(version["version"]["job_id"], Value::String(id.clone()));
-    let (_, metrics) = get(&d, &format!("/api/v1/jobs/{id}/metrics?since=0"), Some(&d.token));
+    let (_, metrics) = d.get(&format!("/api/v1/jobs/{id}/metrics?since=0"));
     assert!(metrics["records"].as_array().is_some_and(|r| !r.is_empty()) && metrics["next"].as_u64() > Some(0));
 
     // A long job cancelled through the API ends `cancelled` with its checkpoint.
     let long = json!({"kind": "train", "arch": "mlp", "data": format!("csv:{}", data.display()), "epochs": 400, "batch_size": 8,
         "model": "xor"});
-    let (_, job) = post(&d, "/api/v1/jobs", &long.to_string());
+    let (_, job) = d.post("/api/v1/jobs", &long.to_string());
     let id = job["id"].as_str().expect("id").to_owned();
     wait_state(&d, &id, &["running"]);
-    let (_, cancelled) = post(&d, &format!("/api/v1/jobs/{id}/cancel"), "");
+    let (_, cancelled) = d.post(&format!("/api/v1/jobs/{id}/cancel"), "");
     assert!(cancelled["status"].is_object());
     let done = wait_state(&d, &id, &["cancelled", "failed", "succeeded"]);
     assert_eq!(done["status"]["state"], "cancelled", "{done}");
@@ -157,11 +130,11 @@ fn an_operators_openmp_spin_count_is_kept() {
 #[test]
 fn a_killed_worker_fails_its_job_and_the_daemon_carries_on() {
     let home = tempfile::tempdir().expect("tempdir");
-    let data = csv(home.path());
+    let data = xor_csv(home.path());
     let d = start(home.path());
     let spec = json!({"kind": "train", "arch": "mlp", "data": format!("csv:{}", data.display()), "epochs": 400, "batch_size": 8,
         "lr": 0.01, "optimizer": "adam", "seed": 1, "model": "xor"});
-    let (_, job) = post(&d, "/api/v1/jobs", &spec.to_string());
+    let (_, job) = d.post("/api/v1/jobs", &spec.to_string());
     let id = job["id"].as_str().expect("id").to_owned();
     let running = wait_state(&d, &id, &["running"]);
     let pid = running["status"]["pid"].as_i64().expect("pid");
@@ -176,7 +149,7 @@ fn a_killed_worker_fails_its_job_and_the_daemon_carries_on() {
         done["status"]["message"].as_str().unwrap_or("").contains("signal 9"),
         "{done}"
     );
-    assert_eq!(get(&d, "/api/v1/health", Some(&d.token)).0, 200);
+    assert_eq!(d.get("/api/v1/health").0, 200);
 }
 
 #[test]
@@ -237,14 +210,14 @@ fn subscribe(d: &Daemon) -> std::sync::mpsc::Receiver<(String, Value)> {
 #[test]
 fn the_event_stream_follows_a_job_to_success_and_telemetry_reports_the_host() {
     let home = tempfile::tempdir().expect("tempdir");
-    let data = csv(home.path());
+    let data = xor_csv(home.path());
     let d = start(home.path());
     let events = subscribe(&d);
     std::thread::sleep(Duration::from_millis(300));
     // Seconds of training: its running state spans many supervisor ticks.
     let quick = json!({"kind": "train", "arch": "mlp", "data": format!("csv:{}", data.display()), "epochs": 100, "batch_size": 8,
         "model": "xor"});
-    let (code, job) = post(&d, "/api/v1/jobs", &quick.to_string());
+    let (code, job) = d.post("/api/v1/jobs", &quick.to_string());
     assert_eq!(code, 201, "{job}");
     let id = job["id"].as_str().expect("id").to_owned();
     let (mut states, mut metric_lines, mut telemetry, mut registry) = (Vec::new(), 0, 0, 0);
@@ -262,10 +235,10 @@ fn the_event_stream_follows_a_job_to_success_and_telemetry_reports_the_host() {
     }
     assert!(states.contains(&"running".to_owned()), "{states:?}");
     assert!(metric_lines >= 3, "one val line per epoch at least, got {metric_lines}");
-    let (code, _) = get(&d, "/api/v1/models/xor/versions/1", Some(&d.token));
+    let (code, _) = d.get("/api/v1/models/xor/versions/1");
     assert_eq!(code, 200, "the version the job registered is served");
 
-    let (code, t) = get(&d, "/api/v1/telemetry", Some(&d.token));
+    let (code, t) = d.get("/api/v1/telemetry");
     assert_eq!(code, 200);
     assert!(
         matches!(t["gpu"]["state"].as_str(), Some("no_gpu" | "available")),
@@ -279,7 +252,7 @@ fn the_event_stream_follows_a_job_to_success_and_telemetry_reports_the_host() {
     assert!(last["host"]["memory_total_bytes"].as_u64() > Some(0), "{last}");
     assert!(t["sample_cost_us"].as_f64() > Some(0.0));
 
-    let (_, log) = get(&d, &format!("/api/v1/jobs/{id}/log?since=0"), Some(&d.token));
+    let (_, log) = d.get(&format!("/api/v1/jobs/{id}/log?since=0"));
     assert!(log["text"].is_string() && log["next"].is_u64(), "{log}");
 
     // SIGTERM ends the open event stream too, so the daemon stops promptly.
@@ -300,7 +273,7 @@ fn the_event_stream_follows_a_job_to_success_and_telemetry_reports_the_host() {
 #[test]
 fn eval_jobs_run_through_the_daemon_and_attach_their_report() {
     let home = tempfile::tempdir().expect("tempdir");
-    let data = csv(home.path());
+    let data = xor_csv(home.path());
     let csv_data = format!("csv:{}", data.display());
     let kiln = |args: &[&str]| {
         command(env!("CARGO_BIN_EXE_kiln"), home.path())
@@ -351,12 +324,12 @@ fn eval_jobs_run_through_the_daemon_and_attach_their_report() {
 fn a_pinned_job_records_its_data_digests_and_a_stale_pin_is_refused_naming_the_file() {
     let home = tempfile::tempdir().expect("tempdir");
     let d = start(home.path());
-    let data = csv(home.path());
+    let data = xor_csv(home.path());
     let source = format!("csv:{}", data.display());
     // `kiln train --pin` sends an empty pin: the daemon fills in the files as they are now.
     let spec = json!({"kind": "train", "arch": "mlp", "data": source, "epochs": 2, "batch_size": 8,
                       "model": "pinned", "device": "cpu", "pin": []});
-    let (code, job) = post(&d, "/api/v1/jobs", &spec.to_string());
+    let (code, job) = d.post("/api/v1/jobs", &spec.to_string());
     assert_eq!(code, 201, "{job}");
     let pin = job["spec"]["pin"].clone();
     let digest = format!("{}", kiln_core::registry::sha256(&std::fs::read(&data).expect("read")));
@@ -369,18 +342,18 @@ fn a_pinned_job_records_its_data_digests_and_a_stale_pin_is_refused_naming_the_f
     )
     .expect("json");
     assert_eq!(recorded, pin, "the job records the digests of the files it read");
-    let (_, version) = get(&d, "/api/v1/models/pinned/versions/1", Some(&d.token));
+    let (_, version) = d.get("/api/v1/models/pinned/versions/1");
     assert_eq!(version["version"]["dataset"]["files"], pin, "{version:#}");
 
     // The file changes: a job pinned to the old digests is refused before anything queues.
     std::fs::write(&data, "0,0,1\n0,1,0\n1,0,0\n1,1,1\n").expect("rewrite");
     let stale = json!({"kind": "train", "arch": "mlp", "data": source, "model": "pinned", "pin": pin});
-    let (code, answer) = post(&d, "/api/v1/jobs", &stale.to_string());
+    let (code, answer) = d.post("/api/v1/jobs", &stale.to_string());
     assert_eq!(code, 422, "{answer}");
     let error = answer["error"].as_str().unwrap_or_default();
     assert!(error.contains("xor.csv changed") && error.contains(&digest), "{error}");
     let generated = json!({"kind": "train", "arch": "mf", "data": "ratings-synth", "model": "r", "pin": []});
-    let (code, answer) = post(&d, "/api/v1/jobs", &generated.to_string());
+    let (code, answer) = d.post("/api/v1/jobs", &generated.to_string());
     assert_eq!(code, 422, "{answer}");
     assert!(
         answer["error"].as_str().is_some_and(|e| e.contains("nothing to pin")),

@@ -470,14 +470,7 @@ fn a_public_bind_needs_a_token_and_the_token_is_checked() {
 #[test]
 fn a_test_request_from_the_dataset_shows_prediction_and_label() {
     let home = tempfile::tempdir().expect("tempdir");
-    let path = home.path().join("xor.csv");
-    let mut text = String::from("a,b,label\n");
-    for i in 0..400 {
-        let (a, b) = ((i * 37 % 100) as f64 / 100.0, (i * 61 % 100) as f64 / 100.0);
-        text.push_str(&format!("{a},{b},{}\n", u8::from(a + b > 1.0)));
-    }
-    std::fs::write(&path, text).expect("csv");
-    let data = format!("csv:{}", path.display());
+    let data = format!("csv:{}", common::xor_csv(home.path()).display());
     let trained = kiln(
         home.path(),
         &[

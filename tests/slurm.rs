@@ -6,14 +6,14 @@
 //! `CI=true` a missing `SLURM_CONF` with no `KILN_SLURM_UNAVAILABLE` reason fails instead, so
 //! CI never passes these tests by skipping them unnoticed.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
 mod common;
-use common::{Daemon, kiln, start_with};
+use common::{Daemon, kiln, start_with, xor_csv};
 
 /// How long a job may take to reach a state: Slurm may keep it pending behind other tests'
 /// jobs on a small node, and a loaded machine trains slowly.
@@ -63,17 +63,11 @@ fn slurm_daemon(home: &Path) -> Daemon {
 }
 
 fn get(d: &Daemon, path: &str) -> Value {
-    common::http_json("GET", &format!("{}{path}", d.base), Some(&d.token), None).1
+    d.get(path).1
 }
 
 fn post(d: &Daemon, path: &str, body: &Value) -> (u16, Value) {
-    let body = body.to_string();
-    common::http_json(
-        "POST",
-        &format!("{}{path}", d.base),
-        Some(&d.token),
-        Some(body.as_bytes()),
-    )
+    d.post(path, &body.to_string())
 }
 
 /// Submits a job; its id.
@@ -83,23 +77,12 @@ fn submit(d: &Daemon, spec: &Value) -> String {
     job["id"].as_str().expect("id").to_owned()
 }
 
-/// Polls job `id` until `done` holds for its view; the view.
 fn wait_for(d: &Daemon, id: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let job = get(d, &format!("/api/v1/jobs/{id}"));
-        if done(&job) {
-            return job;
-        }
-        assert!(Instant::now() < deadline, "job {id} never {what}: {job}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    d.wait_job(id, what, PATIENCE, done)
 }
 
 fn wait_state(d: &Daemon, id: &str, want: &[&str]) -> Value {
-    wait_for(d, id, &format!("reached {want:?}"), |job| {
-        want.iter().any(|w| job["status"]["state"] == *w)
-    })
+    d.wait_state(id, want, PATIENCE)
 }
 
 fn wait_final(d: &Daemon, id: &str) -> Value {
@@ -136,21 +119,9 @@ fn squeue_named(name: &str) -> Vec<u64> {
         .collect()
 }
 
-/// A small CSV (xor of two features) the node reads from the shared home.
-fn csv(dir: &Path) -> PathBuf {
-    let path = dir.join("xor.csv");
-    let mut text = String::from("a,b,label\n");
-    for i in 0..400 {
-        let (a, b) = ((i * 37 % 100) as f64 / 100.0, (i * 61 % 100) as f64 / 100.0);
-        text.push_str(&format!("{a},{b},{}\n", u8::from(a + b > 1.0)));
-    }
-    std::fs::write(&path, text).expect("csv");
-    path
-}
-
 /// An mlp on the xor CSV for `epochs` epochs (400 rows in batches of 8: 50 steps an epoch).
 fn xor_job(home: &Path, epochs: usize) -> Value {
-    json!({"kind": "train", "arch": "mlp", "data": format!("csv:{}", csv(home).display()),
+    json!({"kind": "train", "arch": "mlp", "data": format!("csv:{}", xor_csv(home).display()),
         "epochs": epochs, "batch_size": 8, "lr": 0.01, "optimizer": "adam", "seed": 1, "model": "xor"})
 }
 
@@ -356,5 +327,50 @@ fn a_bad_executor_stops_the_daemon_at_start_naming_the_choices() {
     assert!(
         said.contains("KILN_EXECUTOR=slrum") && said.contains("local, slurm"),
         "{said}"
+    );
+}
+
+#[test]
+fn a_job_slurm_holds_back_stays_queued_showing_pending_with_slurms_reason() {
+    if !slurm_here("a_job_slurm_holds_back_stays_queued_showing_pending_with_slurms_reason") {
+        return;
+    }
+    let home = tempfile::tempdir().expect("tempdir");
+    let config = home.path().join("config");
+    std::fs::create_dir_all(&config).expect("config dir");
+    // Extra sbatch arguments from the config: a start an hour away keeps it pending.
+    std::fs::write(
+        config.join("config.toml"),
+        "[daemon]\nsbatch_args = [\"--begin=now+1hour\"]\n",
+    )
+    .expect("config");
+    let d = slurm_daemon(home.path());
+    let id = submit(&d, &xor_job(home.path(), 1));
+    let pending = wait_for(&d, &id, "was pending for its begin time", |job| {
+        job["slurm"]["state"] == "PENDING" && job["slurm"]["reason"] == "BeginTime"
+    });
+    assert_eq!(pending["status"]["state"], "queued", "{pending}");
+    let slurm_id = pending["slurm"]["job_id"].as_u64().expect("job id");
+    assert!(scontrol(slurm_id).contains("Reason=BeginTime"), "Slurm holds it back");
+
+    let listed = kiln(home.path(), &["jobs", "ls"]);
+    let table = String::from_utf8_lossy(&listed.stdout);
+    assert!(table.contains(&format!("{slurm_id} PENDING (BeginTime)")), "{table}");
+    let shown = kiln(home.path(), &["jobs", "show", &id]);
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.contains(&format!("slurm {slurm_id} PENDING (BeginTime)")),
+        "{shown}"
+    );
+
+    // Cancelling a job still in Slurm's queue is scancel too, and nothing ever ran.
+    let (code, cancelling) = post(&d, &format!("/api/v1/jobs/{id}/cancel"), &json!({}));
+    assert_eq!(code, 200, "{cancelling}");
+    let done = wait_final(&d, &id);
+    assert_eq!(done["status"]["state"], "cancelled", "{done}");
+    assert_eq!(done["slurm"]["state"], "CANCELLED", "{done}");
+    assert!(
+        done["status"]["step"] == 0 && done["status"]["pid"].is_null(),
+        "the worker never started: {done}"
     );
 }

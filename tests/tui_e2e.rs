@@ -14,16 +14,15 @@
 
 use std::fs::File;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
+use common::tmux::{Terminal, env_line};
 
 /// The terminal the console runs in.
-const COLUMNS: &str = "120";
-const ROWS: &str = "36";
-/// The tmux session (and target) name.
-const SESSION: &str = "kiln";
+const COLUMNS: u16 = 120;
+const ROWS: u16 = 36;
 /// What the shell prints, with kiln's exit status, once kiln has exited.
 const EXITED: &str = "kiln exited with status";
 /// How often the screen is read while waiting.
@@ -50,37 +49,19 @@ const CLASSES: [&str; 10] = [
 
 /// A kilnd and a console in a private tmux server; both go away on drop, even on failure.
 struct Console {
-    socket: String,
-    home: tempfile::TempDir,
-    config: tempfile::TempDir,
+    terminal: Terminal,
     kilnd: Child,
-    /// The last screen read, for failure messages.
-    screen: String,
+    home: tempfile::TempDir,
+    /// Kept for kiln's `KILN_CONFIG_DIR` while it runs.
+    _config: tempfile::TempDir,
 }
 
 impl Drop for Console {
     fn drop(&mut self) {
-        let _ = self.tmux(&["kill-server"]);
+        self.terminal.close();
         let _ = self.kilnd.kill();
         let _ = self.kilnd.wait();
     }
-}
-
-/// Fails with the package to install when tmux is missing.
-fn require_tmux() {
-    match Command::new("tmux").arg("-V").output() {
-        Ok(out) if out.status.success() => {}
-        Ok(out) => panic!("`tmux -V` failed: {out:?}"),
-        Err(e) => panic!(
-            "this test drives the console in tmux, which cannot be run ({e}): install the `tmux` package \
-             (apt-get install tmux, or run scripts/setup)"
-        ),
-    }
-}
-
-/// `'text'` for sh, with embedded quotes escaped.
-fn shell_quote(text: &str) -> String {
-    format!("'{}'", text.replace('\'', r"'\''"))
 }
 
 /// Starts kilnd in the foreground on a free port and waits until it has written its address.
@@ -104,97 +85,37 @@ fn start_kilnd(home: &Path) -> Child {
 impl Console {
     /// A fresh home and daemon, and `kiln` (no subcommand) open in a detached tmux session.
     fn open() -> Console {
-        require_tmux();
         let home = tempfile::tempdir().expect("tempdir for KILN_HOME");
         let config = tempfile::tempdir().expect("tempdir for KILN_CONFIG_DIR");
         let kilnd = start_kilnd(home.path());
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let mut console = Console {
-            socket: format!("kiln-e2e-{}-{nanos}", std::process::id()),
-            home,
-            config,
-            kilnd,
-            screen: String::new(),
-        };
-        console.start_kiln();
-        console
-    }
-
-    fn start_kiln(&mut self) {
-        // The pane stays after kiln exits, so its last words can be read. The shell prints
-        // kiln's exit status: tmux's own #{pane_dead_status} is sometimes never filled in.
-        let conf = self.home.path().join("tmux.conf");
-        let settings = "set -g remain-on-exit on\nset -g status off\nset -g default-shell /bin/sh\n";
-        std::fs::write(&conf, settings).expect("write tmux.conf");
         let vars = [
-            ("KILN_HOME", self.home.path().to_path_buf()),
-            ("KILN_CONFIG_DIR", self.config.path().to_path_buf()),
+            ("KILN_CONTROL_PORT", "0".into()),
+            ("KILN_INFERENCE_BIND", "127.0.0.1:0".into()),
+            ("KILN_HOME", home.path().to_path_buf()),
+            ("KILN_CONFIG_DIR", config.path().to_path_buf()),
             ("KILN_KILND", common::kilnd_bin()),
         ];
-        let mut line = String::from("env KILN_CONTROL_PORT=0 KILN_INFERENCE_BIND=127.0.0.1:0");
-        for (name, value) in vars {
-            line.push(' ');
-            line.push_str(&shell_quote(&format!("{name}={}", value.display())));
-        }
-        line.push(' ');
-        line.push_str(&shell_quote(env!("CARGO_BIN_EXE_kiln")));
+        // The shell prints kiln's exit status: tmux's own #{pane_dead_status} is sometimes
+        // never filled in.
+        let mut line = env_line(vars, env!("CARGO_BIN_EXE_kiln"), &[]);
         line.push_str(&format!("; echo \"{EXITED} $?\""));
-        let conf = conf.to_str().expect("utf-8 temp path").to_owned();
-        let out = self.tmux(&[
-            "-f",
-            &conf,
-            "new-session",
-            "-d",
-            "-s",
-            SESSION,
-            "-x",
-            COLUMNS,
-            "-y",
-            ROWS,
-            &line,
-        ]);
-        assert!(out.status.success(), "tmux new-session failed: {out:?}");
-    }
-
-    fn tmux(&self, args: &[&str]) -> Output {
-        Command::new("tmux")
-            .arg("-L")
-            .arg(&self.socket)
-            .args(args)
-            .env_remove("TMUX")
-            .output()
-            .expect("run tmux")
-    }
-
-    /// Reads the screen as text.
-    fn capture(&mut self) -> &str {
-        self.capture_with(&[])
-    }
-
-    /// Reads the screen with extra `capture-pane` options (`-S -`: from the start of history).
-    fn capture_with(&mut self, options: &[&str]) -> &str {
-        let mut args = vec!["capture-pane", "-p", "-t", SESSION];
-        args.extend_from_slice(options);
-        let out = self.tmux(&args);
-        assert!(out.status.success(), "tmux capture-pane failed: {out:?}");
-        self.screen = String::from_utf8_lossy(&out.stdout).into_owned();
-        &self.screen
+        let terminal = Terminal::open("kiln-e2e", home.path(), COLUMNS, ROWS, &line);
+        Console {
+            terminal,
+            kilnd,
+            home,
+            _config: config,
+        }
     }
 
     /// Presses keys by tmux name (`Enter`, `Left`, `BSpace`) or as single characters.
     fn press(&self, keys: &[&str]) {
-        let mut args = vec!["send-keys", "-t", SESSION];
-        args.extend_from_slice(keys);
-        let out = self.tmux(&args);
-        assert!(out.status.success(), "tmux send-keys {keys:?} failed: {out:?}");
+        self.terminal.press(keys);
     }
 
     /// Types `text` literally.
     fn type_text(&self, text: &str) {
-        let out = self.tmux(&["send-keys", "-t", SESSION, "-l", text]);
-        assert!(out.status.success(), "tmux send-keys -l {text:?} failed: {out:?}");
+        self.terminal.type_text(text);
     }
 
     /// Panics with the last screen and the daemon's log.
@@ -210,22 +131,16 @@ impl Console {
             .collect();
         panic!(
             "{why}\n──── last screen ────\n{}\n──── kilnd log (tail) ────\n{}",
-            self.screen,
+            self.terminal.screen,
             tail.join("\n")
         );
     }
 
     /// Reads the screen until `found` returns something, or fails after `timeout`.
-    fn wait_for<T>(&mut self, what: &str, timeout: Duration, mut found: impl FnMut(&str) -> Option<T>) -> T {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(v) = found(self.capture()) {
-                return v;
-            }
-            if Instant::now() >= deadline {
-                self.fail(&format!("waited {timeout:?} for {what}"));
-            }
-            std::thread::sleep(POLL);
+    fn wait_for<T>(&mut self, what: &str, timeout: Duration, found: impl FnMut(&str) -> Option<T>) -> T {
+        match self.terminal.wait(what, timeout, POLL, found) {
+            Ok(v) => v,
+            Err(why) => self.fail(&why),
         }
     }
 
@@ -241,7 +156,7 @@ impl Console {
     fn exit_status(&mut self) -> i32 {
         let deadline = Instant::now() + REACT;
         loop {
-            let screen = self.capture_with(&["-S", "-"]);
+            let screen = self.terminal.capture_with(&["-S", "-"]);
             let status = screen
                 .lines()
                 .find_map(|l| l.strip_prefix(EXITED))

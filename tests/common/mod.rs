@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod ssh;
+pub mod tmux;
 
 /// The `kilnd` binary of this build: the workspace puts it beside `kiln` (`scripts/test` builds
 /// both; `cargo test -p kiln` alone does not build the daemon's package).
@@ -186,6 +187,57 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+impl Daemon {
+    /// `GET path` with the daemon's token: the status and the JSON answer.
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        http_json("GET", &format!("{}{path}", self.base), Some(&self.token), None)
+    }
+
+    /// `POST path` of the JSON `body` with the daemon's token: the status and the answer.
+    pub fn post(&self, path: &str, body: &str) -> (u16, Value) {
+        http_json(
+            "POST",
+            &format!("{}{path}", self.base),
+            Some(&self.token),
+            Some(body.as_bytes()),
+        )
+    }
+
+    /// Polls job `id` until `done` holds for its view, and returns that view; fails naming
+    /// `what` after `patience`.
+    pub fn wait_job(&self, id: &str, what: &str, patience: Duration, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + patience;
+        loop {
+            let (_, job) = self.get(&format!("/api/v1/jobs/{id}"));
+            if done(&job) {
+                return job;
+            }
+            assert!(Instant::now() < deadline, "job {id} never {what}: {job}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// [`Daemon::wait_job`] until the job's state is one of `want`.
+    pub fn wait_state(&self, id: &str, want: &[&str], patience: Duration) -> Value {
+        self.wait_job(id, &format!("reached {want:?}"), patience, |job| {
+            want.iter().any(|w| job["status"]["state"] == *w)
+        })
+    }
+}
+
+/// A small CSV in `dir` (`xor.csv`: 400 rows of two features, labelled by their sum's side
+/// of 1): quick to train on, any executor.
+pub fn xor_csv(dir: &Path) -> PathBuf {
+    let path = dir.join("xor.csv");
+    let mut text = String::from("a,b,label\n");
+    for i in 0..400 {
+        let (a, b) = ((i * 37 % 100) as f64 / 100.0, (i * 61 % 100) as f64 / 100.0);
+        text.push_str(&format!("{a},{b},{}\n", u8::from(a + b > 1.0)));
+    }
+    std::fs::write(&path, text).expect("csv");
+    path
 }
 
 /// Starts a daemon for `home` and waits for its address.
