@@ -157,3 +157,59 @@ fn a_worse_candidate_is_refused_by_the_golden_gate_and_force_is_journaled() {
     assert!(rolled["gates"].is_null(), "{rolled:#}");
     assert_eq!(answered_by(home), "2");
 }
+
+#[test]
+fn a_much_slower_candidate_is_refused_by_the_latency_gate() {
+    let home = tempfile::tempdir().expect("home");
+    let home = home.path();
+    for hidden in ["[16]", "[2048, 2048]"] {
+        let config = format!(r#"{{"hidden": {hidden}}}"#);
+        let args = [
+            "--json",
+            "train",
+            "mlp",
+            "--data",
+            "fashion-mnist",
+            "--config",
+            &config,
+            "--limit",
+            "1000",
+            "--epochs",
+            "1",
+            "--name",
+            "wide",
+        ];
+        let end = common::json(&kiln(home, &args));
+        assert_eq!(end["state"], "succeeded", "{end:#}");
+    }
+    let first = kiln(home, &["--json", "deploy", "wide@1", "--gate-samples", "200"]);
+    assert!(first.status.success(), "{first:?}");
+
+    // Two hidden layers of 2,048 cost some 400× the multiply-adds of one of 16 at batch 1:
+    // every timed pass fails the 1.25× limit, and the report says it repeated.
+    let dry = kiln(
+        home,
+        &["--json", "deploy", "wide@2", "--dry-run", "--gate-samples", "200"],
+    );
+    assert_eq!(dry.status.code(), Some(5), "{dry:?}");
+    let dry = common::json_of(&dry);
+    let latency = check(&dry["report"], "latency");
+    assert_eq!(latency["outcome"], "failed", "{dry:#}");
+    assert!(
+        latency["detail"].as_str().is_some_and(|d| d.contains("pass 5 of 5")),
+        "{dry:#}"
+    );
+    let (new, old) = (
+        dry["report"]["candidate"]["p99_ms"].as_f64().unwrap_or(0.0),
+        dry["report"]["current"]["p99_ms"].as_f64().unwrap_or(f64::INFINITY),
+    );
+    assert!(new > 1.25 * old, "{dry:#}");
+
+    let refused = kiln(home, &["deploy", "wide@2", "--gate-samples", "200"]);
+    assert_eq!(refused.status.code(), Some(5), "{refused:?}");
+    let message = common::stderr(&refused);
+    assert!(
+        message.contains("latency FAILED") && message.contains("v1 keeps serving"),
+        "{message}"
+    );
+}
