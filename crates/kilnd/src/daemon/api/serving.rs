@@ -41,16 +41,22 @@ pub async fn journal(State(state): State<AppState>, Query(q): Query<JournalQuery
     .await
 }
 
+/// The version a deploy or a gate check names: `version`, or the model's latest.
+fn resolve(state: &AppState, model: Name, version: Option<Selector>) -> Result<(ModelRef, u32), ApiError> {
+    let reference = ModelRef {
+        model,
+        selector: version.unwrap_or(Selector::Latest),
+    };
+    let version = registry(state)?.resolve(&reference)?;
+    Ok((reference, version))
+}
+
 /// Load, warm up, switch.
 pub async fn deploy(
     State(state): State<AppState>,
     Body(body): Body<DeployRequest>,
 ) -> Result<Json<JournalEntry>, ApiError> {
-    let reference = ModelRef {
-        model: body.model,
-        selector: body.version.unwrap_or(Selector::Latest),
-    };
-    let version = registry(&state)?.resolve(&reference)?;
+    let (reference, version) = resolve(&state, body.model, body.version)?;
     let server = state.server.clone();
     blocking(move || {
         let gates = Gates::Run {
@@ -79,11 +85,7 @@ pub async fn check_gates(
     State(state): State<AppState>,
     Body(body): Body<GateRequest>,
 ) -> Result<Json<GateResult>, ApiError> {
-    let reference = ModelRef {
-        model: body.model,
-        selector: body.version.unwrap_or(Selector::Latest),
-    };
-    let version = registry(&state)?.resolve(&reference)?;
+    let (reference, version) = resolve(&state, body.model, body.version)?;
     let server = state.server.clone();
     blocking(move || {
         let rows = body.gate_samples.unwrap_or(GOLDEN_SAMPLES).max(1);
