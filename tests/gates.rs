@@ -12,6 +12,12 @@ mod common;
 use common::kiln;
 
 fn train(home: &Path, extra: &[&str]) -> String {
+    train_mlp(home, "fm", "[64]", extra)
+}
+
+/// Trains an mlp with `hidden` layers on Fashion-MNIST as model `name`; the version made.
+fn train_mlp(home: &Path, name: &str, hidden: &str, extra: &[&str]) -> String {
+    let config = format!(r#"{{"hidden": {hidden}}}"#);
     let mut args = vec![
         "--json",
         "train",
@@ -19,9 +25,9 @@ fn train(home: &Path, extra: &[&str]) -> String {
         "--data",
         "fashion-mnist",
         "--config",
-        r#"{"hidden": [64]}"#,
+        &config,
         "--name",
-        "fm",
+        name,
     ];
     args.extend(extra);
     let end = common::json(&kiln(home, &args));
@@ -174,24 +180,7 @@ fn a_much_slower_candidate_is_refused_by_the_latency_gate() {
     let home = tempfile::tempdir().expect("home");
     let home = home.path();
     for hidden in ["[16]", "[2048, 2048]"] {
-        let config = format!(r#"{{"hidden": {hidden}}}"#);
-        let args = [
-            "--json",
-            "train",
-            "mlp",
-            "--data",
-            "fashion-mnist",
-            "--config",
-            &config,
-            "--limit",
-            "1000",
-            "--epochs",
-            "1",
-            "--name",
-            "wide",
-        ];
-        let end = common::json(&kiln(home, &args));
-        assert_eq!(end["state"], "succeeded", "{end:#}");
+        train_mlp(home, "wide", hidden, &["--limit", "1000", "--epochs", "1"]);
     }
     let first = kiln(home, &["--json", "deploy", "wide@1", "--gate-samples", "200"]);
     assert!(first.status.success(), "{first:?}");

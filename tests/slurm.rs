@@ -44,17 +44,18 @@ fn unavailable() -> Option<String> {
     }
 }
 
-/// Whether to go on; says `SKIPPED` on stderr when not. Written to the stderr stream itself,
-/// not through `eprintln!`, which the test harness captures and hides for a passing test.
-fn slurm_here(test: &str) -> bool {
+/// A temp home for `test`, or `None` after saying `SKIPPED` on stderr when Slurm is not
+/// here. Written to the stderr stream itself, not through `eprintln!`, which the test harness
+/// captures and hides for a passing test.
+fn slurm_home(test: &str) -> Option<tempfile::TempDir> {
     use std::io::Write;
     match unavailable() {
         Some(why) => {
             let line = format!("SKIPPED: Slurm is not available here: {why} ({test})\n");
             let _ = std::io::stderr().write_all(line.as_bytes());
-            false
+            None
         }
-        None => true,
+        None => Some(tempfile::tempdir().expect("tempdir")),
     }
 }
 
@@ -127,10 +128,9 @@ fn xor_job(home: &Path, epochs: usize) -> Value {
 
 #[test]
 fn a_short_training_through_slurm_registers_its_version() {
-    if !slurm_here("a_short_training_through_slurm_registers_its_version") {
+    let Some(home) = slurm_home("a_short_training_through_slurm_registers_its_version") else {
         return;
-    }
-    let home = tempfile::tempdir().expect("tempdir");
+    };
     let d = slurm_daemon(home.path());
     let id = submit(&d, &xor_job(home.path(), 3));
     let slurm_id = wait_slurm_id(&d, &id);
@@ -158,10 +158,9 @@ fn a_short_training_through_slurm_registers_its_version() {
 
 #[test]
 fn a_cancelled_slurm_job_ends_cancelled_through_scancel_with_its_checkpoint() {
-    if !slurm_here("a_cancelled_slurm_job_ends_cancelled_through_scancel_with_its_checkpoint") {
+    let Some(home) = slurm_home("a_cancelled_slurm_job_ends_cancelled_through_scancel_with_its_checkpoint") else {
         return;
-    }
-    let home = tempfile::tempdir().expect("tempdir");
+    };
     let d = slurm_daemon(home.path());
     let id = submit(&d, &xor_job(home.path(), 400));
     let slurm_id = wait_slurm_id(&d, &id);
@@ -186,10 +185,9 @@ fn a_cancelled_slurm_job_ends_cancelled_through_scancel_with_its_checkpoint() {
 
 #[test]
 fn a_failing_slurm_job_ends_failed_with_slurms_exit_code() {
-    if !slurm_here("a_failing_slurm_job_ends_failed_with_slurms_exit_code") {
+    let Some(home) = slurm_home("a_failing_slurm_job_ends_failed_with_slurms_exit_code") else {
         return;
-    }
-    let home = tempfile::tempdir().expect("tempdir");
+    };
     let d = slurm_daemon(home.path());
     // The same divergence tests/train.rs checks locally.
     let spec = json!({"kind": "train", "arch": "mf", "data": "ratings-synth", "epochs": 1, "lr": 1e12,
@@ -231,10 +229,9 @@ fn a_failing_slurm_job_ends_failed_with_slurms_exit_code() {
 
 #[test]
 fn a_daemon_restarted_while_a_slurm_job_runs_re_adopts_it_without_resubmitting() {
-    if !slurm_here("a_daemon_restarted_while_a_slurm_job_runs_re_adopts_it_without_resubmitting") {
+    let Some(home) = slurm_home("a_daemon_restarted_while_a_slurm_job_runs_re_adopts_it_without_resubmitting") else {
         return;
-    }
-    let home = tempfile::tempdir().expect("tempdir");
+    };
     let mut d = slurm_daemon(home.path());
     let id = submit(&d, &xor_job(home.path(), 60));
     let slurm_id = wait_slurm_id(&d, &id);
@@ -280,10 +277,9 @@ fn a_daemon_restarted_while_a_slurm_job_runs_re_adopts_it_without_resubmitting()
 
 #[test]
 fn a_studys_trials_run_as_slurm_jobs_and_asha_prunes_them_through_scancel() {
-    if !slurm_here("a_studys_trials_run_as_slurm_jobs_and_asha_prunes_them_through_scancel") {
+    let Some(home) = slurm_home("a_studys_trials_run_as_slurm_jobs_and_asha_prunes_them_through_scancel") else {
         return;
-    }
-    let home = tempfile::tempdir().expect("tempdir");
+    };
     let _d = slurm_daemon(home.path());
     let spec = home.path().join("study.toml");
     std::fs::write(&spec, common::asha_study("fm-slurm")).expect("spec");
@@ -332,10 +328,9 @@ fn a_bad_executor_stops_the_daemon_at_start_naming_the_choices() {
 
 #[test]
 fn a_job_slurm_holds_back_stays_queued_showing_pending_with_slurms_reason() {
-    if !slurm_here("a_job_slurm_holds_back_stays_queued_showing_pending_with_slurms_reason") {
+    let Some(home) = slurm_home("a_job_slurm_holds_back_stays_queued_showing_pending_with_slurms_reason") else {
         return;
-    }
-    let home = tempfile::tempdir().expect("tempdir");
+    };
     let config = home.path().join("config");
     std::fs::create_dir_all(&config).expect("config dir");
     // Extra sbatch arguments from the config: a start an hour away keeps it pending.
